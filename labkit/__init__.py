@@ -1,0 +1,57 @@
+"""labkit: WebSocket vs REST, measured live in your notebook.
+
+    import labkit as lk
+    lab = lk.start()          # the lab server, in this kernel, on 127.0.0.1
+    lk.rest(lab).get("/healthz")
+
+Importing labkit is light: the server, pandas and plotly load when first used.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+__version__ = "0.1.0"
+
+QUICK = os.environ.get("LABKIT_QUICK", "") not in ("", "0")
+"""True when LABKIT_QUICK=1: lessons shrink trial counts and durations (tests set it)."""
+
+# public name -> "module:attribute" (or "module" for a submodule), resolved on first use
+_LAZY = {
+    "start": "labkit.server.runner:start",
+    "stop": "labkit.server.runner:stop",
+    "current": "labkit.server.runner:current",
+    "LabServer": "labkit.server.runner:LabServer",
+    "LabStartError": "labkit.server.runner:LabStartError",
+    "rest": "labkit.clients.rest:RestClient",
+    "websocket": "labkit.clients.ws:WsClient",
+    "check": "labkit.check",
+    "measure": "labkit.measure",
+    "plots": "labkit.plots",
+    "widgets": "labkit.widgets",
+    "ping_meter": "labkit.widgets.ping:ping_meter",
+}
+
+
+def pick(quick, full):
+    """`quick` under LABKIT_QUICK=1 (tests, CI), `full` for a student: `n = lk.pick(50, 2000)`."""
+    return quick if QUICK else full
+
+
+def __getattr__(name: str):
+    target = _LAZY.get(name)
+    if target is None:
+        raise AttributeError(f"module 'labkit' has no attribute {name!r}")
+    module_name, _, attr = target.partition(":")
+    module = importlib.import_module(module_name)
+    value = getattr(module, attr) if attr else module
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted([*globals(), *_LAZY])
+
+
+__all__ = ["QUICK", "__version__", "pick", *_LAZY]

@@ -1,0 +1,177 @@
+"""RestClient: an HTTP client that logs every exchange (bytes, time, connection reuse)."""
+
+from __future__ import annotations
+
+import json as jsonlib
+import time
+from dataclasses import asdict, dataclass, field
+
+import aiohttp
+
+from .. import _loop
+from ._target import base_url
+
+
+@dataclass
+class Exchange:
+    """One request and its response, as the request log shows it."""
+
+    method: str
+    path: str
+    status: int
+    request_header_bytes: int
+    response_header_bytes: int
+    request_body_bytes: int
+    response_body_bytes: int
+    elapsed_ms: float
+    reused_connection: bool
+
+
+@dataclass
+class Reply:
+    """What came back: status, headers, body, and how long the exchange took."""
+
+    status: int
+    headers: dict
+    body: bytes
+    elapsed_ms: float
+    reused_connection: bool
+    exchange: Exchange = field(repr=False)
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+    def json(self):
+        return jsonlib.loads(self.body) if self.body else None
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 400
+
+
+def request_head_bytes(method: str, path: str, headers) -> int:
+    """Size of the request line plus headers as HTTP/1.1 puts them on the wire."""
+    lines = [f"{method} {path} HTTP/1.1"] + [f"{k}: {v}" for k, v in headers.items()]
+    return len(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+
+
+def response_head_bytes(response: aiohttp.ClientResponse) -> int:
+    """Size of the status line plus headers exactly as they arrived."""
+    status_line = f"HTTP/{response.version.major}.{response.version.minor} {response.status} {response.reason}"
+    raw = sum(len(k) + 2 + len(v) + 2 for k, v in response.raw_headers)
+    return len(status_line) + 2 + raw + 2
+
+
+class RestClient:
+    """Sync HTTP client for lessons: `api = lk.rest(lab); api.get("/healthz").json()`.
+
+    keep_alive=True reuses one TCP connection across requests (HTTP/1.1's default);
+    keep_alive=False opens a new connection for every request. Every exchange is appended to `log`.
+    """
+
+    def __init__(self, target, *, keep_alive: bool = True, timeout: float = 10.0, headers=None):
+        self.base = base_url(target)
+        self.keep_alive = keep_alive
+        self.timeout = timeout
+        self.default_headers = dict(headers or {})
+        self.log: list[Exchange] = []
+        self._session: aiohttp.ClientSession | None = None
+
+    # -- plumbing ----------------------------------------------------------------------------
+    async def _ensure_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            trace = aiohttp.TraceConfig()
+            trace.on_connection_reuseconn.append(self._on_reuse)
+            trace.on_request_headers_sent.append(self._on_headers_sent)
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(force_close=not self.keep_alive, limit=1),
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                trace_configs=[trace],
+                auto_decompress=True,
+            )
+        return self._session
+
+    async def _on_reuse(self, session, ctx, params) -> None:
+        ctx.trace_request_ctx["reused"] = True
+
+    async def _on_headers_sent(self, session, ctx, params) -> None:
+        ctx.trace_request_ctx["head_bytes"] = request_head_bytes(
+            params.method, params.url.raw_path_qs, params.headers
+        )
+
+    async def _request(self, method, path, *, json=None, data=None, headers=None) -> Reply:
+        session = await self._ensure_session()
+        hdrs = {**self.default_headers, **(headers or {})}
+        if json is not None:
+            data = jsonlib.dumps(json).encode()
+            hdrs.setdefault("Content-Type", "application/json")
+        if isinstance(data, str):
+            data = data.encode()
+        ctx: dict = {"reused": False, "head_bytes": 0}
+        started = time.perf_counter_ns()
+        async with session.request(
+            method, self.base + path, data=data, headers=hdrs, trace_request_ctx=ctx,
+            allow_redirects=False,
+        ) as response:
+            body = await response.read()
+        elapsed_ms = (time.perf_counter_ns() - started) / 1e6
+        exchange = Exchange(
+            method=method,
+            path=path,
+            status=response.status,
+            request_header_bytes=ctx["head_bytes"],
+            response_header_bytes=response_head_bytes(response),
+            request_body_bytes=len(data or b""),
+            response_body_bytes=len(body),
+            elapsed_ms=elapsed_ms,
+            reused_connection=ctx["reused"],
+        )
+        self.log.append(exchange)
+        return Reply(response.status, dict(response.headers), body, elapsed_ms, ctx["reused"], exchange)
+
+    # -- public API ----------------------------------------------------------------------------
+    def request(self, method: str, path: str, **kw) -> Reply:
+        """Send one request; `json=` sends a JSON body, `data=` raw bytes or text, `headers=` extra headers."""
+        return _loop.run(self._request(method.upper(), path, **kw), timeout=self.timeout + 5)
+
+    def get(self, path: str, **kw) -> Reply:
+        return self.request("GET", path, **kw)
+
+    def post(self, path: str, **kw) -> Reply:
+        return self.request("POST", path, **kw)
+
+    def put(self, path: str, **kw) -> Reply:
+        return self.request("PUT", path, **kw)
+
+    def patch(self, path: str, **kw) -> Reply:
+        return self.request("PATCH", path, **kw)
+
+    def delete(self, path: str, **kw) -> Reply:
+        return self.request("DELETE", path, **kw)
+
+    def head(self, path: str, **kw) -> Reply:
+        return self.request("HEAD", path, **kw)
+
+    def options(self, path: str, **kw) -> Reply:
+        return self.request("OPTIONS", path, **kw)
+
+    def log_frame(self):
+        """The request log as a pandas DataFrame, one row per exchange."""
+        import pandas as pd
+
+        return pd.DataFrame([asdict(e) for e in self.log])
+
+    def close(self) -> None:
+        if self._session is not None and not self._session.closed:
+            _loop.run(self._session.close())
+
+    def __enter__(self) -> RestClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        mode = "keep-alive" if self.keep_alive else "new connection per request"
+        return f"<RestClient {self.base} ({mode}), {len(self.log)} exchanges logged>"

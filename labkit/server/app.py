@@ -1,0 +1,44 @@
+"""make_app(config): the one aiohttp Application of the lab, assembled from route families.
+
+A route family is a module in this package with `setup(app)` (add routes, state and signals) and
+`OPENAPI_PATHS` (its HTTP routes as OpenAPI path items); WebSocket and SSE families may add
+`ASYNCAPI_CHANNELS`. Adding a family is one module plus one line in FAMILIES.
+"""
+
+from __future__ import annotations
+
+import importlib
+import weakref
+from types import ModuleType
+
+from aiohttp import web
+
+from .config import LabConfig
+from .keys import CONFIG, WEBSOCKETS
+from .problem import problem_middleware
+from .websocket import close_all
+
+FAMILIES = (
+    "core",
+    "echo",
+)
+
+FAMILY_MODULES = web.AppKey("family_modules", tuple)
+
+
+def families() -> tuple[ModuleType, ...]:
+    """The route family modules, in FAMILIES order."""
+    return tuple(importlib.import_module(f"{__package__}.{name}") for name in FAMILIES)
+
+
+def make_app(config: LabConfig | None = None) -> web.Application:
+    """Build the lab Application for `config` (defaults: loopback, port 0, temporary database)."""
+    config = config or LabConfig()
+    app = web.Application(middlewares=[problem_middleware], client_max_size=config.max_body)
+    app[CONFIG] = config
+    app[WEBSOCKETS] = weakref.WeakSet()
+    app[FAMILY_MODULES] = families()
+    for module in app[FAMILY_MODULES]:
+        module.setup(app)
+    app.on_shutdown.append(close_all)
+    return app

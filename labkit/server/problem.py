@@ -1,0 +1,67 @@
+"""HTTP errors as RFC 9457 problem details (`application/problem+json`)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from http import HTTPStatus
+
+from aiohttp import web
+
+PROBLEM_TYPE = "application/problem+json"
+log = logging.getLogger("labkit.server")
+
+
+def problem(status: int, detail: str, *, headers: dict | None = None, **extra) -> web.Response:
+    """Build a problem+json response with `type`, `title`, `status`, `detail` and any extra members."""
+    body = {
+        "type": "about:blank",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        **extra,
+    }
+    return web.Response(
+        status=status,
+        body=json.dumps(body).encode(),
+        content_type=PROBLEM_TYPE,
+        headers=headers,
+    )
+
+
+class ProblemError(Exception):
+    """Raise from a handler to answer with a problem; `extra` becomes members of the body."""
+
+    def __init__(self, status: int, detail: str, *, headers: dict | None = None, **extra):
+        super().__init__(detail)
+        self.status, self.detail, self.headers, self.extra = status, detail, headers, extra
+
+    def response(self) -> web.Response:
+        return problem(self.status, self.detail, headers=self.headers, **self.extra)
+
+
+_DETAILS = {
+    404: "No route matches this path. GET / lists every route.",
+    405: "This route does not accept that method; the Allow header lists the ones it does.",
+    413: "The request body is larger than this lab accepts.",
+}
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler):
+    """Turn every error into problem+json: aiohttp's HTTP errors keep their status, anything else is a 500."""
+    try:
+        return await handler(request)
+    except ProblemError as exc:
+        return exc.response()
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
+        detail = _DETAILS.get(exc.status) or exc.text or exc.reason
+        if exc.status == 413:
+            detail = f"{_DETAILS[413]} ({exc.text})"
+        return problem(exc.status, detail, headers=headers)
+    except Exception:  # a bug of ours: log it here, never send a traceback to the user
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return problem(500, "The lab server hit an unexpected error; it is logged on the server.")

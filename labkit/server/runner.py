@@ -1,0 +1,244 @@
+"""LabServer: the lab app on its own daemon thread and event loop, so cells can block freely.
+
+A server on the kernel's own loop would deadlock any synchronous request made from a cell (the
+cell holds the loop while it waits for an answer that the loop should produce). Here the server
+has a private loop on a private thread; the kernel's loop stays free for top-level `await`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import shutil
+import tempfile
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+from aiohttp import web
+
+from .app import make_app
+from .config import LabConfig
+
+STOP_TIMEOUT = 0.5
+"""Seconds the server gives running handlers to finish once stopping has begun."""
+
+
+class LabStartError(RuntimeError):
+    """The lab server could not start; the message says what to do."""
+
+
+class LabServer:
+    """One running lab server. Use `url`, `ws_url`, `stop()`, or `with LabServer(...) as lab:`."""
+
+    def __init__(self, config: LabConfig | None = None):
+        self.config = config or LabConfig()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self._workdir: tempfile.TemporaryDirectory | None = None
+        self.port: int | None = None
+        self.app: web.Application | None = None
+
+    # -- addresses -------------------------------------------------------------------------
+    @property
+    def host(self) -> str:
+        return self.config.host
+
+    def _base(self, scheme: str) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}{'s' if self.config.tls else ''}://{host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """Base URL of the REST side, e.g. http://127.0.0.1:41234."""
+        return self._base("http")
+
+    @property
+    def ws_url(self) -> str:
+        """Base URL of the WebSocket side, e.g. ws://127.0.0.1:41234."""
+        return self._base("ws")
+
+    @property
+    def db_path(self) -> Path:
+        """The SQLite file behind the REST resources (a temporary one unless you chose `db=`)."""
+        if self.config.db:
+            return Path(self.config.db).resolve()
+        if self._workdir is None:
+            self._workdir = tempfile.TemporaryDirectory(prefix="labkit-")
+        return Path(self._workdir.name) / "lab.db"
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self, timeout: float = 10.0) -> LabServer:
+        """Bind and serve; returns once the port answers. Errors are raised here, in the caller."""
+        if self.running:
+            return self
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="labkit-server", daemon=True
+        )
+        self._thread.start()
+        future = asyncio.run_coroutine_threadsafe(self._serve(), self._loop)
+        try:
+            future.result(timeout)
+        except OSError as exc:
+            self._halt_loop()
+            raise LabStartError(self._bind_advice(exc)) from None
+        except BaseException:
+            future.cancel()
+            self._halt_loop()
+            raise
+        return self
+
+    def _bind_advice(self, exc: OSError) -> str:
+        where = f"{self.config.host}:{self.config.port}"
+        if exc.errno == errno.EADDRINUSE:
+            return (
+                f"Port {self.config.port} on {self.config.host} is already in use. Stop the other "
+                "program (or the other lab: lk.stop()), or call lk.start() without port= to let "
+                "the system pick a free port."
+            )
+        if exc.errno == errno.EADDRNOTAVAIL:
+            return f"Cannot bind {where}: this machine has no such address. Use 127.0.0.1."
+        if exc.errno == errno.EACCES:
+            return f"Not allowed to bind {where}: ports below 1024 need privileges; pick a higher port."
+        return f"Cannot bind {where}: {exc.strerror or exc}"
+
+    async def _serve(self) -> None:
+        effective = replace(self.config, db=str(self.db_path))
+        self.app = make_app(effective)
+        self._runner = web.AppRunner(
+            self.app, handle_signals=False, access_log=None, shutdown_timeout=STOP_TIMEOUT
+        )
+        await self._runner.setup()
+        ssl_context = None
+        if self.config.tls:
+            from ..tls import server_ssl_context
+
+            ssl_context = server_ssl_context()
+        site = web.TCPSite(
+            self._runner, self.config.host, self.config.port, ssl_context=ssl_context,
+            reuse_address=True,
+        )
+        try:
+            await site.start()
+        except BaseException:
+            await self._runner.cleanup()
+            raise
+        self.port = self._runner.addresses[0][1]
+
+    def stop(self, *, keep_data: bool = False) -> None:
+        """Close every WebSocket with 1001, free the port, end the thread. Safe to call twice."""
+        if self._loop is None:
+            return
+        if self._runner is not None and self._loop.is_running():
+            future = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)
+            try:
+                future.result(5)
+            except Exception:  # noqa: BLE001 - stopping must always finish
+                pass
+        self._halt_loop()
+        self._runner = None
+        if self._workdir is not None and not keep_data:
+            self._workdir.cleanup()
+            self._workdir = None
+
+    def restart(self) -> LabServer:
+        """Stop and start again on the same port with the same data (a server restart, live)."""
+        port = self.port
+        self.stop(keep_data=True)
+        self.config = replace(self.config, port=port)
+        return self.start()
+
+    def _halt_loop(self) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is None:
+            return
+        if loop.is_running():
+            asyncio.run_coroutine_threadsafe(_drain(loop), loop).result(5)
+            loop.call_soon_threadsafe(loop.stop)
+        if thread is not None:
+            thread.join(5)
+        loop.close()
+        self._loop = self._thread = None
+
+    def call(self, coro, timeout: float = 10.0):
+        """Run a coroutine on the server's loop and return its result (for tests and lessons)."""
+        if self._loop is None:
+            raise RuntimeError("the lab server is not running: call lk.start() first")
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def status(self) -> dict:
+        """What is running where: url, ws_url, db, open WebSockets."""
+        from .keys import WEBSOCKETS
+
+        open_ws = len([w for w in self.app[WEBSOCKETS] if not w.closed]) if self.app else 0
+        return {
+            "running": self.running,
+            "url": self.url if self.running else None,
+            "ws_url": self.ws_url if self.running else None,
+            "db": str(self.db_path),
+            "open_websockets": open_ws,
+        }
+
+    def __enter__(self) -> LabServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = f"running at {self.url}" if self.running else "stopped"
+        return f"<LabServer {state}>"
+
+
+async def _drain(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel what is still pending on the server loop and end its executor threads."""
+    me = asyncio.current_task()
+    pending = [t for t in asyncio.all_tasks(loop) if t is not me]
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    await loop.shutdown_default_executor()
+
+
+_current: LabServer | None = None
+_lock = threading.Lock()
+
+
+def start(**options) -> LabServer:
+    """Start the kernel's lab server, or return the running one if the options are the same.
+
+    Different options stop the running server and start a new one.
+    """
+    global _current
+    if "allowed_origins" in options:
+        options["allowed_origins"] = tuple(options["allowed_origins"])
+    config = LabConfig(**options)
+    with _lock:
+        if _current is not None and _current.running:
+            wanted = replace(config, port=_current.port) if config.port == 0 else config
+            same_port = replace(_current.config, port=_current.port)
+            if wanted == same_port or config == _current.config:
+                return _current
+            _current.stop()
+        _current = LabServer(config).start()
+        return _current
+
+
+def stop() -> None:
+    """Stop the kernel's lab server if one is running."""
+    global _current
+    with _lock:
+        if _current is not None:
+            _current.stop()
+            _current = None
+
+
+def current() -> LabServer | None:
+    """The running lab server of this kernel, if any."""
+    return _current if _current is not None and _current.running else None

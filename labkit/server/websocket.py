@@ -1,0 +1,69 @@
+"""Shared WebSocket plumbing: the Origin rule, size limit, and tracking for a clean shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from urllib.parse import urlsplit
+
+from aiohttp import WSCloseCode, web
+
+from .keys import CONFIG, WEBSOCKETS
+from .problem import ProblemError
+
+LOOPBACK_NAMES = {"localhost"}
+CLOSE_TIMEOUT = 0.5
+"""Seconds the server waits for the peer's Close frame before dropping the connection."""
+
+
+def origin_allowed(origin: str | None, allowed: tuple[str, ...] = ()) -> bool:
+    """True for no Origin (non-browser clients), a loopback Origin, or one listed in `allowed`.
+
+    Browsers always send Origin on a WebSocket handshake; a page from another site must not be able
+    to open a socket to the lab with the user's cookies (cross-site WebSocket hijacking).
+    """
+    if origin is None:
+        return True
+    if origin.rstrip("/") in {o.rstrip("/") for o in allowed} or "*" in allowed:
+        return True
+    host = urlsplit(origin).hostname
+    if host is None:
+        return False
+    if host in LOOPBACK_NAMES or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+async def accept(request: web.Request, **options) -> web.WebSocketResponse:
+    """Check Origin, then complete the handshake with the lab's limits and track the socket.
+
+    A foreign Origin is refused with 403 problem+json before any upgrade happens.
+    Messages above the configured limit close the connection with 1009 (aiohttp's reader does it).
+    """
+    config = request.app[CONFIG]
+    origin = request.headers.get("Origin")
+    if not origin_allowed(origin, config.allowed_origins):
+        raise ProblemError(
+            403,
+            f"Origin {origin!r} is not allowed to open a WebSocket here. Only loopback pages (or "
+            "origins passed as lk.start(allowed_origins=[...])) may connect.",
+        )
+    options.setdefault("max_msg_size", config.max_ws_message)
+    options.setdefault("heartbeat", None)
+    options.setdefault("timeout", CLOSE_TIMEOUT)
+    ws = web.WebSocketResponse(**options)
+    await ws.prepare(request)
+    request.app[WEBSOCKETS].add(ws)
+    return ws
+
+
+async def close_all(app: web.Application) -> None:
+    """on_shutdown hook: close every open WebSocket with 1001 Going Away."""
+    sockets = [ws for ws in list(app[WEBSOCKETS]) if not ws.closed]
+    await asyncio.gather(
+        *(ws.close(code=WSCloseCode.GOING_AWAY, message=b"lab server stopping") for ws in sockets),
+        return_exceptions=True,
+    )
