@@ -1,0 +1,7 @@
+"""Exercise checkers: `lk.check.<exercise>(answer)` returns a Feedback (truthy when right).
+
+One module per lesson; this package re-exports every checker.
+"""
+
+from ._core import Feedback, close_to, verdict
+from .lesson00 import *  # noqa: F403
