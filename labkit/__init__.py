@@ -39,6 +39,13 @@ def pick(quick, full):
     return quick if QUICK else full
 
 
+def table(rows):
+    """A list of dicts (or a dict of columns) as a pandas DataFrame, for showing in a cell."""
+    import pandas as pd
+
+    return pd.DataFrame(rows)
+
+
 def __getattr__(name: str):
     target = _LAZY.get(name)
     if target is None:
@@ -54,4 +61,4 @@ def __dir__():
     return sorted([*globals(), *_LAZY])
 
 
-__all__ = ["QUICK", "__version__", "pick", *_LAZY]
+__all__ = ["QUICK", "__version__", "pick", "table", *_LAZY]

@@ -9,6 +9,7 @@ box on the network whatever the cell or the client is doing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import threading
 import time
@@ -127,10 +128,8 @@ class TcpProxy:
             pass
         finally:
             if writer.can_write_eof() and not writer.is_closing():
-                try:
+                with contextlib.suppress(OSError):
                     writer.write_eof()
-                except OSError:
-                    pass
 
     # -- sync life cycle (its own thread) ----------------------------------------------------------
     def start(self) -> TcpProxy:

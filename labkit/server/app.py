@@ -21,6 +21,7 @@ from .websocket import close_all
 FAMILIES = (
     "core",
     "echo",
+    "session",
 )
 
 FAMILY_MODULES = web.AppKey("family_modules", tuple)

@@ -66,6 +66,14 @@ async def openapi(request: web.Request) -> web.Response:
     return web.json_response(openapi_document(request.app))
 
 
+@routes.get("/asyncapi.json")
+async def asyncapi(request: web.Request) -> web.Response:
+    """AsyncAPI 3.0 document of every WebSocket channel."""
+    from .docs import asyncapi_document
+
+    return web.json_response(asyncapi_document(request.app))
+
+
 def setup(app: web.Application) -> None:
     app.add_routes(routes)
 
@@ -96,6 +104,13 @@ OPENAPI_PATHS = {
             "summary": "This document",
             "operationId": "openapi",
             "responses": {"200": {"description": "OpenAPI 3.1 document", "content": _JSON}},
+        }
+    },
+    "/asyncapi.json": {
+        "get": {
+            "summary": "AsyncAPI 3.0 document of the WebSocket channels",
+            "operationId": "asyncapi",
+            "responses": {"200": {"description": "AsyncAPI 3.0 document", "content": _JSON}},
         }
     },
 }

@@ -49,3 +49,46 @@ def openapi_document(app: web.Application) -> dict:
             },
         },
     }
+
+
+def asyncapi_document(app: web.Application) -> dict:
+    """AsyncAPI 3.0 for every WebSocket (and SSE) channel of `app`, from each family's ASYNCAPI_CHANNELS.
+
+    ASYNCAPI_CHANNELS maps a channel id to an AsyncAPI Channel Object (`address`, `messages`,
+    `bindings`, ...) plus two lists naming its messages by direction: `receives` (client -> server)
+    and `sends` (server -> client). They become the operations `<id>Receive` and `<id>Send`, from the
+    lab server's point of view as AsyncAPI 3 asks.
+    """
+    from .app import FAMILY_MODULES
+
+    channels: dict = {}
+    operations: dict = {}
+    for module in app[FAMILY_MODULES]:
+        for channel_id, declared in getattr(module, "ASYNCAPI_CHANNELS", {}).items():
+            channel = {k: v for k, v in declared.items() if k not in ("receives", "sends")}
+            channels[channel_id] = channel
+            for action, key in (("receive", "receives"), ("send", "sends")):
+                names = declared.get(key) or []
+                if names:
+                    operations[f"{channel_id}{action.title()}"] = {
+                        "action": action,
+                        "channel": {"$ref": f"#/channels/{channel_id}"},
+                        "messages": [{"$ref": f"#/channels/{channel_id}/messages/{name}"}
+                                     for name in names],
+                    }
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "labkit lab server",
+            "version": __version__,
+            "description": "Push side of the labkit lessons: WebSocket channels (and SSE streams). "
+                           "HTTP routes: /openapi.json.",
+        },
+        "defaultContentType": "application/json",
+        "servers": {
+            "lab": {"host": "127.0.0.1", "protocol": "ws",
+                    "description": "The lab server on loopback; the port is the one lk.start() chose."}
+        },
+        "channels": dict(sorted(channels.items())),
+        "operations": dict(sorted(operations.items())),
+    }

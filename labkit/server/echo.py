@@ -92,3 +92,21 @@ OPENAPI_PATHS = {
         },
     }
 }
+
+ASYNCAPI_CHANNELS = {
+    "echo": {
+        "address": "/ws/echo",
+        "title": "Echo",
+        "description": "Every text or binary message comes back as it was sent.",
+        "messages": {
+            "text": {"name": "text", "summary": "A text frame (UTF-8)", "contentType": "text/plain",
+                     "payload": {"type": "string"}},
+            "binary": {"name": "binary", "summary": "A binary frame",
+                       "contentType": "application/octet-stream",
+                       "payload": {"type": "string", "contentEncoding": "binary"}},
+        },
+        "bindings": {"ws": {"method": "GET"}},
+        "receives": ["text", "binary"],
+        "sends": ["text", "binary"],
+    }
+}

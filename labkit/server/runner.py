@@ -8,8 +8,8 @@ has a private loop on a private thread; the kernel's loop stays free for top-lev
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
-import shutil
 import tempfile
 import threading
 from dataclasses import replace
@@ -137,10 +137,8 @@ class LabServer:
             return
         if self._runner is not None and self._loop.is_running():
             future = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)
-            try:
+            with contextlib.suppress(Exception):  # stopping must always finish
                 future.result(5)
-            except Exception:  # noqa: BLE001 - stopping must always finish
-                pass
         self._halt_loop()
         self._runner = None
         if self._workdir is not None and not keep_data:

@@ -1,0 +1,54 @@
+"""`labkit doctor`: print the stack's versions and check what the lessons need on this machine."""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import platform
+import sys
+
+REQUIRED = ["aiohttp", "websockets", "pandas", "plotly", "ipywidgets", "anywidget", "ipykernel"]
+"""Packages every lesson imports (anywidget renders plotly's FigureWidget)."""
+FRONT_ENDS = ["jupyterlab", "jupyterlab_widgets"]
+"""Front-end packages that make widgets show in JupyterLab."""
+
+
+def _version(name: str) -> str | None:
+    try:
+        return md.version(name)
+    except md.PackageNotFoundError:
+        return None
+
+
+def loopback_works() -> tuple[bool, str]:
+    """Start a lab server, make one REST and one WebSocket round trip, stop it."""
+    try:
+        from .clients.rest import RestClient
+        from .clients.ws import WsClient
+        from .server.runner import LabServer
+
+        with LabServer() as lab, RestClient(lab) as api, WsClient(lab, "/ws/echo") as ws:
+            ok = api.get("/healthz").json() == {"status": "ok"} and ws.echo("ping")[0] == "ping"
+            return ok, f"lab server answered on {lab.url}"
+    except Exception as exc:  # noqa: BLE001 - the doctor reports, it never crashes
+        return False, f"{type(exc).__name__}: {exc}"
+
+
+def run_doctor() -> int:
+    """Print a report; return 0 when everything a lesson needs is present and loopback works."""
+    problems = []
+    print(f"python      {sys.version.split()[0]} ({platform.system()} {platform.machine()})")
+    for name in ["labkit", *REQUIRED, *FRONT_ENDS]:
+        version = _version(name)
+        print(f"{name:<19} {version or 'MISSING'}")
+        if version is None and name != "labkit":
+            hint = "pip install -e '.[lab]'" if name in FRONT_ENDS else f"pip install {name}"
+            problems.append(f"{name} is missing ({hint})")
+    ok, detail = loopback_works()
+    print(f"loopback           {'ok' if ok else 'FAILED'}: {detail}")
+    if not ok:
+        problems.append("the lab server could not answer on 127.0.0.1 (a firewall or proxy setting?)")
+    if problems:
+        print("\nNot ready:", *problems, sep="\n- ")
+        return 1
+    print("\nReady: every lesson's needs are met.")
+    return 0

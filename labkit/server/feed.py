@@ -1,0 +1,506 @@
+"""Route family "feed": one live price feed, readable four ways from the same Hub topic.
+
+- short poll  `GET /api/feed?since=SEQ`           events after SEQ now (`[]` when none)
+- long poll   `GET /api/feed?since=SEQ&wait=S`    held until an event arrives or S seconds pass
+- SSE         `GET /sse/feed`                     `id:` is the SEQ; resumes from `Last-Event-ID`
+- WebSocket   `WS /ws/feed?since=SEQ`             each event as JSON {"seq", "ts", "data"}
+
+The source is a seeded random walk published by a ticker on the server loop; `POST
+/api/feed/source` sets its rate, seed and an optional number of ticks after which it stops. It is
+off until asked (a lab that nobody watches publishes nothing).
+
+A SEQ older than the kept history is answered with 410 Gone (polls) or a "gap" notice (SSE event
+`gap`, WebSocket message {"type": "gap", ...}) before the stream goes on from the oldest kept event.
+A SEQ never published is refused with 422.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import random
+
+from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp_sse import EventSourceResponse
+
+from .core import websocket_route
+from .hub import HUB, QUEUE_LIMIT, Ahead, Gap, SlowConsumer, Subscription, Topic
+from .problem import ProblemError
+from .websocket import accept
+
+TOPIC = "feed"
+MAX_WAIT_S = 30.0
+"""Longest a long poll may ask to be held (seconds)."""
+MAX_RATE_HZ = 1000.0
+"""Fastest ticker rate the source accepts (events per second)."""
+SLOW_CLOSE_CODE = WSCloseCode.POLICY_VIOLATION
+"""Close code (1008) a WebSocket gets when it falls too far behind (slow-consumer policy)."""
+SEND_TIMEOUT_S = 5.0
+"""A write a client does not accept within this many seconds ends its stream."""
+SSE_PING_S = 15.0
+
+routes = web.RouteTableDef()
+
+
+class FeedSource:
+    """A ticker publishing a seeded random walk of a price to the hub's "feed" topic."""
+
+    def __init__(self, hub):
+        self.hub = hub
+        self.rate_hz = 0.0
+        self.seed: int | None = None
+        self.ticks_left: int | None = None
+        self.symbol = "LAB"
+        self.price = 100.0
+        self._rng = random.Random()
+        self._task: asyncio.Task | None = None
+
+    def state(self) -> dict:
+        return {"running": self.running, "rate_hz": self.rate_hz, "seed": self.seed,
+                "ticks_left": self.ticks_left, "symbol": self.symbol, "price": self.price,
+                "last_seq": self.hub.topic(TOPIC).last_seq}
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def configure(self, rate_hz: float, seed: int | None = None, ticks: int | None = None,
+                  start_price: float | None = None) -> None:
+        """Restart the ticker with these settings (rate 0 stops it). Call on the server loop."""
+        self.stop()
+        self.rate_hz, self.ticks_left = rate_hz, ticks
+        if seed is not None or start_price is not None:
+            self.seed = seed
+            self._rng = random.Random(seed)
+            self.price = 100.0 if start_price is None else start_price
+        if rate_hz > 0 and ticks != 0:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    def step(self) -> dict:
+        """Next point of the walk: a log-normal step of 0.2 % standard deviation."""
+        self.price = round(self.price * math.exp(self._rng.gauss(0.0, 0.002)), 4)
+        return {"symbol": self.symbol, "price": self.price}
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        period = 1.0 / self.rate_hz
+        next_at = loop.time()
+        while self.ticks_left is None or self.ticks_left > 0:
+            self.hub.publish(TOPIC, self.step())
+            if self.ticks_left is not None:
+                self.ticks_left -= 1
+            next_at += period
+            delay = next_at - loop.time()
+            if delay < -1.0:  # fell a second behind (busy machine): do not burst to catch up
+                next_at, delay = loop.time(), 0.0
+            await asyncio.sleep(max(delay, 0.0))
+
+
+SOURCE = web.AppKey("feed_source", FeedSource)
+
+
+def _topic(request: web.Request) -> Topic:
+    return request.app[HUB].topic(TOPIC)
+
+
+def parse_seq(raw: str | None, name: str = "since") -> int | None:
+    """A SEQ from the query or a header: None when absent, 422 when not a whole number >= 0."""
+    if raw is None or raw == "":
+        return None
+    try:
+        seq = int(raw)
+    except ValueError:
+        raise ProblemError(422, f"{name} must be a whole number (a SEQ), got {raw!r}",
+                           errors=[{"field": name, "message": "not an integer"}]) from None
+    if seq < 0:
+        raise ProblemError(422, f"{name} cannot be negative",
+                           errors=[{"field": name, "message": "must be >= 0"}])
+    return seq
+
+
+def gap_problem(gap: Gap) -> ProblemError:
+    return ProblemError(410, str(gap) + f". Resume from since={gap.oldest - 1} (and accept the "
+                        "loss) or start again from the oldest kept event.", **gap.as_dict())
+
+
+def ahead_problem(exc: Ahead, name: str = "since") -> ProblemError:
+    return ProblemError(422, str(exc), errors=[{"field": name, "message": "never published"}])
+
+
+def _parse_wait(raw: str | None) -> float:
+    if raw is None or raw == "":
+        return 0.0
+    try:
+        wait = float(raw)
+    except ValueError:
+        raise ProblemError(422, f"wait must be a number of seconds, got {raw!r}",
+                           errors=[{"field": "wait", "message": "not a number"}]) from None
+    if not 0.0 <= wait <= MAX_WAIT_S or math.isnan(wait):
+        raise ProblemError(422, f"wait must be between 0 and {MAX_WAIT_S:g} seconds",
+                           errors=[{"field": "wait", "message": f"0 <= wait <= {MAX_WAIT_S:g}"}])
+    return wait
+
+
+def _range_headers(topic: Topic) -> dict:
+    return {"Feed-Last-Seq": str(topic.last_seq), "Feed-Oldest-Seq": str(topic.oldest_seq),
+            "Feed-History-Limit": str(topic.history_limit), "Cache-Control": "no-store"}
+
+
+async def poll_response(request: web.Request, topic: Topic) -> web.Response:
+    """Answer a short or long poll of `topic` (shared by the feed and the chat room)."""
+    since = parse_seq(request.query.get("since"))
+    wait = _parse_wait(request.query.get("wait"))
+    counters = topic.counters("long_poll" if wait > 0 else "short_poll")
+    counters.requests += 1
+    try:
+        if since is None:
+            events = topic.since(None)
+        else:
+            events = await topic.wait_after(since, wait)
+    except Gap as gap:
+        raise gap_problem(gap) from None
+    except Ahead as exc:
+        raise ahead_problem(exc) from None
+    body = ("[" + ",".join(e.json for e in events) + "]").encode()
+    counters.delivered += len(events)
+    counters.bytes_sent += len(body)
+    return web.Response(body=body, content_type="application/json", headers=_range_headers(topic))
+
+
+@routes.get("/api/feed")
+async def feed_poll(request: web.Request) -> web.Response:
+    """Events after ?since=SEQ (all kept ones without it); with &wait=S held up to S seconds."""
+    return await poll_response(request, _topic(request))
+
+
+@routes.get("/api/feed/source")
+async def source_get(request: web.Request) -> web.Response:
+    """The ticker's settings and state."""
+    return web.json_response(request.app[SOURCE].state())
+
+
+async def read_json_object(request: web.Request) -> dict:
+    """The request body as a JSON object: 415 if not JSON, 400 if malformed, 422 if not an object."""
+    if request.content_type != "application/json":
+        raise ProblemError(415, f"send Content-Type: application/json (got {request.content_type!r})")
+    try:
+        body = json.loads(await request.read())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProblemError(400, f"the body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ProblemError(422, "the body must be a JSON object",
+                           errors=[{"field": "", "message": "expected an object"}])
+    return body
+
+
+@routes.post("/api/feed/source")
+async def source_set(request: web.Request) -> web.Response:
+    """Set the ticker: {"rate_hz": R, "seed": S, "ticks": N, "start_price": P}; rate 0 stops it."""
+    body = await read_json_object(request)
+    errors = []
+    rate = body.get("rate_hz")
+    if not isinstance(rate, int | float) or isinstance(rate, bool) or not 0 <= rate <= MAX_RATE_HZ:
+        errors.append({"field": "rate_hz", "message": f"a number from 0 to {MAX_RATE_HZ:g}"})
+    seed = body.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        errors.append({"field": "seed", "message": "a whole number or null"})
+    ticks = body.get("ticks")
+    if ticks is not None and (not isinstance(ticks, int) or isinstance(ticks, bool) or ticks < 0):
+        errors.append({"field": "ticks", "message": "a whole number >= 0 or null"})
+    price = body.get("start_price")
+    if price is not None and (not isinstance(price, int | float) or isinstance(price, bool)
+                              or not price > 0):
+        errors.append({"field": "start_price", "message": "a positive number or null"})
+    unknown = sorted(set(body) - {"rate_hz", "seed", "ticks", "start_price"})
+    errors += [{"field": k, "message": "unknown field"} for k in unknown]
+    if errors:
+        raise ProblemError(422, "invalid feed source settings", errors=errors)
+    source = request.app[SOURCE]
+    source.configure(float(rate), seed, ticks, None if price is None else float(price))
+    return web.json_response(source.state())
+
+
+def _sse_since(request: web.Request) -> int | None:
+    header = request.headers.get("Last-Event-ID")
+    if header is not None:
+        return parse_seq(header, "Last-Event-ID")
+    return parse_seq(request.query.get("since"))
+
+
+@routes.get("/sse/feed")
+async def feed_sse(request: web.Request) -> web.StreamResponse:
+    """Server-Sent Events of the feed; id is the SEQ; resumes after Last-Event-ID (or ?since=)."""
+    topic = _topic(request)
+    since = _sse_since(request)
+    counters = topic.counters("sse")
+    counters.requests += 1
+    gap = None
+    try:
+        sub, replay = topic.subscribe("sse", since)
+    except Gap as exc:
+        gap = exc
+        sub, replay = topic.subscribe("sse", exc.oldest - 1)
+    except Ahead as exc:
+        raise ahead_problem(exc, "Last-Event-ID") from None
+    response = EventSourceResponse(ping_interval=SSE_PING_S, send_timeout=SEND_TIMEOUT_S)
+    try:
+        await response.prepare(request)
+
+        async def send(text: str, **kw) -> None:
+            await response.send(text, **kw)
+            counters.bytes_sent += len(text)
+
+        if gap is not None:
+            await send(json.dumps(gap.as_dict()), event="gap")
+        items = replay
+        while True:
+            for event in items:
+                await send(event.json, id=str(event.seq))
+                counters.delivered += 1
+            try:
+                items = await sub.get()
+            except SlowConsumer as exc:
+                await send(json.dumps({"detail": str(exc), "last_seq": sub.last_seq}),
+                           event="overflow")
+                break
+            if not items:  # closed: the server is stopping
+                break
+    except (ConnectionResetError, TimeoutError):
+        pass
+    finally:
+        sub.close()
+        if response.prepared:
+            with contextlib.suppress(Exception):
+                response.stop_streaming()
+    return response
+
+
+async def pump_to_websocket(ws: web.WebSocketResponse, sub: Subscription, replay: list,
+                            counters, render=lambda item: item.json) -> None:
+    """Send the replay, then every item the subscription gets, until it closes or overflows.
+
+    A slow consumer is closed with 1008 and a reason that says which SEQ to resume from.
+    """
+    items = replay
+    try:
+        while True:
+            for item in items:
+                text = render(item)
+                if text is None:
+                    continue
+                await ws.send_str(text)
+                counters.bytes_sent += len(text)
+                counters.delivered += 1
+            try:
+                items = await sub.get()
+            except SlowConsumer:
+                reason = f"too slow: resume with since={sub.last_seq}"
+                await close_or_abort(ws, SLOW_CLOSE_CODE, reason)
+                return
+            if not items:
+                return
+    except (ConnectionResetError, RuntimeError):
+        return  # the client went away while we were writing
+
+
+async def close_or_abort(ws: web.WebSocketResponse, code: int, reason: str) -> None:
+    """Close with `code`; a peer that does not take the Close frame in time is cut off."""
+    try:
+        async with asyncio.timeout(SEND_TIMEOUT_S):
+            await ws.close(code=code, message=reason.encode()[:123])
+    except (TimeoutError, ConnectionResetError, RuntimeError):
+        transport = ws._req.transport if ws._req is not None else None
+        if transport is not None:
+            transport.abort()
+
+
+async def run_websocket(ws: web.WebSocketResponse, pump: asyncio.Task, on_message) -> None:
+    """Read the client's messages with `on_message` while `pump` sends; end both together."""
+    try:
+        async for msg in ws:
+            if msg.type is WSMsgType.TEXT:
+                await on_message(msg.data)
+            elif msg.type is WSMsgType.BINARY:
+                await ws.close(code=WSCloseCode.UNSUPPORTED_DATA,
+                               message=b"binary messages are not accepted here")
+                break
+            if pump.done():
+                break
+    finally:
+        pump.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pump
+
+
+@routes.get("/ws/feed")
+@websocket_route
+async def feed_ws(request: web.Request) -> web.WebSocketResponse:
+    """Push each feed event as JSON {"seq", "ts", "data"}; ?since=SEQ replays kept events first."""
+    topic = _topic(request)
+    since = parse_seq(request.query.get("since"))
+    gap = None
+    try:
+        sub, replay = topic.subscribe("ws", since)
+    except Gap as exc:
+        gap = exc
+        sub, replay = topic.subscribe("ws", exc.oldest - 1)
+    except Ahead as exc:
+        raise ahead_problem(exc) from None
+    counters = topic.counters("ws")
+    counters.requests += 1
+    try:
+        ws = await accept(request)
+        if gap is not None:
+            await ws.send_str(json.dumps({"type": "gap", **gap.as_dict()}))
+        pump = asyncio.create_task(pump_to_websocket(ws, sub, replay, counters))
+
+        async def on_message(text: str) -> None:
+            await ws.send_str(json.dumps({"type": "error",
+                                          "detail": "this feed is read-only; send nothing"}))
+
+        await run_websocket(ws, pump, on_message)
+    finally:
+        sub.close()
+    return ws
+
+
+async def _stop_source(app: web.Application) -> None:
+    app[SOURCE].stop()
+
+
+def setup(app: web.Application) -> None:
+    app[SOURCE] = FeedSource(app[HUB])
+    app.on_shutdown.append(_stop_source)
+    app.add_routes(routes)
+
+
+_EVENT = {
+    "type": "object",
+    "required": ["seq", "ts", "data"],
+    "properties": {
+        "seq": {"type": "integer", "minimum": 1},
+        "ts": {"type": "number", "description": "time.time() when published (s)"},
+        "data": {"type": "object"},
+    },
+}
+_SOURCE_STATE = {
+    "type": "object",
+    "properties": {
+        "running": {"type": "boolean"}, "rate_hz": {"type": "number"},
+        "seed": {"type": ["integer", "null"]}, "ticks_left": {"type": ["integer", "null"]},
+        "symbol": {"type": "string"}, "price": {"type": "number"}, "last_seq": {"type": "integer"},
+    },
+}
+_RANGE_HEADERS = {
+    "Feed-Last-Seq": {"schema": {"type": "integer"}, "description": "SEQ of the newest event"},
+    "Feed-Oldest-Seq": {"schema": {"type": "integer"}, "description": "SEQ of the oldest kept"},
+    "Feed-History-Limit": {"schema": {"type": "integer"}, "description": "events kept"},
+}
+SINCE_PARAM = {
+    "name": "since", "in": "query", "required": False,
+    "schema": {"type": "integer", "minimum": 0},
+    "description": "Return events after this SEQ (without it: every kept event)",
+}
+WAIT_PARAM = {
+    "name": "wait", "in": "query", "required": False,
+    "schema": {"type": "number", "minimum": 0, "maximum": MAX_WAIT_S, "default": 0},
+    "description": "Long poll: hold the request up to this many seconds until an event arrives",
+}
+
+
+def poll_operation(summary: str, op_id: str, what: str) -> dict:
+    return {
+        "summary": summary,
+        "operationId": op_id,
+        "parameters": [SINCE_PARAM, WAIT_PARAM],
+        "responses": {
+            "200": {"description": f"{what} after SEQ, oldest first ([] when none)",
+                    "headers": _RANGE_HEADERS,
+                    "content": {"application/json": {"schema": {"type": "array",
+                                                                "items": _EVENT}}}},
+            "410": {"$ref": "#/components/responses/Problem"},
+            "422": {"$ref": "#/components/responses/Problem"},
+        },
+    }
+
+
+OPENAPI_PATHS = {
+    "/api/feed": {"get": poll_operation("Short or long poll of the feed", "feedPoll", "Events")},
+    "/api/feed/source": {
+        "get": {
+            "summary": "The feed ticker's settings",
+            "operationId": "feedSourceGet",
+            "responses": {"200": {"description": "Ticker state",
+                                  "content": {"application/json": {"schema": _SOURCE_STATE}}}},
+        },
+        "post": {
+            "summary": "Start, change or stop the feed ticker",
+            "operationId": "feedSourceSet",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["rate_hz"], "additionalProperties": False,
+                "properties": {
+                    "rate_hz": {"type": "number", "minimum": 0, "maximum": MAX_RATE_HZ},
+                    "seed": {"type": ["integer", "null"]},
+                    "ticks": {"type": ["integer", "null"], "minimum": 0},
+                    "start_price": {"type": ["number", "null"], "exclusiveMinimum": 0},
+                },
+            }}}},
+            "responses": {
+                "200": {"description": "Ticker state",
+                        "content": {"application/json": {"schema": _SOURCE_STATE}}},
+                "400": {"$ref": "#/components/responses/Problem"},
+                "415": {"$ref": "#/components/responses/Problem"},
+                "422": {"$ref": "#/components/responses/Problem"},
+            },
+        },
+    },
+    "/sse/feed": {
+        "get": {
+            "summary": "The feed as Server-Sent Events (id = SEQ)",
+            "operationId": "feedSse",
+            "parameters": [
+                {"name": "Last-Event-ID", "in": "header", "required": False,
+                 "schema": {"type": "integer", "minimum": 0},
+                 "description": "Resume after this SEQ (browsers send it when reconnecting)"},
+                {**SINCE_PARAM, "description": "Resume after this SEQ (when no Last-Event-ID)"},
+            ],
+            "responses": {
+                "200": {"description": "An event stream: `id: SEQ`, `data: {seq, ts, data}`; "
+                                       "named events `gap` and `overflow` tell of lost events",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                "422": {"$ref": "#/components/responses/Problem"},
+            },
+        }
+    },
+}
+
+ASYNCAPI_CHANNELS = {
+    "feedWebSocket": {
+        "address": "/ws/feed",
+        "title": "Feed over WebSocket",
+        "description": "Each feed event pushed as JSON {seq, ts, data}; ?since=SEQ replays kept "
+                       "events first; a too-old SEQ gets {type: gap} first; a client that falls "
+                       f"{QUEUE_LIMIT} events behind is closed with 1008.",
+        "bindings": {"ws": {"query": {"type": "object", "properties": {
+            "since": {"type": "integer", "minimum": 0}}}}},
+        "messages": {
+            "event": {"name": "event", "payload": _EVENT},
+            "gap": {"name": "gap", "payload": {"type": "object", "properties": {
+                "type": {"const": "gap"}, "since": {"type": "integer"},
+                "oldest_seq": {"type": "integer"}, "missed": {"type": "integer"}}}},
+        },
+    },
+    "feedSse": {
+        "address": "/sse/feed",
+        "title": "Feed over Server-Sent Events",
+        "description": "text/event-stream; id is the SEQ; resumes from Last-Event-ID.",
+        "messages": {"event": {"name": "event", "payload": _EVENT}},
+    },
+}

@@ -1,0 +1,388 @@
+"""Route family "hub": topics of sequence-numbered events that every push transport reads.
+
+A topic numbers its events 1, 2, 3, ... (never reused) and keeps the last `history_limit` of them,
+so a client that comes back can ask for "everything after SEQ". Asking for a SEQ older than what
+is kept raises `Gap`: the transports turn that into an HTTP 410 or an explicit "gap" notice, never
+a silent skip.
+
+Live subscribers each get a bounded queue (`queue_limit` items). Slow-consumer policy: when a
+subscriber's queue is full the hub drops that subscriber's queue (memory stays bounded), marks it
+`overflowed` and counts the drop; its transport then tells the client (WebSocket close 1008 with a
+reason saying which SEQ to resume from, an SSE "overflow" event) and ends the stream. Publishing
+never waits for any subscriber, so one slow client slows nobody else.
+
+`Hub.publish` is safe from any thread: on the server's loop it runs at once, from another thread it
+is handed to the loop with `call_soon_threadsafe` and the caller gets the Event when it is stored.
+
+Times: `ts` is `time.time()` (wall clock, seconds) when the event was published; clients on the
+same machine compute staleness as their own `time.time()` minus `ts`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import itertools
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+HISTORY_LIMIT = 1000
+"""Events a topic keeps for clients that resume (older ones are forgotten)."""
+
+QUEUE_LIMIT = 256
+"""Items a live subscriber may have waiting before it counts as a slow consumer."""
+
+PUBLISH_TIMEOUT_S = 5.0
+"""How long a publish from another thread waits for the server loop to store the event."""
+
+TRANSPORTS = ("short_poll", "long_poll", "sse", "ws", "rest")
+"""Names the counters use for the ways a client reads a topic."""
+
+
+@dataclass(frozen=True)
+class Event:
+    """One published event: `seq` (per topic, from 1), `ts` (time.time() at publish), `data`."""
+
+    seq: int
+    ts: float
+    data: Any
+    _json: list = field(default_factory=list, compare=False, repr=False)
+
+    def as_dict(self) -> dict:
+        return {"seq": self.seq, "ts": self.ts, "data": self.data}
+
+    @property
+    def json(self) -> str:
+        """The event as JSON text, encoded once however many subscribers receive it."""
+        if not self._json:
+            self._json.append(json.dumps(self.as_dict(), separators=(",", ":")))
+        return self._json[0]
+
+
+@dataclass(frozen=True)
+class Notice:
+    """An unsequenced, unstored item for live subscribers only (e.g. "someone is typing")."""
+
+    data: Any
+
+
+class Gap(Exception):
+    """The SEQ asked for is older than the topic's history: some events after it are gone."""
+
+    def __init__(self, topic: str, since: int, oldest: int, last: int, limit: int):
+        self.topic, self.since, self.oldest, self.last, self.limit = topic, since, oldest, last, limit
+        self.missed = oldest - since - 1
+        super().__init__(
+            f"events {since + 1}..{oldest - 1} of topic {topic!r} are no longer kept (the hub keeps "
+            f"the last {limit}); the oldest kept is {oldest}"
+        )
+
+    def as_dict(self) -> dict:
+        return {"since": self.since, "oldest_seq": self.oldest, "last_seq": self.last,
+                "missed": self.missed, "history_limit": self.limit}
+
+
+class Ahead(Exception):
+    """The SEQ asked for was never published (the server may have restarted since)."""
+
+
+class SlowConsumer(Exception):
+    """This subscriber fell `queue_limit` items behind and was dropped."""
+
+
+@dataclass
+class Counters:
+    """What one transport did on one topic. bytes_sent counts payload bytes the server wrote
+    (HTTP bodies, SSE event text, WebSocket message text); HTTP and frame headers are not in it."""
+
+    delivered: int = 0
+    dropped: int = 0
+    requests: int = 0
+    bytes_sent: int = 0
+
+
+class Subscription:
+    """A live reader of one topic with a bounded queue. `await get()` returns the waiting items."""
+
+    def __init__(self, topic: Topic, transport: str, queue_limit: int):
+        self.topic, self.transport, self.queue_limit = topic, transport, queue_limit
+        self.overflowed = False
+        self.closed = False
+        self.last_seq = topic.last_seq
+        self._items: deque = deque()
+        self._waiter: asyncio.Future | None = None
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def push(self, item: Event | Notice) -> None:
+        """Queue an item (never waits). A full queue marks this subscriber as a slow consumer."""
+        if self.closed or self.overflowed:
+            return
+        if len(self._items) >= self.queue_limit:
+            if isinstance(item, Notice):  # ephemeral: dropping it is harmless
+                self.topic.counters(self.transport).dropped += 1
+                return
+            self.overflowed = True
+            self.topic.counters(self.transport).dropped += len(self._items) + 1
+            self._items.clear()
+        else:
+            self._items.append(item)
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def get(self) -> list:
+        """Wait for items and take them all. [] once closed; SlowConsumer once overflowed."""
+        while not self._items and not self.overflowed and not self.closed:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        if self.overflowed:
+            raise SlowConsumer(
+                f"fell {self.queue_limit} items behind; resume with since={self.last_seq}"
+            )
+        items = list(self._items)
+        self._items.clear()
+        for item in reversed(items):
+            if isinstance(item, Event):
+                self.last_seq = item.seq
+                break
+        return items
+
+    def close(self) -> None:
+        """Stop receiving; a waiting get() returns []."""
+        if not self.closed:
+            self.closed = True
+            self.topic.subscribers.discard(self)
+            self._wake()
+
+
+class Topic:
+    """A named stream: sequence numbers, bounded history, live subscribers, counters."""
+
+    def __init__(self, name: str, history_limit: int = HISTORY_LIMIT,
+                 queue_limit: int = QUEUE_LIMIT):
+        self.name, self.history_limit, self.queue_limit = name, history_limit, queue_limit
+        self.history: deque[Event] = deque(maxlen=history_limit)
+        self.subscribers: set[Subscription] = set()
+        self.published = 0
+        self._seq = itertools.count(1)
+        self._counters: dict[str, Counters] = {}
+        self._changed: asyncio.Event | None = None
+
+    @property
+    def last_seq(self) -> int:
+        """SEQ of the newest event (0 before the first)."""
+        return self.history[-1].seq if self.history else 0
+
+    @property
+    def oldest_seq(self) -> int:
+        """SEQ of the oldest event still kept (last_seq + 1 when nothing is kept)."""
+        return self.history[0].seq if self.history else self.last_seq + 1
+
+    def counters(self, transport: str) -> Counters:
+        return self._counters.setdefault(transport, Counters())
+
+    def _append(self, data: Any) -> Event:
+        event = Event(next(self._seq), time.time(), data)
+        self.history.append(event)
+        self.published += 1
+        for sub in list(self.subscribers):
+            sub.push(event)
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
+        return event
+
+    def since(self, seq: int | None) -> list[Event]:
+        """Kept events after `seq` (None: all kept). Raises Gap if some were forgotten, Ahead if
+        `seq` was never published."""
+        if seq is None:
+            return list(self.history)
+        last = self.last_seq
+        if seq > last:
+            raise Ahead(f"since={seq} is ahead of topic {self.name!r}, whose last SEQ is {last} "
+                        "(the server may have restarted: start again from since=0)")
+        if seq < self.oldest_seq - 1:
+            raise Gap(self.name, seq, self.oldest_seq, last, self.history_limit)
+        if seq == last:
+            return []
+        start = len(self.history) - (last - seq)
+        return list(itertools.islice(self.history, start, None))
+
+    def subscribe(self, transport: str, since: int | None = None,
+                  queue_limit: int | None = None) -> tuple[Subscription, list[Event]]:
+        """A live subscription plus the kept events after `since` (None: from now on).
+
+        Both are taken in one step, so nothing is missed or repeated between the replay and the
+        live part. Raises Gap / Ahead like `since()`.
+        """
+        replay = [] if since is None else self.since(since)
+        sub = Subscription(self, transport, queue_limit or self.queue_limit)
+        self.subscribers.add(sub)
+        return sub, replay
+
+    async def wait_after(self, seq: int, timeout: float) -> list[Event]:
+        """Events after `seq`, waiting up to `timeout` s for one to be published (long poll)."""
+        events = self.since(seq)
+        if events or timeout <= 0:
+            return events
+        if self._changed is None:
+            self._changed = asyncio.Event()
+        try:
+            await asyncio.wait_for(self._changed.wait(), timeout)
+        except TimeoutError:
+            return []
+        return self.since(seq)
+
+    def stats(self) -> dict:
+        subs: dict[str, int] = {}
+        for sub in self.subscribers:
+            subs[sub.transport] = subs.get(sub.transport, 0) + 1
+        return {
+            "last_seq": self.last_seq,
+            "oldest_seq": self.oldest_seq,
+            "history_limit": self.history_limit,
+            "queue_limit": self.queue_limit,
+            "published": self.published,
+            "subscribers": subs,
+            "counters": {name: vars(c).copy() for name, c in sorted(self._counters.items())},
+        }
+
+
+class Hub:
+    """All topics of one lab server. Lives on the server's loop; `publish` works from any thread."""
+
+    def __init__(self, history_limit: int = HISTORY_LIMIT, queue_limit: int = QUEUE_LIMIT):
+        self.history_limit, self.queue_limit = history_limit, queue_limit
+        self.topics: dict[str, Topic] = {}
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._thread_id: int | None = None
+
+    def bind(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Attach to the loop the server runs on (done at app startup)."""
+        self.loop = loop or asyncio.get_running_loop()
+        self._thread_id = threading.get_ident()
+
+    def topic(self, name: str, **limits) -> Topic:
+        """The topic called `name`, created on first use (limits apply only when creating)."""
+        topic = self.topics.get(name)
+        if topic is None:
+            topic = self.topics[name] = Topic(
+                name, limits.get("history_limit", self.history_limit),
+                limits.get("queue_limit", self.queue_limit),
+            )
+        return topic
+
+    def _on_loop_thread(self) -> bool:
+        return self.loop is None or threading.get_ident() == self._thread_id
+
+    def publish(self, topic: str, data: Any) -> Event:
+        """Store `data` as the next event of `topic` and hand it to every live subscriber."""
+        if self._on_loop_thread():
+            return self.topic(topic)._append(data)
+        done: concurrent.futures.Future = concurrent.futures.Future()
+
+        def _do() -> None:
+            try:
+                done.set_result(self.topic(topic)._append(data))
+            except Exception as exc:  # noqa: BLE001 - hand it to the publishing thread
+                done.set_exception(exc)
+
+        self.loop.call_soon_threadsafe(_do)
+        return done.result(PUBLISH_TIMEOUT_S)
+
+    def notify(self, topic: str, data: Any, *, skip: Subscription | None = None) -> int:
+        """Send an ephemeral Notice to the live subscribers of `topic` (not stored, no SEQ).
+        Call on the server loop. Returns how many subscribers it was queued for."""
+        notice = Notice(data)
+        targets = [s for s in self.topic(topic).subscribers if s is not skip]
+        for sub in targets:
+            sub.push(notice)
+        return len(targets)
+
+    def stats(self) -> dict:
+        return {name: topic.stats() for name, topic in sorted(self.topics.items())}
+
+
+HUB = web.AppKey("hub", Hub)
+"""The app's Hub."""
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/api/hub")
+async def hub_stats(request: web.Request) -> web.Response:
+    """Topics with their SEQ range, history bound, subscribers and per-transport counters."""
+    return web.json_response({
+        "server_thread_cpu_s": time.thread_time(),
+        "topics": request.app[HUB].stats(),
+    }, headers={"Cache-Control": "no-store"})
+
+
+async def _bind(app: web.Application) -> None:
+    app[HUB].bind()
+
+
+async def _close_subscribers(app: web.Application) -> None:
+    for topic in app[HUB].topics.values():
+        for sub in list(topic.subscribers):
+            sub.close()
+
+
+def setup(app: web.Application) -> None:
+    app[HUB] = Hub()
+    app.on_startup.append(_bind)
+    app.on_shutdown.append(_close_subscribers)
+    app.add_routes(routes)
+
+
+_COUNTERS = {
+    "type": "object",
+    "properties": {k: {"type": "integer"} for k in ("delivered", "dropped", "requests",
+                                                    "bytes_sent")},
+}
+OPENAPI_PATHS = {
+    "/api/hub": {
+        "get": {
+            "summary": "Topics of the hub: SEQ range, history bound, subscribers, counters",
+            "operationId": "hubStats",
+            "responses": {
+                "200": {
+                    "description": "Per-topic state and per-transport counters, plus the CPU time "
+                                   "the server thread has used (time.thread_time, seconds)",
+                    "content": {"application/json": {"schema": {
+                        "type": "object",
+                        "properties": {
+                            "server_thread_cpu_s": {"type": "number"},
+                            "topics": {"type": "object", "additionalProperties": {
+                                "type": "object",
+                                "properties": {
+                                    "last_seq": {"type": "integer"},
+                                    "oldest_seq": {"type": "integer"},
+                                    "history_limit": {"type": "integer"},
+                                    "queue_limit": {"type": "integer"},
+                                    "published": {"type": "integer"},
+                                    "subscribers": {"type": "object"},
+                                    "counters": {"type": "object",
+                                                 "additionalProperties": _COUNTERS},
+                                },
+                            }},
+                        },
+                    }}},
+                }
+            },
+        }
+    }
+}

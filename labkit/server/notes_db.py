@@ -1,0 +1,196 @@
+"""NotesStore: the notes resource kept in SQLite (WAL), one connection per operation.
+
+Every call opens its own connection, so the store holds no state of its own: the file is the state.
+That is what lets several server processes share one database file (WAL lets readers and one
+writer work at once), and what lets a restarted server carry on where the last one stopped.
+Writes run inside `BEGIN IMMEDIATE`, so a read-check-write (an If-Match) is atomic across threads
+and processes. Calls block: the HTTP layer runs them in a worker thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from collections.abc import Callable
+from contextlib import closing
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+BUSY_TIMEOUT_S = 10.0
+"""Seconds a writer waits for another writer's lock before giving up."""
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS notes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    title TEXT NOT NULL,
+    body TEXT NOT NULL,
+    tags TEXT NOT NULL,
+    votes INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+"""
+
+EDITABLE = ("title", "body", "tags", "votes")
+"""Fields a client sets; id, version, created and updated belong to the server."""
+
+
+def iso(ts: float) -> str:
+    """Epoch seconds as an ISO 8601 UTC timestamp with microseconds."""
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Note:
+    """One stored note, as the API shows it."""
+
+    id: int
+    title: str
+    body: str
+    tags: tuple[str, ...]
+    votes: int
+    version: int
+    created: float
+    updated: float
+
+    def fields(self) -> dict:
+        """The client-editable fields only."""
+        return {"title": self.title, "body": self.body, "tags": list(self.tags), "votes": self.votes}
+
+    def as_dict(self) -> dict:
+        return {
+            "id": self.id,
+            **self.fields(),
+            "version": self.version,
+            "created": iso(self.created),
+            "updated": iso(self.updated),
+        }
+
+    def json_bytes(self) -> bytes:
+        """The JSON representation exactly as the API sends it."""
+        return json.dumps(self.as_dict(), ensure_ascii=False).encode()
+
+    @property
+    def etag(self) -> str:
+        """Strong entity tag: a hash of the JSON representation's bytes."""
+        return strong_etag(self.json_bytes())
+
+
+def strong_etag(body: bytes) -> str:
+    return '"' + hashlib.sha256(body).hexdigest()[:24] + '"'
+
+
+def _note(row: sqlite3.Row) -> Note:
+    return Note(
+        id=row["id"], title=row["title"], body=row["body"], tags=tuple(json.loads(row["tags"])),
+        votes=row["votes"], version=row["version"], created=row["created"], updated=row["updated"],
+    )
+
+
+class NotesStore:
+    """CRUD on the notes table of one SQLite file."""
+
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+
+    def _connect(self) -> sqlite3.Connection:
+        con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        con.row_factory = sqlite3.Row
+        return con
+
+    def init(self) -> None:
+        """Create the table if needed and switch the file to WAL (a setting the file keeps)."""
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        with closing(self._connect()) as con:
+            con.execute("PRAGMA journal_mode=WAL")
+            con.executescript(SCHEMA)
+
+    def journal_mode(self) -> str:
+        with closing(self._connect()) as con:
+            return con.execute("PRAGMA journal_mode").fetchone()[0]
+
+    # -- reads -----------------------------------------------------------------------------
+    def page(self, offset: int, limit: int) -> tuple[list[Note], int]:
+        """Notes ordered by id from `offset`, at most `limit`, and the total count (one snapshot)."""
+        with closing(self._connect()) as con:
+            con.execute("BEGIN")
+            total = con.execute("SELECT COUNT(*) FROM notes").fetchone()[0]
+            rows = con.execute(
+                "SELECT * FROM notes ORDER BY id LIMIT ? OFFSET ?", (limit, offset)
+            ).fetchall()
+            con.execute("COMMIT")
+        return [_note(r) for r in rows], total
+
+    def get(self, note_id: int) -> Note | None:
+        with closing(self._connect()) as con:
+            row = con.execute("SELECT * FROM notes WHERE id = ?", (note_id,)).fetchone()
+        return _note(row) if row else None
+
+    # -- writes ----------------------------------------------------------------------------
+    def create(self, fields: dict) -> Note:
+        now = time.time()
+        with closing(self._connect()) as con:
+            cur = con.execute(
+                "INSERT INTO notes (title, body, tags, votes, version, created, updated) "
+                "VALUES (?, ?, ?, ?, 1, ?, ?) RETURNING *",
+                (fields["title"], fields["body"], json.dumps(fields["tags"]), fields["votes"],
+                 now, now),
+            )
+            return _note(cur.fetchone())
+
+    def update(self, note_id: int, change: Callable[[Note], dict]) -> tuple[Note, bool] | None:
+        """Atomically read the note, compute its new fields with `change(current)`, write them.
+
+        `change` may raise to abort (a failed precondition, invalid fields): nothing is written.
+        An unchanged result writes nothing and keeps the version. Returns (note, changed), or None
+        when there is no such note.
+        """
+        with closing(self._connect()) as con:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                row = con.execute("SELECT * FROM notes WHERE id = ?", (note_id,)).fetchone()
+                if row is None:
+                    con.execute("ROLLBACK")
+                    return None
+                current = _note(row)
+                fields = change(current)
+                if fields == current.fields():
+                    con.execute("ROLLBACK")
+                    return current, False
+                row = con.execute(
+                    "UPDATE notes SET title = ?, body = ?, tags = ?, votes = ?, "
+                    "version = version + 1, updated = ? WHERE id = ? RETURNING *",
+                    (fields["title"], fields["body"], json.dumps(fields["tags"]), fields["votes"],
+                     max(time.time(), current.updated), note_id),
+                ).fetchone()
+                con.execute("COMMIT")
+            except BaseException:
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+                raise
+        return _note(row), True
+
+    def delete(self, note_id: int, check: Callable[[Note], None]) -> bool:
+        """Atomically read the note, run `check(current)` (it may raise), delete it.
+
+        Returns False when there is no such note.
+        """
+        with closing(self._connect()) as con:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                row = con.execute("SELECT * FROM notes WHERE id = ?", (note_id,)).fetchone()
+                if row is None:
+                    con.execute("ROLLBACK")
+                    return False
+                check(_note(row))
+                con.execute("DELETE FROM notes WHERE id = ?", (note_id,))
+                con.execute("COMMIT")
+            except BaseException:
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+                raise
+        return True
