@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import selectors
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -45,10 +47,11 @@ SLICE_SECONDS = 0.005
 """Under a bandwidth limit, chunks are cut into slices of at most this much link time, so a large
 transfer trickles out smoothly instead of arriving in 64 KiB bursts."""
 
-TIMER_AIM_EARLY = 0.0005
-"""Seconds the lanes aim early. The event loop waits with epoll, whose timeout is rounded up to
-whole milliseconds, so a sleep overshoots by 0-1 ms; aiming half a millisecond early centres the
-error on zero instead of adding ~0.5 ms to every delay."""
+MAX_AIM_EARLY = 0.002
+"""Most a lane wakes early (s). A sleeping event loop wakes late: epoll rounds its timeout to whole
+milliseconds (so the proxy's own thread uses select(), which takes microseconds), and the thread
+must then be scheduled, typically 0.1-0.4 ms. Each direction keeps a running estimate of how late
+it delivered and aims that much early, so the delays stay centred on the configured ones."""
 
 MAX_QUEUED_SLICES = 256
 """Slices waiting per direction before the proxy stops reading: the bottleneck's buffer. When it is
@@ -147,13 +150,14 @@ _resolve_profile = profile
 
 
 class _Lane:
-    """One direction of one connection: a queue of (due time, bytes) and the task that sends them."""
+    """One direction of one connection: a queue of (due time, bytes) and the task sending them."""
 
-    def __init__(self, writer: asyncio.StreamWriter):
+    def __init__(self, writer: asyncio.StreamWriter, timing: dict):
         self.writer = writer
         self.queue: asyncio.Queue = asyncio.Queue(MAX_QUEUED_SLICES)
         self.link_free = 0.0
         self.last_due = 0.0
+        self.timing = timing  # shared per direction: {"aim_early": seconds}
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -161,9 +165,12 @@ class _Lane:
             due, data = await self.queue.get()
             if data is None:
                 break
-            wait = due - loop.time() - TIMER_AIM_EARLY
+            wait = due - loop.time() - self.timing["aim_early"]
             if wait > 0:
                 await asyncio.sleep(wait)
+                late = loop.time() - due
+                aim = self.timing["aim_early"] + 0.25 * late
+                self.timing["aim_early"] = min(MAX_AIM_EARLY, max(0.0, aim))
             self.writer.write(data)
             await self.writer.drain()
         if self.writer.can_write_eof() and not self.writer.is_closing():
@@ -189,6 +196,7 @@ class NetemProxy(TcpProxy):
                      "handshake": random.Random(f"{seed}-handshake")}
         self.delays_ms: dict[str, deque] = {UP: deque(maxlen=history), DOWN: deque(maxlen=history)}
         """The delay (latency + jitter) drawn for each chunk, per direction, most recent last."""
+        self._timing = {UP: {"aim_early": 0.0}, DOWN: {"aim_early": 0.0}}
         self.handshake_ms: dict[int, float] = {}
         """Connection id -> the modelled TCP handshake wait it paid, in ms."""
 
@@ -208,6 +216,18 @@ class NetemProxy(TcpProxy):
         jitter = rng.uniform(-toxics.jitter, toxics.jitter) if toxics.jitter else 0.0
         return max(0.0, toxics.latency + jitter)
 
+    def start(self) -> NetemProxy:
+        """Run on its own thread, with a select()-based loop: its timers have microsecond
+        resolution where epoll's have milliseconds (the delays are the point of this proxy)."""
+        if self._thread is not None:
+            return self
+        self._loop = asyncio.SelectorEventLoop(selectors.SelectSelector())
+        self._thread = threading.Thread(target=self._loop.run_forever, name="labkit-netem",
+                                        daemon=True)
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.serve(), self._loop).result(10)
+        return self
+
     # -- hooks -------------------------------------------------------------------------------
     async def on_connect(self, conn: Connection) -> None:
         """Model the TCP handshake: one round trip before the first byte goes through."""
@@ -217,7 +237,7 @@ class NetemProxy(TcpProxy):
         rng = self._rng["handshake"]
         wait = self._draw_ms(self.profile.upstream, rng) + self._draw_ms(self.profile.downstream, rng)
         self.handshake_ms[conn.id] = wait
-        await asyncio.sleep(max(0.0, wait / 1000 - TIMER_AIM_EARLY))
+        await asyncio.sleep(wait / 1000)
 
     async def deliver(self, conn: Connection, direction: str, data: bytes, writer) -> None:
         """Schedule `data` for time now + serialisation + delay; return at once (pipelining)."""
@@ -241,7 +261,7 @@ class NetemProxy(TcpProxy):
     async def _pump(self, conn, direction, reader, writer) -> None:
         """Read chunks and hand them to a lane that sends each one when it is due; at the end,
         let every delayed chunk go out before the half-close (EOF) follows them."""
-        lane = _Lane(writer)
+        lane = _Lane(writer, self._timing[direction])
         sender = asyncio.create_task(lane.run())
         try:
             while data := await reader.read(READ_SIZE):

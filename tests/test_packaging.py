@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -29,7 +30,21 @@ def test_environment_lists_every_runtime_dependency():
     listed = _names(re.findall(r"^\s*-\s+([A-Za-z0-9_.\-]+[^\n#]*)", text, flags=re.M))
     missing = wanted - listed
     assert not missing, f"environment.yml lacks {sorted(missing)}"
-    assert re.search(r"^\s*-\s+-e\s+\.\s*$", text, flags=re.M), "the env must install labkit itself"
+
+
+def test_binder_build_installs_labkit_after_the_environment():
+    """repo2docker's own plan: environment from binder/, then postBuild installs labkit (`-e .`)."""
+    postbuild = ROOT / "binder" / "postBuild"
+    assert os.access(postbuild, os.X_OK)
+    assert re.search(r"pip install .*-e \.$", postbuild.read_text(), flags=re.M)
+    r2d = Path(sys.executable).with_name("jupyter-repo2docker")
+    out = subprocess.run([str(r2d), "--no-build", "--debug", str(ROOT)], capture_output=True,
+                         text=True, timeout=120)
+    dockerfile = out.stdout + out.stderr
+    env_step = dockerfile.find('env update -p ${NB_PYTHON_PREFIX} --file "binder/environment.yml"')
+    copy_step = dockerfile.find("COPY --chown=0:0 src/ ${REPO_DIR}/")
+    postbuild_step = dockerfile.find("RUN ./binder/postBuild")
+    assert -1 < env_step < copy_step < postbuild_step, dockerfile[-2000:]
 
 
 def test_import_is_light():

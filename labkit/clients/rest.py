@@ -1,15 +1,25 @@
-"""RestClient: an HTTP client that logs every exchange (bytes, time, connection reuse)."""
+"""RestClient: an HTTP client that logs every exchange (bytes, time, connection reuse).
+
+With `cache=True` its GETs go through a private HTTP cache (`http_cache.HttpCache`): fresh answers
+are reused without a request, stale ones are revalidated with If-None-Match / If-Modified-Since,
+and the log says which (`cache` column: "hit", "revalidated", "stored", or "").
+"""
 
 from __future__ import annotations
 
 import json as jsonlib
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import aiohttp
+from multidict import CIMultiDict
+from yarl import URL
 
 from .. import _loop
 from ._target import base_url
+from .http_cache import HttpCache
+
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS", "TRACE")
 
 
 @dataclass
@@ -25,6 +35,9 @@ class Exchange:
     response_body_bytes: int
     elapsed_ms: float
     reused_connection: bool
+    cache: str = ""
+    """With a cache: "hit" (nothing sent), "revalidated" (a 304 let the stored copy be reused),
+    "stored" (a fresh answer was kept); "" otherwise."""
 
 
 @dataclass
@@ -32,11 +45,12 @@ class Reply:
     """What came back: status, headers, body, and how long the exchange took."""
 
     status: int
-    headers: dict
+    headers: CIMultiDict
     body: bytes
     elapsed_ms: float
     reused_connection: bool
     exchange: Exchange = field(repr=False)
+    cache: str = ""
 
     @property
     def text(self) -> str:
@@ -58,7 +72,8 @@ def request_head_bytes(method: str, path: str, headers) -> int:
 
 def response_head_bytes(response: aiohttp.ClientResponse) -> int:
     """Size of the status line plus headers exactly as they arrived."""
-    status_line = f"HTTP/{response.version.major}.{response.version.minor} {response.status} {response.reason}"
+    version = f"HTTP/{response.version.major}.{response.version.minor}"
+    status_line = f"{version} {response.status} {response.reason}"
     raw = sum(len(k) + 2 + len(v) + 2 for k, v in response.raw_headers)
     return len(status_line) + 2 + raw + 2
 
@@ -68,10 +83,13 @@ class RestClient:
 
     keep_alive=True reuses one TCP connection across requests (HTTP/1.1's default);
     keep_alive=False opens a new connection for every request. Every exchange is appended to `log`.
+    cache=True (or an HttpCache to share) keeps GET answers and revalidates them as HTTP says.
     """
 
-    def __init__(self, target, *, keep_alive: bool = True, timeout: float = 10.0, headers=None):
+    def __init__(self, target, *, keep_alive: bool = True, timeout: float = 10.0, headers=None,
+                 cache: bool | HttpCache = False):
         self.base = base_url(target)
+        self.cache: HttpCache | None = HttpCache() if cache is True else (cache or None)
         self.keep_alive = keep_alive
         self.timeout = timeout
         self.default_headers = dict(headers or {})
@@ -108,14 +126,37 @@ class RestClient:
             hdrs.setdefault("Content-Type", "application/json")
         if isinstance(data, str):
             data = data.encode()
-        ctx: dict = {"reused": False, "head_bytes": 0}
+        url = self.base + path
         started = time.perf_counter_ns()
+        entry = self.cache.lookup(url, hdrs) if self.cache is not None and method == "GET" else None
+        if entry is not None and entry.is_fresh():
+            return self._from_cache(method, path, entry, started)
+        conditional = entry is not None and not any(
+            h.lower() in ("if-none-match", "if-modified-since") for h in hdrs
+        )
+        if conditional:
+            hdrs.update(entry.validators())
+        ctx: dict = {"reused": False, "head_bytes": 0}
         async with session.request(
-            method, self.base + path, data=data, headers=hdrs, trace_request_ctx=ctx,
-            allow_redirects=False,
+            method, url, data=data, headers=hdrs, trace_request_ctx=ctx, allow_redirects=False,
         ) as response:
             body = await response.read()
         elapsed_ms = (time.perf_counter_ns() - started) / 1e6
+        cache_state, status, headers, reply_body = "", response.status, response.headers, body
+        if self.cache is not None:
+            if method == "GET" and response.status == 304 and conditional:
+                entry = self.cache.refresh(url, hdrs, response.headers)
+                cache_state, status, headers, reply_body = (
+                    "revalidated", entry.status, entry.headers, entry.body
+                )
+            elif method == "GET" and self.cache.store(url, hdrs, response.status,
+                                                      response.headers, body):
+                cache_state = "stored"
+            elif method not in SAFE_METHODS and response.status < 400:
+                self.cache.invalidate(url)
+                for name in ("Location", "Content-Location"):
+                    if name in response.headers:
+                        self.cache.invalidate(str(response.url.join(URL(response.headers[name]))))
         exchange = Exchange(
             method=method,
             path=path,
@@ -126,13 +167,23 @@ class RestClient:
             response_body_bytes=len(body),
             elapsed_ms=elapsed_ms,
             reused_connection=ctx["reused"],
+            cache=cache_state,
         )
         self.log.append(exchange)
-        return Reply(response.status, dict(response.headers), body, elapsed_ms, ctx["reused"], exchange)
+        return Reply(status, CIMultiDict(headers), reply_body, elapsed_ms, ctx["reused"], exchange,
+                     cache_state)
+
+    def _from_cache(self, method: str, path: str, entry, started: int) -> Reply:
+        """A fresh stored answer: nothing goes on the wire, the log row says "hit"."""
+        elapsed_ms = (time.perf_counter_ns() - started) / 1e6
+        exchange = Exchange(method, path, entry.status, 0, 0, 0, 0, elapsed_ms, False, "hit")
+        self.log.append(exchange)
+        return Reply(entry.status, CIMultiDict(entry.headers), entry.body, elapsed_ms, False,
+                     exchange, "hit")
 
     # -- public API ----------------------------------------------------------------------------
     def request(self, method: str, path: str, **kw) -> Reply:
-        """Send one request; `json=` sends a JSON body, `data=` raw bytes or text, `headers=` extra headers."""
+        """Send one request: `json=` a JSON body, `data=` raw bytes or text, `headers=` extra headers."""
         return _loop.run(self._request(method.upper(), path, **kw), timeout=self.timeout + 5)
 
     def get(self, path: str, **kw) -> Reply:
@@ -156,11 +207,14 @@ class RestClient:
     def options(self, path: str, **kw) -> Reply:
         return self.request("OPTIONS", path, **kw)
 
-    def log_frame(self):
-        """The request log as a pandas DataFrame, one row per exchange."""
+    def log_frame(self, last: int | None = None):
+        """The request log as a pandas DataFrame, one row per exchange (only the `last` n if given)."""
         import pandas as pd
 
-        return pd.DataFrame([asdict(e) for e in self.log])
+        rows = [asdict(e) for e in self.log]
+        frame = pd.DataFrame(rows, columns=[f.name for f in fields(Exchange)])
+        frame.index.name = "request"
+        return frame.tail(last) if last else frame
 
     def close(self) -> None:
         if self._session is not None and not self._session.closed:

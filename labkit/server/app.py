@@ -21,7 +21,11 @@ from .websocket import close_all
 FAMILIES = (
     "core",
     "echo",
+    "rest",
     "session",
+    "hub",
+    "feed",
+    "chat",
 )
 
 FAMILY_MODULES = web.AppKey("family_modules", tuple)

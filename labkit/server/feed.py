@@ -45,7 +45,12 @@ routes = web.RouteTableDef()
 
 
 class FeedSource:
-    """A ticker publishing a seeded random walk of a price to the hub's "feed" topic."""
+    """A ticker publishing a seeded random walk of a price to the hub's "feed" topic.
+
+    Events arrive as a Poisson process of mean rate `rate_hz` (random gaps, seeded too): a ticker
+    with a fixed period would lock in step with a poller of the same period and hide the
+    staleness that polling really has.
+    """
 
     def __init__(self, hub):
         self.hub = hub
@@ -55,6 +60,7 @@ class FeedSource:
         self.symbol = "LAB"
         self.price = 100.0
         self._rng = random.Random()
+        self._timing = random.Random()
         self._task: asyncio.Task | None = None
 
     def state(self) -> dict:
@@ -74,6 +80,7 @@ class FeedSource:
         if seed is not None or start_price is not None:
             self.seed = seed
             self._rng = random.Random(seed)
+            self._timing = random.Random(None if seed is None else seed + 1)
             self.price = 100.0 if start_price is None else start_price
         if rate_hz > 0 and ticks != 0:
             self._task = asyncio.get_running_loop().create_task(self._run())
@@ -96,7 +103,7 @@ class FeedSource:
             self.hub.publish(TOPIC, self.step())
             if self.ticks_left is not None:
                 self.ticks_left -= 1
-            next_at += period
+            next_at += self._timing.expovariate(1.0) * period
             delay = next_at - loop.time()
             if delay < -1.0:  # fell a second behind (busy machine): do not burst to catch up
                 next_at, delay = loop.time(), 0.0

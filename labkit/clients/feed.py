@@ -1,0 +1,457 @@
+"""Feed clients: the same live feed read by short poll, long poll, SSE and WebSocket, timed.
+
+Each client records, per event: its SEQ, the server's publish time `ts`, the time it arrived, and
+the staleness (arrival minus publish, in ms). Both clocks are `time.time()` on this machine (the
+lab server runs in the same kernel), so the difference is meaningful. Per run each client counts
+requests made (HTTP requests, or connections opened for SSE and WebSocket), empty answers, and
+bytes up and down at the application level: HTTP request/response heads and bodies, WebSocket
+handshake plus frame headers and payloads. TCP/IP overhead and TLS are not counted.
+
+    run = lk.feed_run(lab, seconds=5, rate_hz=10)   # all four transports on the same events
+    run.summary                                       # one row per transport
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+from websockets.asyncio.client import connect
+
+from .. import _loop
+from ._target import base_url
+from .rest import request_head_bytes, response_head_bytes
+
+TRANSPORTS = ("short_poll", "long_poll", "sse", "ws")
+LABELS = {"short_poll": "short poll", "long_poll": "long poll", "sse": "SSE", "ws": "WebSocket"}
+"""How the lessons name each transport."""
+
+
+@dataclass
+class Received:
+    """One event as one client saw it."""
+
+    seq: int
+    published_ts: float
+    received_ts: float
+    price: float | None
+
+    @property
+    def staleness_ms(self) -> float:
+        return (self.received_ts - self.published_ts) * 1000.0
+
+
+@dataclass
+class FeedClient:
+    """Common part of the four feed clients: the record of what arrived and what it cost."""
+
+    target: object
+    path: str = "/api/feed"
+    label: str = ""
+    transport: str = field(default="", init=False)
+    events: list[Received] = field(default_factory=list, init=False)
+    gaps: list[dict] = field(default_factory=list, init=False)
+    requests: int = field(default=0, init=False)
+    empty_responses: int = field(default=0, init=False)
+    bytes_up: int = field(default=0, init=False)
+    bytes_down: int = field(default=0, init=False)
+    last_seq: int | None = field(default=None, init=False)
+    errors: list[str] = field(default_factory=list, init=False)
+    done: bool = field(default=False, init=False)
+
+    def __post_init__(self):
+        self.label = self.label or LABELS.get(self.transport, self.transport)
+
+    @property
+    def base(self) -> str:
+        return base_url(self.target)
+
+    def _record(self, event: dict, now: float) -> None:
+        data = event.get("data") or {}
+        price = data.get("price") if isinstance(data, dict) else None
+        self.events.append(Received(event["seq"], event["ts"], now, price))
+        self.last_seq = event["seq"]
+
+    async def arun(self, seconds: float, since: int | None = None, until_seq: int | None = None):
+        """Read for `seconds` (or until SEQ `until_seq` has arrived); start after `since`
+        (None: from now on)."""
+        self.last_seq = since
+        deadline = asyncio.get_running_loop().time() + seconds
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self._read(until_seq)
+        except TimeoutError:
+            pass
+        except (aiohttp.ClientError, OSError) as exc:
+            self.errors.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            self.done = True
+        return self
+
+    def run(self, seconds: float, since: int | None = None, until_seq: int | None = None):
+        """Sync version of `arun`, usable from any cell."""
+        return _loop.run(self.arun(seconds, since, until_seq), timeout=seconds + 15)
+
+    def _reached(self, until_seq: int | None) -> bool:
+        return until_seq is not None and self.last_seq is not None and self.last_seq >= until_seq
+
+    async def _read(self, until_seq: int | None) -> None:
+        raise NotImplementedError
+
+    # -- results -----------------------------------------------------------------------------
+    def rows(self) -> list[dict]:
+        return [{"transport": self.label, "seq": e.seq, "published_ts": e.published_ts,
+                 "received_ts": e.received_ts, "staleness_ms": e.staleness_ms, "price": e.price}
+                for e in self.events]
+
+    def summary(self) -> dict:
+        stale = sorted(e.staleness_ms for e in self.events)
+        n = len(self.events)
+
+        def pct(q):
+            return stale[min(n - 1, int(math.ceil(q * n)) - 1)] if n else float("nan")
+
+        return {
+            "transport": self.label, "events": n, "requests": self.requests,
+            "empty_responses": self.empty_responses, "bytes_up": self.bytes_up,
+            "bytes_down": self.bytes_down,
+            "requests_per_event": self.requests / n if n else float("nan"),
+            "bytes_per_event": (self.bytes_up + self.bytes_down) / n if n else float("nan"),
+            "staleness_p50_ms": pct(0.5), "staleness_p90_ms": pct(0.9),
+            "staleness_p99_ms": pct(0.99), "gaps": len(self.gaps), "errors": len(self.errors),
+        }
+
+
+class _HttpMixin:
+    """Count request and response heads the way the REST client does."""
+
+    def _session(self) -> aiohttp.ClientSession:
+        trace = aiohttp.TraceConfig()
+
+        async def on_sent(session, ctx, params):
+            self.bytes_up += request_head_bytes(params.method, params.url.raw_path_qs,
+                                                params.headers)
+
+        trace.on_request_headers_sent.append(on_sent)
+        return aiohttp.ClientSession(trace_configs=[trace],
+                                     timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
+
+    async def _get_events(self, session, params: dict) -> list[dict]:
+        """One GET of the poll route; a 410 is recorded as a gap and the client goes on."""
+        self.requests += 1
+        async with session.get(self.base + self.path, params=params) as resp:
+            body = await resp.read()
+            now = time.time()
+            self.bytes_down += response_head_bytes(resp) + len(body)
+            if resp.status == 410:
+                gap = json.loads(body)
+                self.gaps.append(gap)
+                self.last_seq = gap["oldest_seq"] - 1
+                return []
+            if resp.status != 200:
+                raise aiohttp.ClientResponseError(resp.request_info, (), status=resp.status,
+                                                  message=body.decode(errors="replace")[:200])
+            if self.last_seq is None:  # first contact: start from now on
+                self.last_seq = int(resp.headers.get("Feed-Last-Seq", "0"))
+                return []
+        events = json.loads(body)
+        if not events:
+            self.empty_responses += 1
+        for event in events:
+            self._record(event, now)
+        return events
+
+
+@dataclass
+class ShortPollClient(_HttpMixin, FeedClient):
+    """GET ?since=SEQ every `interval_s` seconds (on a fixed schedule)."""
+
+    interval_s: float = 0.5
+    transport: str = field(default="short_poll", init=False)
+
+    async def _read(self, until_seq):
+        loop = asyncio.get_running_loop()
+        async with self._session() as session:
+            next_at = loop.time()
+            while not self._reached(until_seq):
+                params = {} if self.last_seq is None else {"since": self.last_seq}
+                await self._get_events(session, params)
+                next_at += self.interval_s
+                await asyncio.sleep(max(0.0, next_at - loop.time()))
+
+
+@dataclass
+class LongPollClient(_HttpMixin, FeedClient):
+    """GET ?since=SEQ&wait=S again as soon as each answer arrives."""
+
+    wait_s: float = 10.0
+    transport: str = field(default="long_poll", init=False)
+
+    async def _read(self, until_seq):
+        async with self._session() as session:
+            while not self._reached(until_seq):
+                if self.last_seq is None:
+                    await self._get_events(session, {})
+                else:
+                    await self._get_events(session, {"since": self.last_seq, "wait": self.wait_s})
+
+
+@dataclass
+class SseClient(_HttpMixin, FeedClient):
+    """One Server-Sent Events stream; reconnects with Last-Event-ID if the server ends it."""
+
+    path: str = "/sse/feed"
+    transport: str = field(default="sse", init=False)
+
+    async def _read(self, until_seq):
+        async with self._session() as session:
+            while not self._reached(until_seq):
+                headers = {"Accept": "text/event-stream"}
+                if self.last_seq is not None:
+                    headers["Last-Event-ID"] = str(self.last_seq)
+                self.requests += 1
+                async with session.get(self.base + self.path, headers=headers) as resp:
+                    self.bytes_down += response_head_bytes(resp)
+                    if resp.status != 200:
+                        body = await resp.read()
+                        raise aiohttp.ClientResponseError(
+                            resp.request_info, (), status=resp.status,
+                            message=body.decode(errors="replace")[:200])
+                    await self._stream(resp, until_seq)
+
+    async def _stream(self, resp, until_seq) -> None:
+        kind, data = "message", []
+        async for raw in resp.content:
+            self.bytes_down += len(raw)
+            line = raw.decode().rstrip("\r\n")
+            if line:
+                name, _, value = line.partition(":")
+                value = value[1:] if value.startswith(" ") else value
+                if name == "data":
+                    data.append(value)
+                elif name == "event":
+                    kind = value
+                continue
+            if data:  # a blank line ends an event
+                payload = json.loads("\n".join(data))
+                if kind == "message":
+                    self._record(payload, time.time())
+                elif kind == "gap":
+                    self.gaps.append(payload)
+                elif kind == "overflow":
+                    self.errors.append("overflow: " + payload.get("detail", ""))
+            kind, data = "message", []
+            if self._reached(until_seq):
+                return
+
+
+@dataclass
+class WsFeedClient(FeedClient):
+    """One WebSocket; every event is pushed as it is published."""
+
+    path: str = "/ws/feed"
+    transport: str = field(default="ws", init=False)
+
+    async def _read(self, until_seq):
+        url = base_url(self.target, "ws") + self.path
+        if self.last_seq is not None:
+            url += f"?since={self.last_seq}"
+        self.requests += 1
+        async with connect(url, compression=None, max_size=2**20) as conn:
+            req, resp = conn.request, conn.response
+            self.bytes_up += request_head_bytes("GET", req.path, req.headers)
+            self.bytes_down += len(f"HTTP/1.1 {resp.status_code} {resp.reason_phrase}\r\n") + sum(
+                len(k) + len(v) + 4 for k, v in resp.headers.raw_items()) + 2
+            async for message in conn:
+                now = time.time()
+                size = len(message.encode() if isinstance(message, str) else message)
+                self.bytes_down += size + frame_header_bytes(size, masked=False)
+                payload = json.loads(message)
+                if "seq" in payload:
+                    self._record(payload, now)
+                elif payload.get("type") == "gap":
+                    self.gaps.append(payload)
+                if self._reached(until_seq):
+                    break
+            self.bytes_up += 2 + 4 + 2  # our Close frame: header, mask, close code
+        if conn.close_code not in (None, 1000, 1001):
+            self.errors.append(f"closed {conn.close_code}: {conn.close_reason}")
+
+
+def frame_header_bytes(payload: int, masked: bool) -> int:
+    """Bytes of a WebSocket frame header (RFC 6455 5.2) for a payload of `payload` bytes."""
+    size = 2 if payload < 126 else 4 if payload < 65536 else 10
+    return size + (4 if masked else 0)
+
+
+CLIENTS = {"short_poll": ShortPollClient, "long_poll": LongPollClient, "sse": SseClient,
+           "ws": WsFeedClient}
+
+
+def make_client(transport: str, target, **options) -> FeedClient:
+    """A client for `transport` ("short_poll", "long_poll", "sse" or "ws")."""
+    try:
+        cls = CLIENTS[transport]
+    except KeyError:
+        raise ValueError(f"transport must be one of {', '.join(CLIENTS)}, not {transport!r}") \
+            from None
+    return cls(target, **options)
+
+
+# -- the feed source and whole runs -----------------------------------------------------------
+async def _http_json(target, method: str, path: str, body=None) -> dict:
+    async with aiohttp.ClientSession() as session, session.request(
+            method, base_url(target) + path, json=body) as resp:
+        data = await resp.json(content_type=None)
+        if resp.status >= 400:
+            raise ValueError(data.get("detail", f"HTTP {resp.status}"))
+        return data
+
+
+def set_source(target, rate_hz: float, *, seed: int | None = None, ticks: int | None = None,
+               start_price: float | None = None) -> dict:
+    """Set the lab's feed ticker over HTTP (rate 0 stops it); returns its state."""
+    body = {"rate_hz": rate_hz, "seed": seed, "ticks": ticks, "start_price": start_price}
+    return _loop.run(_http_json(target, "POST", "/api/feed/source", body))
+
+
+def hub_stats(target) -> dict:
+    """GET /api/hub: per-topic counters and the server thread's CPU time."""
+    return _loop.run(_http_json(target, "GET", "/api/hub"))
+
+
+@dataclass
+class FeedRun:
+    """Clients that read the same events; `events` and `summary` are tidy frames."""
+
+    clients: list[FeedClient]
+    first_seq: int
+    last_seq: int
+
+    @property
+    def done(self) -> bool:
+        return all(c.done for c in self.clients)
+
+    @property
+    def events(self):
+        import pandas as pd
+
+        return pd.DataFrame([row for c in self.clients for row in c.rows()],
+                            columns=["transport", "seq", "published_ts", "received_ts",
+                                     "staleness_ms", "price"])
+
+    @property
+    def summary(self):
+        import pandas as pd
+
+        return pd.DataFrame([c.summary() for c in self.clients])
+
+
+def _grace(clients) -> float:
+    return 1.0 + max([getattr(c, "interval_s", 0.0) for c in clients] + [0.0])
+
+
+async def arun_clients(target, clients: list[FeedClient], *, seconds: float, rate_hz: float,
+                       seed: int | None = 1) -> FeedRun:
+    """Start the ticker for `seconds` at `rate_hz`, read with every client at once, return the run.
+
+    The ticker publishes exactly round(seconds * rate_hz) events; every client starts after the
+    same SEQ and stops once it has the last one (or `seconds` plus a grace period has passed).
+    """
+    ticks = max(1, round(seconds * rate_hz))
+    state = await _http_json(target, "GET", "/api/feed/source")
+    since = state["last_seq"]
+    readers = [asyncio.ensure_future(c.arun(seconds + _grace(clients), since, since + ticks))
+               for c in clients]
+    await asyncio.sleep(0.3)  # let every client connect before the first event
+    await _http_json(target, "POST", "/api/feed/source",
+                     {"rate_hz": rate_hz, "seed": seed, "ticks": ticks})
+    await asyncio.gather(*readers)
+    return FeedRun(clients, since + 1, since + ticks)
+
+
+def start_run(target, *, seconds: float = 5.0, rate_hz: float = 10.0,
+              transports=TRANSPORTS, poll_interval_s: float = 0.5, wait_s: float = 10.0,
+              seed: int | None = 1):
+    """Start a run of every transport in the background; returns (FeedRun, concurrent future)."""
+    import asyncio as _asyncio
+
+    clients = []
+    for transport in transports:
+        options = {"short_poll": {"interval_s": poll_interval_s},
+                   "long_poll": {"wait_s": wait_s}}.get(transport, {})
+        clients.append(make_client(transport, target, **options))
+    future = _asyncio.run_coroutine_threadsafe(
+        arun_clients(target, clients, seconds=seconds, rate_hz=rate_hz, seed=seed),
+        _loop.client_loop())
+    return clients, future
+
+
+def feed_run(target, *, seconds: float = 5.0, rate_hz: float = 10.0, transports=TRANSPORTS,
+             poll_interval_s: float = 0.5, wait_s: float = 10.0, seed: int | None = 1) -> FeedRun:
+    """Every transport in `transports` reads the same `seconds` of the feed at once."""
+    _, future = start_run(target, seconds=seconds, rate_hz=rate_hz, transports=transports,
+                          poll_interval_s=poll_interval_s, wait_s=wait_s, seed=seed)
+    return future.result(seconds + 30)
+
+
+def poll_tradeoff(target, intervals_s=(0.1, 0.25, 0.5, 1.0), *, seconds: float = 5.0,
+                  rate_hz: float = 10.0, seed: int | None = 1):
+    """Short pollers at each interval (plus a WebSocket for reference) on the same events.
+
+    Returns one row per client: interval_s (0 for the WebSocket), requests_per_s, staleness
+    percentiles, empty share.
+    """
+    import pandas as pd
+
+    clients: list[FeedClient] = [ShortPollClient(target, interval_s=i, label=f"poll {i:g} s")
+                                 for i in intervals_s]
+    clients.append(WsFeedClient(target))
+    future = asyncio.run_coroutine_threadsafe(
+        arun_clients(target, clients, seconds=seconds, rate_hz=rate_hz, seed=seed),
+        _loop.client_loop())
+    future.result(seconds + 30)
+    rows = []
+    for client in clients:
+        row = client.summary()
+        row["interval_s"] = getattr(client, "interval_s", 0.0)
+        row["requests_per_s"] = client.requests / seconds
+        row["empty_share"] = client.empty_responses / client.requests if client.requests else 0.0
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def server_cost(target, transport: str, *, clients: int = 20, seconds: float = 3.0,
+                rate_hz: float = 20.0, poll_interval_s: float = 0.5, seed: int | None = 1) -> dict:
+    """Run `clients` readers of one transport and report what the server spent on them.
+
+    server_cpu_ms is the CPU time of the server's thread (time.thread_time, read through
+    GET /api/hub before and after), so it excludes the clients, which run on another thread of
+    this process. Requests and bytes come from the hub's counters for the feed topic.
+    """
+    before = hub_stats(target)
+    options = {"short_poll": {"interval_s": poll_interval_s}}.get(transport, {})
+    readers = [make_client(transport, target, **options) for _ in range(clients)]
+    future = asyncio.run_coroutine_threadsafe(
+        arun_clients(target, readers, seconds=seconds, rate_hz=rate_hz, seed=seed),
+        _loop.client_loop())
+    run = future.result(seconds + 60)
+    after = hub_stats(target)
+
+    def counter(stats, key):
+        return stats["topics"].get("feed", {}).get("counters", {}).get(transport, {}).get(key, 0)
+
+    events = sum(len(c.events) for c in readers)
+    cpu_ms = (after["server_thread_cpu_s"] - before["server_thread_cpu_s"]) * 1000.0
+    return {
+        "transport": LABELS[transport], "clients": clients,
+        "published": run.last_seq - run.first_seq + 1, "events_received": events,
+        "server_requests": counter(after, "requests") - counter(before, "requests"),
+        "server_bytes_sent": counter(after, "bytes_sent") - counter(before, "bytes_sent"),
+        "server_cpu_ms": cpu_ms,
+        "cpu_us_per_event": cpu_ms * 1000.0 / events if events else float("nan"),
+    }

@@ -1,0 +1,228 @@
+"""Route family "chat": one chat room, reachable over REST and over WebSocket.
+
+Every message goes through the Hub topic "chat", which gives it its SEQ, so REST pollers and
+WebSocket users see the same messages in the same order.
+
+- `GET /api/chat/messages?since=SEQ[&wait=S]`: messages after SEQ (a short or long poll)
+- `POST /api/chat/messages` {"name", "text"}: 201 with the stored message
+- `WS /ws/chat?name=N[&since=SEQ]`: send {"type": "message", "text": ...} or {"type": "typing"};
+  receive {"type": "message", "seq", "ts", "data": {"name", "text"}}, {"type": "typing", "name"}
+  (ephemeral: never stored, never seen over REST), {"type": "error", "detail"} for a bad message.
+
+Names are 1-32 characters, texts 1-500 characters (surrounding spaces do not count); a bad one gets
+422 over HTTP and an error message over WebSocket (the connection stays open).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import unicodedata
+
+from aiohttp import web
+
+from .core import websocket_route
+from .feed import (
+    SINCE_PARAM,
+    ahead_problem,
+    parse_seq,
+    poll_operation,
+    poll_response,
+    pump_to_websocket,
+    read_json_object,
+    run_websocket,
+)
+from .hub import HUB, Ahead, Event, Gap, Notice, Topic
+from .problem import ProblemError
+from .websocket import accept
+
+TOPIC = "chat"
+MAX_NAME = 32
+MAX_TEXT = 500
+HISTORY_LIMIT = 500
+"""Messages the room keeps for late joiners and pollers."""
+
+routes = web.RouteTableDef()
+
+
+def _printable(value: str) -> bool:
+    return not any(unicodedata.category(ch) == "Cc" and ch not in "\n\t" for ch in value)
+
+
+def check_name(name) -> tuple[str | None, list[dict]]:
+    """The cleaned name, or the reasons it is refused."""
+    if not isinstance(name, str):
+        return None, [{"field": "name", "message": "a string is required"}]
+    name = name.strip()
+    if not name:
+        return None, [{"field": "name", "message": "empty: say who you are"}]
+    if len(name) > MAX_NAME:
+        return None, [{"field": "name", "message": f"at most {MAX_NAME} characters"}]
+    if not _printable(name) or "\n" in name or "\t" in name:
+        return None, [{"field": "name", "message": "no control characters"}]
+    return name, []
+
+
+def check_text(text) -> tuple[str | None, list[dict]]:
+    """The cleaned text, or the reasons it is refused."""
+    if not isinstance(text, str):
+        return None, [{"field": "text", "message": "a string is required"}]
+    text = text.strip()
+    if not text:
+        return None, [{"field": "text", "message": "empty: there is nothing to send"}]
+    if len(text) > MAX_TEXT:
+        return None, [{"field": "text", "message": f"at most {MAX_TEXT} characters"}]
+    if not _printable(text):
+        return None, [{"field": "text", "message": "no control characters"}]
+    return text, []
+
+
+def _topic(request: web.Request) -> Topic:
+    return request.app[HUB].topic(TOPIC, history_limit=HISTORY_LIMIT)
+
+
+@routes.get("/api/chat/messages")
+async def messages_get(request: web.Request) -> web.Response:
+    """Messages after ?since=SEQ (all kept ones without it); with &wait=S a long poll."""
+    return await poll_response(request, _topic(request))
+
+
+@routes.post("/api/chat/messages")
+async def messages_post(request: web.Request) -> web.Response:
+    """Post {"name", "text"} to the room; 201 with the message and its SEQ."""
+    topic = _topic(request)
+    topic.counters("rest").requests += 1
+    body = await read_json_object(request)
+    name, errors = check_name(body.get("name"))
+    text, text_errors = check_text(body.get("text"))
+    errors += text_errors
+    errors += [{"field": k, "message": "unknown field"} for k in sorted(set(body) - {"name", "text"})]
+    if errors:
+        raise ProblemError(422, "; ".join(f"{e['field']}: {e['message']}" for e in errors),
+                           errors=errors)
+    event = request.app[HUB].publish(TOPIC, {"name": name, "text": text})
+    return web.Response(text=event.json, status=201, content_type="application/json")
+
+
+def render(item) -> str | None:
+    """What a WebSocket user receives for a hub item."""
+    if isinstance(item, Event):
+        return '{"type":"message",' + item.json[1:]
+    if isinstance(item, Notice):
+        return json.dumps(item.data)
+    return None
+
+
+@routes.get("/ws/chat")
+@websocket_route
+async def chat_ws(request: web.Request) -> web.WebSocketResponse:
+    """Join the room as ?name=N: send messages and typing signals, receive everything live."""
+    hub = request.app[HUB]
+    topic = _topic(request)
+    name, errors = check_name(request.query.get("name"))
+    if errors:
+        raise ProblemError(422, f"name: {errors[0]['message']}", errors=errors)
+    since = parse_seq(request.query.get("since"))
+    gap = None
+    try:
+        sub, replay = topic.subscribe("ws", since)
+    except Gap as exc:
+        gap = exc
+        sub, replay = topic.subscribe("ws", exc.oldest - 1)
+    except Ahead as exc:
+        raise ahead_problem(exc) from None
+    counters = topic.counters("ws")
+    counters.requests += 1
+    try:
+        ws = await accept(request)
+        await ws.send_str(json.dumps({"type": "welcome", "name": name, "last_seq": topic.last_seq,
+                                      "max_text": MAX_TEXT}))
+        if gap is not None:
+            await ws.send_str(json.dumps({"type": "gap", **gap.as_dict()}))
+        pump = asyncio.create_task(pump_to_websocket(ws, sub, replay, counters, render))
+
+        async def error(detail: str, **extra) -> None:
+            await ws.send_str(json.dumps({"type": "error", "detail": detail, **extra}))
+
+        async def on_message(raw: str) -> None:
+            try:
+                msg = json.loads(raw)
+            except ValueError:
+                return await error("send JSON such as {\"type\": \"message\", \"text\": \"hi\"}")
+            kind = msg.get("type") if isinstance(msg, dict) else None
+            if kind == "typing":
+                hub.notify(TOPIC, {"type": "typing", "name": name}, skip=sub)
+            elif kind == "message":
+                text, errs = check_text(msg.get("text"))
+                if errs:
+                    return await error(f"text: {errs[0]['message']}", errors=errs)
+                hub.publish(TOPIC, {"name": name, "text": text})
+            else:
+                await error('"type" must be "message" or "typing"',
+                            errors=[{"field": "type", "message": "unknown"}])
+
+        await run_websocket(ws, pump, on_message)
+    finally:
+        sub.close()
+    return ws
+
+
+def setup(app: web.Application) -> None:
+    app.add_routes(routes)
+
+
+_MESSAGE = {
+    "type": "object",
+    "required": ["seq", "ts", "data"],
+    "properties": {
+        "seq": {"type": "integer", "minimum": 1},
+        "ts": {"type": "number", "description": "time.time() when stored (s)"},
+        "data": {"type": "object", "properties": {"name": {"type": "string"},
+                                                  "text": {"type": "string"}}},
+    },
+}
+_get = poll_operation("Messages of the room (short or long poll)", "chatMessagesGet", "Messages")
+OPENAPI_PATHS = {
+    "/api/chat/messages": {
+        "get": _get,
+        "post": {
+            "summary": "Post a message to the room",
+            "operationId": "chatMessagesPost",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["name", "text"], "additionalProperties": False,
+                "properties": {
+                    "name": {"type": "string", "minLength": 1, "maxLength": MAX_NAME},
+                    "text": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT},
+                },
+            }}}},
+            "responses": {
+                "201": {"description": "The stored message with its SEQ",
+                        "content": {"application/json": {"schema": _MESSAGE}}},
+                "400": {"$ref": "#/components/responses/Problem"},
+                "415": {"$ref": "#/components/responses/Problem"},
+                "422": {"$ref": "#/components/responses/Problem"},
+            },
+        },
+    }
+}
+
+ASYNCAPI_CHANNELS = {
+    "chatWebSocket": {
+        "address": "/ws/chat",
+        "title": "The chat room over WebSocket",
+        "description": "Join with ?name=N (1-32 characters) and optional ?since=SEQ. The same "
+                       "messages, in the same order, as GET /api/chat/messages.",
+        "bindings": {"ws": {"query": {"type": "object", "required": ["name"], "properties": {
+            "name": {"type": "string"}, "since": SINCE_PARAM["schema"]}}}},
+        "messages": {
+            "send": {"name": "send", "payload": {"type": "object", "properties": {
+                "type": {"const": "message"}, "text": {"type": "string", "maxLength": MAX_TEXT}}}},
+            "typing": {"name": "typing", "payload": {"type": "object", "properties": {
+                "type": {"const": "typing"}, "name": {"type": "string"}}}},
+            "message": {"name": "message", "payload": {**_MESSAGE, "properties": {
+                **_MESSAGE["properties"], "type": {"const": "message"}}}},
+            "error": {"name": "error", "payload": {"type": "object", "properties": {
+                "type": {"const": "error"}, "detail": {"type": "string"}}}},
+        },
+    }
+}

@@ -1,0 +1,59 @@
+"""Local TLS for the lab: a certificate authority made on the spot and a certificate for 127.0.0.1.
+
+`lk.start(tls=True)` serves https:// and wss:// with `server_ssl_context()`; clients trust the same
+authority through `client_ssl_context()`. Nothing is written to the system trust store: the
+authority lives in this process only (and in `ca_pem_path()` for tools that want a file, e.g.
+`curl --cacert`). Made with trustme, which exists for exactly this (tests and labs).
+"""
+
+from __future__ import annotations
+
+import functools
+import ssl
+import tempfile
+from pathlib import Path
+
+HOSTS = ("127.0.0.1", "localhost", "::1")
+"""Names the lab certificate is valid for."""
+
+
+@functools.cache
+def authority():
+    """The process's certificate authority (a trustme.CA), made on first use."""
+    import trustme
+
+    return trustme.CA(organization_name="labkit local CA")
+
+
+@functools.cache
+def _server_cert():
+    return authority().issue_cert(*HOSTS)
+
+
+def server_ssl_context() -> ssl.SSLContext:
+    """An SSLContext for the lab server: the certificate for 127.0.0.1/localhost and its key."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    _server_cert().configure_cert(context)
+    return context
+
+
+def client_ssl_context() -> ssl.SSLContext:
+    """An SSLContext for clients (aiohttp `ssl=`, websockets `ssl=`) that trusts the lab's CA.
+
+    Certificate and host name are checked as for any public site; only the trusted root differs.
+    """
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    authority().configure_trust(context)
+    return context
+
+
+@functools.cache
+def ca_pem_path() -> Path:
+    """The CA certificate as a PEM file (for curl --cacert, requests verify=...)."""
+    folder = Path(tempfile.mkdtemp(prefix="labkit-ca-"))
+    path = folder / "labkit-ca.pem"
+    authority().cert_pem.write_to_path(str(path))
+    return path
+
+
+__all__ = ["HOSTS", "authority", "ca_pem_path", "client_ssl_context", "server_ssl_context"]

@@ -1,0 +1,497 @@
+"""The wire tap: a real TCP proxy that records every byte and shows it as HTTP messages and WebSocket frames.
+
+    tap = lk.tap(lab)                                  # listens on 127.0.0.1, forwards to the lab
+    ws = lk.websocket(tap.url("ws"), "/ws/echo")       # talk to the lab *through* the tap
+    ws.echo("hi"); tap.frames()                        # FIN, opcode, MASK, length field, sizes ...
+
+Every chunk is recorded (connection, direction, time, bytes) when the proxy reads it. Parsing is
+lazy: it runs when you ask for a table, so recording adds next to nothing to a round trip. HTTP/1.1
+is parsed with h11; after a `101 Switching Protocols` both directions are parsed as WebSocket frames
+with the websockets library's own frame parser. Header sizes are the bytes the parser consumed minus
+the payload, so they are measured, not computed from the RFC.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+import zlib
+from bisect import bisect_right
+from urllib.parse import urlsplit
+
+import h11
+from websockets.exceptions import ProtocolError
+from websockets.extensions.permessage_deflate import PerMessageDeflate
+from websockets.frames import CLOSE, TEXT, Close, Frame
+from websockets.headers import parse_extension
+from websockets.streams import StreamReader
+from websockets.utils import accept_key as _accept_key
+
+from .proxy import DOWN, UP, Connection, TcpProxy
+
+__all__ = ["DOWN", "UP", "WireTap", "accept_key", "tap"]
+
+WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+"""The fixed string RFC 6455 appends to Sec-WebSocket-Key before hashing."""
+
+
+def accept_key(key: str) -> str:
+    """Sec-WebSocket-Accept for a Sec-WebSocket-Key: base64(SHA-1(key + WEBSOCKET_GUID))."""
+    return _accept_key(key)
+
+
+# -- one direction of one connection ---------------------------------------------------------------
+class _Stream:
+    """Byte offsets of one direction and the time each chunk arrived."""
+
+    def __init__(self) -> None:
+        self.fed = 0
+        self.ends: list[int] = []
+        self.times: list[int] = []
+
+    def add(self, n: int, t_ns: int) -> None:
+        self.fed += n
+        self.ends.append(self.fed)
+        self.times.append(t_ns)
+
+    def time_at(self, offset: int) -> int:
+        """perf_counter_ns of the chunk that carried byte number `offset`."""
+        i = min(bisect_right(self.ends, offset), len(self.times) - 1)
+        return self.times[i]
+
+
+def _strip_body_headers(headers) -> list[tuple[bytes, bytes]]:
+    return [(k, v) for k, v in headers if k.lower() not in (b"content-length", b"transfer-encoding")]
+
+
+def _deflate_for(response_headers, direction: str) -> list:
+    """The permessage-deflate decoder for frames going `direction`, if the handshake agreed on one."""
+    value = next((v.decode("latin-1") for k, v in response_headers
+                  if k.lower() == b"sec-websocket-extensions"), None)
+    if not value:
+        return []
+    for name, params in parse_extension(value):
+        if name != "permessage-deflate":
+            continue
+        p = dict(params)
+        sender = "client" if direction == UP else "server"
+        receiver = "server" if direction == UP else "client"
+        return [PerMessageDeflate(
+            remote_no_context_takeover=f"{sender}_no_context_takeover" in p,
+            local_no_context_takeover=f"{receiver}_no_context_takeover" in p,
+            remote_max_window_bits=int(p.get(f"{sender}_max_window_bits") or 15),
+            local_max_window_bits=int(p.get(f"{receiver}_max_window_bits") or 15),
+        )]
+    return []
+
+
+class _FrameReader:
+    """Frames of one direction, parsed by websockets' Frame.parse as bytes arrive."""
+
+    def __init__(self, direction: str, base: int, extensions: list):
+        self.direction, self.base, self.extensions = direction, base, extensions
+        self.reader = StreamReader()
+        self.fed = 0
+        self.parser = None
+        self.start = 0
+        self.reads: list[bytes] = []
+        self.dead = False
+
+    @property
+    def consumed(self) -> int:
+        return self.fed - len(self.reader.buffer)
+
+    def _read_exact(self, n: int):
+        data = yield from self.reader.read_exact(n)
+        self.reads.append(bytes(data[:14]))
+        return data
+
+    def feed(self, data: bytes) -> None:
+        if data:
+            self.reader.feed_data(data)
+            self.fed += len(data)
+
+    def frames(self):
+        """Yield (start, end, header bytes, Frame) for every frame now complete; errors end the stream."""
+        while not self.dead:
+            if self.parser is None:
+                if not self.reader.buffer:
+                    return
+                self.start, self.reads = self.consumed, []
+                self.parser = Frame.parse(self._read_exact, mask=self.direction == UP,
+                                          extensions=self.extensions)
+            try:
+                next(self.parser)
+                return  # waiting for more bytes
+            except StopIteration as done:
+                frame = done.value
+                self.parser = None
+                yield self.start, self.consumed, b"".join(self.reads[:-1]), frame
+            except EOFError:
+                self.parser, self.dead = None, True
+            except (ProtocolError, zlib.error, ValueError) as exc:
+                self.parser, self.dead = None, True
+                yield self.start, self.consumed, b"", exc
+
+
+class _ConnParser:
+    """Everything one connection carried: HTTP/1.1 until a 101, then WebSocket frames."""
+
+    def __init__(self, tap: WireTap, conn_id: int):
+        self.tap, self.id = tap, conn_id
+        self.streams = {UP: _Stream(), DOWN: _Stream()}
+        self.phase = "http"
+        self.server = h11.Connection(h11.SERVER)  # reads what the client sent
+        self.client = h11.Connection(h11.CLIENT)  # reads what the server sent
+        self.http_fed = {UP: 0, DOWN: 0}
+        self.current = {UP: None, DOWN: None}
+        self.frame_readers: dict[str, _FrameReader] = {}
+        self.raw = {UP: bytearray(), DOWN: bytearray()}  # HTTP bytes not yet part of a finished message
+        self.raw_base = {UP: 0, DOWN: 0}
+        self.closed = False
+
+    # -- feeding -------------------------------------------------------------------------------
+    def feed(self, direction: str, t_ns: int, data: bytes) -> None:
+        self.streams[direction].add(len(data), t_ns)
+        if self.phase == "http":
+            self.http_fed[direction] += len(data)
+            self.raw[direction].extend(data)
+            (self.server if direction == UP else self.client).receive_data(data)
+            self._pump_http()
+        elif self.phase == "ws":
+            self.frame_readers[direction].feed(data)
+            self._pump_ws(direction)
+
+    def eof(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.phase == "http":
+            for conn in (self.server, self.client):
+                with contextlib.suppress(h11.RemoteProtocolError):
+                    conn.receive_data(b"")
+            self._pump_http()
+
+    # -- HTTP ----------------------------------------------------------------------------------
+    def _consumed(self, direction: str) -> int:
+        conn = self.server if direction == UP else self.client
+        return self.http_fed[direction] - len(conn.trailing_data[0])
+
+    def _pump_http(self) -> None:
+        try:
+            progressed = True
+            while progressed and self.phase == "http":
+                progressed = self._step(UP) or self._step(DOWN)
+        except (h11.RemoteProtocolError, h11.LocalProtocolError) as exc:
+            self.phase = "broken"
+            self.tap._note_error(self.id, f"HTTP parse stopped: {exc}")
+
+    def _step(self, direction: str) -> bool:
+        conn = self.server if direction == UP else self.client
+        if direction == DOWN and self.client.our_state is h11.IDLE:
+            return False  # no request yet: nothing to read a response against
+        before = self._consumed(direction)
+        event = conn.next_event()
+        if event in (h11.NEED_DATA, h11.PAUSED):
+            return False
+        now = self._consumed(direction)
+        if isinstance(event, h11.Request | h11.Response | h11.InformationalResponse):
+            self.current[direction] = {"event": event, "start": before, "head_end": now, "content": 0}
+            if isinstance(event, h11.Request):
+                self.client.send(h11.Request(method=event.method, target=event.target,
+                                             headers=_strip_body_headers(event.headers)))
+                self.client.send(h11.EndOfMessage())
+            elif isinstance(event, h11.InformationalResponse):
+                self._finish(direction, now)
+                self.server.send(h11.InformationalResponse(status_code=event.status_code,
+                                                           headers=event.headers,
+                                                           reason=event.reason))
+                if event.status_code == 101:
+                    self._switch_to_websocket(event)
+            else:
+                self.server.send(h11.Response(status_code=event.status_code, reason=event.reason,
+                                              headers=_strip_body_headers(event.headers)))
+        elif isinstance(event, h11.Data):
+            self.current[direction]["content"] += len(event.data)
+        elif isinstance(event, h11.EndOfMessage):
+            self._finish(direction, now)
+            if direction == DOWN:
+                self.server.send(h11.EndOfMessage())
+                if self.server.our_state is h11.DONE and self.server.their_state is h11.DONE:
+                    self.server.start_next_cycle()
+                    self.client.start_next_cycle()
+        elif isinstance(event, h11.ConnectionClosed):
+            return False
+        return True
+
+    def _finish(self, direction: str, end: int) -> None:
+        cur, self.current[direction] = self.current[direction], None
+        if cur is None:
+            return
+        event, stream = cur["event"], self.streams[direction]
+        raw, base = self.raw[direction], self.raw_base[direction]
+        head = bytes(raw[cur["start"] - base:cur["head_end"] - base])
+        del raw[:end - base]  # keep memory flat: finished messages need no bytes
+        self.raw_base[direction] = end
+        is_request = isinstance(event, h11.Request)
+        self.tap._http.append({
+            "conn": self.id,
+            "direction": direction,
+            "t_ns": stream.time_at(cur["start"]),
+            "t_end_ns": stream.time_at(max(end - 1, cur["start"])),
+            "kind": "request" if is_request else "response",
+            "start_line": head.split(b"\r\n", 1)[0].decode("latin-1"),
+            "method": event.method.decode() if is_request else None,
+            "target": event.target.decode("latin-1") if is_request else None,
+            "status": None if is_request else event.status_code,
+            "headers": [(k.decode("latin-1"), v.decode("latin-1"))
+                        for k, v in event.headers.raw_items()],
+            "header_bytes": cur["head_end"] - cur["start"],
+            "body_bytes": end - cur["head_end"],
+            "content_bytes": cur["content"],
+            "wire_bytes": end - cur["start"],
+            "head": head.decode("latin-1"),
+        })
+
+    def _switch_to_websocket(self, response: h11.InformationalResponse) -> None:
+        self.phase = "ws"
+        self.raw = {UP: bytearray(), DOWN: bytearray()}
+        for direction, conn in ((UP, self.server), (DOWN, self.client)):
+            reader = _FrameReader(direction, self._consumed(direction),
+                                  _deflate_for(response.headers, direction))
+            self.frame_readers[direction] = reader
+            reader.feed(conn.trailing_data[0])
+            self._pump_ws(direction)
+
+    # -- WebSocket -----------------------------------------------------------------------------
+    def _pump_ws(self, direction: str) -> None:
+        reader, stream = self.frame_readers[direction], self.streams[direction]
+        for start, end, header, frame in reader.frames():
+            first, last = reader.base + start, reader.base + end
+            if isinstance(frame, Exception):
+                self.tap._note_error(self.id, f"{direction} frame parse stopped: {frame}")
+                continue
+            b0, b1 = header[0], header[1]
+            masked = bool(b1 & 0x80)
+            payload = end - start - len(header)
+            row = {
+                "conn": self.id,
+                "direction": direction,
+                "t_ns": stream.time_at(first),
+                "t_end_ns": stream.time_at(last - 1),
+                "fin": bool(b0 & 0x80),
+                "rsv1": bool(b0 & 0x40),
+                "opcode": frame.opcode.name,
+                "opcode_value": int(frame.opcode),
+                "masked": masked,
+                "length_field": b1 & 0x7F,
+                "masking_key": header[-4:].hex() if masked else None,
+                "header_bytes": len(header),
+                "payload_bytes": payload,
+                "data_bytes": len(frame.data),
+                "wire_bytes": end - start,
+                "header_bits": " ".join(f"{b:08b}" for b in header[:2]),
+                "close_code": None,
+                "close_reason": None,
+                "preview": None,
+            }
+            if frame.opcode is CLOSE:
+                try:
+                    close = Close.parse(frame.data)
+                    row["close_code"], row["close_reason"] = int(close.code), close.reason
+                except (ProtocolError, UnicodeDecodeError):
+                    pass
+            elif frame.opcode is TEXT:
+                row["preview"] = bytes(frame.data[:60]).decode("utf-8", errors="replace")
+            self.tap._frames.append(row)
+
+
+# -- the tap ---------------------------------------------------------------------------------------
+def _target_address(target) -> tuple[str, int]:
+    if isinstance(target, tuple):
+        return target[0], int(target[1])
+    if isinstance(target, str):
+        parts = urlsplit(target if "://" in target else f"http://{target}")
+        return parts.hostname, parts.port
+    host, port = getattr(target, "host", None), getattr(target, "port", None)
+    if host is None or port is None:
+        raise TypeError(f"expected a lab server, a URL or (host, port), got {target!r}")
+    return host, port
+
+
+class WireTap(TcpProxy):
+    """A TCP proxy in front of `target` (a lab, a URL or (host, port)) that records every chunk.
+
+    Tables (pandas): `chunks()`, `http_messages()`, `frames()`, `messages()` (one row per HTTP message
+    or WebSocket frame, for any transport). Counters: `bytes_up`, `bytes_down`, `connections_opened`.
+    `reset()` forgets what was recorded so far (open connections keep being parsed correctly).
+    """
+
+    def __init__(self, target, *, port: int = 0):
+        host, target_port = _target_address(target)
+        super().__init__(host, target_port, port=port)
+        self._lock = threading.Lock()  # guards what the proxy thread appends
+        self._parse_lock = threading.RLock()
+        self._pending: list[tuple[int, str | None, int, bytes]] = []
+        self._chunks: list[tuple[int, str, int, int]] = []
+        self._parsers: dict[int, _ConnParser] = {}
+        self._http: list[dict] = []
+        self._frames: list[dict] = []
+        self.errors: list[str] = []
+        self._counts = {UP: 0, DOWN: 0, "connections": 0}
+        self._last_chunk_ns = 0
+        self.t0_ns = time.perf_counter_ns()
+
+    # -- hooks (proxy thread) -------------------------------------------------------------------
+    async def on_connect(self, conn: Connection) -> None:
+        with self._lock:
+            self._counts["connections"] += 1
+
+    def on_chunk(self, conn: Connection, direction: str, data: bytes, t_ns: int) -> None:
+        with self._lock:
+            self._pending.append((conn.id, direction, t_ns, data))
+            self._chunks.append((conn.id, direction, t_ns, len(data)))
+            self._counts[direction] += len(data)
+            self._last_chunk_ns = t_ns
+
+    async def on_disconnect(self, conn: Connection) -> None:
+        with self._lock:
+            self._pending.append((conn.id, None, time.perf_counter_ns(), b""))
+
+    # -- counters --------------------------------------------------------------------------------
+    @property
+    def bytes_up(self) -> int:
+        """Bytes client -> server since the last reset()."""
+        return self._counts[UP]
+
+    @property
+    def bytes_down(self) -> int:
+        """Bytes server -> client since the last reset()."""
+        return self._counts[DOWN]
+
+    @property
+    def connections_opened(self) -> int:
+        """TCP connections opened through the tap since the last reset()."""
+        return self._counts["connections"]
+
+    def totals(self) -> dict:
+        """bytes_up, bytes_down, connections, http_messages and ws_frames since the last reset()."""
+        self._parse()
+        return {"bytes_up": self.bytes_up, "bytes_down": self.bytes_down,
+                "connections": self.connections_opened, "http_messages": len(self._http),
+                "ws_frames": len(self._frames)}
+
+    def settle(self, quiet_s: float = 0.05, timeout: float = 2.0) -> WireTap:
+        """Wait until no byte has passed for `quiet_s` seconds (at most `timeout`)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if time.perf_counter_ns() - self._last_chunk_ns >= quiet_s * 1e9:
+                break
+            time.sleep(quiet_s / 2)
+        return self
+
+    def reset(self) -> WireTap:
+        """Forget the recording and zero the counters; the clock (t_ms) restarts at 0."""
+        with self._parse_lock:
+            self._parse()
+            with self._lock:
+                self._chunks.clear()
+                self._counts = {UP: 0, DOWN: 0, "connections": 0}
+                self.t0_ns = time.perf_counter_ns()
+            self._http.clear()
+            self._frames.clear()
+            self.errors.clear()
+            for conn_id in [c for c, p in self._parsers.items() if p.closed]:
+                del self._parsers[conn_id]
+        return self
+
+    # -- parsing ---------------------------------------------------------------------------------
+    def _note_error(self, conn_id: int, message: str) -> None:
+        self.errors.append(f"connection {conn_id}: {message}")
+
+    def _parse(self) -> None:
+        with self._parse_lock:
+            with self._lock:
+                pending, self._pending = self._pending, []
+            for conn_id, direction, t_ns, data in pending:
+                parser = self._parsers.get(conn_id)
+                if parser is None:
+                    parser = self._parsers[conn_id] = _ConnParser(self, conn_id)
+                if direction is None:
+                    parser.eof()
+                    continue
+                parser.feed(direction, t_ns, data)
+
+    # -- tables ----------------------------------------------------------------------------------
+    def _frame(self, rows: list[dict], columns: list[str]):
+        import pandas as pd
+
+        df = pd.DataFrame(rows, columns=columns)
+        if not df.empty:
+            df = df.sort_values("t_ns", kind="stable").reset_index(drop=True)
+            df.insert(2, "t_ms", (df["t_ns"] - self.t0_ns) / 1e6)
+        else:
+            df.insert(2, "t_ms", pd.Series(dtype=float))
+        return df
+
+    def chunks(self):
+        """Every chunk the proxy read: conn, direction, t_ms, bytes."""
+        import pandas as pd
+
+        with self._lock:
+            rows = list(self._chunks)
+        df = pd.DataFrame(rows, columns=["conn", "direction", "t_ns", "bytes"])
+        df.insert(2, "t_ms", (df["t_ns"] - self.t0_ns) / 1e6)
+        return df
+
+    HTTP_COLUMNS = ["conn", "direction", "t_ns", "t_end_ns", "kind", "start_line", "method",
+                    "target", "status", "headers", "header_bytes", "body_bytes", "content_bytes",
+                    "wire_bytes", "head"]
+    FRAME_COLUMNS = ["conn", "direction", "t_ns", "t_end_ns", "fin", "rsv1", "opcode",
+                     "opcode_value", "masked", "length_field", "masking_key", "header_bytes",
+                     "payload_bytes", "data_bytes", "wire_bytes", "header_bits", "close_code",
+                     "close_reason", "preview"]
+
+    def http_messages(self):
+        """HTTP/1.1 messages: start line, headers, header_bytes, body_bytes (on the wire), head text."""
+        self._parse()
+        return self._frame(list(self._http), self.HTTP_COLUMNS)
+
+    def frames(self):
+        """WebSocket frames: FIN, RSV1, opcode, MASK, 7-bit length field, masking key, sizes."""
+        self._parse()
+        return self._frame(list(self._frames), self.FRAME_COLUMNS)
+
+    def messages(self):
+        """One row per HTTP message or WebSocket frame: protocol, kind, wire/overhead/payload bytes."""
+        self._parse()
+        rows = [{"conn": m["conn"], "direction": m["direction"], "t_ns": m["t_ns"],
+                 "protocol": "http", "kind": m["start_line"], "wire_bytes": m["wire_bytes"],
+                 "overhead_bytes": m["header_bytes"], "payload_bytes": m["content_bytes"]}
+                for m in self._http]
+        rows += [{"conn": f["conn"], "direction": f["direction"], "t_ns": f["t_ns"],
+                  "protocol": "websocket", "kind": f["opcode"], "wire_bytes": f["wire_bytes"],
+                  "overhead_bytes": f["header_bytes"], "payload_bytes": f["data_bytes"]}
+                 for f in self._frames]
+        return self._frame(rows, ["conn", "direction", "t_ns", "protocol", "kind", "wire_bytes",
+                                  "overhead_bytes", "payload_bytes"])
+
+    def handshake(self, conn: int | None = None) -> tuple[str, str]:
+        """The WebSocket opening handshake as text: (Upgrade request head, 101 response head)."""
+        self._parse()
+        upgraded = [m for m in self._http if m["status"] == 101 and conn in (None, m["conn"])]
+        if not upgraded:
+            raise LookupError("no WebSocket handshake recorded (connect through tap.url('ws'))")
+        cid = upgraded[0]["conn"]
+        request = [m for m in self._http if m["conn"] == cid and m["kind"] == "request"][-1]
+        return request["head"], upgraded[0]["head"]
+
+    def __repr__(self) -> str:
+        return (f"<WireTap {self.url()} -> {self.target[0]}:{self.target[1]}, "
+                f"{self.bytes_up} B up, {self.bytes_down} B down>")
+
+
+def tap(target, *, port: int = 0) -> WireTap:
+    """Start a wire tap in front of `target` (usually the lab): `tap = lk.tap(lab)`; `tap.stop()` ends it."""
+    return WireTap(target, port=port).start()
