@@ -30,7 +30,22 @@ _LAZY = {
     "measure": "labkit.measure",
     "plots": "labkit.plots",
     "widgets": "labkit.widgets",
+    "compare_transports": "labkit.latency:compare_transports",
+    "latency": "labkit.latency",
+    "netem": "labkit.netem",
+    "NetemProxy": "labkit.netem:NetemProxy",
+    "tls": "labkit.tls",
     "ping_meter": "labkit.widgets.ping:ping_meter",
+    "feed_run": "labkit.clients.feed:feed_run",
+    "feed_source": "labkit.clients.feed:set_source",
+    "chat_ws": "labkit.clients.chat:ChatWsClient",
+    "chat_rest": "labkit.clients.chat:ChatRestClient",
+    "feed_dashboard": "labkit.widgets.dashboard:feed_dashboard",
+    "chat_widget": "labkit.widgets.chat:chat_widget",
+    "rest_lab": "labkit.rest_lab",
+    "tap": "labkit.wire:tap",
+    "WireTap": "labkit.wire:WireTap",
+    "accept_key": "labkit.wire:accept_key",
 }
 
 

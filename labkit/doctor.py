@@ -5,11 +5,28 @@ from __future__ import annotations
 import importlib.metadata as md
 import platform
 import sys
+from pathlib import Path
 
 REQUIRED = ["aiohttp", "websockets", "pandas", "plotly", "ipywidgets", "anywidget", "ipykernel"]
 """Packages every lesson imports (anywidget renders plotly's FigureWidget)."""
 FRONT_ENDS = ["jupyterlab", "jupyterlab_widgets"]
 """Front-end packages that make widgets show in JupyterLab."""
+LAB_EXTENSIONS = ["@jupyter-widgets/jupyterlab-manager", "anywidget"]
+"""JupyterLab extensions that render ipywidgets and plotly's FigureWidget (through anywidget)."""
+
+
+def installed_lab_extensions() -> set[str]:
+    """Names of the prebuilt JupyterLab extensions found on Jupyter's data path."""
+    try:
+        from jupyter_core.paths import jupyter_path
+    except ImportError:
+        return set()
+    found = set()
+    for root in map(Path, jupyter_path("labextensions")):
+        for manifest in root.glob("**/package.json"):
+            if manifest.parent.parent == root or manifest.parent.parent.parent == root:
+                found.add(manifest.parent.relative_to(root).as_posix())
+    return found
 
 
 def _version(name: str) -> str | None:
@@ -36,15 +53,21 @@ def loopback_works() -> tuple[bool, str]:
 def run_doctor() -> int:
     """Print a report; return 0 when everything a lesson needs is present and loopback works."""
     problems = []
-    print(f"python      {sys.version.split()[0]} ({platform.system()} {platform.machine()})")
+    print(f"{'python':<40} {sys.version.split()[0]} ({platform.system()} {platform.machine()})")
     for name in ["labkit", *REQUIRED, *FRONT_ENDS]:
         version = _version(name)
-        print(f"{name:<19} {version or 'MISSING'}")
+        print(f"{name:<40} {version or 'MISSING'}")
         if version is None and name != "labkit":
             hint = "pip install -e '.[lab]'" if name in FRONT_ENDS else f"pip install {name}"
             problems.append(f"{name} is missing ({hint})")
+    extensions = installed_lab_extensions()
+    for name in LAB_EXTENSIONS:
+        there = name in extensions
+        print(f"{'ext ' + name:<40} {'ok' if there else 'MISSING'}")
+        if not there:
+            problems.append(f"JupyterLab extension {name} is missing: widgets will not show")
     ok, detail = loopback_works()
-    print(f"loopback           {'ok' if ok else 'FAILED'}: {detail}")
+    print(f"{'loopback':<40} {'ok' if ok else 'FAILED'}: {detail}")
     if not ok:
         problems.append("the lab server could not answer on 127.0.0.1 (a firewall or proxy setting?)")
     if problems:

@@ -424,10 +424,12 @@ class WireTap(TcpProxy):
                 parser.feed(direction, t_ns, data)
 
     # -- tables ----------------------------------------------------------------------------------
-    def _frame(self, rows: list[dict], columns: list[str]):
+    def _frame(self, rows: list[dict], columns: list[str], ints: tuple[str, ...] = ()):
         import pandas as pd
 
         df = pd.DataFrame(rows, columns=columns)
+        for column in ints:  # whole numbers that may be missing: keep them whole
+            df[column] = df[column].astype("Int64")
         if not df.empty:
             df = df.sort_values("t_ns", kind="stable").reset_index(drop=True)
             df.insert(2, "t_ms", (df["t_ns"] - self.t0_ns) / 1e6)
@@ -456,12 +458,12 @@ class WireTap(TcpProxy):
     def http_messages(self):
         """HTTP/1.1 messages: start line, headers, header_bytes, body_bytes (on the wire), head text."""
         self._parse()
-        return self._frame(list(self._http), self.HTTP_COLUMNS)
+        return self._frame(list(self._http), self.HTTP_COLUMNS, ("status",))
 
     def frames(self):
         """WebSocket frames: FIN, RSV1, opcode, MASK, 7-bit length field, masking key, sizes."""
         self._parse()
-        return self._frame(list(self._frames), self.FRAME_COLUMNS)
+        return self._frame(list(self._frames), self.FRAME_COLUMNS, ("close_code",))
 
     def messages(self):
         """One row per HTTP message or WebSocket frame: protocol, kind, wire/overhead/payload bytes."""

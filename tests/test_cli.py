@@ -51,10 +51,16 @@ def test_doctor_passes_here():
     out = subprocess.run([sys.executable, "-m", "labkit.cli", "doctor"], capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "anywidget" in out.stdout and "loopback           ok" in out.stdout
+    assert "anywidget" in out.stdout and "loopback" in out.stdout and "FAILED" not in out.stdout
 
 
 def test_doctor_fails_when_a_lesson_package_is_missing(monkeypatch, capsys):
     monkeypatch.setattr(doctor, "REQUIRED", [*doctor.REQUIRED, "no-such-package-labkit"])
     assert doctor.run_doctor() == 1
     assert "no-such-package-labkit is missing" in capsys.readouterr().out
+
+
+def test_doctor_fails_when_a_widget_front_end_is_missing(monkeypatch, capsys):
+    monkeypatch.setattr(doctor, "installed_lab_extensions", lambda: {"anywidget"})
+    assert doctor.run_doctor() == 1
+    assert "jupyterlab-manager is missing" in capsys.readouterr().out

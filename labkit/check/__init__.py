@@ -5,3 +5,8 @@ One module per lesson; this package re-exports every checker.
 
 from ._core import Feedback, close_to, verdict
 from .lesson00 import *  # noqa: F403
+from .lesson01 import *  # noqa: F403
+from .lesson02 import *  # noqa: F403
+from .lesson03 import *  # noqa: F403
+from .lesson04 import *  # noqa: F403
+from .lesson05 import *  # noqa: F403

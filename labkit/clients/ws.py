@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import time
 
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from .. import _loop
 from ._target import base_url
@@ -61,12 +65,42 @@ class WsClient:
 
         return _loop.run(_echo(), timeout=self.timeout)
 
+    def send_json(self, value) -> None:
+        """Send `value` as JSON in one text frame."""
+        self.send(json.dumps(value))
+
+    def recv_json(self, timeout: float | None = None):
+        """Wait for the next message and decode it as JSON."""
+        return json.loads(self.recv(timeout))
+
+    def ask(self, value):
+        """Send `value` (JSON, or a str/bytes as is) and return the next message decoded as JSON."""
+        message = value if isinstance(value, str | bytes) else json.dumps(value)
+        answer, _ = self.echo(message)
+        return json.loads(answer)
+
+    def ping(self, data: bytes = b"") -> float:
+        """Send a ping frame and wait for its pong; returns the round trip in ms."""
+        async def _ping():
+            waiter = await self.connection.ping(data)
+            return await waiter * 1000.0
+
+        return _loop.run(_ping(), timeout=self.timeout)
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code the server sent, once the connection is closed (else None)."""
+        return self._conn.close_code if self._conn is not None else self._closed_code
+
+    _closed_code: int | None = None
+
     def close(self, code: int = 1000, reason: str = "") -> int | None:
         """Run the closing handshake; returns the close code the server answered with."""
         if self._conn is None:
             return None
         conn, self._conn = self._conn, None
         _loop.run(conn.close(code, reason), timeout=self.timeout)
+        self._closed_code = conn.close_code
         return conn.close_code
 
     def __enter__(self) -> WsClient:
@@ -78,3 +112,43 @@ class WsClient:
     def __repr__(self) -> str:
         state = "open" if self._conn is not None else "closed"
         return f"<WsClient {self.url} ({state})>"
+
+
+def full_duplex(target, *, clock_hz: float = 20, send_hz: float = 15, seconds: float = 2.0,
+                timeout: float = 30.0):
+    """Stream both ways on `/ws/clock` for `seconds`: the server ticks at `clock_hz` while this
+    client sends at `send_hz`; then the client closes. Returns a DataFrame, one row per message:
+    `direction` (up/down), `t_ms` (since the connection opened), `type` (message, tick, ack), `seq`.
+    """
+    import pandas as pd
+
+    url = base_url(target, "ws") + f"/ws/clock?rate={clock_hz}"
+
+    async def _run():
+        rows = []
+        async with connect(url, compression=None, open_timeout=timeout) as conn:
+            started = time.perf_counter_ns()
+
+            def now_ms():
+                return (time.perf_counter_ns() - started) / 1e6
+
+            async def reader():
+                with contextlib.suppress(ConnectionClosed):
+                    async for raw in conn:
+                        message = json.loads(raw)
+                        rows.append({"direction": "down", "t_ms": now_ms(), "type": message["type"],
+                                     "seq": message.get("seq", message.get("n"))})
+
+            task = asyncio.create_task(reader())
+            for i in range(max(1, round(send_hz * seconds))):
+                await conn.send(f"client message {i + 1}")
+                rows.append({"direction": "up", "t_ms": now_ms(), "type": "message", "seq": i + 1})
+                await asyncio.sleep(1.0 / send_hz)
+            await asyncio.sleep(max(0.0, seconds - now_ms() / 1000))
+            await conn.close()
+            await task
+        return rows
+
+    rows = _loop.run(_run(), timeout=timeout + seconds)
+    return pd.DataFrame(rows, columns=["direction", "t_ms", "type", "seq"]).sort_values(
+        "t_ms", kind="stable").reset_index(drop=True)

@@ -26,7 +26,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from aiohttp_sse import EventSourceResponse
 
 from .core import websocket_route
-from .hub import HUB, QUEUE_LIMIT, Ahead, Gap, SlowConsumer, Subscription, Topic
+from .hub import HUB, QUEUE_LIMIT, Ahead, Event, Gap, SlowConsumer, Subscription, Topic
 from .problem import ProblemError
 from .websocket import accept
 
@@ -271,6 +271,7 @@ async def feed_sse(request: web.Request) -> web.StreamResponse:
             for event in items:
                 await send(event.json, id=str(event.seq))
                 counters.delivered += 1
+                sub.last_seq = event.seq
             try:
                 items = await sub.get()
             except SlowConsumer as exc:
@@ -296,25 +297,38 @@ async def pump_to_websocket(ws: web.WebSocketResponse, sub: Subscription, replay
     A slow consumer is closed with 1008 and a reason that says which SEQ to resume from.
     """
     items = replay
+    closing: list[asyncio.Task] = []
+
+    def on_overflow() -> None:
+        # the pump may be stuck in a write to this very client: close from another task
+        closing.append(asyncio.ensure_future(close_or_abort(ws, SLOW_CLOSE_CODE, _slow_reason(sub))))
+
+    sub.on_overflow = on_overflow
     try:
         while True:
             for item in items:
                 text = render(item)
                 if text is None:
                     continue
+                if isinstance(item, Event):  # the frame is in the socket's buffer once written
+                    sub.last_seq = item.seq
+                    counters.delivered += 1
                 await ws.send_str(text)
                 counters.bytes_sent += len(text)
-                counters.delivered += 1
             try:
                 items = await sub.get()
             except SlowConsumer:
-                reason = f"too slow: resume with since={sub.last_seq}"
-                await close_or_abort(ws, SLOW_CLOSE_CODE, reason)
+                if closing:
+                    await asyncio.gather(*closing, return_exceptions=True)
                 return
             if not items:
                 return
     except (ConnectionResetError, RuntimeError):
         return  # the client went away while we were writing
+
+
+def _slow_reason(sub: Subscription) -> str:
+    return f"too slow: resume with since={sub.last_seq}"
 
 
 async def close_or_abort(ws: web.WebSocketResponse, code: int, reason: str) -> None:

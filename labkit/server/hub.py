@@ -115,6 +115,9 @@ class Subscription:
         self.overflowed = False
         self.closed = False
         self.last_seq = topic.last_seq
+        """SEQ of the last event its transport delivered (the transport keeps it up to date)."""
+        self.on_overflow = None
+        """Called once when this subscriber overflows (a transport blocked on a write uses it)."""
         self._items: deque = deque()
         self._waiter: asyncio.Future | None = None
 
@@ -132,6 +135,8 @@ class Subscription:
             self.overflowed = True
             self.topic.counters(self.transport).dropped += len(self._items) + 1
             self._items.clear()
+            if self.on_overflow is not None:
+                self.on_overflow()
         else:
             self._items.append(item)
         self._wake()
@@ -154,10 +159,6 @@ class Subscription:
             )
         items = list(self._items)
         self._items.clear()
-        for item in reversed(items):
-            if isinstance(item, Event):
-                self.last_seq = item.seq
-                break
         return items
 
     def close(self) -> None:
@@ -230,6 +231,8 @@ class Topic:
         """
         replay = [] if since is None else self.since(since)
         sub = Subscription(self, transport, queue_limit or self.queue_limit)
+        if since is not None:
+            sub.last_seq = since
         self.subscribers.add(sub)
         return sub, replay
 

@@ -1,0 +1,371 @@
+"""The latency harness: time REST (new connection, keep-alive) and WebSocket round trips, one call.
+
+    df = lk.compare_transports(lab, profile="4g", payloads=[16, 1024], count=30)
+
+Each round trip sends `payload_bytes` and gets the same number back (POST /api/echo for REST, a
+binary message on /ws/echo for WebSocket), timed with perf_counter_ns around the real client call.
+The traffic goes through a NetemProxy with the chosen network profile ("loopback" adds no delay,
+the proxy only counts bytes; profile=None talks to the lab directly and counts nothing).
+
+The result is a tidy DataFrame, one row per round trip:
+
+- transport ("rest-new", "rest-keepalive", "websocket"), profile, payload_bytes, trial, rtt_ms;
+- bytes_up / bytes_down: bytes that crossed the proxy for this round trip (headers, frames, TLS
+  records: everything on the wire above TCP);
+- new_connection: whether this round trip opened a TCP connection;
+- HTTP phases (NaN for WebSocket), from aiohttp's tracing hooks, for a waterfall: tcp_ms (TCP
+  handshake; through the emulator this is the modelled wait, which a real network spends inside
+  connect()), tls_ms, send_ms (request written), wait_ms (until the response headers: the server
+  and one network round trip), receive_ms (reading the body).
+
+The first `warmup` round trips of each transport and payload are dropped (first-use costs: imports,
+caches, the keep-alive connection's opening) and reported in `df.attrs["warmup_dropped"]`.
+`df.attrs["setup_ms"]` keeps the set-up costs the N-messages model needs: the WebSocket opening
+handshakes and the keep-alive client's first request.
+"""
+
+from __future__ import annotations
+
+import time
+
+import aiohttp
+
+from . import _loop
+from .netem import NetemProxy, Profile
+from .netem import profile as resolve_profile
+
+TRANSPORTS = ("rest-new", "rest-keepalive", "websocket")
+"""REST with a new TCP connection per request, REST reusing one connection, one WebSocket."""
+
+COLUMNS = ("transport", "profile", "payload_bytes", "trial", "rtt_ms", "bytes_up", "bytes_down",
+           "new_connection", "tcp_ms", "tls_ms", "send_ms", "wait_ms", "receive_ms", "tls")
+
+PHASES = ("tcp_ms", "tls_ms", "send_ms", "wait_ms", "receive_ms")
+"""HTTP phases, in the order they happen (a browser's network panel shows the same)."""
+
+PROGRESS_MIN_ROUNDS = 100
+"""progress=None shows a bar only for runs of at least this many round trips."""
+
+
+def _ms(start_ns: int, end_ns: int) -> float:
+    return (end_ns - start_ns) / 1e6
+
+
+class _Traced:
+    """aiohttp tracing hooks that stamp perf_counter_ns at every stage of a request."""
+
+    def __init__(self):
+        self.config = aiohttp.TraceConfig()
+        for signal in ("on_request_start", "on_connection_create_start",
+                       "on_connection_create_end", "on_connection_reuseconn",
+                       "on_request_headers_sent", "on_request_chunk_sent", "on_request_end"):
+            getattr(self.config, signal).append(self._stamp(signal.removeprefix("on_")))
+
+    @staticmethod
+    def _stamp(name):
+        async def hook(session, ctx, params) -> None:
+            ctx.trace_request_ctx[name] = time.perf_counter_ns()
+        return hook
+
+
+class _Endpoint:
+    """Where the clients connect (the proxy or the lab), with TLS when the lab serves it."""
+
+    def __init__(self, host: str, port: int, tls: bool):
+        self.host, self.port, self.tls = host, port, tls
+        self.ssl = None
+        if tls:
+            from .tls import client_ssl_context
+
+            self.ssl = client_ssl_context()
+
+    def url(self, scheme: str, path: str) -> str:
+        return f"{scheme}{'s' if self.tls else ''}://{self.host}:{self.port}{path}"
+
+
+class _Rest:
+    def __init__(self, endpoint: _Endpoint, keep_alive: bool):
+        self.endpoint, self.keep_alive = endpoint, keep_alive
+        self.url = endpoint.url("http", "/api/echo")
+        self.session: aiohttp.ClientSession | None = None
+
+    async def open(self) -> float | None:
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(force_close=not self.keep_alive, limit=1,
+                                           ssl=self.endpoint.ssl if self.endpoint.tls else True),
+            trace_configs=[_Traced().config],
+            timeout=aiohttp.ClientTimeout(total=60),
+        )
+        return None
+
+    async def round(self, body: bytes) -> dict:
+        ctx: dict = {}
+        started = time.perf_counter_ns()
+        async with self.session.post(self.url, data=body, trace_request_ctx=ctx,
+                                     headers={"Content-Type": "application/octet-stream"}) as resp:
+            answer = await resp.read()
+        done = time.perf_counter_ns()
+        if resp.status != 200 or len(answer) != len(body):
+            raise RuntimeError(f"echo failed: HTTP {resp.status}, {len(answer)} of {len(body)} bytes")
+        new = "connection_create_end" in ctx
+        ready = ctx.get("connection_create_end", ctx.get("request_start", started))
+        sent = max(ctx.get("request_headers_sent", ready), ctx.get("request_chunk_sent", ready))
+        headers = ctx.get("request_end", done)
+        return {
+            "rtt_ms": _ms(started, done),
+            "new_connection": new,
+            "connect_ms": _ms(ctx["connection_create_start"], ready) if new else 0.0,
+            "send_ms": _ms(ready, sent),
+            "wait_ms": _ms(sent, headers),
+            "receive_ms": _ms(headers, done),
+        }
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+
+
+class _WebSocket:
+    def __init__(self, endpoint: _Endpoint):
+        self.endpoint = endpoint
+        self.conn = None
+
+    async def open(self) -> float:
+        from websockets.asyncio.client import connect
+
+        started = time.perf_counter_ns()
+        self.conn = await connect(self.endpoint.url("ws", "/ws/echo"), compression=None,
+                                  ssl=self.endpoint.ssl, open_timeout=60, max_size=None)
+        return _ms(started, time.perf_counter_ns())
+
+    async def round(self, body: bytes) -> dict:
+        started = time.perf_counter_ns()
+        await self.conn.send(body)
+        answer = await self.conn.recv()
+        done = time.perf_counter_ns()
+        if len(answer) != len(body):
+            raise RuntimeError(f"echo failed: {len(answer)} of {len(body)} bytes came back")
+        return {"rtt_ms": _ms(started, done), "new_connection": False}
+
+    async def close(self) -> None:
+        if self.conn is not None:
+            await self.conn.close()
+
+
+def _client(transport: str, endpoint: _Endpoint):
+    if transport == "rest-new":
+        return _Rest(endpoint, keep_alive=False)
+    if transport == "rest-keepalive":
+        return _Rest(endpoint, keep_alive=True)
+    if transport == "websocket":
+        return _WebSocket(endpoint)
+    raise ValueError(f"unknown transport {transport!r}; choose from {', '.join(TRANSPORTS)}")
+
+
+def _progress(total: int, show: bool | None, desc: str):
+    """A tqdm bar (a widget in notebooks, text in a terminal) or a stand-in that does nothing."""
+    if show is False or (show is None and total < PROGRESS_MIN_ROUNDS):
+        return _NoBar()
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency; keep working without it
+        return _NoBar()
+    return tqdm(total=total, desc=desc, unit="rt", leave=False)
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _lab_address(lab) -> tuple[str, int, bool]:
+    config = getattr(lab, "config", None)
+    return lab.host, lab.port, bool(getattr(config, "tls", False))
+
+
+def _phases(row: dict, handshake_ms: float, tls: bool) -> dict:
+    """Split the connect and wait phases so the TCP handshake shows where a browser shows it.
+
+    Through the emulator, connect() returns at once (the kernel answered) and the modelled
+    handshake wait happens before the first request byte is forwarded: for plain HTTP it lands in
+    the wait phase, for TLS inside connect (the ClientHello waits). Move it to tcp_ms either way.
+    """
+    if "connect_ms" not in row:
+        return dict.fromkeys(PHASES, float("nan"))
+    connect, wait = row.pop("connect_ms"), row["wait_ms"]
+    if not row["new_connection"]:
+        return {"tcp_ms": 0.0, "tls_ms": 0.0, "send_ms": row["send_ms"], "wait_ms": wait,
+                "receive_ms": row["receive_ms"]}
+    if tls:
+        tcp, tls_ms = handshake_ms, max(0.0, connect - handshake_ms)
+    else:
+        tcp, tls_ms, wait = connect + handshake_ms, 0.0, max(0.0, wait - handshake_ms)
+    return {"tcp_ms": tcp, "tls_ms": tls_ms, "send_ms": row["send_ms"], "wait_ms": wait,
+            "receive_ms": row["receive_ms"]}
+
+
+def compare_transports(lab, *, transports=TRANSPORTS, payloads=(64,), count: int = 20,
+                       warmup: int = 3, profile: str | Profile | None = "loopback",
+                       seed: int = 0, progress: bool | None = None):
+    """Time `count` round trips per transport and payload size through `profile`; a tidy frame.
+
+    lab: a running LabServer (https/wss when it was started with tls=True).
+    transports: any of TRANSPORTS. payloads: sizes in bytes (each way).
+    warmup: round trips done first and dropped, per transport and payload.
+    profile: a netem profile name ("loopback", "lan", "wifi", "4g", "intercontinental"), a
+    netem.Profile, or None to skip the proxy (then bytes_* are not counted).
+    seed: seeds the emulator's jitter. progress: None shows a bar for long runs only.
+    """
+    from .measure import tidy
+
+    if count < 1 or warmup < 0:
+        raise ValueError("count must be >= 1 and warmup >= 0")
+    transports, payloads = list(transports), [int(p) for p in payloads]
+    for t in transports:
+        _client(t, _Endpoint("127.0.0.1", 0, False))  # unknown names fail before anything runs
+    host, port, tls = _lab_address(lab)
+    net = None
+    if profile is not None:
+        net = NetemProxy(host, port, profile, seed=seed).start()
+        endpoint, profile_name = _Endpoint(net.host, net.port, tls), net.profile.name
+    else:
+        endpoint, profile_name = _Endpoint(host, port, tls), "direct"
+    rows: list[dict] = []
+    setup_ms: dict[str, list] = {"rest-keepalive": [], "websocket": []}
+    dropped: dict[str, int] = {}
+    total = len(transports) * len(payloads) * (count + warmup)
+    bar = _progress(total, progress, f"round trips ({profile_name})")
+    per_round_limit = 30 + (2 * resolve_profile(profile).rtt_ms / 1000 if profile else 0)
+    try:
+        for transport in transports:
+            for size in payloads:
+                body = bytes(size)
+                client = _client(transport, endpoint)
+                handshake = _loop.run(client.open(), timeout=per_round_limit)
+                if handshake is not None:
+                    setup_ms[transport].append(handshake)
+                try:
+                    for i in range(warmup + count):
+                        seen = len(net.connections) if net else 0
+                        up, down = (net.bytes_up, net.bytes_down) if net else (0, 0)
+                        row = _loop.run(client.round(body), timeout=per_round_limit)
+                        bar.update()
+                        if transport == "rest-keepalive" and i == 0:
+                            setup_ms[transport].append(row["rtt_ms"])
+                        if i < warmup:
+                            continue
+                        wait = 0.0
+                        if net:
+                            wait = sum(net.handshake_ms.get(c.id, 0.0)
+                                       for c in net.connections[seen:])
+                        phases = _phases(row, wait, tls)
+                        rows.append({
+                            "transport": transport, "profile": profile_name,
+                            "payload_bytes": size, "trial": i - warmup,
+                            "rtt_ms": row["rtt_ms"],
+                            "bytes_up": net.bytes_up - up if net else None,
+                            "bytes_down": net.bytes_down - down if net else None,
+                            "new_connection": row["new_connection"],
+                            **phases, "tls": tls,
+                        })
+                    dropped[f"{transport} {size} B"] = warmup
+                finally:
+                    _loop.run(client.close(), timeout=per_round_limit)
+    finally:
+        bar.close()
+        if net is not None:
+            net.stop()
+    frame = tidy(rows, COLUMNS)
+    frame.attrs.update({
+        "warmup_dropped": dropped,
+        "setup_ms": setup_ms,
+        "profile": net.profile.describe() if net else "direct (no proxy)",
+        "rtt_configured_ms": net.profile.rtt_ms if net else 0.0,
+    })
+    return frame
+
+
+def exchange_totals(frame, messages=(1, 10, 100, 1_000, 10_000)):
+    """Model the time to exchange N messages one after another, per transport, from a run.
+
+    total(N) = set-up + N x (median round trip), with set-up = 0 for rest-new (every request pays
+    its own connection, which its round trip already contains), the first request for
+    rest-keepalive (which opens the connection) minus one ordinary round trip, and the opening
+    handshake for websocket. Uses the smallest payload in `frame`. Returns a tidy frame
+    (transport, messages, total_ms, per_message_ms, setup_ms, source="model").
+    """
+    from .measure import median, tidy
+
+    smallest = frame[frame["payload_bytes"] == frame["payload_bytes"].min()]
+    setup = frame.attrs.get("setup_ms", {})
+    rows = []
+    for transport, group in smallest.groupby("transport", sort=False):
+        per = median(group["rtt_ms"])
+        first = median(setup.get(transport, []))
+        if transport == "rest-keepalive":
+            extra = max(0.0, first - per) if first == first else 0.0
+        elif transport == "websocket":
+            extra = first if first == first else 0.0
+        else:
+            extra = 0.0
+        for n in messages:
+            rows.append({"transport": transport, "messages": int(n),
+                         "total_ms": extra + n * per, "per_message_ms": per, "setup_ms": extra,
+                         "source": "model"})
+    return tidy(rows)
+
+
+def measure_exchange(lab, *, messages=(1, 10), transports=TRANSPORTS,
+                     profile: str | Profile | None = "loopback", payload_bytes: int = 64,
+                     seed: int = 0):
+    """Really exchange N messages per transport (set-up included), timed end to end.
+
+    A check on `exchange_totals`: same tidy columns, source="measured". Keep N small on slow
+    profiles (N messages on 4G take N x ~50 ms, twice that for rest-new).
+    """
+    from .measure import tidy
+
+    host, port, tls = _lab_address(lab)
+    net = NetemProxy(host, port, profile, seed=seed).start() if profile is not None else None
+    endpoint = _Endpoint(net.host, net.port, tls) if net else _Endpoint(host, port, tls)
+    body = bytes(payload_bytes)
+
+    async def exchange(transport: str, n: int) -> float:
+        client = _client(transport, endpoint)
+        started = time.perf_counter_ns()
+        try:
+            await client.open()
+            for _ in range(n):
+                await client.round(body)
+            return _ms(started, time.perf_counter_ns())
+        finally:
+            await client.close()
+
+    rows = []
+    try:
+        for transport in transports:
+            for n in messages:
+                total = _loop.run(exchange(transport, int(n)), timeout=120)
+                rows.append({"transport": transport, "messages": int(n), "total_ms": total,
+                             "per_message_ms": total / int(n), "setup_ms": float("nan"),
+                             "source": "measured"})
+    finally:
+        if net is not None:
+            net.stop()
+    return tidy(rows)
+
+
+def round_trips_per_connection(frame) -> float:
+    """From a run: a new-connection request's median round trip in keep-alive round trips."""
+    from .measure import median, ratio
+
+    new = median(frame.loc[frame["transport"] == "rest-new", "rtt_ms"])
+    reused = median(frame.loc[frame["transport"] == "rest-keepalive", "rtt_ms"])
+    return ratio(new, reused)
+
+
+__all__ = ["COLUMNS", "PHASES", "TRANSPORTS", "compare_transports", "exchange_totals",
+           "measure_exchange", "round_trips_per_connection"]

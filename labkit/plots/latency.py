@@ -1,0 +1,179 @@
+"""Figures for the latency lab: each takes the tidy frame of `labkit.latency` and returns a plotly figure.
+
+ecdf: the whole distribution per transport; by_profile: box or violin per network; rtt_vs_payload:
+median (and p10-p90) against message size; waterfall: where an HTTP request's time goes;
+bytes_per_message: what crosses the wire; exchange_curve: total time for N messages.
+"""
+
+from __future__ import annotations
+
+from .base import finish
+
+TRANSPORT_COLORS = {"rest-new": "#d62728", "rest-keepalive": "#ff7f0e", "websocket": "#1f77b4"}
+TRANSPORT_NAMES = {"rest-new": "REST, new connection", "rest-keepalive": "REST, keep-alive",
+                   "websocket": "WebSocket"}
+PHASE_COLORS = {"tcp_ms": "#9467bd", "tls_ms": "#8c564b", "send_ms": "#2ca02c",
+                "wait_ms": "#7f7f7f", "receive_ms": "#17becf"}
+PHASE_NAMES = {"tcp_ms": "TCP handshake", "tls_ms": "TLS handshake", "send_ms": "request sent",
+               "wait_ms": "waiting (server + network)", "receive_ms": "response body"}
+
+
+def _go():
+    import plotly.graph_objects as go
+
+    return go
+
+
+def _name(transport: str) -> str:
+    return TRANSPORT_NAMES.get(transport, transport)
+
+
+def _color(transport: str) -> str | None:
+    return TRANSPORT_COLORS.get(transport)
+
+
+def ecdf(frame, *, value: str = "rtt_ms", log_x: bool = False, title: str | None = None):
+    """One ECDF line per transport (and per profile, dashed, when there are several)."""
+    from ..measure import ecdf_frame
+
+    go = _go()
+    profiles = list(dict.fromkeys(frame["profile"])) if "profile" in frame else [None]
+    by = ["transport", "profile"] if len(profiles) > 1 else ["transport"]
+    curves = ecdf_frame(frame, value, by)
+    fig = go.Figure()
+    dashes = ["solid", "dash", "dot", "dashdot", "longdash"]
+    for key, group in curves.groupby(by, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        transport = key[0]
+        label = _name(transport) + (f" ({key[1]})" if len(key) > 1 else "")
+        dash = dashes[profiles.index(key[1]) % len(dashes)] if len(key) > 1 else "solid"
+        fig.add_trace(go.Scatter(x=group[value], y=group["ecdf"], mode="lines", name=label,
+                                 line={"shape": "hv", "color": _color(transport), "dash": dash}))
+    if log_x:
+        fig.update_xaxes(type="log")
+    fig.update_yaxes(range=[0, 1.02])
+    return finish(fig, title or "Round trips, whole distribution (ECDF)", "round trip (ms)",
+                  "fraction of round trips ≤ x", legend="transport")
+
+
+def by_profile(frame, *, kind: str = "box", value: str = "rtt_ms", log_y: bool = True,
+               title: str | None = None):
+    """Box (or violin) plots of round trips per network profile, one colour per transport."""
+    go = _go()
+    if kind not in ("box", "violin"):
+        raise ValueError("kind is 'box' or 'violin'")
+    fig = go.Figure()
+    for transport, group in frame.groupby("transport", sort=False):
+        common = {"x": group["profile"], "y": group[value], "name": _name(transport),
+                  "marker_color": _color(transport), "legendgroup": transport}
+        if kind == "box":
+            fig.add_trace(go.Box(boxpoints="outliers", **common))
+        else:
+            fig.add_trace(go.Violin(box_visible=True, meanline_visible=False, points=False,
+                                    **common))
+    fig.update_layout(boxmode="group", violinmode="group")
+    if log_y:
+        fig.update_yaxes(type="log")
+    return finish(fig, title or "Round trip by network and transport", "network profile",
+                  "round trip (ms)" + (", log scale" if log_y else ""), legend="transport")
+
+
+def rtt_vs_payload(frame, *, value: str = "rtt_ms", title: str | None = None):
+    """Median round trip against payload size per transport; the bars span p10 to p90."""
+    from ..measure import percentile
+
+    go = _go()
+    fig = go.Figure()
+    for transport, group in frame.groupby("transport", sort=False):
+        sizes, med, lo, hi = [], [], [], []
+        for size, cell in group.groupby("payload_bytes"):
+            m = percentile(cell[value], 50)
+            sizes.append(size)
+            med.append(m)
+            lo.append(m - percentile(cell[value], 10))
+            hi.append(percentile(cell[value], 90) - m)
+        fig.add_trace(go.Scatter(
+            x=sizes, y=med, mode="lines+markers", name=_name(transport),
+            line={"color": _color(transport)},
+            error_y={"type": "data", "symmetric": False, "array": hi, "arrayminus": lo},
+        ))
+    fig.update_xaxes(type="log")
+    return finish(fig, title or "Round trip against message size (median, p10-p90)",
+                  "payload each way (bytes, log scale)", "round trip (ms)", legend="transport")
+
+
+def waterfall(frame, *, title: str | None = None):
+    """A browser-style waterfall: the median of each HTTP phase, per REST transport, end to end."""
+    from ..latency import PHASES
+    from ..measure import median
+
+    go = _go()
+    rest = frame[frame["transport"].isin(["rest-new", "rest-keepalive"])]
+    if rest.empty:
+        raise ValueError("the waterfall needs REST rows (rest-new or rest-keepalive)")
+    transports = list(dict.fromkeys(rest["transport"]))
+    medians = {t: {p: median(rest.loc[rest["transport"] == t, p]) for p in PHASES}
+               for t in transports}
+    fig = go.Figure()
+    for phase in PHASES:
+        bases, widths, labels = [], [], []
+        for t in transports:
+            before = sum(medians[t][p] for p in PHASES[: PHASES.index(phase)])
+            bases.append(before)
+            widths.append(medians[t][phase])
+            labels.append(_name(t))
+        fig.add_trace(go.Bar(
+            y=labels, x=widths, base=bases, orientation="h", name=PHASE_NAMES[phase],
+            marker_color=PHASE_COLORS[phase],
+            hovertemplate="%{y}: " + PHASE_NAMES[phase] + " %{x:.2f} ms<extra></extra>",
+        ))
+    fig.update_layout(barmode="overlay")
+    fig.update_yaxes(autorange="reversed")
+    return finish(fig, title or "Where a request's time goes (median of each phase)",
+                  "time since the request started (ms)", "transport", legend="phase")
+
+
+def bytes_per_message(frame, *, title: str | None = None):
+    """Median bytes on the wire per round trip, up and down stacked, per transport and payload."""
+    from ..measure import median
+
+    go = _go()
+    rows = []
+    for (transport, size), group in frame.groupby(["transport", "payload_bytes"], sort=False):
+        rows.append((f"{_name(transport)}, {size} B", median(group["bytes_up"]),
+                     median(group["bytes_down"])))
+    fig = go.Figure([
+        go.Bar(x=[r[0] for r in rows], y=[r[1] for r in rows], name="client → server (up)",
+               marker_color="#4c78a8"),
+        go.Bar(x=[r[0] for r in rows], y=[r[2] for r in rows], name="server → client (down)",
+               marker_color="#f58518"),
+    ])
+    fig.update_layout(barmode="stack")
+    return finish(fig, title or "Bytes on the wire per round trip (median)",
+                  "transport, payload each way", "bytes per round trip (B)", legend="direction")
+
+
+def exchange_curve(totals, *, title: str | None = None):
+    """Total time to exchange N messages per transport (log-log): lines for the model, markers
+    for measured points, so the amortised set-up shows as lines converging to a slope."""
+    go = _go()
+    fig = go.Figure()
+    for (transport, source), group in totals.groupby(["transport", "source"], sort=False):
+        measured = source == "measured"
+        fig.add_trace(go.Scatter(
+            x=group["messages"], y=group["total_ms"] / 1000,
+            mode="markers" if measured else "lines+markers",
+            name=f"{_name(transport)} ({source})",
+            line={"color": _color(transport), "dash": "solid"},
+            marker={"size": 11 if measured else 6, "symbol": "x" if measured else "circle",
+                    "color": _color(transport)},
+        ))
+    fig.update_xaxes(type="log")
+    fig.update_yaxes(type="log")
+    return finish(fig, title or "Time to exchange N messages, one after another",
+                  "messages exchanged (N, log scale)", "total time (s, log scale)",
+                  legend="transport")
+
+
+__all__ = ["by_profile", "bytes_per_message", "ecdf", "exchange_curve", "rtt_vs_payload",
+           "waterfall"]

@@ -1,0 +1,67 @@
+"""Figures for the REST lesson: the request log as bytes and time per exchange, and what a 304 saves.
+
+request_log: takes `RestClient.log_frame()`; conditional_savings: takes the frame of
+`labkit.rest_lab.conditional_savings`.
+"""
+
+from __future__ import annotations
+
+from .base import finish
+
+PARTS = {
+    "request_header_bytes": ("request headers", "#9ecae1"),
+    "request_body_bytes": ("request body", "#3182bd"),
+    "response_header_bytes": ("response headers", "#fdae6b"),
+    "response_body_bytes": ("response body", "#e6550d"),
+}
+STATUS_COLORS = {2: "#2ca02c", 3: "#1f77b4", 4: "#d62728", 5: "#7f7f7f"}
+
+
+def _label(frame):
+    return [f"{i} {m} {p} → {s}" for i, m, p, s in
+            zip(range(len(frame)), frame["method"], frame["path"], frame["status"], strict=True)]
+
+
+def request_log(frame, *, title: str = "Request log: bytes on the wire and time per exchange"):
+    """Stacked bytes per exchange (headers vs bodies, both directions) and elapsed ms as dots."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    labels = _label(frame)
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.65, 0.35],
+                        vertical_spacing=0.06)
+    for column, (name, color) in PARTS.items():
+        fig.add_trace(go.Bar(x=labels, y=frame[column], name=name, marker_color=color,
+                             legendgroup="bytes"), row=1, col=1)
+    for status_class, color in STATUS_COLORS.items():
+        rows = frame["status"] // 100 == status_class
+        if rows.any():
+            fig.add_trace(go.Scatter(
+                x=[lab for lab, keep in zip(labels, rows, strict=True) if keep],
+                y=frame.loc[rows, "elapsed_ms"], mode="markers", marker={"color": color, "size": 9},
+                name=f"{status_class}xx: elapsed", legendgroup="time",
+            ), row=2, col=1)
+    fig.update_layout(barmode="stack", height=560)
+    fig.update_yaxes(title_text="time (ms)", row=2, col=1, rangemode="tozero")
+    fig.update_xaxes(tickangle=-35, row=2, col=1)
+    return finish(fig, title, "exchange (order, method, path, status)", "bytes (B)",
+                  legend="part / status")
+
+
+def conditional_savings(frame, *, title: str = "The same note: plain GET vs conditional GET"):
+    """Bytes received and elapsed ms per request, one box per kind (200 vs 304)."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.14,
+                        subplot_titles=("bytes received per request", "time per request"))
+    colors = {"plain GET (200)": "#e6550d", "conditional GET (304)": "#1f77b4"}
+    for kind, group in frame.groupby("kind", sort=False):
+        color = colors.get(kind)
+        fig.add_trace(go.Box(y=group["bytes_down"], name=kind, marker_color=color,
+                             boxpoints="all", legendgroup=kind), row=1, col=1)
+        fig.add_trace(go.Box(y=group["elapsed_ms"], name=kind, marker_color=color,
+                             boxpoints="all", legendgroup=kind, showlegend=False), row=1, col=2)
+    fig.update_yaxes(title_text="time (ms)", row=1, col=2, rangemode="tozero")
+    fig.update_yaxes(rangemode="tozero", row=1, col=1)
+    return finish(fig, title, "request kind", "bytes received (B)", legend="request")

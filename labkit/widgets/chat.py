@@ -1,0 +1,92 @@
+"""A chat box for the student: a text box, a Send button and the room's messages, live.
+
+    box = lk.chat_widget(lab, "me", seconds=120)   # joins the room over WebSocket
+
+The message list redraws at most every REFRESH_S seconds and the widget leaves the room by itself
+after `seconds` (the box stays, greyed out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import time
+
+from .. import _loop
+from . import REFRESH_S
+
+TYPING_EVERY_S = 1.0
+"""At most one typing signal per this many seconds."""
+TYPING_SHOWN_S = 2.0
+"""How long "x is typing…" stays after the last signal."""
+
+
+class ChatBox:
+    """ipywidgets chat box talking to the room through a ChatWsClient."""
+
+    def __init__(self, target, name: str = "you", *, seconds: float = 120.0, show: int = 30):
+        import ipywidgets as widgets
+
+        from ..clients.chat import ChatWsClient
+
+        self.client = ChatWsClient(target, name)
+        self.show = show
+        self.text = widgets.Text(placeholder="say something…", continuous_update=True)
+        self.button = widgets.Button(description="Send", button_style="primary")
+        self.list = widgets.HTML()
+        self.typing_label = widgets.HTML()
+        self.feedback = widgets.HTML()
+        self.box = widgets.VBox([self.list, self.typing_label,
+                                 widgets.HBox([self.text, self.button]), self.feedback])
+        self.box.add_class("labkit-chat-box")
+        self.button.on_click(lambda _: self.send())
+        self.text.observe(self._on_typing, names="value")
+        self._last_typing = 0.0
+        self.ends_at = time.time() + seconds
+        self._refresher = asyncio.run_coroutine_threadsafe(self._refresh(), _loop.client_loop())
+
+    def send(self, text: str | None = None) -> None:
+        """Send the box's text (or `text`); an empty one is refused by the room, shown below."""
+        if self.client._conn is None:
+            self.feedback.value = "<i>this chat box has left the room</i>"
+            return
+        self.client.send(self.text.value if text is None else text)
+        self.text.value = ""
+
+    def _on_typing(self, change) -> None:
+        now = time.time()
+        if change["new"] and now - self._last_typing > TYPING_EVERY_S and self.client._conn:
+            self._last_typing = now
+            self.client.typing()
+
+    async def _refresh(self) -> None:
+        while time.time() < self.ends_at:
+            self.redraw()
+            await asyncio.sleep(REFRESH_S)
+        self.redraw()
+        await asyncio.to_thread(self.client.close)
+        self.text.disabled = self.button.disabled = True
+        self.feedback.value = "<i>time is up: this chat box has left the room.</i>"
+
+    def redraw(self) -> None:
+        lines = [f"<div><b>{html.escape(m['data']['name'])}</b> "
+                 f"<span style='color:#888'>#{m['seq']}</span> {html.escape(m['data']['text'])}"
+                 "</div>" for m in self.client.messages[-self.show:]]
+        self.list.value = "".join(lines) or "<i>no messages yet</i>"
+        recent = {t["name"] for t in self.client.typing_seen
+                  if time.time() - t["received_ts"] < TYPING_SHOWN_S}
+        self.typing_label.value = (f"<i>{html.escape(', '.join(sorted(recent)))} typing…</i>"
+                                   if recent else "")
+        if self.client.errors:
+            self.feedback.value = f"<span style='color:#b35c00'>" \
+                                  f"{html.escape(self.client.errors[-1]['detail'])}</span>"
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.box)
+
+
+def chat_widget(target, name: str = "you", **options) -> ChatBox:
+    """Join the room over WebSocket with a chat box (see ChatBox)."""
+    return ChatBox(target, name, **options)

@@ -1,0 +1,104 @@
+"""A live dashboard of the feed: the price as each transport sees it, plus what each one costs.
+
+    dash = lk.feed_dashboard(lab, seconds=10)   # shows itself; the run starts at once
+    run = dash.result()                          # wait for the end: a FeedRun with tidy frames
+
+The four clients run on labkit's client loop; a refresher on the same loop redraws at most every
+`REFRESH_S` seconds and stops when the run ends (one last redraw shows the final state).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import statistics
+import time
+
+from .. import _loop
+from . import REFRESH_S
+
+COLOURS = {"short poll": "#1f77b4", "long poll": "#ff7f0e", "SSE": "#2ca02c",
+           "WebSocket": "#d62728"}
+
+
+class FeedDashboard:
+    """Price per transport (plotly FigureWidget) and a table of counters, live during one run."""
+
+    def __init__(self, target, *, seconds: float = 10.0, rate_hz: float = 10.0,
+                 poll_interval_s: float = 0.5, wait_s: float = 10.0, seed: int | None = 1):
+        import ipywidgets as widgets
+        import plotly.graph_objects as go
+
+        from ..clients.feed import TRANSPORTS, start_run
+        from ..plots.base import finish
+
+        self.redraws = 0
+        self.t0 = time.time()
+        self.figure = go.FigureWidget()
+        for transport in TRANSPORTS:
+            from ..clients.feed import LABELS
+
+            label = LABELS[transport]
+            self.figure.add_scatter(x=[], y=[], name=label, mode="lines+markers",
+                                    line={"shape": "hv", "color": COLOURS[label]},
+                                    marker={"size": 4})
+        finish(self.figure, "The same feed, as each transport sees it", "time since start (s)",
+               "price (LAB units)", legend="transport")
+        self.figure.update_layout(height=360)
+        self.counters = widgets.HTML()
+        self.status = widgets.HTML("starting…")
+        self.box = widgets.VBox([self.figure, self.counters, self.status])
+        self.box.add_class("labkit-feed-dashboard")
+        self.clients, self.future = start_run(
+            target, seconds=seconds, rate_hz=rate_hz, poll_interval_s=poll_interval_s,
+            wait_s=wait_s, seed=seed)
+        self._refresher = asyncio.run_coroutine_threadsafe(self._refresh(), _loop.client_loop())
+
+    async def _refresh(self) -> None:
+        while not self.future.done():
+            self.redraw()
+            await asyncio.sleep(REFRESH_S)
+        self.redraw()
+        self.status.value = "<i>run finished: the dashboard has stopped.</i>"
+
+    def redraw(self) -> None:
+        """Draw what the clients have received so far (called by the refresher)."""
+        with self.figure.batch_update():
+            for trace, client in zip(self.figure.data, self.clients, strict=True):
+                events = list(client.events)
+                trace.x = [e.received_ts - self.t0 for e in events]
+                trace.y = [e.price for e in events]
+        self.counters.value = self._table()
+        self.status.value = f"running… {time.time() - self.t0:.1f} s"
+        self.redraws += 1
+
+    def _table(self) -> str:
+        rows = []
+        for client in self.clients:
+            events = list(client.events)
+            median = statistics.median(e.staleness_ms for e in events) if events else float("nan")
+            rows.append(
+                f"<tr><td>{html.escape(client.label)}</td><td>{len(events)}</td>"
+                f"<td>{client.requests}</td><td>{client.empty_responses}</td>"
+                f"<td>{median:.1f}</td><td>{client.last_seq if client.last_seq is not None else ''}"
+                "</td></tr>")
+        head = ("<tr><th>transport</th><th>events</th><th>requests</th><th>empty answers</th>"
+                "<th>median staleness (ms)</th><th>last SEQ</th></tr>")
+        return (f"<table class='labkit-counters' style='border-collapse:collapse'>{head}"
+                f"{''.join(rows)}</table>")
+
+    def result(self, timeout: float = 120.0):
+        """Wait for the run to end and return it (a FeedRun)."""
+        run = self.future.result(timeout)
+        self._refresher.result(5)
+        return run
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.box)
+
+
+def feed_dashboard(target, **options) -> FeedDashboard:
+    """Start a side-by-side run of the four transports with a live dashboard (see FeedDashboard)."""
+    return FeedDashboard(target, **options)

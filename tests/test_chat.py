@@ -1,0 +1,138 @@
+"""The chat room over REST and WebSocket: one order for everyone, typing, validation."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from labkit.clients.chat import ChatError, ChatRestClient, ChatWsClient, simulate_room
+from labkit.clients.rest import RestClient
+
+
+def wait_until(predicate, limit_s: float = 10.0) -> None:
+    deadline = time.monotonic() + limit_s
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.02)
+
+
+def test_rest_and_websocket_members_see_the_same_messages_in_the_same_order(lab):
+    ann, bob = ChatWsClient(lab, "ann"), ChatWsClient(lab, "bob")
+    cy = ChatRestClient(lab, "cy", interval_s=0.05).start(20)
+    try:
+        for i in range(6):
+            (ann if i % 3 == 0 else bob).send(f"ws {i}")
+            cy.send(f"rest {i}")
+        wait_until(lambda: all(len(m.messages) == 12 for m in (ann, bob, cy)))
+    finally:
+        cy.close()
+        ann.close()
+        bob.close()
+    orders = [[(m["seq"], m["data"]["name"], m["data"]["text"]) for m in member.messages]
+              for member in (ann, bob, cy)]
+    assert orders[0] == orders[1] == orders[2]
+    assert [seq for seq, _, _ in orders[0]] == list(range(1, 13))
+    assert {name for _, name, _ in orders[0]} == {"ann", "bob", "cy"}
+
+
+def test_typing_reaches_other_websocket_members_only_and_is_not_stored(lab):
+    ann, bob = ChatWsClient(lab, "ann"), ChatWsClient(lab, "bob")
+    try:
+        ann.typing()
+        wait_until(lambda: bob.typing_seen)
+        ann.send("done typing")
+        wait_until(lambda: ann.messages and bob.messages)
+    finally:
+        ann.close()
+        bob.close()
+    assert [t["name"] for t in bob.typing_seen] == ["ann"] and ann.typing_seen == []
+    with RestClient(lab) as api:
+        stored = api.get("/api/chat/messages").json()
+    assert [m["data"]["text"] for m in stored] == ["done typing"]
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"name": "ann", "text": ""}, "text"), ({"name": "ann", "text": "   "}, "text"),
+    ({"name": "ann", "text": "x" * 501}, "text"), ({"name": "", "text": "hi"}, "name"),
+    ({"name": "n" * 33, "text": "hi"}, "name"), ({"name": "ann"}, "text"),
+    ({"name": "ann", "text": 5}, "text"), ({"name": "a\x00b", "text": "hi"}, "name"),
+    ({"name": "ann", "text": "hi", "extra": 1}, "extra"),
+])
+def test_post_refuses_invalid_messages_with_422(lab, body, field):
+    with RestClient(lab) as api:
+        r = api.post("/api/chat/messages", json=body)
+        assert r.status == 422
+        assert r.headers["Content-Type"].startswith("application/problem+json")
+        assert field in [e["field"] for e in r.json()["errors"]]
+        assert api.get("/api/chat/messages").json() == []  # nothing was stored
+
+
+def test_post_refuses_non_json_and_wrong_type(lab):
+    with RestClient(lab) as api:
+        assert api.post("/api/chat/messages", data="hi",
+                        headers={"Content-Type": "text/plain"}).status == 415
+        assert api.post("/api/chat/messages", data="{",
+                        headers={"Content-Type": "application/json"}).status == 400
+        assert api.delete("/api/chat/messages").status == 405
+
+
+def test_post_returns_the_stored_message(lab):
+    with RestClient(lab) as api:
+        r = api.post("/api/chat/messages", json={"name": " ann ", "text": " hello "})
+    assert r.status == 201
+    assert r.json()["seq"] == 1 and r.json()["data"] == {"name": "ann", "text": "hello"}
+
+
+def test_websocket_bad_messages_get_errors_and_the_connection_stays(lab):
+    ann = ChatWsClient(lab, "ann")
+    try:
+        ann.send("")
+        ann.send_raw("not json")
+        ann.send_raw('{"type": "shout"}')
+        ann.send("x" * 501)
+        ann.send("still here")
+        wait_until(lambda: ann.messages)
+    finally:
+        ann.close()
+    assert len(ann.errors) == 4 and all(e["type"] == "error" for e in ann.errors)
+    assert [m["data"]["text"] for m in ann.messages] == ["still here"]
+
+
+def test_websocket_refuses_a_bad_name_before_upgrading(lab):
+    from websockets.exceptions import InvalidStatus
+
+    for name in ("", "n" * 33):
+        with pytest.raises(InvalidStatus) as info:
+            ChatWsClient(lab, name)
+        assert info.value.response.status_code == 422
+
+
+def test_rest_client_raises_a_clear_error(lab):
+    cy = ChatRestClient(lab, "cy")
+    try:
+        with pytest.raises(ChatError, match="empty"):
+            cy.send("  ")
+    finally:
+        cy.close()
+
+
+def test_late_joiner_catches_up_with_since(lab):
+    with RestClient(lab) as api:
+        for i in range(3):
+            api.post("/api/chat/messages", json={"name": "ann", "text": f"m{i}"})
+    late = ChatWsClient(lab, "late", since=1)
+    try:
+        wait_until(lambda: len(late.messages) == 2)
+    finally:
+        late.close()
+    assert [m["seq"] for m in late.messages] == [2, 3]
+
+
+def test_simulated_room_delivers_every_message_to_every_member(lab):
+    frame, members = simulate_room(lab, ws_members=2, rest_members=2, messages=5, gap_s=0.05,
+                                   poll_interval_s=0.2)
+    assert len(frame) == 5 * 4
+    for member in members:
+        assert [m["seq"] for m in member.messages] == [1, 2, 3, 4, 5]
+    assert set(frame.receiver_kind) == {"WebSocket", "REST poll"}

@@ -1,0 +1,320 @@
+"""The feed over short poll, long poll, SSE and WebSocket: content, order, resume and error rules."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import resource
+import threading
+import time
+
+import aiohttp
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from labkit.clients import feed
+from labkit.clients.rest import RestClient
+from labkit.server.hub import HISTORY_LIMIT, HUB, QUEUE_LIMIT
+
+
+def publish(lab, n: int, size: int = 0) -> None:
+    """Publish n events in one go on the server loop (no await between them)."""
+    async def _go():
+        hub = lab.app[HUB]
+        for i in range(n):
+            hub.publish("feed", {"i": i, "pad": "x" * size})
+    lab.call(_go())
+
+
+def wait_for_subscribers(lab, n: int, topic: str = "feed", limit_s: float = 30) -> None:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if len(lab.app[HUB].topic(topic).subscribers) >= n:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"fewer than {n} subscribers on {topic}")
+
+
+# -- short and long poll ------------------------------------------------------------------------
+def test_short_poll_returns_events_after_since_and_empty_list(lab):
+    publish(lab, 5)
+    with RestClient(lab) as api:
+        r = api.get("/api/feed?since=2")
+        assert r.status == 200 and [e["seq"] for e in r.json()] == [3, 4, 5]
+        assert set(r.json()[0]) == {"seq", "ts", "data"}
+        assert r.headers["Feed-Last-Seq"] == "5" and r.headers["Feed-Oldest-Seq"] == "1"
+        assert int(r.headers["Feed-History-Limit"]) == HISTORY_LIMIT
+        assert api.get("/api/feed?since=5").json() == []
+        assert [e["seq"] for e in api.get("/api/feed").json()] == [1, 2, 3, 4, 5]
+
+
+def test_long_poll_is_held_until_an_event_arrives(lab):
+    publish(lab, 1)
+    timer = threading.Timer(0.3, lambda: lab.app[HUB].publish("feed", {"late": True}))
+    timer.start()
+    with RestClient(lab) as api:
+        r = api.get("/api/feed?since=1&wait=10")
+    timer.join()
+    assert r.status == 200
+    assert [(e["seq"], e["data"]) for e in r.json()] == [(2, {"late": True})]
+
+
+def test_long_poll_ends_empty_when_wait_passes(lab):
+    publish(lab, 1)
+    with RestClient(lab) as api:
+        assert api.get("/api/feed?since=1&wait=0.2").json() == []
+        assert [e["seq"] for e in api.get("/api/feed?since=0&wait=5").json()] == [1]
+
+
+@pytest.mark.parametrize("query, status, field", [
+    ("since=abc", 422, "since"), ("since=-1", 422, "since"), ("since=99", 422, "since"),
+    ("since=0&wait=31", 422, "wait"), ("since=0&wait=soon", 422, "wait"),
+    ("since=0&wait=-1", 422, "wait"), ("since=0&wait=nan", 422, "wait"),
+])
+def test_poll_refuses_bad_parameters(lab, query, status, field):
+    publish(lab, 3)
+    with RestClient(lab) as api:
+        r = api.get(f"/api/feed?{query}")
+    assert r.status == status
+    assert r.headers["Content-Type"].startswith("application/problem+json")
+    assert r.json()["errors"][0]["field"] == field
+
+
+def test_too_old_since_is_410_with_the_range(lab):
+    publish(lab, HISTORY_LIMIT + 10)
+    with RestClient(lab) as api:
+        r = api.get("/api/feed?since=3")
+        ok = api.get("/api/feed?since=10")  # oldest kept is 11: nothing missing
+    assert r.status == 410
+    body = r.json()
+    assert (body["oldest_seq"], body["last_seq"], body["missed"]) == (11, HISTORY_LIMIT + 10, 7)
+    assert body["history_limit"] == HISTORY_LIMIT
+    assert ok.status == 200 and ok.json()[0]["seq"] == 11
+
+
+def test_poll_client_records_a_gap_instead_of_skipping(lab):
+    publish(lab, HISTORY_LIMIT + 10)
+    client = feed.ShortPollClient(lab, interval_s=0.05)
+    client.run(5, since=3, until_seq=HISTORY_LIMIT + 10)
+    assert client.gaps and client.gaps[0]["oldest_seq"] == 11
+    assert [e.seq for e in client.events] == list(range(11, HISTORY_LIMIT + 11))
+
+
+# -- the source -----------------------------------------------------------------------------------
+def test_source_publishes_exactly_the_ticks_asked(lab):
+    state = feed.set_source(lab, 200, seed=3, ticks=7)
+    assert state["running"] and state["seed"] == 3
+    deadline = time.monotonic() + 10
+    while feed.hub_stats(lab)["topics"].get("feed", {}).get("last_seq", 0) < 7:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.1)
+    with RestClient(lab) as api:
+        events = api.get("/api/feed").json()
+        assert api.get("/api/feed/source").json()["running"] is False
+    assert [e["seq"] for e in events] == list(range(1, 8))
+    assert all(e["data"]["symbol"] == "LAB" and e["data"]["price"] > 0 for e in events)
+
+
+def test_same_seed_gives_the_same_walk(lab, make_lab):
+    prices = []
+    for server in (lab, make_lab()):
+        feed.set_source(server, 500, seed=42, ticks=5, start_price=50)
+        client = feed.LongPollClient(server, wait_s=5)
+        client.run(10, since=0, until_seq=5)
+        prices.append([e.price for e in client.events])
+    assert len(prices[0]) == 5 and prices[0] == prices[1]
+
+
+@pytest.mark.parametrize("body, status", [
+    ({"rate_hz": -1}, 422), ({"rate_hz": "fast"}, 422), ({"rate_hz": 5000}, 422),
+    ({"rate_hz": 1, "ticks": -2}, 422), ({"rate_hz": 1, "seed": 1.5}, 422),
+    ({"rate_hz": 1, "colour": "red"}, 422), ([1, 2], 422), ({}, 422),
+])
+def test_source_refuses_bad_settings(lab, body, status):
+    with RestClient(lab) as api:
+        r = api.post("/api/feed/source", json=body)
+    assert r.status == status and r.json()["status"] == status
+
+
+def test_source_refuses_non_json(lab):
+    with RestClient(lab) as api:
+        assert api.post("/api/feed/source", data="rate=1",
+                        headers={"Content-Type": "text/plain"}).status == 415
+        assert api.post("/api/feed/source", data="{nope",
+                        headers={"Content-Type": "application/json"}).status == 400
+
+
+# -- SSE ----------------------------------------------------------------------------------------
+async def _sse_events(url: str, headers: dict, count: int) -> tuple[int, list[tuple[str, str]]]:
+    """(status, [(event name, data)]) for the first `count` events of an SSE stream."""
+    out: list[tuple[str, str]] = []
+    async with aiohttp.ClientSession() as session, session.get(url, headers=headers) as resp:
+        if resp.status != 200:
+            return resp.status, out
+        assert resp.headers["Content-Type"].startswith("text/event-stream")
+        name, data, ident = "message", [], None
+        async for raw in resp.content:
+            line = raw.decode().rstrip("\r\n")
+            if line.startswith("data:"):
+                data.append(line[5:].strip())
+            elif line.startswith("event:"):
+                name = line[6:].strip()
+            elif line.startswith("id:"):
+                ident = line[3:].strip()
+            elif not line and data:
+                out.append((name, "\n".join(data), ident))
+                name, data, ident = "message", [], None
+                if len(out) >= count:
+                    break
+    return 200, out
+
+
+def test_sse_resumes_after_last_event_id(lab):
+    publish(lab, 6)
+    status, events = asyncio.run(_sse_events(lab.url + "/sse/feed", {"Last-Event-ID": "3"}, 3))
+    assert status == 200
+    assert [(name, json.loads(data)["seq"], ident) for name, data, ident in events] == [
+        ("message", 4, "4"), ("message", 5, "5"), ("message", 6, "6")]
+
+
+def test_sse_tells_of_a_gap_then_goes_on(lab):
+    publish(lab, HISTORY_LIMIT + 5)
+    status, events = asyncio.run(_sse_events(lab.url + "/sse/feed", {"Last-Event-ID": "1"}, 2))
+    assert status == 200
+    assert events[0][0] == "gap" and json.loads(events[0][1])["oldest_seq"] == 6
+    assert events[1][0] == "message" and json.loads(events[1][1])["seq"] == 6
+
+
+def test_sse_refuses_bad_last_event_id(lab):
+    status, _ = asyncio.run(_sse_events(lab.url + "/sse/feed", {"Last-Event-ID": "x"}, 1))
+    assert status == 422
+
+
+def test_sse_client_gets_live_events(lab):
+    run = feed.feed_run(lab, seconds=0.5, rate_hz=20, transports=("sse",))
+    assert [e.seq for e in run.clients[0].events] == list(range(1, 11))
+
+
+# -- WebSocket ------------------------------------------------------------------------------------
+async def _ws_messages(url: str, count: int, send: str | bytes | None = None):
+    async with connect(url, compression=None, max_queue=None) as conn:
+        if send is not None:
+            await conn.send(send)
+        out = []
+        try:
+            for _ in range(count):
+                out.append(json.loads(await asyncio.wait_for(conn.recv(), 10)))
+        except ConnectionClosed:
+            pass
+        return out, conn.close_code, conn.close_reason
+
+
+def test_ws_replays_since_then_pushes_live(lab):
+    publish(lab, 4)
+    timer = threading.Timer(0.3, lambda: lab.app[HUB].publish("feed", {"live": 1}))
+    timer.start()
+    messages, _, _ = asyncio.run(_ws_messages(lab.ws_url + "/ws/feed?since=2", 3))
+    timer.join()
+    assert [m["seq"] for m in messages] == [3, 4, 5]
+    assert messages[-1]["data"] == {"live": 1} and set(messages[0]) == {"seq", "ts", "data"}
+
+
+def test_ws_tells_of_a_gap(lab):
+    publish(lab, HISTORY_LIMIT + 5)
+    messages, _, _ = asyncio.run(_ws_messages(lab.ws_url + "/ws/feed?since=0", 2))
+    assert messages[0]["type"] == "gap" and messages[0]["oldest_seq"] == 6
+    assert messages[0]["missed"] == 5 and messages[1]["seq"] == 6
+
+
+def test_ws_refuses_a_future_since_before_upgrading(lab):
+    from websockets.exceptions import InvalidStatus
+
+    with pytest.raises(InvalidStatus) as info:
+        asyncio.run(_ws_messages(lab.ws_url + "/ws/feed?since=7", 1))
+    assert info.value.response.status_code == 422
+
+
+def test_ws_feed_answers_text_with_an_error_and_closes_on_binary(lab):
+    messages, _, _ = asyncio.run(_ws_messages(lab.ws_url + "/ws/feed", 1, "hello"))
+    assert messages[0]["type"] == "error"
+    _, code, _ = asyncio.run(_ws_messages(lab.ws_url + "/ws/feed", 1, b"\x00"))
+    assert code == 1003
+
+
+def test_slow_websocket_is_closed_with_1008_and_others_keep_going(lab):
+    """A client that stops reading fills its queue: it gets 1008, a reading client gets all."""
+    total, size = 600, 64 * 1024
+
+    async def scenario():
+        slow = await connect(lab.ws_url + "/ws/feed", compression=None, max_queue=1,
+                             max_size=2**20)
+        fast = await connect(lab.ws_url + "/ws/feed", compression=None, max_size=2**20)
+        await asyncio.to_thread(wait_for_subscribers, lab, 2)
+
+        async def read_fast():
+            return [json.loads(await asyncio.wait_for(fast.recv(), 20))["seq"]
+                    for _ in range(total)]
+
+        reader = asyncio.ensure_future(read_fast())
+        for _ in range(total // 10):  # small bursts: a reading client never falls behind
+            await asyncio.to_thread(publish, lab, 10, size)
+            await asyncio.sleep(0.005)
+        fast_seqs = await reader
+        slow_seqs = []
+        try:
+            while True:
+                slow_seqs.append(json.loads(await asyncio.wait_for(slow.recv(), 20))["seq"])
+        except ConnectionClosed:
+            pass
+        await fast.close()
+        return fast_seqs, slow_seqs, slow.close_code, slow.close_reason
+
+    fast_seqs, slow_seqs, code, reason = asyncio.run(scenario())
+    assert fast_seqs == list(range(1, total + 1))
+    assert code == 1008
+    assert reason == f"too slow: resume with since={slow_seqs[-1] if slow_seqs else 0}"
+    assert slow_seqs == list(range(1, len(slow_seqs) + 1)) and len(slow_seqs) < total
+    counters = feed.hub_stats(lab)["topics"]["feed"]["counters"]["ws"]
+    assert counters["dropped"] > 0
+
+
+# -- many at once ---------------------------------------------------------------------------------
+def test_1000_websockets_and_50_pollers_all_get_every_event_in_order(lab):
+    n_ws, n_poll, n_events = 1000, 50, 4
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 4 * n_ws:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8 * n_ws), hard))
+
+    async def scenario():
+        conns = []
+        for start in range(0, n_ws, 100):  # batches stay under the listen backlog
+            conns += await asyncio.gather(*(
+                connect(lab.ws_url + "/ws/feed?since=0", compression=None, open_timeout=60)
+                for _ in range(start, min(n_ws, start + 100))))
+        await asyncio.to_thread(wait_for_subscribers, lab, n_ws)
+        pollers = [feed.LongPollClient(lab, wait_s=5) if i % 2 else
+                   feed.ShortPollClient(lab, interval_s=0.2) for i in range(n_poll)]
+        polling = [asyncio.ensure_future(p.arun(60, since=0, until_seq=n_events))
+                   for p in pollers]
+
+        async def read(conn):
+            return [json.loads(await asyncio.wait_for(conn.recv(), 60))["seq"]
+                    for _ in range(n_events)]
+
+        reading = asyncio.gather(*(read(c) for c in conns))
+        await asyncio.sleep(0.2)
+        await asyncio.to_thread(feed.set_source, lab, 20, ticks=n_events)
+        seen = await reading
+        await asyncio.gather(*polling)
+        await asyncio.gather(*(c.close() for c in conns))
+        return seen, pollers
+
+    seen, pollers = asyncio.run(scenario())
+    expected = list(range(1, n_events + 1))
+    assert len(seen) == n_ws and all(s == expected for s in seen)
+    assert all([e.seq for e in p.events] == expected for p in pollers)
+    assert not any(p.errors or p.gaps for p in pollers)
+    counters = feed.hub_stats(lab)["topics"]["feed"]["counters"]
+    assert counters["ws"]["delivered"] == n_ws * n_events and counters["ws"]["dropped"] == 0

@@ -1,0 +1,147 @@
+"""The Hub: sequence numbers, bounded history, resume rules, slow consumers, thread safety."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from labkit.server.hub import HUB, Ahead, Event, Gap, Hub, Notice, SlowConsumer
+
+
+def test_sequence_starts_at_one_and_never_repeats():
+    hub = Hub()
+    seqs = [hub.publish("t", {"n": i}).seq for i in range(5)]
+    assert seqs == [1, 2, 3, 4, 5]
+    assert hub.publish("other", {}).seq == 1  # per topic
+
+
+def test_history_is_bounded_and_the_bound_is_visible():
+    hub = Hub(history_limit=10)
+    for i in range(25):
+        hub.publish("t", i)
+    topic = hub.topic("t")
+    assert len(topic.history) == 10
+    stats = hub.stats()["t"]
+    assert (stats["history_limit"], stats["oldest_seq"], stats["last_seq"]) == (10, 16, 25)
+
+
+def test_since_returns_exactly_the_events_after_seq():
+    hub = Hub(history_limit=10)
+    for i in range(25):
+        hub.publish("t", i)
+    topic = hub.topic("t")
+    assert [e.seq for e in topic.since(20)] == [21, 22, 23, 24, 25]
+    assert [e.seq for e in topic.since(15)] == list(range(16, 26))  # oldest kept is next: no gap
+    assert topic.since(25) == []
+    assert [e.seq for e in topic.since(None)] == list(range(16, 26))
+
+
+def test_too_old_seq_is_a_gap_and_future_seq_is_refused():
+    hub = Hub(history_limit=10)
+    for i in range(25):
+        hub.publish("t", i)
+    with pytest.raises(Gap) as info:
+        hub.topic("t").since(3)
+    assert (info.value.oldest, info.value.missed) == (16, 12)
+    with pytest.raises(Ahead):
+        hub.topic("t").since(26)
+
+
+def test_subscribe_joins_replay_and_live_without_loss_or_repeat():
+    async def scenario():
+        hub = Hub()
+        hub.bind()
+        for i in range(5):
+            hub.publish("t", i)
+        sub, replay = hub.topic("t").subscribe("ws", since=2)
+        hub.publish("t", 5)
+        hub.publish("t", 6)
+        live = await sub.get()
+        return [e.seq for e in replay], [e.seq for e in live]
+
+    replay, live = asyncio.run(scenario())
+    assert replay + live == [3, 4, 5, 6, 7]
+
+
+def test_slow_consumer_is_dropped_with_bounded_memory_and_others_unaffected():
+    async def scenario():
+        hub = Hub(queue_limit=4)
+        hub.bind()
+        slow, _ = hub.topic("t").subscribe("ws")
+        fast, _ = hub.topic("t").subscribe("sse")
+        got = []
+        for i in range(10):
+            hub.publish("t", i)
+            got += [e.seq for e in await fast.get()]
+        assert len(slow) == 0  # its queue was dropped, not kept growing
+        with pytest.raises(SlowConsumer, match="since=0"):
+            await slow.get()
+        return got, hub.stats()["t"]["counters"]
+
+    got, counters = asyncio.run(scenario())
+    assert got == list(range(1, 11))
+    assert counters["ws"]["dropped"] == 5  # 4 queued + the one that did not fit
+    assert counters.get("sse", {}).get("dropped", 0) == 0
+
+
+def test_notices_are_ephemeral_and_skip_the_sender():
+    async def scenario():
+        hub = Hub()
+        hub.bind()
+        a, _ = hub.topic("t").subscribe("ws")
+        b, _ = hub.topic("t").subscribe("ws")
+        assert hub.notify("t", {"type": "typing"}, skip=a) == 1
+        items = await b.get()
+        return items, len(a), hub.topic("t").history
+
+    items, a_len, history = asyncio.run(scenario())
+    assert items == [Notice({"type": "typing"})] and a_len == 0 and len(history) == 0
+
+
+def test_closed_subscription_wakes_with_nothing():
+    async def scenario():
+        hub = Hub()
+        hub.bind()
+        sub, _ = hub.topic("t").subscribe("ws")
+        waiter = asyncio.ensure_future(sub.get())
+        await asyncio.sleep(0)
+        sub.close()
+        return await waiter, len(hub.topic("t").subscribers)
+
+    assert asyncio.run(scenario()) == ([], 0)
+
+
+def test_publish_from_other_threads_lands_on_the_server_loop(lab):
+    hub = lab.app[HUB]
+    results: list[Event] = []
+
+    def worker(k):
+        for i in range(50):
+            results.append(hub.publish("threads", {"worker": k, "i": i}))
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    seqs = sorted(e.seq for e in results)
+    assert seqs == list(range(1, 201))
+    kept = lab.call(_history_seqs(hub))
+    assert kept == list(range(1, 201))
+
+
+async def _history_seqs(hub):
+    return [e.seq for e in hub.topic("threads").history]
+
+
+def test_hub_stats_route(lab):
+    from labkit.clients.rest import RestClient
+
+    with RestClient(lab) as api:
+        lab.app[HUB].publish("feed", {"price": 1})
+        body = api.get("/api/hub").json()
+    assert body["topics"]["feed"]["last_seq"] == 1
+    assert body["topics"]["feed"]["history_limit"] > 0
+    assert body["server_thread_cpu_s"] > 0

@@ -1,0 +1,67 @@
+"""lk.start(tls=True): https and wss with a local CA that labkit's clients trust; TLS costs round
+trips on a new connection through the emulator."""
+
+from __future__ import annotations
+
+import ssl
+
+import aiohttp
+import pytest
+from websockets.asyncio.client import connect
+
+from labkit import _loop, tls
+from labkit.latency import compare_transports, round_trips_per_connection
+from labkit.netem import Profile
+
+
+@pytest.fixture
+def tls_lab(make_lab):
+    return make_lab(tls=True)
+
+
+def test_https_and_wss_work_with_the_local_ca(tls_lab):
+    assert tls_lab.url.startswith("https://") and tls_lab.ws_url.startswith("wss://")
+
+    async def talk():
+        async with aiohttp.ClientSession() as session:
+            async with session.get(tls_lab.url + "/healthz", ssl=tls.client_ssl_context()) as r:
+                health = (r.status, await r.json())
+        async with connect(tls_lab.ws_url + "/ws/echo", ssl=tls.client_ssl_context()) as ws:
+            await ws.send(b"\x00secret")
+            echoed = await ws.recv()
+        return health, echoed
+
+    health, echoed = _loop.run(talk())
+    assert health == (200, {"status": "ok"})
+    assert echoed == b"\x00secret"
+
+
+def test_a_client_without_the_ca_is_refused(tls_lab):
+    async def untrusting():
+        async with aiohttp.ClientSession() as session:
+            async with session.get(tls_lab.url + "/healthz") as r:
+                return r.status
+
+    with pytest.raises(aiohttp.ClientConnectorCertificateError):
+        _loop.run(untrusting())
+
+
+def test_ca_file_and_certificate_names():
+    pem = tls.ca_pem_path().read_text()
+    assert pem.startswith("-----BEGIN CERTIFICATE-----")
+    assert "127.0.0.1" in tls.HOSTS and "localhost" in tls.HOSTS
+    assert tls.client_ssl_context().verify_mode == ssl.CERT_REQUIRED
+
+
+def test_tls_adds_a_round_trip_to_a_new_connection(tls_lab):
+    rtt = 40.0
+    frame = compare_transports(tls_lab, profile=Profile.symmetric("tls", rtt), count=5, warmup=1,
+                               transports=["rest-new", "rest-keepalive"])
+    assert frame["tls"].all()
+    # TCP handshake + TLS 1.3 handshake + the request: three round trips (two without TLS)
+    assert 2.6 <= round_trips_per_connection(frame) <= 3.6
+    new = frame[frame.transport == "rest-new"]
+    assert new["tls_ms"].median() >= 0.8 * rtt
+    assert (frame[frame.transport == "rest-keepalive"]["tls_ms"] == 0).all()
+    # TLS records add bytes to every exchange
+    assert new["bytes_down"].median() > 1000  # the certificate chain crosses the wire

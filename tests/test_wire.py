@@ -1,0 +1,152 @@
+"""The wire tap over real sockets: handshake, frame anatomy, HTTP messages, counters, reset."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+import pandas as pd
+import pytest
+
+from labkit.clients.rest import RestClient
+from labkit.clients.ws import WsClient
+from labkit.wire import WEBSOCKET_GUID, WireTap, accept_key, tap
+
+
+@pytest.fixture
+def wiretap(lab):
+    t = tap(lab)
+    yield t
+    t.stop()
+
+
+def test_accept_key_matches_rfc_6455_example():
+    assert accept_key("dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    key = "x3JJHMbDL1EzLkh9GBhXDw=="
+    by_hand = base64.b64encode(hashlib.sha1((key + WEBSOCKET_GUID).encode()).digest()).decode()
+    assert accept_key(key) == by_hand
+
+
+def test_handshake_is_recorded_and_accept_is_right(wiretap):
+    ws = WsClient(wiretap.url("ws"), "/ws/echo")
+    ws.close()
+    request, response = wiretap.handshake()
+    assert request.startswith("GET /ws/echo HTTP/1.1\r\n")
+    assert response.startswith("HTTP/1.1 101 ")
+    headers = dict(line.split(": ", 1) for line in request.strip().split("\r\n")[1:])
+    answer = dict(line.split(": ", 1) for line in response.strip().split("\r\n")[1:])
+    assert headers["Upgrade"].lower() == "websocket"
+    assert answer["Sec-WebSocket-Accept"] == accept_key(headers["Sec-WebSocket-Key"])
+    http = wiretap.http_messages()
+    assert list(http["kind"]) == ["request", "response"]
+    assert list(http["header_bytes"]) == [len(request), len(response)]
+    assert list(http["body_bytes"]) == [0, 0]
+
+
+@pytest.mark.parametrize(("size", "header"), [(0, 2), (1, 2), (125, 2), (126, 4), (65535, 4),
+                                              (65536, 10)])
+def test_frame_header_sizes_measured_from_real_frames(wiretap, size, header):
+    ws = WsClient(wiretap.url("ws"), "/ws/echo")
+    ws.echo(b"\x07" * size)
+    ws.close()
+    frames = wiretap.frames()
+    data = frames[frames["opcode"] == "BINARY"]
+    up = data[data["direction"] == "up"].iloc[0]
+    down = data[data["direction"] == "down"].iloc[0]
+    assert (up["header_bytes"], down["header_bytes"]) == (header + 4, header)
+    assert (up["payload_bytes"], down["payload_bytes"]) == (size, size)
+    assert up["wire_bytes"] == size + header + 4
+    assert up["masked"] and not down["masked"]
+    assert len(up["masking_key"]) == 8 and pd.isna(down["masking_key"])
+    expected_field = size if size < 126 else (126 if size < 65536 else 127)
+    assert (up["length_field"], down["length_field"]) == (expected_field, expected_field)
+    assert up["fin"] and up["opcode_value"] == 2
+
+
+def test_text_binary_close_and_ping_frames(wiretap):
+    ws = WsClient(wiretap.url("ws"), "/ws/echo")
+    ws.echo("héllo")
+    ws.echo(b"\x00\x01")
+    from labkit import _loop
+
+    _loop.run(_ping(ws.connection))
+    ws.close(1000, "bye")
+    frames = wiretap.settle().frames()
+    assert list(frames["opcode"]) == ["TEXT", "TEXT", "BINARY", "BINARY", "PING", "PONG",
+                                      "CLOSE", "CLOSE"]
+    text = frames.iloc[0]
+    assert text["payload_bytes"] == len("héllo".encode()) == 6
+    assert text["preview"] == "héllo"
+    assert text["header_bits"].split()[0] == "10000001"  # FIN=1, RSV=000, opcode 0001
+    closes = frames[frames["opcode"] == "CLOSE"]
+    assert list(closes["close_code"]) == [1000, 1000]
+    assert closes.iloc[0]["close_reason"] == "bye"
+    assert wiretap.errors == []
+
+
+async def _ping(conn):
+    waiter = await conn.ping(b"hi")
+    await waiter
+
+
+def test_rest_messages_and_bytes_per_message(wiretap):
+    api = RestClient(wiretap.url())
+    api.get("/healthz")
+    api.post("/api/echo", data=b"z" * 300)
+    api.close()
+    wiretap.settle()
+    http = wiretap.http_messages()
+    assert list(http["start_line"]) == ["GET /healthz HTTP/1.1", "HTTP/1.1 200 OK",
+                                        "POST /api/echo HTTP/1.1", "HTTP/1.1 200 OK"]
+    assert list(http["content_bytes"]) == [0, 16, 300, 300]
+    assert http["conn"].nunique() == 1  # keep-alive: one connection for both
+    total = int(http["wire_bytes"].sum())
+    assert total == wiretap.bytes_up + wiretap.bytes_down
+    messages = wiretap.messages()
+    assert set(messages["protocol"]) == {"http"}
+    assert int(messages["wire_bytes"].sum()) == total
+    assert wiretap.totals()["connections"] == 1
+
+
+def test_reset_zeroes_counts_and_keeps_parsing_open_sockets(wiretap):
+    ws = WsClient(wiretap.url("ws"), "/ws/echo")
+    ws.echo("before")
+    wiretap.reset()
+    assert (wiretap.bytes_up, wiretap.bytes_down, len(wiretap.frames())) == (0, 0, 0)
+    ws.echo("after")
+    frames = wiretap.frames()
+    assert list(frames["preview"]) == ["after", "after"]
+    assert wiretap.bytes_up == 6 + 5 and wiretap.bytes_down == 2 + 5
+    ws.close()
+
+
+def test_permessage_deflate_frames_are_flagged_and_decoded(wiretap):
+    ws = WsClient(wiretap.url("ws"), "/ws/echo", compression="deflate")
+    message = "the same words again " * 40
+    assert ws.echo(message)[0] == message
+    assert ws.echo(message)[0] == message
+    ws.close()
+    data = wiretap.frames().query("opcode == 'TEXT'")
+    assert len(data) == 4 and data["rsv1"].all()
+    assert (data["data_bytes"] == len(message)).all()
+    assert (data["payload_bytes"] < len(message) / 4).all()
+    assert wiretap.errors == []
+
+
+def test_tap_accepts_url_and_tuple_targets(lab):
+    for target in (lab.url, ("127.0.0.1", lab.port)):
+        with WireTap(target) as t:
+            assert RestClient(t.url()).get("/healthz").status == 200
+            assert t.bytes_down > 0
+
+
+def test_garbage_after_upgrade_is_reported_not_raised(wiretap):
+    import socket
+
+    with socket.create_connection(("127.0.0.1", wiretap.port)) as sock:
+        sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        sock.settimeout(5)
+        sock.recv(1000)
+    wiretap.settle()
+    wiretap.http_messages()
+    assert any("HTTP parse stopped" in e for e in wiretap.errors)
