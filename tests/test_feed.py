@@ -15,7 +15,7 @@ from websockets.exceptions import ConnectionClosed
 
 from labkit.clients import feed
 from labkit.clients.rest import RestClient
-from labkit.server.hub import HISTORY_LIMIT, HUB, QUEUE_LIMIT
+from labkit.server.hub import HISTORY_LIMIT, HUB
 
 
 def publish(lab, n: int, size: int = 0) -> None:

@@ -23,9 +23,9 @@ def test_https_and_wss_work_with_the_local_ca(tls_lab):
     assert tls_lab.url.startswith("https://") and tls_lab.ws_url.startswith("wss://")
 
     async def talk():
-        async with aiohttp.ClientSession() as session:
-            async with session.get(tls_lab.url + "/healthz", ssl=tls.client_ssl_context()) as r:
-                health = (r.status, await r.json())
+        async with (aiohttp.ClientSession() as session,
+                    session.get(tls_lab.url + "/healthz", ssl=tls.client_ssl_context()) as r):
+            health = (r.status, await r.json())
         async with connect(tls_lab.ws_url + "/ws/echo", ssl=tls.client_ssl_context()) as ws:
             await ws.send(b"\x00secret")
             echoed = await ws.recv()
@@ -38,9 +38,8 @@ def test_https_and_wss_work_with_the_local_ca(tls_lab):
 
 def test_a_client_without_the_ca_is_refused(tls_lab):
     async def untrusting():
-        async with aiohttp.ClientSession() as session:
-            async with session.get(tls_lab.url + "/healthz") as r:
-                return r.status
+        async with aiohttp.ClientSession() as session, session.get(tls_lab.url + "/healthz") as r:
+            return r.status
 
     with pytest.raises(aiohttp.ClientConnectorCertificateError):
         _loop.run(untrusting())

@@ -36,7 +36,7 @@ def new_connection_round_trips(answer, frame=None) -> Feedback:
     connection cost? (Its median divided by the keep-alive median, rounded to a whole number.)"""
     name = "round trips of a new connection"
     problem = _needs(frame, ["rest-new", "rest-keepalive"], name)
-    if problem:
+    if problem is not None:
         return problem
     from ..latency import round_trips_per_connection
 
@@ -64,7 +64,7 @@ def websocket_break_even(answer, frame=None) -> Feedback:
     faster in total than REST with a new connection per message? (Use exchange_totals.)"""
     name = "break-even"
     problem = _needs(frame, ["rest-new", "websocket"], name)
-    if problem:
+    if problem is not None:
         return problem
     from ..latency import exchange_totals
 
@@ -94,7 +94,7 @@ def header_bytes_saved(answer, frame=None) -> Feedback:
     the wire than one WebSocket message round trip with the same payload? (Medians.)"""
     name = "bytes per message"
     problem = _needs(frame, ["rest-keepalive", "websocket"], name)
-    if problem:
+    if problem is not None:
         return problem
     if frame["bytes_up"].isna().all():
         return verdict(False, "", "This run counted no bytes (profile=None); measure through "

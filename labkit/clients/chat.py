@@ -12,6 +12,7 @@ Every received message is recorded with `received_ts` (time.time()), so its deli
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from urllib.parse import urlencode
@@ -186,10 +187,8 @@ class ChatRestClient(_Participant):
     def stop(self) -> None:
         self._stop = True
         if self._task is not None:
-            try:
+            with contextlib.suppress(Exception):  # stopping always finishes
                 self._task.result(self.interval_s + self.timeout)
-            except Exception:  # noqa: BLE001 - stopping always finishes
-                pass
             self._task = None
 
     def close(self) -> None:

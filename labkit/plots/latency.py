@@ -53,7 +53,7 @@ def ecdf(frame, *, value: str = "rtt_ms", log_x: bool = False, title: str | None
         fig.update_xaxes(type="log")
     fig.update_yaxes(range=[0, 1.02])
     return finish(fig, title or "Round trips, whole distribution (ECDF)", "round trip (ms)",
-                  "fraction of round trips ≤ x", legend="transport")
+                  "fraction of round trips ≤ x (0-1)", legend="transport")
 
 
 def by_profile(frame, *, kind: str = "box", value: str = "rtt_ms", log_y: bool = True,

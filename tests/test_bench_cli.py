@@ -1,0 +1,50 @@
+"""`labkit bench`: argument parsing and a quick run that writes CSV, JSON and an offline report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+
+import pandas as pd
+import pytest
+
+from labkit import bench
+from labkit.latency import COLUMNS, TRANSPORTS
+
+
+def test_parser_knows_the_options():
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command")
+    bench.add_parser(sub)
+    args = parser.parse_args(["bench", "--profile", "wifi", "--quick", "--out", "x"])
+    assert (args.command, args.profile, args.quick, args.out) == ("bench", "wifi", True, "x")
+    assert parser.parse_args(["bench"]).profile == "4g"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["bench", "--profile", "moon"])
+
+
+def test_quick_run_writes_csv_json_and_offline_html(tmp_path, capsys):
+    assert bench.main(["--profile", "lan", "--quick", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    for kind in ("csv", "json", "html"):
+        assert f"{kind}: " in printed
+        assert (tmp_path / f"latency-lan.{kind}").is_file()
+
+    frame = pd.read_csv(tmp_path / "latency-lan.csv")
+    assert list(frame.columns) == list(COLUMNS)
+    suite = bench.SUITES[True]
+    assert len(frame) == 2 * len(TRANSPORTS) * len(suite["payloads"]) * suite["count"]
+    assert set(frame["profile"]) == {"loopback", "lan"}
+
+    record = json.loads((tmp_path / "latency-lan.json").read_text())
+    assert {"date", "os", "cpu", "python", "versions", "settings", "summary_rtt_ms"} <= set(record)
+    assert record["versions"]["aiohttp"]
+    assert record["settings"]["quick"] is True
+    assert len(record["summary_rtt_ms"]) == 2 * len(TRANSPORTS) * len(suite["payloads"])
+    assert {"n", "median", "p90", "p99", "iqr"} <= set(record["summary_rtt_ms"][0])
+
+    page = (tmp_path / "latency-lan.html").read_text()
+    assert page.count("Plotly.newPlot") == 6
+    assert not re.search(r"<script[^>]+src=", page)  # plotly is inlined: works offline
+    assert "labkit bench" in page
