@@ -20,8 +20,9 @@ The result is a tidy DataFrame, one row per round trip:
 
 The first `warmup` round trips of each transport and payload are dropped (first-use costs: imports,
 caches, the keep-alive connection's opening) and reported in `df.attrs["warmup_dropped"]`.
-`df.attrs["setup_ms"]` keeps the set-up costs the N-messages model needs: the WebSocket opening
-handshakes and the keep-alive client's first request.
+`df.attrs["setup_ms"]` keeps the set-up costs the N-messages model needs, as
+{transport: {payload_bytes: [ms, ...]}}: the WebSocket opening handshakes and the keep-alive
+client's first request (which opens its connection).
 """
 
 from __future__ import annotations
@@ -234,7 +235,7 @@ def compare_transports(lab, *, transports=TRANSPORTS, payloads=(64,), count: int
     else:
         endpoint, profile_name = _Endpoint(host, port, tls), "direct"
     rows: list[dict] = []
-    setup_ms: dict[str, list] = {"rest-keepalive": [], "websocket": []}
+    setup_ms: dict[str, dict[int, list]] = {"rest-keepalive": {}, "websocket": {}}
     dropped: dict[str, int] = {}
     total = len(transports) * len(payloads) * (count + warmup)
     bar = _progress(total, progress, f"round trips ({profile_name})")
@@ -246,7 +247,7 @@ def compare_transports(lab, *, transports=TRANSPORTS, payloads=(64,), count: int
                 client = _client(transport, endpoint)
                 handshake = _loop.run(client.open(), timeout=per_round_limit)
                 if handshake is not None:
-                    setup_ms[transport].append(handshake)
+                    setup_ms[transport].setdefault(size, []).append(handshake)
                 try:
                     for i in range(warmup + count):
                         seen = len(net.connections) if net else 0
@@ -254,7 +255,7 @@ def compare_transports(lab, *, transports=TRANSPORTS, payloads=(64,), count: int
                         row = _loop.run(client.round(body), timeout=per_round_limit)
                         bar.update()
                         if transport == "rest-keepalive" and i == 0:
-                            setup_ms[transport].append(row["rtt_ms"])
+                            setup_ms[transport].setdefault(size, []).append(row["rtt_ms"])
                         if i < warmup:
                             continue
                         wait = 0.0
@@ -299,12 +300,13 @@ def exchange_totals(frame, messages=(1, 10, 100, 1_000, 10_000)):
     """
     from .measure import median, tidy
 
-    smallest = frame[frame["payload_bytes"] == frame["payload_bytes"].min()]
+    size = int(frame["payload_bytes"].min())
+    smallest = frame[frame["payload_bytes"] == size]
     setup = frame.attrs.get("setup_ms", {})
     rows = []
     for transport, group in smallest.groupby("transport", sort=False):
         per = median(group["rtt_ms"])
-        first = median(setup.get(transport, []))
+        first = median(setup.get(transport, {}).get(size, []))
         if transport == "rest-keepalive":
             extra = max(0.0, first - per) if first == first else 0.0
         elif transport == "websocket":

@@ -1,7 +1,7 @@
 """Experiments for the REST lesson: each one talks to the lab's notes API and returns a tidy frame.
 
-status_tour: one request per status code the API can answer; repeat_effects: what repeating a
-request does to the server (idempotency); conditional_savings: the same GET with and without
+status_tour: one request per status code the API can answer; repeat_effects / repeat_summary:
+what repeating a request does to the server (idempotency); conditional_savings: the same GET with and without
 If-None-Match, bytes and milliseconds; operations: the operations an OpenAPI document lists;
 Conflict / stale_write: a note someone else changed after you read it (for the 412 exercise);
 increment: read-modify-write that recovers from 412 by reading again.
@@ -74,8 +74,9 @@ def status_tour(target) -> object:
 def repeat_effects(target, times: int = 3) -> object:
     """Send each verb's request `times` times; record status and the server state after each.
 
-    `notes` counts notes on the server; `etag` identifies the target note's state. A verb is
-    idempotent when the state after N repetitions equals the state after one.
+    `notes` counts notes on the server; `state` is the ETag of the note the request touched (for
+    POST: the note it created), "(gone)" when there is none. A verb is idempotent when the state
+    after N repetitions equals the state after one.
     """
     rows = []
     with RestClient(target) as api:
@@ -94,21 +95,34 @@ def repeat_effects(target, times: int = 3) -> object:
             for attempt in range(1, times + 1):
                 reply = api.request(method, path, headers=headers, data=data)
                 total = api.get("/api/notes?per_page=1").json()["total"]
-                after = api.get(location if method != "DELETE" else doomed)
-                state = after.headers.get("ETag", "(gone)") if after.status == 200 else "(gone)"
+                touched = reply.headers.get("Location") if method == "POST" else path
+                after = api.get(touched) if touched else None
+                found = after is not None and after.status == 200
+                state = after.headers["ETag"] if found else "(gone)"
                 rows.append({"verb": method, "repetition": attempt, "status": reply.status,
                              "notes": total, "state": state})
     return _frame(rows)
 
 
-def non_idempotent_verbs(effects) -> list[str]:
-    """The verbs whose state after the last repetition differs from the state after the first."""
-    out = []
+def repeat_summary(effects) -> object:
+    """One row per verb of `repeat_effects`: the statuses, the note count after the first and the
+    last repetition, how many distinct states were seen, and whether repeating changed anything."""
+    rows = []
     for verb, group in effects.groupby("verb", sort=False):
         first, last = group.iloc[0], group.iloc[-1]
-        if (first["notes"], first["state"]) != (last["notes"], last["state"]):
-            out.append(verb)
-    return out
+        rows.append({"verb": verb, "statuses": " ".join(str(s) for s in group["status"]),
+                     "notes_after_first": int(first["notes"]),
+                     "notes_after_last": int(last["notes"]),
+                     "distinct_states": int(group["state"].nunique()),
+                     "idempotent": bool((first["notes"], first["state"])
+                                        == (last["notes"], last["state"]))})
+    return _frame(rows)
+
+
+def non_idempotent_verbs(effects) -> list[str]:
+    """The verbs whose state after the last repetition differs from the state after the first."""
+    summary = repeat_summary(effects)
+    return summary.loc[~summary["idempotent"], "verb"].tolist()
 
 
 def conditional_savings(target, *, body_bytes: int = 50_000, trials: int = 20) -> object:

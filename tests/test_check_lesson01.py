@@ -67,3 +67,15 @@ def test_recovered_from_412(kernel_lab):
         assert reply.status == 200
         assert [e.status for e in me.log] == [412, 200, 200]
         assert lk.check.recovered_from_412(conflict, me)
+
+
+def test_the_repetition_experiment_tells_post_from_the_idempotent_verbs(lab):
+    summary = rest_lab.repeat_summary(rest_lab.repeat_effects(lab, times=3)).set_index("verb")
+    assert list(summary.index) == ["PUT", "PATCH", "DELETE", "POST"]
+    assert summary.loc["DELETE", "statuses"] == "204 404 404"
+    assert summary.loc["POST", "statuses"] == "201 201 201"
+    post = summary.loc["POST"]
+    assert post["notes_after_last"] - post["notes_after_first"] == 2
+    assert post["distinct_states"] == 3 and not post["idempotent"]
+    for verb in ("PUT", "PATCH", "DELETE"):
+        assert summary.loc[verb, "distinct_states"] == 1 and summary.loc[verb, "idempotent"], verb

@@ -18,6 +18,13 @@ from labkit.clients.rest import RestClient
 from labkit.server.hub import HISTORY_LIMIT, HUB
 
 
+def run_async(coro):
+    """Run a coroutine on a loop of its own thread (a session may already run one here)."""
+    from labkit import _loop
+
+    return _loop.run(coro, timeout=120)
+
+
 def publish(lab, n: int, size: int = 0) -> None:
     """Publish n events in one go on the server loop (no await between them)."""
     async def _go():
@@ -173,7 +180,7 @@ async def _sse_events(url: str, headers: dict, count: int) -> tuple[int, list[tu
 
 def test_sse_resumes_after_last_event_id(lab):
     publish(lab, 6)
-    status, events = asyncio.run(_sse_events(lab.url + "/sse/feed", {"Last-Event-ID": "3"}, 3))
+    status, events = run_async(_sse_events(lab.url + "/sse/feed", {"Last-Event-ID": "3"}, 3))
     assert status == 200
     assert [(name, json.loads(data)["seq"], ident) for name, data, ident in events] == [
         ("message", 4, "4"), ("message", 5, "5"), ("message", 6, "6")]
@@ -181,14 +188,14 @@ def test_sse_resumes_after_last_event_id(lab):
 
 def test_sse_tells_of_a_gap_then_goes_on(lab):
     publish(lab, HISTORY_LIMIT + 5)
-    status, events = asyncio.run(_sse_events(lab.url + "/sse/feed", {"Last-Event-ID": "1"}, 2))
+    status, events = run_async(_sse_events(lab.url + "/sse/feed", {"Last-Event-ID": "1"}, 2))
     assert status == 200
     assert events[0][0] == "gap" and json.loads(events[0][1])["oldest_seq"] == 6
     assert events[1][0] == "message" and json.loads(events[1][1])["seq"] == 6
 
 
 def test_sse_refuses_bad_last_event_id(lab):
-    status, _ = asyncio.run(_sse_events(lab.url + "/sse/feed", {"Last-Event-ID": "x"}, 1))
+    status, _ = run_async(_sse_events(lab.url + "/sse/feed", {"Last-Event-ID": "x"}, 1))
     assert status == 422
 
 
@@ -215,7 +222,7 @@ def test_ws_replays_since_then_pushes_live(lab):
     publish(lab, 4)
     timer = threading.Timer(0.3, lambda: lab.app[HUB].publish("feed", {"live": 1}))
     timer.start()
-    messages, _, _ = asyncio.run(_ws_messages(lab.ws_url + "/ws/feed?since=2", 3))
+    messages, _, _ = run_async(_ws_messages(lab.ws_url + "/ws/feed?since=2", 3))
     timer.join()
     assert [m["seq"] for m in messages] == [3, 4, 5]
     assert messages[-1]["data"] == {"live": 1} and set(messages[0]) == {"seq", "ts", "data"}
@@ -223,7 +230,7 @@ def test_ws_replays_since_then_pushes_live(lab):
 
 def test_ws_tells_of_a_gap(lab):
     publish(lab, HISTORY_LIMIT + 5)
-    messages, _, _ = asyncio.run(_ws_messages(lab.ws_url + "/ws/feed?since=0", 2))
+    messages, _, _ = run_async(_ws_messages(lab.ws_url + "/ws/feed?since=0", 2))
     assert messages[0]["type"] == "gap" and messages[0]["oldest_seq"] == 6
     assert messages[0]["missed"] == 5 and messages[1]["seq"] == 6
 
@@ -232,14 +239,14 @@ def test_ws_refuses_a_future_since_before_upgrading(lab):
     from websockets.exceptions import InvalidStatus
 
     with pytest.raises(InvalidStatus) as info:
-        asyncio.run(_ws_messages(lab.ws_url + "/ws/feed?since=7", 1))
+        run_async(_ws_messages(lab.ws_url + "/ws/feed?since=7", 1))
     assert info.value.response.status_code == 422
 
 
 def test_ws_feed_answers_text_with_an_error_and_closes_on_binary(lab):
-    messages, _, _ = asyncio.run(_ws_messages(lab.ws_url + "/ws/feed", 1, "hello"))
+    messages, _, _ = run_async(_ws_messages(lab.ws_url + "/ws/feed", 1, "hello"))
     assert messages[0]["type"] == "error"
-    _, code, _ = asyncio.run(_ws_messages(lab.ws_url + "/ws/feed", 1, b"\x00"))
+    _, code, _ = run_async(_ws_messages(lab.ws_url + "/ws/feed", 1, b"\x00"))
     assert code == 1003
 
 
@@ -271,7 +278,7 @@ def test_slow_websocket_is_closed_with_1008_and_others_keep_going(lab):
         await fast.close()
         return fast_seqs, slow_seqs, slow.close_code, slow.close_reason
 
-    fast_seqs, slow_seqs, code, reason = asyncio.run(scenario())
+    fast_seqs, slow_seqs, code, reason = run_async(scenario())
     assert fast_seqs == list(range(1, total + 1))
     assert code == 1008
     assert reason == f"too slow: resume with since={slow_seqs[-1] if slow_seqs else 0}"
@@ -311,7 +318,7 @@ def test_1000_websockets_and_50_pollers_all_get_every_event_in_order(lab):
         await asyncio.gather(*(c.close() for c in conns))
         return seen, pollers
 
-    seen, pollers = asyncio.run(scenario())
+    seen, pollers = run_async(scenario())
     expected = list(range(1, n_events + 1))
     assert len(seen) == n_ws and all(s == expected for s in seen)
     assert all([e.seq for e in p.events] == expected for p in pollers)

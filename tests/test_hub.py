@@ -10,6 +10,13 @@ import pytest
 from labkit.server.hub import HUB, Ahead, Event, Gap, Hub, Notice, SlowConsumer
 
 
+def run_async(coro):
+    """Run a coroutine on a loop of its own thread (a session may already run one here)."""
+    from labkit import _loop
+
+    return _loop.run(coro, timeout=120)
+
+
 def test_sequence_starts_at_one_and_never_repeats():
     hub = Hub()
     seqs = [hub.publish("t", {"n": i}).seq for i in range(5)]
@@ -61,7 +68,7 @@ def test_subscribe_joins_replay_and_live_without_loss_or_repeat():
         live = await sub.get()
         return [e.seq for e in replay], [e.seq for e in live]
 
-    replay, live = asyncio.run(scenario())
+    replay, live = run_async(scenario())
     assert replay + live == [3, 4, 5, 6, 7]
 
 
@@ -80,7 +87,7 @@ def test_slow_consumer_is_dropped_with_bounded_memory_and_others_unaffected():
             await slow.get()
         return got, hub.stats()["t"]["counters"]
 
-    got, counters = asyncio.run(scenario())
+    got, counters = run_async(scenario())
     assert got == list(range(1, 11))
     assert counters["ws"]["dropped"] == 5  # 4 queued + the one that did not fit
     assert counters.get("sse", {}).get("dropped", 0) == 0
@@ -96,7 +103,7 @@ def test_notices_are_ephemeral_and_skip_the_sender():
         items = await b.get()
         return items, len(a), hub.topic("t").history
 
-    items, a_len, history = asyncio.run(scenario())
+    items, a_len, history = run_async(scenario())
     assert items == [Notice({"type": "typing"})] and a_len == 0 and len(history) == 0
 
 
@@ -110,7 +117,7 @@ def test_closed_subscription_wakes_with_nothing():
         sub.close()
         return await waiter, len(hub.topic("t").subscribers)
 
-    assert asyncio.run(scenario()) == ([], 0)
+    assert run_async(scenario()) == ([], 0)
 
 
 def test_publish_from_other_threads_lands_on_the_server_loop(lab):

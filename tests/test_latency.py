@@ -29,6 +29,10 @@ def test_frame_shape_counts_and_warmup(lab):
     assert frame.attrs["warmup_dropped"] == {f"{t} {p} B": 2 for t in TRANSPORTS for p in (0, 1000)}
     assert set(frame["profile"]) == {"loopback"}
     assert (frame["rtt_ms"] > 0).all()
+    setup = frame.attrs["setup_ms"]
+    assert {k: sorted(v) for k, v in setup.items()} == {"rest-keepalive": [0, 1000],
+                                                        "websocket": [0, 1000]}
+    assert all(len(v) == 1 for per_size in setup.values() for v in per_size.values())
     # the keep-alive connection was opened during the dropped warm-up: every kept row reuses it
     assert frame[frame.transport == "rest-new"]["new_connection"].all()
     assert not frame[frame.transport == "rest-keepalive"]["new_connection"].any()
@@ -77,7 +81,8 @@ def _synthetic():
                          "tcp_ms": tcp, "tls_ms": 0.0 if tcp == tcp else math.nan,
                          "send_ms": 0.1, "wait_ms": 50.0, "receive_ms": 0.1, "tls": False})
     frame = pd.DataFrame(rows)
-    frame.attrs["setup_ms"] = {"rest-keepalive": [100.0], "websocket": [100.0]}
+    frame.attrs["setup_ms"] = {"rest-keepalive": {64: [100.0], 4096: [300.0]},
+                               "websocket": {64: [100.0]}}
     return frame
 
 

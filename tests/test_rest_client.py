@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import subprocess
+import sys
 import threading
+import time
 
 import pytest
 from aiohttp import web
@@ -134,3 +138,36 @@ def test_cache_directives_parse_and_freshness():
     assert not cache.store("v", {}, 404, {}, b"")
     cache.invalidate("u")
     assert len(cache) == 0
+
+
+def test_a_forgotten_client_closes_its_connection_when_collected(lab):
+    api = RestClient(lab)
+    assert api.get("/healthz").status == 200
+    held = api._held
+    del api
+    gc.collect()
+    for _ in range(100):  # the close runs on the clients' loop; bounded wait
+        if held.session.closed:
+            break
+        time.sleep(0.02)
+    assert held.session.closed
+
+
+EXIT_SCRIPT = """
+import labkit as lk
+lab = lk.start()
+api = lk.rest(lab)
+once = lk.rest(lab, keep_alive=False)
+ws = lk.websocket(lab, "/ws/echo")
+assert api.get("/healthz").status == once.get("/healthz").status == 200
+assert ws.echo("hi")[0] == "hi"
+print("done")
+"""
+
+
+def test_clients_never_closed_leave_no_unclosed_warnings_at_exit():
+    """A notebook rarely closes its clients: the interpreter's exit must close them quietly."""
+    run = subprocess.run([sys.executable, "-X", "dev", "-c", EXIT_SCRIPT], capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode == 0 and run.stdout.strip() == "done", run.stderr
+    assert "unclosed" not in run.stderr.lower(), run.stderr

@@ -236,6 +236,8 @@ def test_if_match_that_does_not_match_gives_412_and_writes_nothing(api):
         body = assert_problem(reply, 412)
         assert body["current_etag"] == current.headers["ETag"]
     assert api.get(location).json() == current.json()
+    tag = current.headers["ETag"]  # RFC 9110 13.2.2: If-Match holds, If-None-Match then gives 304
+    assert api.get(location, headers={"If-Match": tag, "If-None-Match": tag}).status == 304
     fresh = api.put(location, json={"title": "kept", "votes": 3},
                     headers={"If-Match": current.headers["ETag"]})
     assert fresh.status == 200 and fresh.json()["votes"] == 3

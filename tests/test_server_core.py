@@ -216,3 +216,15 @@ def test_raw_aiohttp_client_gets_problem_for_bad_json_route(lab):
             return r.status, r.headers["Content-Type"]
 
     assert asyncio.run(go()) == (404, PROBLEM)
+
+
+@pytest.mark.parametrize(("size", "accepted"), [(1023, True), (1024, True), (1025, False)])
+def test_ws_message_limit_is_inclusive(make_lab, size, accepted):
+    lab = make_lab(max_ws_message=1024)
+    with WsClient(lab, "/ws/echo") as ws:
+        if accepted:
+            assert len(ws.echo(b"x" * size)[0]) == size
+        else:
+            with pytest.raises(ConnectionClosed):
+                ws.echo(b"x" * size)
+            assert ws.connection.close_code == 1009

@@ -78,6 +78,28 @@ def response_head_bytes(response: aiohttp.ClientResponse) -> int:
     return len(status_line) + 2 + raw + 2
 
 
+async def _on_reuse(session, ctx, params) -> None:
+    ctx.trace_request_ctx["reused"] = True
+
+
+async def _on_headers_sent(session, ctx, params) -> None:
+    ctx.trace_request_ctx["head_bytes"] = request_head_bytes(
+        params.method, params.url.raw_path_qs, params.headers
+    )
+
+
+class _Session:
+    """The client's aiohttp session, held apart from the client so it can be closed when the
+    client is garbage-collected or at exit (see `_loop.close_when_collected`)."""
+
+    def __init__(self) -> None:
+        self.session: aiohttp.ClientSession | None = None
+
+    async def aclose(self) -> None:
+        if self.session is not None and not self.session.closed:
+            await self.session.close()
+
+
 class RestClient:
     """Sync HTTP client for lessons: `api = lk.rest(lab); api.get("/healthz").json()`.
 
@@ -94,29 +116,22 @@ class RestClient:
         self.timeout = timeout
         self.default_headers = dict(headers or {})
         self.log: list[Exchange] = []
-        self._session: aiohttp.ClientSession | None = None
+        self._held = _Session()
+        _loop.close_when_collected(self, self._held.aclose)
 
     # -- plumbing ----------------------------------------------------------------------------
     async def _ensure_session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
+        if self._held.session is None or self._held.session.closed:
             trace = aiohttp.TraceConfig()
-            trace.on_connection_reuseconn.append(self._on_reuse)
-            trace.on_request_headers_sent.append(self._on_headers_sent)
-            self._session = aiohttp.ClientSession(
+            trace.on_connection_reuseconn.append(_on_reuse)
+            trace.on_request_headers_sent.append(_on_headers_sent)
+            self._held.session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(force_close=not self.keep_alive, limit=1),
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
                 trace_configs=[trace],
                 auto_decompress=True,
             )
-        return self._session
-
-    async def _on_reuse(self, session, ctx, params) -> None:
-        ctx.trace_request_ctx["reused"] = True
-
-    async def _on_headers_sent(self, session, ctx, params) -> None:
-        ctx.trace_request_ctx["head_bytes"] = request_head_bytes(
-            params.method, params.url.raw_path_qs, params.headers
-        )
+        return self._held.session
 
     async def _request(self, method, path, *, json=None, data=None, headers=None) -> Reply:
         session = await self._ensure_session()
@@ -217,8 +232,8 @@ class RestClient:
         return frame.tail(last) if last else frame
 
     def close(self) -> None:
-        if self._session is not None and not self._session.closed:
-            _loop.run(self._session.close())
+        """Close the connection(s); a later request opens a new one."""
+        _loop.run(self._held.aclose())
 
     def __enter__(self) -> RestClient:
         return self

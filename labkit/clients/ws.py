@@ -14,6 +14,18 @@ from .. import _loop
 from ._target import base_url
 
 
+class _Connection:
+    """The client's open WebSocket, held apart from the client so it can be closed when the
+    client is garbage-collected or at exit (see `_loop.close_when_collected`)."""
+
+    def __init__(self) -> None:
+        self.conn: ClientConnection | None = None
+
+    async def aclose(self) -> None:
+        if self.conn is not None:
+            await self.conn.close()
+
+
 class WsClient:
     """`ws = lk.websocket(lab, "/ws/echo")`: one open WebSocket; `send`, `recv`, `echo`, `close`.
 
@@ -26,7 +38,9 @@ class WsClient:
         self.url = base_url(target, "ws") + path
         self.timeout = timeout
         self._options = {"compression": compression, "open_timeout": timeout, **connect_options}
-        self._conn: ClientConnection | None = None
+        self._held = _Connection()
+        self._closed_code: int | None = None
+        _loop.close_when_collected(self, self._held.aclose)
         self.connect_ms: float | None = None
         self.connect()
 
@@ -37,15 +51,15 @@ class WsClient:
             conn = await connect(self.url, **self._options)
             return conn, (time.perf_counter_ns() - started) / 1e6
 
-        if self._conn is None:
-            self._conn, self.connect_ms = _loop.run(_open(), timeout=self.timeout + 5)
+        if self._held.conn is None:
+            self._held.conn, self.connect_ms = _loop.run(_open(), timeout=self.timeout + 5)
         return self
 
     @property
     def connection(self) -> ClientConnection:
-        if self._conn is None:
+        if self._held.conn is None:
             raise RuntimeError("this WebSocket is closed; call connect() to open a new one")
-        return self._conn
+        return self._held.conn
 
     def send(self, message: str | bytes) -> None:
         """Send one message: str goes as a text frame, bytes as a binary frame."""
@@ -90,15 +104,14 @@ class WsClient:
     @property
     def close_code(self) -> int | None:
         """The close code the server sent, once the connection is closed (else None)."""
-        return self._conn.close_code if self._conn is not None else self._closed_code
-
-    _closed_code: int | None = None
+        conn = self._held.conn
+        return conn.close_code if conn is not None else self._closed_code
 
     def close(self, code: int = 1000, reason: str = "") -> int | None:
         """Run the closing handshake; returns the close code the server answered with."""
-        if self._conn is None:
+        conn, self._held.conn = self._held.conn, None
+        if conn is None:
             return None
-        conn, self._conn = self._conn, None
         _loop.run(conn.close(code, reason), timeout=self.timeout)
         self._closed_code = conn.close_code
         return conn.close_code
@@ -110,7 +123,7 @@ class WsClient:
         self.close()
 
     def __repr__(self) -> str:
-        state = "open" if self._conn is not None else "closed"
+        state = "open" if self._held.conn is not None else "closed"
         return f"<WsClient {self.url} ({state})>"
 
 

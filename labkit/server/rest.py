@@ -216,15 +216,17 @@ def _matches(etag: str, tags, *, weak: bool) -> bool:
     return any(t.value == "*" or (t.value == bare and (weak or not t.is_weak)) for t in tags)
 
 
-def check_write_preconditions(request: web.Request, note: Note) -> None:
-    """If-Match / If-Unmodified-Since / If-None-Match on a write: raise 412 when one fails."""
+def check_preconditions(request: web.Request, note: Note) -> None:
+    """Steps 1-3 of RFC 9110 section 13.2.2: raise 412 when If-Match (or, without it,
+    If-Unmodified-Since) fails, or when If-None-Match matches on a write. On GET and HEAD a
+    matching If-None-Match is not a failure: `represent` answers it with 304."""
     if request.if_match is not None:
         ok = _matches(note.etag, request.if_match, weak=False)
     elif request.if_unmodified_since is not None:
         ok = _seconds(note.updated) <= request.if_unmodified_since
     else:
         ok = True
-    if ok and request.if_none_match is not None:
+    if ok and request.method not in ("GET", "HEAD") and request.if_none_match is not None:
         ok = not _matches(note.etag, request.if_none_match, weak=True)
     if not ok:
         raise ProblemError(
@@ -366,8 +368,7 @@ async def get_note(request: web.Request) -> web.Response:
     note = await asyncio.to_thread(store(request).get, nid)
     if note is None:
         raise _missing(nid)
-    if request.if_match is not None or request.if_unmodified_since is not None:
-        check_write_preconditions(request, note)
+    check_preconditions(request, note)
     return _note_response(request, note)
 
 
@@ -375,7 +376,7 @@ async def _update(request: web.Request, compute) -> web.Response:
     nid = note_id(request)
 
     def change(current: Note) -> dict:
-        check_write_preconditions(request, current)
+        check_preconditions(request, current)
         return compute(current)
 
     result = await asyncio.to_thread(store(request).update, nid, change)
@@ -410,7 +411,7 @@ async def delete_note(request: web.Request) -> web.Response:
     """Delete a note: 204, and 404 from then on."""
     nid = note_id(request)
     found = await asyncio.to_thread(
-        store(request).delete, nid, lambda current: check_write_preconditions(request, current)
+        store(request).delete, nid, lambda current: check_preconditions(request, current)
     )
     if not found:
         raise _missing(nid)

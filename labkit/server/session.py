@@ -137,7 +137,7 @@ async def ws_clock(request: web.Request) -> web.WebSocketResponse:
                 except (ValueError, AttributeError):
                     wanted = None
                 if wanted is not None:
-                    if isinstance(wanted, int | float) and 0.1 <= wanted <= MAX_CLOCK_HZ:
+                    if type(wanted) in (int, float) and 0.1 <= wanted <= MAX_CLOCK_HZ:  # not bool
                         clock["rate"] = float(wanted)
                         reply["rate"] = clock["rate"]
                     else:

@@ -51,7 +51,8 @@ async def accept(request: web.Request, **options) -> web.WebSocketResponse:
             f"Origin {origin!r} is not allowed to open a WebSocket here. Only loopback pages (or "
             "origins passed as lk.start(allowed_origins=[...])) may connect.",
         )
-    options.setdefault("max_msg_size", config.max_ws_message)
+    # aiohttp refuses a message of exactly max_msg_size bytes; the lab's limit is inclusive.
+    options.setdefault("max_msg_size", config.max_ws_message + 1)
     options.setdefault("heartbeat", None)
     options.setdefault("timeout", CLOSE_TIMEOUT)
     ws = web.WebSocketResponse(**options)
