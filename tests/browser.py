@@ -81,9 +81,13 @@ def jupyter_lab(tmp_path_factory):
     log.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """A headless Chromium driven by Playwright (sync API)."""
+    """A headless Chromium driven by Playwright (sync API), closed after its test module.
+
+    Module scope matters: Playwright's sync API keeps an event loop running in the main thread while
+    it is open, and `asyncio.run` in any later test would fail.
+    """
     path = chromium_path()
     if path is None:
         pytest.skip("Chromium is not installed (apt-get install chromium); .ci/run installs it")

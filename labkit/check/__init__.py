@@ -3,7 +3,7 @@
 One module per lesson; this package re-exports every checker.
 """
 
-from ._core import Feedback, close_to, verdict
+from ._core import Feedback, close_to, verdict  # noqa: F401 - re-exported for lessons
 from .lesson00 import *  # noqa: F403
 from .lesson01 import *  # noqa: F403
 from .lesson02 import *  # noqa: F403

@@ -8,10 +8,12 @@ has a private loop on a private thread; the kernel's loop stays free for top-lev
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import errno
 import tempfile
 import threading
+import weakref
 from dataclasses import replace
 from pathlib import Path
 
@@ -82,6 +84,7 @@ class LabServer:
             target=self._loop.run_forever, name="labkit-server", daemon=True
         )
         self._thread.start()
+        _alive.add(self)
         future = asyncio.run_coroutine_threadsafe(self._serve(), self._loop)
         try:
             future.result(timeout)
@@ -206,6 +209,14 @@ async def _drain(loop: asyncio.AbstractEventLoop) -> None:
 
 _current: LabServer | None = None
 _lock = threading.Lock()
+_alive: weakref.WeakSet[LabServer] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all() -> None:
+    """At interpreter exit, stop every lab still running (closes sockets, removes temp data)."""
+    for server in list(_alive):
+        server.stop()
 
 
 def start(**options) -> LabServer:
