@@ -134,13 +134,16 @@ def startup_times() -> tuple[float, float]:
     )
 
     def median_of_5(code: str) -> float:
-        return statistics.median(float(subprocess.check_output([sys.executable, "-c", code])) for _ in range(5))
+        runs = [float(subprocess.check_output([sys.executable, "-c", code])) for _ in range(5)]
+        return statistics.median(runs)
 
     return median_of_5(code_import), median_of_5(code_start)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=3000, help="round trips per setup (after warm-up)")
     parser.add_argument("--warmup", type=int, default=300)
     args = parser.parse_args()
@@ -152,8 +155,12 @@ def main() -> None:
     lab = LabServer().start()
     setups = {
         "raw asyncio TCP echo (floor)": lambda: time_raw(raw_port, args.n, args.warmup),
-        "bare aiohttp GET keep-alive": lambda: time_http(f"http://127.0.0.1:{bare_port}/echo", args.n, args.warmup),
-        "lab REST GET keep-alive": lambda: time_http(f"{lab.url}/api/echo?size=16", args.n, args.warmup),
+        "bare aiohttp GET keep-alive": lambda: time_http(
+            f"http://127.0.0.1:{bare_port}/echo", args.n, args.warmup
+        ),
+        "lab REST GET keep-alive": lambda: time_http(
+            f"{lab.url}/api/echo?size=16", args.n, args.warmup
+        ),
         "bare aiohttp WS echo": lambda: time_ws(f"ws://127.0.0.1:{bare_port}/ws", args.n, args.warmup),
         "lab WS echo": lambda: time_ws(f"{lab.ws_url}/ws/echo", args.n, args.warmup),
     }

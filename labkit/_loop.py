@@ -86,7 +86,12 @@ def _shutdown() -> None:
     with _lock:
         closers = list(_closers)
     for finalizer in closers:
-        finalizer()
+        # weakref's own exit hook may already have run (it disables finalizer() calls): detach()
+        # still hands back the callback for every client that is alive.
+        detached = finalizer.detach()
+        if detached is not None:
+            _, func, args, kwargs = detached
+            func(*args, **kwargs)
     concurrent.futures.wait(list(_closing), timeout=EXIT_CLOSE_TIMEOUT)
     _loop.call_soon_threadsafe(_loop.stop)
     _thread.join(EXIT_CLOSE_TIMEOUT)

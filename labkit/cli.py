@@ -57,9 +57,14 @@ def main(argv: list[str] | None = None) -> int:
     p_serve.add_argument("--port", type=int, default=0, help="port (default 0: a free one)")
     p_serve.add_argument("--db", default=None, help="SQLite file to keep (default: a temporary one)")
     sub.add_parser("doctor", help="check versions, widget front ends and loopback")
+    from . import bench
+
+    bench.add_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve(args.host, args.port, args.db)
+    if args.command == "bench":
+        return bench.run_from_args(args)
     if args.command == "doctor":
         from .doctor import run_doctor
 

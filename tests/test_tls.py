@@ -64,3 +64,14 @@ def test_tls_adds_a_round_trip_to_a_new_connection(tls_lab):
     assert (frame[frame.transport == "rest-keepalive"]["tls_ms"] == 0).all()
     # TLS records add bytes to every exchange
     assert new["bytes_down"].median() > 1000  # the certificate chain crosses the wire
+
+
+def test_kit_clients_trust_a_tls_lab_by_default(make_lab):
+    from labkit.clients.rest import RestClient
+    from labkit.clients.ws import WsClient
+
+    lab = make_lab(tls=True)
+    assert lab.url.startswith("https://") and lab.ws_url.startswith("wss://")
+    with RestClient(lab) as api, WsClient(lab, "/ws/echo") as ws:
+        assert api.get("/healthz").json() == {"status": "ok"}
+        assert ws.echo("over tls")[0] == "over tls"

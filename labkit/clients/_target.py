@@ -12,3 +12,12 @@ def base_url(target, scheme: str = "http") -> str:
     if url is None:
         raise TypeError(f"expected a lab server or a URL, got {target!r}")
     return url.rstrip("/")
+
+
+def lab_ssl_context(url: str):
+    """For https/wss URLs: an SSLContext that also trusts the lab's local CA (`lk.start(tls=True)`)."""
+    if not url.startswith(("https://", "wss://")):
+        return None
+    from ..tls import client_ssl_context
+
+    return client_ssl_context()

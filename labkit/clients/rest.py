@@ -16,7 +16,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from .. import _loop
-from ._target import base_url
+from ._target import base_url, lab_ssl_context
 from .http_cache import HttpCache
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS", "TRACE")
@@ -126,7 +126,8 @@ class RestClient:
             trace.on_connection_reuseconn.append(_on_reuse)
             trace.on_request_headers_sent.append(_on_headers_sent)
             self._held.session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(force_close=not self.keep_alive, limit=1),
+                connector=aiohttp.TCPConnector(force_close=not self.keep_alive, limit=1,
+                                               ssl=lab_ssl_context(self.base) or True),
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
                 trace_configs=[trace],
                 auto_decompress=True,

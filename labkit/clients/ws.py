@@ -11,7 +11,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from .. import _loop
-from ._target import base_url
+from ._target import base_url, lab_ssl_context
 
 
 class _Connection:
@@ -38,6 +38,8 @@ class WsClient:
         self.url = base_url(target, "ws") + path
         self.timeout = timeout
         self._options = {"compression": compression, "open_timeout": timeout, **connect_options}
+        if self.url.startswith("wss://") and "ssl" not in connect_options:
+            self._options["ssl"] = lab_ssl_context(self.url)
         self._held = _Connection()
         self._closed_code: int | None = None
         _loop.close_when_collected(self, self._held.aclose)

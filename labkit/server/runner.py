@@ -11,6 +11,7 @@ import asyncio
 import atexit
 import contextlib
 import errno
+import shutil
 import tempfile
 import threading
 import weakref
@@ -38,7 +39,7 @@ class LabServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
-        self._workdir: tempfile.TemporaryDirectory | None = None
+        self._workdir: Path | None = None
         self.port: int | None = None
         self.app: web.Application | None = None
 
@@ -67,8 +68,8 @@ class LabServer:
         if self.config.db:
             return Path(self.config.db).resolve()
         if self._workdir is None:
-            self._workdir = tempfile.TemporaryDirectory(prefix="labkit-")
-        return Path(self._workdir.name) / "lab.db"
+            self._workdir = Path(tempfile.mkdtemp(prefix="labkit-"))
+        return self._workdir / "lab.db"
 
     @property
     def running(self) -> bool:
@@ -145,7 +146,7 @@ class LabServer:
         self._halt_loop()
         self._runner = None
         if self._workdir is not None and not keep_data:
-            self._workdir.cleanup()
+            shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
 
     def restart(self) -> LabServer:
