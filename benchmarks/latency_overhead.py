@@ -16,65 +16,27 @@ Numbers are for this machine and this run; nothing here is a test.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import threading
-import time
 from types import SimpleNamespace
 
 from aiohttp import WSMsgType, web
+from echo_floor import PAYLOAD, ThreadedLoop, start_raw_server, time_raw
 
 from labkit import _loop
 from labkit.latency import compare_transports
 from labkit.measure import percentile
 from labkit.server.runner import LabServer
 
-PAYLOAD_BYTES = 16
-
-
-class ThreadedLoop:
-    """An event loop on a daemon thread, hosting a server the way the lab is hosted."""
-
-    def __init__(self):
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)
-
-    def close(self):
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-
-
-async def _echo(reader, writer):
-    while data := await reader.read(65536):
-        writer.write(data)
-        await writer.drain()
-    writer.close()
+PAYLOAD_BYTES = len(PAYLOAD)
 
 
 def raw_floor(n: int) -> list[float]:
-    """Round trips (ms) of a raw asyncio TCP echo: the floor for any Python client and server."""
+    """Round trips (ms) of a raw asyncio TCP echo: the floor for any Python client and server
+    (the same floor as benchmarks/echo_floor.py, whose server and client this reuses)."""
     host = ThreadedLoop()
-    server = host.run(asyncio.start_server(_echo, "127.0.0.1", 0))
-    port = server.sockets[0].getsockname()[1]
-
-    async def client():
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        out = []
-        for _ in range(n):
-            started = time.perf_counter_ns()
-            writer.write(b"x" * PAYLOAD_BYTES)
-            await reader.readexactly(PAYLOAD_BYTES)
-            out.append((time.perf_counter_ns() - started) / 1e6)
-        writer.close()
-        return out
-
     try:
-        return _loop.run(client(), timeout=120)[n // 10:]
+        port = start_raw_server(host)
+        return _loop.run(time_raw(port, n - n // 10, n // 10), timeout=120)
     finally:
-        server.close()
         host.close()
 
 

@@ -27,6 +27,7 @@ client's first request (which opens its connection).
 
 from __future__ import annotations
 
+import math
 import time
 
 import aiohttp
@@ -307,12 +308,12 @@ def exchange_totals(frame, messages=(1, 10, 100, 1_000, 10_000)):
     for transport, group in smallest.groupby("transport", sort=False):
         per = median(group["rtt_ms"])
         first = median(setup.get(transport, {}).get(size, []))
-        if transport == "rest-keepalive":
-            extra = max(0.0, first - per) if first == first else 0.0
-        elif transport == "websocket":
-            extra = first if first == first else 0.0
+        if math.isnan(first) or transport == "rest-new":
+            extra = 0.0  # nothing recorded, or every request pays its own connection
+        elif transport == "rest-keepalive":
+            extra = max(0.0, first - per)
         else:
-            extra = 0.0
+            extra = first
         for n in messages:
             rows.append({"transport": transport, "messages": int(n),
                          "total_ms": extra + n * per, "per_message_ms": per, "setup_ms": extra,

@@ -9,8 +9,9 @@ The knobs are named after toxiproxy's toxics, one set per direction (upstream: c
 downstream: server -> client):
 
 - `latency` (ms): fixed delay added to every chunk (toxiproxy "latency" toxic);
-- `jitter` (ms): each chunk gets an extra delay drawn uniformly from [-jitter, +jitter] with a seeded
-  random generator, so a run can be repeated exactly (toxiproxy's jitter, but reproducible);
+- `jitter` (ms): each chunk (chunks read back to back share one draw, see BURST_GAP) gets an extra
+  delay drawn uniformly from [-jitter, +jitter] with a seeded random generator, so a run can be
+  repeated exactly (toxiproxy's jitter, but reproducible);
 - `rate` (KB/s, 1 KB = 1000 bytes): bandwidth limit (toxiproxy "bandwidth" toxic).
 
 Delays pipeline like a real wire: a chunk read at time t leaves at t + delay without holding up the
@@ -33,12 +34,10 @@ from __future__ import annotations
 import asyncio
 import random
 import selectors
-import threading
-import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from .proxy import DOWN, READ_SIZE, UP, Connection, TcpProxy
+from .proxy import DOWN, UP, Connection, TcpProxy
 
 KB = 1000
 """Bytes in the KB of `rate` (toxiproxy's bandwidth toxic counts rate in KB/s)."""
@@ -53,6 +52,12 @@ milliseconds (so the proxy's own thread uses select(), which takes microseconds)
 must then be scheduled, typically 0.1-0.4 ms. Each direction keeps a running estimate of how late
 it delivered and aims that much early, so the delays stay centred on the configured ones."""
 
+BURST_GAP = 0.001
+"""Chunks read less than this many seconds apart in one direction form a burst (say, the headers
+and the body of one request) and share one jitter draw: packets sent back to back meet the same
+queues on a real path. Independent draws would delay a two-chunk HTTP message by the larger of two
+draws, a bias against HTTP that a real network does not have."""
+
 MAX_QUEUED_SLICES = 256
 """Slices waiting per direction before the proxy stops reading: the bottleneck's buffer. When it is
 full, the sender is held back by TCP flow control, as in front of a real slow link."""
@@ -65,7 +70,7 @@ class Toxics:
     latency: float = 0.0
     """Fixed one-way delay in ms."""
     jitter: float = 0.0
-    """Extra delay per chunk, uniform in [-jitter, +jitter] ms (seeded)."""
+    """Extra delay per chunk (per burst), uniform in [-jitter, +jitter] ms (seeded)."""
     rate: float | None = None
     """Bandwidth limit in KB/s (1 KB = 1000 bytes); None means no limit."""
 
@@ -157,24 +162,47 @@ class _Lane:
         self.queue: asyncio.Queue = asyncio.Queue(MAX_QUEUED_SLICES)
         self.link_free = 0.0
         self.last_due = 0.0
+        self.last_read = -1.0
+        self.burst_delay_ms = 0.0
         self.timing = timing  # shared per direction: {"aim_early": seconds}
+        self.broken = False
+        self.sender = asyncio.create_task(self._send_when_due())
 
-    async def run(self) -> None:
+    async def put(self, due: float, data: bytes) -> None:
+        if self.broken:
+            raise ConnectionResetError("the receiving end of this direction went away")
+        await self.queue.put((due, data))
+
+    async def finish(self) -> None:
+        """Wait until every queued chunk has been sent (called before the EOF is passed on)."""
+        await self.queue.put((0.0, None))
+        await self.sender
+        if self.broken:
+            raise ConnectionResetError("the receiving end of this direction went away")
+
+    async def cancel(self) -> None:
+        self.sender.cancel()
+        await asyncio.gather(self.sender, return_exceptions=True)
+
+    async def _send_when_due(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             due, data = await self.queue.get()
             if data is None:
-                break
+                return
+            if self.broken:
+                continue  # keep draining so a producer waiting on a full queue is released
             wait = due - loop.time() - self.timing["aim_early"]
             if wait > 0:
                 await asyncio.sleep(wait)
                 late = loop.time() - due
                 aim = self.timing["aim_early"] + 0.25 * late
                 self.timing["aim_early"] = min(MAX_AIM_EARLY, max(0.0, aim))
-            self.writer.write(data)
-            await self.writer.drain()
-        if self.writer.can_write_eof() and not self.writer.is_closing():
-            self.writer.write_eof()
+            try:
+                self.writer.write(data)
+                await self.writer.drain()
+            except (ConnectionError, OSError):
+                self.broken = True
 
 
 class NetemProxy(TcpProxy):
@@ -195,10 +223,12 @@ class NetemProxy(TcpProxy):
         self._rng = {UP: random.Random(f"{seed}-up"), DOWN: random.Random(f"{seed}-down"),
                      "handshake": random.Random(f"{seed}-handshake")}
         self.delays_ms: dict[str, deque] = {UP: deque(maxlen=history), DOWN: deque(maxlen=history)}
-        """The delay (latency + jitter) drawn for each chunk, per direction, most recent last."""
+        """The delay (latency + jitter) drawn for each burst of chunks, per direction, most recent
+        last."""
         self._timing = {UP: {"aim_early": 0.0}, DOWN: {"aim_early": 0.0}}
         self.handshake_ms: dict[int, float] = {}
         """Connection id -> the modelled TCP handshake wait it paid, in ms."""
+        self._lanes: dict[tuple[int, str], _Lane] = {}
 
     @classmethod
     def for_lab(cls, lab, profile: str | Profile | None = None, **options) -> NetemProxy:
@@ -216,17 +246,10 @@ class NetemProxy(TcpProxy):
         jitter = rng.uniform(-toxics.jitter, toxics.jitter) if toxics.jitter else 0.0
         return max(0.0, toxics.latency + jitter)
 
-    def start(self) -> NetemProxy:
-        """Run on its own thread, with a select()-based loop: its timers have microsecond
-        resolution where epoll's have milliseconds (the delays are the point of this proxy)."""
-        if self._thread is not None:
-            return self
-        self._loop = asyncio.SelectorEventLoop(selectors.SelectSelector())
-        self._thread = threading.Thread(target=self._loop.run_forever, name="labkit-netem",
-                                        daemon=True)
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self.serve(), self._loop).result(10)
-        return self
+    def new_loop(self) -> asyncio.AbstractEventLoop:
+        """A select()-based loop: its timers have microsecond resolution where epoll's have
+        milliseconds (the delays are the point of this proxy)."""
+        return asyncio.SelectorEventLoop(selectors.SelectSelector())
 
     # -- hooks -------------------------------------------------------------------------------
     async def on_connect(self, conn: Connection) -> None:
@@ -241,9 +264,15 @@ class NetemProxy(TcpProxy):
 
     async def deliver(self, conn: Connection, direction: str, data: bytes, writer) -> None:
         """Schedule `data` for time now + serialisation + delay; return at once (pipelining)."""
-        lane: _Lane = writer  # _pump hands us the lane of this direction
+        lane = self._lanes.get((conn.id, direction))
+        if lane is None:
+            lane = self._lanes[conn.id, direction] = _Lane(writer, self._timing[direction])
         toxics = self.toxics(direction)
         now = asyncio.get_running_loop().time()
+        if now - lane.last_read >= BURST_GAP:
+            lane.burst_delay_ms = self._draw_ms(toxics, self._rng[direction])
+            self.delays_ms[direction].append(lane.burst_delay_ms)
+        lane.last_read = now
         if toxics.rate:
             step = max(1, int(toxics.rate * KB * SLICE_SECONDS))
             pieces = [data[i:i + step] for i in range(0, len(data), step)]
@@ -252,30 +281,22 @@ class NetemProxy(TcpProxy):
         for piece in pieces:
             start = max(now, lane.link_free)
             lane.link_free = start + (len(piece) / (toxics.rate * KB) if toxics.rate else 0.0)
-            delay = self._draw_ms(toxics, self._rng[direction])
-            self.delays_ms[direction].append(delay)
-            due = max(lane.last_due, lane.link_free + delay / 1000)
+            due = max(lane.last_due, lane.link_free + lane.burst_delay_ms / 1000)
             lane.last_due = due
-            await lane.queue.put((due, piece))
+            await lane.put(due, piece)
 
-    async def _pump(self, conn, direction, reader, writer) -> None:
-        """Read chunks and hand them to a lane that sends each one when it is due; at the end,
-        let every delayed chunk go out before the half-close (EOF) follows them."""
-        lane = _Lane(writer, self._timing[direction])
-        sender = asyncio.create_task(lane.run())
-        try:
-            while data := await reader.read(READ_SIZE):
-                conn.bytes[direction] += len(data)
-                self.on_chunk(conn, direction, data, time.perf_counter_ns())
-                await self.deliver(conn, direction, data, lane)
-            await lane.queue.put((0.0, None))
-            await sender
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            if not sender.done():
-                sender.cancel()
-                await asyncio.gather(sender, return_exceptions=True)
+    async def on_eof(self, conn: Connection, direction: str, writer) -> None:
+        """Let every delayed chunk of this direction go out before the EOF follows them."""
+        lane = self._lanes.pop((conn.id, direction), None)
+        if lane is not None:
+            await lane.finish()
+
+    async def on_disconnect(self, conn: Connection) -> None:
+        """Drop what is still queued for a connection that was cut."""
+        for direction in (UP, DOWN):
+            lane = self._lanes.pop((conn.id, direction), None)
+            if lane is not None:
+                await lane.cancel()
 
 
 __all__ = ["KB", "PROFILES", "NetemProxy", "Profile", "Toxics", "profile"]

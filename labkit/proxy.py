@@ -1,7 +1,8 @@
 """TcpProxy: a real TCP proxy on 127.0.0.1 that forwards bytes both ways between a client and a target.
 
 The wire tap (records what passes) and the network emulator (delays and throttles what passes) are
-both proxies: they subclass this and override the hooks `on_connect`, `on_chunk` and `deliver`.
+both proxies: they subclass this and override the hooks `on_connect`, `on_chunk`, `deliver`,
+`on_eof` and `on_disconnect`, and `new_loop` to choose the event loop of the proxy's thread.
 A proxy runs on its own daemon thread and loop, like the lab server, so it behaves like a separate
 box on the network whatever the cell or the client is doing.
 """
@@ -57,8 +58,16 @@ class TcpProxy:
         writer.write(data)
         await writer.drain()
 
+    async def on_eof(self, conn: Connection, direction: str, writer: asyncio.StreamWriter) -> None:
+        """Called when `direction` ended cleanly (its sender half-closed), before the EOF is passed
+        on to `writer`: a proxy that holds bytes back sends them here, so they precede the EOF."""
+
     async def on_disconnect(self, conn: Connection) -> None:
         """Called once when both directions of a connection are done."""
+
+    def new_loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop `start()` runs the proxy on (the platform's default)."""
+        return asyncio.new_event_loop()
 
     # -- addresses -----------------------------------------------------------------------------
     def url(self, scheme: str = "http", path: str = "") -> str:
@@ -124,6 +133,7 @@ class TcpProxy:
                 conn.bytes[direction] += len(data)
                 self.on_chunk(conn, direction, data, time.perf_counter_ns())
                 await self.deliver(conn, direction, data, writer)
+            await self.on_eof(conn, direction, writer)
         except (ConnectionError, OSError):
             pass
         finally:
@@ -136,9 +146,9 @@ class TcpProxy:
         """Run the proxy on its own thread and loop; returns once it listens."""
         if self._thread is not None:
             return self
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="labkit-proxy",
-                                        daemon=True)
+        self._loop = self.new_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever,
+                                        name=f"labkit-{type(self).__name__}", daemon=True)
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self.serve(), self._loop).result(10)
         return self

@@ -325,3 +325,55 @@ def test_1000_websockets_and_50_pollers_all_get_every_event_in_order(lab):
     assert not any(p.errors or p.gaps for p in pollers)
     counters = feed.hub_stats(lab)["topics"]["feed"]["counters"]
     assert counters["ws"]["delivered"] == n_ws * n_events and counters["ws"]["dropped"] == 0
+
+
+# -- the WebSocket fast path ----------------------------------------------------------------------
+def test_ws_bursts_keep_order_across_direct_and_queued_writes(lab):
+    """Bursts larger than the socket's high-water mark: the first frames go straight to the
+    socket, the rest wait in the queue; a prompt and a briefly stalled reader both get every
+    event once, in order, and nothing is dropped."""
+    bursts, per_burst, size = 6, 150, 1024  # 150 KiB a burst: above the 64 KiB mark, < 256 items
+    total = bursts * per_burst
+
+    async def scenario():
+        prompt = await connect(lab.ws_url + "/ws/feed", compression=None, max_size=2**20)
+        stalled = await connect(lab.ws_url + "/ws/feed", compression=None, max_size=2**20,
+                                max_queue=4)
+        await asyncio.to_thread(wait_for_subscribers, lab, 2)
+
+        async def read(conn, pause_s=0.0):
+            seqs = []
+            for _ in range(total):
+                seqs.append(json.loads(await asyncio.wait_for(conn.recv(), 20))["seq"])
+                if pause_s and len(seqs) == 10:
+                    await asyncio.sleep(pause_s)  # its socket backs up meanwhile
+            return seqs
+
+        readers = asyncio.gather(read(prompt), read(stalled, 0.3))
+        for _ in range(bursts):
+            await asyncio.to_thread(publish, lab, per_burst, size)
+            await asyncio.sleep(0.05)
+        seen = await readers
+        await prompt.close()
+        await stalled.close()
+        return seen
+
+    prompt_seqs, stalled_seqs = run_async(scenario())
+    assert prompt_seqs == list(range(1, total + 1))
+    assert stalled_seqs == prompt_seqs
+    counters = feed.hub_stats(lab)["topics"]["feed"]["counters"]["ws"]
+    assert counters["delivered"] == 2 * total and counters["dropped"] == 0
+
+
+def test_ws_feed_never_compresses_even_if_the_client_offers_it(lab):
+    """The fast path writes plain frames, so the feed must decline permessage-deflate."""
+    async def scenario():
+        async with connect(lab.ws_url + "/ws/feed?since=0") as conn:  # offers deflate
+            extensions = list(conn.protocol.extensions)
+            messages = [json.loads(await asyncio.wait_for(conn.recv(), 10)) for _ in range(3)]
+        return extensions, messages
+
+    publish(lab, 3, 2000)
+    extensions, messages = run_async(scenario())
+    assert extensions == []
+    assert [m["seq"] for m in messages] == [1, 2, 3] and len(messages[0]["data"]["pad"]) == 2000

@@ -152,3 +152,47 @@ def test_hub_stats_route(lab):
     assert body["topics"]["feed"]["last_seq"] == 1
     assert body["topics"]["feed"]["history_limit"] > 0
     assert body["server_thread_cpu_s"] > 0
+
+
+def test_sink_takes_items_only_while_nothing_is_queued():
+    """The fast path: an item goes to the sink only if the queue is empty, so order is kept."""
+    async def scenario():
+        hub = Hub()
+        hub.bind()
+        sub, _ = hub.topic("t").subscribe("ws")
+        direct, accepting = [], [True]
+
+        def sink(item):
+            if accepting[0]:
+                direct.append(item.seq)
+            return accepting[0]
+
+        sub.sink = sink
+        hub.publish("t", 1)          # empty queue, sink accepts: delivered directly
+        accepting[0] = False
+        hub.publish("t", 2)          # sink declines: queued
+        accepting[0] = True
+        hub.publish("t", 3)          # queue not empty: queued behind 2, sink not asked
+        queued = [e.seq for e in await sub.get()]
+        hub.publish("t", 4)          # queue empty again: direct
+        return direct, queued
+
+    direct, queued = run_async(scenario())
+    assert direct == [1, 4] and queued == [2, 3]
+
+
+def test_slow_consumer_policy_still_applies_when_the_sink_declines():
+    async def scenario():
+        hub = Hub(queue_limit=3)
+        hub.bind()
+        sub, _ = hub.topic("t").subscribe("ws")
+        sub.sink = lambda item: False  # a socket that is always backed up
+        overflowed = []
+        sub.on_overflow = lambda: overflowed.append(True)
+        for i in range(5):
+            hub.publish("t", i)
+        with pytest.raises(SlowConsumer):
+            sub.take()
+        return overflowed, len(sub), hub.stats()["t"]["counters"]["ws"]["dropped"]
+
+    assert run_async(scenario()) == ([True], 0, 4)

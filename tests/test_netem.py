@@ -33,8 +33,10 @@ def test_profiles_have_sources_and_lookup_is_forgiving():
 
 
 def test_fidelity_round_trips_match_the_configured_rtt(lab):
-    frame = compare_transports(lab, profile=Profile.symmetric("fidelity", RTT), count=12,
-                               warmup=3)
+    # medians of 16 round trips each: a busy neighbour on a shared machine moves a few samples,
+    # not the median (checked with two cores kept busy: medians stayed within 3 %)
+    frame = compare_transports(lab, profile=Profile.symmetric("fidelity", RTT), count=16,
+                               warmup=2)
     rtt = {t: median(g["rtt_ms"]) for t, g in frame.groupby("transport")}
     assert rtt["websocket"] == pytest.approx(RTT, rel=0.05)
     assert rtt["rest-keepalive"] == pytest.approx(RTT, rel=0.05)
@@ -135,3 +137,30 @@ def test_bandwidth_limit_shapes_a_large_transfer(lab):
     expected = len(data) / (rate * 1000)
     assert data.endswith(b"x" * size)
     assert 0.9 * expected <= elapsed <= 1.5 * expected + 0.2
+
+
+def test_a_client_that_hangs_up_mid_transfer_does_not_break_the_proxy(lab):
+    """The client leaves while a throttled answer is still queued; the next client is served."""
+    narrow = Profile("narrow", Toxics(), Toxics(latency=5, rate=50))
+    with NetemProxy.for_lab(lab, narrow) as net:
+        async def leave_early():
+            reader, writer = await asyncio.open_connection(net.host, net.port)
+            writer.write(b"GET /api/echo?size=200000 HTTP/1.0\r\nHost: x\r\n\r\n")
+            first = await reader.read(100)
+            writer.transport.abort()  # reset, with most of the answer still queued
+            return first
+
+        async def health():
+            reader, writer = await asyncio.open_connection(net.host, net.port)
+            writer.write(b"GET /healthz HTTP/1.0\r\nHost: x\r\n\r\n")
+            data = await reader.read()
+            writer.close()
+            return data
+
+        assert _loop.run(leave_early()).startswith(b"HTTP/1.")
+        assert _loop.run(health(), timeout=10).endswith(b'{"status": "ok"}')
+        deadline = time.monotonic() + 5
+        while net.connections[0].closed_ns is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert net.connections[0].closed_ns is not None  # the cut connection was wound up
+        assert net.bytes_down > 0

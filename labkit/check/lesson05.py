@@ -24,8 +24,8 @@ def chat_delay_difference(answer_ms, frame) -> Feedback:
     if math.isnan(value):
         return verdict(False, "", "Give a number of milliseconds.", exercise)
     return verdict(close_to(value, expected, rel=0.05, abs_=2.0),
-                   f"Yes: pollers see messages {expected:.0f} ms later (median), about half "
-                   "their poll interval.",
+                   f"Yes: pollers see messages {expected:.0f} ms later (median): a message "
+                   "waits in the room until their next poll.",
                    "Take the median delay_ms of each receiver_kind and subtract.", exercise)
 
 

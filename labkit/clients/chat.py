@@ -18,10 +18,10 @@ import time
 from urllib.parse import urlencode
 
 import aiohttp
-from websockets.asyncio.client import connect
 
 from .. import _loop
-from ._target import base_url
+from .rest import RestClient
+from .ws import WsClient
 
 PATH = "/api/chat/messages"
 
@@ -58,25 +58,30 @@ class _Participant:
 
 
 class ChatWsClient(_Participant):
-    """A WebSocket member of the room: sends messages and typing signals, receives everything."""
+    """A WebSocket member of the room: sends messages and typing signals, receives everything.
+
+    The connection is a `WsClient` (clients/ws.py), so it is closed for you at exit.
+    """
 
     kind = "WebSocket"
 
     def __init__(self, target, name: str, *, since: int | None = None, timeout: float = 10.0):
         super().__init__(target, name)
         self.typing_seen: list[dict] = []
-        self.timeout = timeout
-        self._conn = None
-        self.welcome: dict | None = None
-        url = base_url(target, "ws") + "/ws/chat?" + urlencode(
-            {"name": name, **({} if since is None else {"since": since})})
-        self._conn = _loop.run(_open(url), timeout=timeout)
-        self.welcome = json.loads(_loop.run(self._conn.recv(), timeout=timeout))
-        self._task = asyncio.run_coroutine_threadsafe(self._read(), _loop.client_loop())
+        query = urlencode({"name": name, **({} if since is None else {"since": since})})
+        self.ws = WsClient(target, "/ws/chat?" + query, timeout=timeout)
+        self.welcome: dict = self.ws.recv_json(timeout)
+        self._task = asyncio.run_coroutine_threadsafe(self._read(self.ws.connection),
+                                                      _loop.client_loop())
 
-    async def _read(self) -> None:
+    @property
+    def is_open(self) -> bool:
+        """True until either side has closed the connection."""
+        return self.ws.close_code is None
+
+    async def _read(self, conn) -> None:
         try:
-            async for raw in self._conn:
+            async for raw in conn:
                 now = time.time()
                 msg = json.loads(raw)
                 kind = msg.get("type")
@@ -86,31 +91,31 @@ class ChatWsClient(_Participant):
                     self.typing_seen.append({**msg, "received_ts": now})
                 elif kind == "error":
                     self.errors.append(msg)
-        except Exception as exc:  # noqa: BLE001 - a closed socket ends the reader
+        except Exception as exc:  # noqa: BLE001 - a broken connection ends the reader
             self.errors.append({"detail": f"{type(exc).__name__}: {exc}"})
 
     def send(self, text: str) -> None:
         """Send a message; it arrives back (with its SEQ) like everyone else's."""
-        _loop.run(self._conn.send(json.dumps({"type": "message", "text": text})), self.timeout)
+        self.ws.send_json({"type": "message", "text": text})
 
     def typing(self) -> None:
         """Tell the other WebSocket members that you are typing (not stored anywhere)."""
-        _loop.run(self._conn.send(json.dumps({"type": "typing"})), self.timeout)
+        self.ws.send_json({"type": "typing"})
 
     def send_raw(self, message: str) -> None:
         """Send any text frame as it is (to see how the room answers bad input)."""
-        _loop.run(self._conn.send(message), self.timeout)
+        self.ws.send(message)
 
     def close(self) -> int | None:
-        if self._conn is None:
-            return None
-        conn, self._conn = self._conn, None
-        _loop.run(conn.close(), self.timeout)
-        return conn.close_code
+        """Leave the room (closing handshake); returns the server's close code."""
+        return self.ws.close()
 
 
 class ChatRestClient(_Participant):
-    """A REST member of the room: POSTs messages and polls GET ?since=SEQ every `interval_s`."""
+    """A REST member of the room: POSTs messages and polls GET ?since=SEQ every `interval_s`.
+
+    Requests go through a `RestClient` (clients/rest.py): `api.log_frame()` shows each one.
+    """
 
     kind = "REST poll"
 
@@ -121,30 +126,20 @@ class ChatRestClient(_Participant):
         self.requests = 0
         self.last_seq = since
         self._stop = False
-        self._session: aiohttp.ClientSession | None = None
-
-    @property
-    def url(self) -> str:
-        return base_url(self.target) + PATH
-
-    async def _session_(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
-        return self._session
+        self.api = RestClient(target, timeout=timeout)
 
     async def _poll(self) -> list[dict]:
-        session = await self._session_()
-        params = {} if self.last_seq is None else {"since": self.last_seq}
+        query = "" if self.last_seq is None else f"?since={self.last_seq}"
         self.requests += 1
-        async with session.get(self.url, params=params) as resp:
-            body = await resp.json(content_type=None)
-            now = time.time()
-            if resp.status == 410:  # too far behind: take what is kept, note the loss
-                self.errors.append(body)
-                self.last_seq = body["oldest_seq"] - 1
-                return []
-            if resp.status != 200:
-                raise ChatError(body.get("detail", f"HTTP {resp.status}"))
+        reply = await self.api._request("GET", PATH + query)
+        now = time.time()
+        body = reply.json()
+        if reply.status == 410:  # too far behind: take what is kept, note the loss
+            self.errors.append(body)
+            self.last_seq = body["oldest_seq"] - 1
+            return []
+        if reply.status != 200:
+            raise ChatError((body or {}).get("detail", f"HTTP {reply.status}"))
         for event in body:
             self._record(event, now)
         return body
@@ -153,17 +148,12 @@ class ChatRestClient(_Participant):
         """One GET: the new messages since the last poll."""
         return _loop.run(self._poll(), self.timeout)
 
-    async def _send(self, text: str) -> dict:
-        session = await self._session_()
-        async with session.post(self.url, json={"name": self.name, "text": text}) as resp:
-            body = await resp.json(content_type=None)
-            if resp.status != 201:
-                raise ChatError(body.get("detail", f"HTTP {resp.status}"))
-            return body
-
     def send(self, text: str) -> dict:
         """POST a message; returns it as stored (with its SEQ). Raises ChatError if refused."""
-        return _loop.run(self._send(text), self.timeout)
+        reply = self.api.post(PATH, json={"name": self.name, "text": text})
+        if reply.status != 201:
+            raise ChatError((reply.json() or {}).get("detail", f"HTTP {reply.status}"))
+        return reply.json()
 
     async def _loop_polls(self, seconds: float) -> None:
         loop = asyncio.get_running_loop()
@@ -172,7 +162,7 @@ class ChatRestClient(_Participant):
         while not self._stop and loop.time() < end:
             try:
                 await self._poll()
-            except (aiohttp.ClientError, ChatError, OSError) as exc:
+            except (aiohttp.ClientError, ChatError, OSError, TimeoutError) as exc:
                 self.errors.append({"detail": str(exc)})
             next_at += self.interval_s
             await asyncio.sleep(max(0.0, min(next_at, end) - loop.time()))
@@ -192,10 +182,9 @@ class ChatRestClient(_Participant):
             self._task = None
 
     def close(self) -> None:
+        """Stop polling and close the HTTP connection."""
         self.stop()
-        if self._session is not None:
-            _loop.run(self._session.close(), self.timeout)
-            self._session = None
+        self.api.close()
 
 
 def simulate_room(target, *, ws_members: int = 2, rest_members: int = 2, messages: int = 12,
@@ -210,7 +199,8 @@ def simulate_room(target, *, ws_members: int = 2, rest_members: int = 2, message
     import pandas as pd
 
     rng = random.Random(seed)
-    start = json.loads(_loop.run(_get_text(target), 10))
+    with RestClient(target) as api:
+        start = api.get(PATH).json()
     since = start[-1]["seq"] if start else 0
     ws = [ChatWsClient(target, f"ws-{i + 1}") for i in range(ws_members)]
     rest = [ChatRestClient(target, f"rest-{i + 1}", interval_s=poll_interval_s, since=since)
@@ -236,12 +226,3 @@ def simulate_room(target, *, ws_members: int = 2, rest_members: int = 2, message
         member.close()
     rows = [row for m in members for row in m.rows() if row["seq"] > since]
     return pd.DataFrame(rows), members
-
-
-async def _open(url: str):
-    return await connect(url, compression=None)
-
-
-async def _get_text(target) -> str:
-    async with aiohttp.ClientSession() as session, session.get(base_url(target) + PATH) as resp:
-        return await resp.text()

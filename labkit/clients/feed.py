@@ -62,6 +62,8 @@ class FeedClient:
     last_seq: int | None = field(default=None, init=False)
     errors: list[str] = field(default_factory=list, init=False)
     done: bool = field(default=False, init=False)
+    elapsed_s: float = field(default=0.0, init=False)
+    """How long the client read (s): from its start until it stopped."""
 
     def __post_init__(self):
         self.label = self.label or LABELS.get(self.transport, self.transport)
@@ -80,7 +82,8 @@ class FeedClient:
         """Read for `seconds` (or until SEQ `until_seq` has arrived); start after `since`
         (None: from now on)."""
         self.last_seq = since
-        deadline = asyncio.get_running_loop().time() + seconds
+        started = asyncio.get_running_loop().time()
+        deadline = started + seconds
         try:
             async with asyncio.timeout_at(deadline):
                 await self._read(until_seq)
@@ -89,6 +92,7 @@ class FeedClient:
         except (aiohttp.ClientError, OSError) as exc:
             self.errors.append(f"{type(exc).__name__}: {exc}")
         finally:
+            self.elapsed_s = asyncio.get_running_loop().time() - started
             self.done = True
         return self
 
@@ -351,8 +355,10 @@ class FeedRun:
         return pd.DataFrame([c.summary() for c in self.clients])
 
 
-def _grace(clients) -> float:
-    return 1.0 + max([getattr(c, "interval_s", 0.0) for c in clients] + [0.0])
+def _grace(clients, seconds: float) -> float:
+    """Extra reading time: Poisson arrivals make the ticker's run last longer than `seconds` now
+    and then (and a busy machine slows it); clients stop as soon as they have the last SEQ."""
+    return 3.0 + 0.25 * seconds + max([getattr(c, "interval_s", 0.0) for c in clients] + [0.0])
 
 
 async def arun_clients(target, clients: list[FeedClient], *, seconds: float, rate_hz: float,
@@ -365,12 +371,18 @@ async def arun_clients(target, clients: list[FeedClient], *, seconds: float, rat
     ticks = max(1, round(seconds * rate_hz))
     state = await _http_json(target, "GET", "/api/feed/source")
     since = state["last_seq"]
-    readers = [asyncio.ensure_future(c.arun(seconds + _grace(clients), since, since + ticks))
-               for c in clients]
+    limit = seconds + _grace(clients, seconds)
+    readers = [asyncio.ensure_future(c.arun(limit, since, since + ticks)) for c in clients]
     await asyncio.sleep(0.3)  # let every client connect before the first event
     await _http_json(target, "POST", "/api/feed/source",
                      {"rate_hz": rate_hz, "seed": seed, "ticks": ticks})
     await asyncio.gather(*readers)
+    if not clients:  # nobody reads: wait for the ticker to finish by itself (bounded)
+        await asyncio.sleep(seconds)
+        for _ in range(round(10 * (seconds + 5))):
+            if not (await _http_json(target, "GET", "/api/feed/source"))["running"]:
+                break
+            await asyncio.sleep(0.1)
     return FeedRun(clients, since + 1, since + ticks)
 
 
@@ -396,15 +408,15 @@ def feed_run(target, *, seconds: float = 5.0, rate_hz: float = 10.0, transports=
     """Every transport in `transports` reads the same `seconds` of the feed at once."""
     _, future = start_run(target, seconds=seconds, rate_hz=rate_hz, transports=transports,
                           poll_interval_s=poll_interval_s, wait_s=wait_s, seed=seed)
-    return future.result(seconds + 30)
+    return future.result(1.5 * seconds + 30)
 
 
 def poll_tradeoff(target, intervals_s=(0.1, 0.25, 0.5, 1.0), *, seconds: float = 5.0,
                   rate_hz: float = 10.0, seed: int | None = 1):
     """Short pollers at each interval (plus a WebSocket for reference) on the same events.
 
-    Returns one row per client: interval_s (0 for the WebSocket), requests_per_s, staleness
-    percentiles, empty share.
+    Returns one row per client: interval_s (0 for the WebSocket), requests_per_s (over the time
+    the client really read), staleness percentiles, empty share.
     """
     import pandas as pd
 
@@ -414,12 +426,12 @@ def poll_tradeoff(target, intervals_s=(0.1, 0.25, 0.5, 1.0), *, seconds: float =
     future = asyncio.run_coroutine_threadsafe(
         arun_clients(target, clients, seconds=seconds, rate_hz=rate_hz, seed=seed),
         _loop.client_loop())
-    future.result(seconds + 30)
+    future.result(1.5 * seconds + 30)
     rows = []
     for client in clients:
         row = client.summary()
         row["interval_s"] = getattr(client, "interval_s", 0.0)
-        row["requests_per_s"] = client.requests / seconds
+        row["requests_per_s"] = client.requests / client.elapsed_s if client.elapsed_s else 0.0
         row["empty_share"] = client.empty_responses / client.requests if client.requests else 0.0
         rows.append(row)
     return pd.DataFrame(rows)
@@ -432,6 +444,7 @@ def server_cost(target, transport: str, *, clients: int = 20, seconds: float = 3
     server_cpu_ms is the CPU time of the server's thread (time.thread_time, read through
     GET /api/hub before and after), so it excludes the clients, which run on another thread of
     this process. Requests and bytes come from the hub's counters for the feed topic.
+    With clients=0 it measures the idle cost: the ticker and this function's own control requests.
     """
     before = hub_stats(target)
     options = {"short_poll": {"interval_s": poll_interval_s}}.get(transport, {})
@@ -448,10 +461,31 @@ def server_cost(target, transport: str, *, clients: int = 20, seconds: float = 3
     events = sum(len(c.events) for c in readers)
     cpu_ms = (after["server_thread_cpu_s"] - before["server_thread_cpu_s"]) * 1000.0
     return {
-        "transport": LABELS[transport], "clients": clients,
+        "transport": LABELS[transport] if clients else "no clients", "clients": clients,
         "published": run.last_seq - run.first_seq + 1, "events_received": events,
         "server_requests": counter(after, "requests") - counter(before, "requests"),
         "server_bytes_sent": counter(after, "bytes_sent") - counter(before, "bytes_sent"),
         "server_cpu_ms": cpu_ms,
         "cpu_us_per_event": cpu_ms * 1000.0 / events if events else float("nan"),
     }
+
+
+def server_costs(target, transports=TRANSPORTS, *, clients: int = 20, seconds: float = 3.0,
+                 rate_hz: float = 20.0, poll_interval_s: float = 0.5, seed: int | None = 1):
+    """`server_cost` for each transport plus one run with no clients, as a frame.
+
+    The run with no clients costs the ticker, the hub's publishing and the control requests that
+    every run makes; `cpu_ms_above_idle` and `cpu_us_per_event` subtract it, so what is left is
+    what serving the clients cost.
+    """
+    import pandas as pd
+
+    options = {"seconds": seconds, "rate_hz": rate_hz, "poll_interval_s": poll_interval_s,
+               "seed": seed}
+    idle = server_cost(target, transports[0], clients=0, **options)
+    rows = [idle] + [server_cost(target, t, clients=clients, **options) for t in transports]
+    frame = pd.DataFrame(rows)
+    frame["cpu_ms_above_idle"] = frame["server_cpu_ms"] - idle["server_cpu_ms"]
+    frame["cpu_us_per_event"] = (frame["cpu_ms_above_idle"] * 1000.0
+                                 / frame["events_received"].where(frame["events_received"] > 0))
+    return frame

@@ -26,11 +26,13 @@ def cost_per_event(summary, column: str = "requests_per_event"):
 
 
 def server_cpu(costs):
-    """Bars of the server thread's CPU per delivered event (costs: transport, cpu_us_per_event)."""
+    """Bars of the server thread's CPU per delivered event, above the idle run
+    (costs: transport, clients, cpu_us_per_event, as `clients.feed.server_costs` returns)."""
     import plotly.express as px
 
-    fig = px.bar(costs, x="transport", y="cpu_us_per_event", color="transport", text_auto=".0f")
-    return finish(fig, "Server CPU per delivered event", "transport (name)",
+    fig = px.bar(costs[costs["clients"] > 0], x="transport", y="cpu_us_per_event",
+                 color="transport", text_auto=".0f")
+    return finish(fig, "Server CPU per delivered event (idle cost subtracted)", "transport (name)",
                   "server thread CPU per event (µs)", legend="transport")
 
 

@@ -11,6 +11,12 @@ subscriber's queue is full the hub drops that subscriber's queue (memory stays b
 reason saying which SEQ to resume from, an SSE "overflow" event) and ends the stream. Publishing
 never waits for any subscriber, so one slow client slows nobody else.
 
+Fast path: a transport may give a subscription a `sink`, a function that delivers an item at once
+(e.g. writes an already-encoded WebSocket frame to a socket that has room) and says whether it did.
+`push` offers an item to the sink only while that subscriber's queue is empty, so an item never
+overtakes one that is waiting; when the sink declines (socket backed up, closing) the item is queued
+and the bounded-queue policy above applies unchanged.
+
 `Hub.publish` is safe from any thread: on the server's loop it runs at once, from another thread it
 is handed to the loop with `call_soon_threadsafe` and the caller gets the Event when it is stored.
 
@@ -27,6 +33,7 @@ import json
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +60,7 @@ class Event:
     ts: float
     data: Any
     _json: list = field(default_factory=list, compare=False, repr=False)
+    _encoded: dict = field(default_factory=dict, compare=False, repr=False)
 
     def as_dict(self) -> dict:
         return {"seq": self.seq, "ts": self.ts, "data": self.data}
@@ -64,12 +72,29 @@ class Event:
             self._json.append(json.dumps(self.as_dict(), separators=(",", ":")))
         return self._json[0]
 
+    def encoded(self, key: Any, encode: Callable[[Any], Any]) -> Any:
+        """`encode(self)`, computed once per `key` however many subscribers send it."""
+        return _memo(self._encoded, key, encode, self)
+
 
 @dataclass(frozen=True)
 class Notice:
     """An unsequenced, unstored item for live subscribers only (e.g. "someone is typing")."""
 
     data: Any
+    _encoded: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def encoded(self, key: Any, encode: Callable[[Any], Any]) -> Any:
+        """`encode(self)`, computed once per `key` however many subscribers send it."""
+        return _memo(self._encoded, key, encode, self)
+
+
+def _memo(cache: dict, key: Any, encode: Callable[[Any], Any], item: Any) -> Any:
+    try:
+        return cache[key]
+    except KeyError:
+        value = cache[key] = encode(item)
+        return value
 
 
 class Gap(Exception):
@@ -108,7 +133,11 @@ class Counters:
 
 
 class Subscription:
-    """A live reader of one topic with a bounded queue. `await get()` returns the waiting items."""
+    """A live reader of one topic with a bounded queue. `await get()` returns the waiting items.
+
+    `sink` (optional, set by the transport): called with an item while nothing is queued; returns
+    True if it delivered the item itself (then the item is not queued), False to queue it.
+    """
 
     def __init__(self, topic: Topic, transport: str, queue_limit: int):
         self.topic, self.transport, self.queue_limit = topic, transport, queue_limit
@@ -118,6 +147,7 @@ class Subscription:
         """SEQ of the last event its transport delivered (the transport keeps it up to date)."""
         self.on_overflow = None
         """Called once when this subscriber overflows (a transport blocked on a write uses it)."""
+        self.sink: Callable[[Event | Notice], bool] | None = None
         self._items: deque = deque()
         self._waiter: asyncio.Future | None = None
 
@@ -128,6 +158,8 @@ class Subscription:
         """Queue an item (never waits). A full queue marks this subscriber as a slow consumer."""
         if self.closed or self.overflowed:
             return
+        if not self._items and self.sink is not None and self.sink(item):
+            return  # delivered at once: nothing was waiting, so order is kept
         if len(self._items) >= self.queue_limit:
             if isinstance(item, Notice):  # ephemeral: dropping it is harmless
                 self.topic.counters(self.transport).dropped += 1
@@ -147,12 +179,20 @@ class Subscription:
 
     async def get(self) -> list:
         """Wait for items and take them all. [] once closed; SlowConsumer once overflowed."""
+        await self.wait()
+        return self.take()
+
+    async def wait(self) -> None:
+        """Wait until there are items to take, or this subscription is closed or overflowed."""
         while not self._items and not self.overflowed and not self.closed:
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._waiter
             finally:
                 self._waiter = None
+
+    def take(self) -> list:
+        """Take every waiting item now ([] if none). Raises SlowConsumer once overflowed."""
         if self.overflowed:
             raise SlowConsumer(
                 f"fell {self.queue_limit} items behind; resume with since={self.last_seq}"

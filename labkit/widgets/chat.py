@@ -47,7 +47,7 @@ class ChatBox:
 
     def send(self, text: str | None = None) -> None:
         """Send the box's text (or `text`); an empty one is refused by the room, shown below."""
-        if self.client._conn is None:
+        if not self.client.is_open:
             self.feedback.value = "<i>this chat box has left the room</i>"
             return
         self.client.send(self.text.value if text is None else text)
@@ -55,7 +55,7 @@ class ChatBox:
 
     def _on_typing(self, change) -> None:
         now = time.time()
-        if change["new"] and now - self._last_typing > TYPING_EVERY_S and self.client._conn:
+        if change["new"] and now - self._last_typing > TYPING_EVERY_S and self.client.is_open:
             self._last_typing = now
             self.client.typing()
 

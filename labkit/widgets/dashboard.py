@@ -17,6 +17,7 @@ import time
 from .. import _loop
 from . import REFRESH_S
 
+PAD = "style='padding:2px 12px;text-align:right'"
 COLOURS = {"short poll": "#1f77b4", "long poll": "#ff7f0e", "SSE": "#2ca02c",
            "WebSocket": "#d62728"}
 
@@ -29,15 +30,12 @@ class FeedDashboard:
         import ipywidgets as widgets
         import plotly.graph_objects as go
 
-        from ..clients.feed import TRANSPORTS, start_run
+        from ..clients.feed import LABELS, TRANSPORTS, start_run
         from ..plots.base import finish
 
         self.redraws = 0
-        self.t0 = time.time()
         self.figure = go.FigureWidget()
         for transport in TRANSPORTS:
-            from ..clients.feed import LABELS
-
             label = LABELS[transport]
             self.figure.add_scatter(x=[], y=[], name=label, mode="lines+markers",
                                     line={"shape": "hv", "color": COLOURS[label]},
@@ -49,6 +47,7 @@ class FeedDashboard:
         self.status = widgets.HTML("starting…")
         self.box = widgets.VBox([self.figure, self.counters, self.status])
         self.box.add_class("labkit-feed-dashboard")
+        self.t0 = time.time()  # the clients start now; the ticker about 0.3 s later
         self.clients, self.future = start_run(
             target, seconds=seconds, rate_hz=rate_hz, poll_interval_s=poll_interval_s,
             wait_s=wait_s, seed=seed)
@@ -77,14 +76,14 @@ class FeedDashboard:
         for client in self.clients:
             events = list(client.events)
             median = statistics.median(e.staleness_ms for e in events) if events else float("nan")
-            rows.append(
-                f"<tr><td>{html.escape(client.label)}</td><td>{len(events)}</td>"
-                f"<td>{client.requests}</td><td>{client.empty_responses}</td>"
-                f"<td>{median:.1f}</td><td>{client.last_seq if client.last_seq is not None else ''}"
-                "</td></tr>")
-        head = ("<tr><th>transport</th><th>events</th><th>requests</th><th>empty answers</th>"
-                "<th>median staleness (ms)</th><th>last SEQ</th></tr>")
-        return (f"<table class='labkit-counters' style='border-collapse:collapse'>{head}"
+            cells = (html.escape(client.label), len(events), client.requests,
+                     client.empty_responses, f"{median:.1f}",
+                     "" if client.last_seq is None else client.last_seq)
+            rows.append("<tr>" + "".join(f"<td {PAD}>{c}</td>" for c in cells) + "</tr>")
+        head = "".join(f"<th {PAD}>{h}</th>" for h in (
+            "transport", "events", "requests", "empty answers", "median staleness (ms)",
+            "last SEQ"))
+        return (f"<table class='labkit-counters' style='border-collapse:collapse'><tr>{head}</tr>"
                 f"{''.join(rows)}</table>")
 
     def result(self, timeout: float = 120.0):
