@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
 import resource
 import threading
 import time
+from pathlib import Path
 
 import aiohttp
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+import labkit
 from labkit.clients import feed
 from labkit.clients.rest import RestClient
 from labkit.server.hub import HISTORY_LIMIT, HUB
@@ -138,11 +141,47 @@ def test_same_seed_gives_the_same_walk(lab, make_lab):
     ({"rate_hz": -1}, 422), ({"rate_hz": "fast"}, 422), ({"rate_hz": 5000}, 422),
     ({"rate_hz": 1, "ticks": -2}, 422), ({"rate_hz": 1, "seed": 1.5}, 422),
     ({"rate_hz": 1, "colour": "red"}, 422), ([1, 2], 422), ({}, 422),
+    ({"rate_hz": 1, "kind": "csv"}, 422), ({"rate_hz": 1, "kind": "replay", "start_row": -1}, 422),
+    ({"rate_hz": 1, "kind": "replay", "start_row": 10**6}, 422),
+    ({"rate_hz": 1, "kind": "replay", "start_price": 5}, 422), ({"rate_hz": 1, "start_row": 3}, 422),
 ])
 def test_source_refuses_bad_settings(lab, body, status):
     with RestClient(lab) as api:
         r = api.post("/api/feed/source", json=body)
     assert r.status == status and r.json()["status"] == status
+
+
+def _shipped_series() -> list[tuple[int, float]]:
+    """The sample series read straight from the package folder (not through the server)."""
+    path = Path(labkit.__file__).parent / "data" / "feed-sample.csv"
+    with path.open(newline="") as fh:
+        return [(int(r["step"]), float(r["price"])) for r in csv.DictReader(fh)]
+
+
+def test_replay_publishes_the_shipped_series_in_order_and_wraps_round(lab):
+    series = _shipped_series()
+    assert 200 <= len(series) <= 1000 and [step for step, _ in series] == list(range(len(series)))
+    start = len(series) - 3
+    state = feed.set_source(lab, 500, kind="replay", start_row=start, ticks=6)
+    assert state["kind"] == "replay" and state["rows"] == len(series)
+    client = feed.LongPollClient(lab, wait_s=5)
+    client.run(10, since=0, until_seq=6)
+    with RestClient(lab) as api:
+        data = [e["data"] for e in api.get("/api/feed?since=0").json()]
+    rows = [start, start + 1, start + 2, 0, 1, 2]
+    assert [d["row"] for d in data] == rows
+    assert [d["price"] for d in data] == [series[r][1] for r in rows]
+    assert [e.price for e in client.events] == [series[r][1] for r in rows]
+    assert {d["symbol"] for d in data} == {"SAMPLE"}
+
+
+def test_the_series_is_package_data_so_an_installed_labkit_has_it():
+    import fnmatch
+    import tomllib
+
+    pyproject = tomllib.loads((Path(labkit.__file__).parent.parent / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["labkit"]
+    assert any(fnmatch.fnmatch("data/feed-sample.csv", p) for p in patterns)
 
 
 def test_source_refuses_non_json(lab):
@@ -377,3 +416,37 @@ def test_ws_feed_never_compresses_even_if_the_client_offers_it(lab):
     extensions, messages = run_async(scenario())
     assert extensions == []
     assert [m["seq"] for m in messages] == [1, 2, 3] and len(messages[0]["data"]["pad"]) == 2000
+
+
+# -- where the clients connect: a URL (a proxy in front of the lab), a TLS lab ------------------
+def test_target_url_gives_the_scheme_each_transport_needs(lab):
+    assert feed.target_url("http://127.0.0.1:9/") == "http://127.0.0.1:9"
+    assert feed.target_url("http://127.0.0.1:9", "ws") == "ws://127.0.0.1:9"
+    assert feed.target_url("https://h:9", "ws") == "wss://h:9"
+    assert feed.target_url("wss://h:9") == "https://h:9"
+    assert feed.target_url(lab, "ws") == lab.ws_url.rstrip("/")
+
+
+def test_all_four_transports_read_the_feed_through_a_proxy_url(lab):
+    from labkit.netem import NetemProxy
+
+    with NetemProxy.for_lab(lab, "loopback") as net:
+        run = feed.feed_run(net.url(), seconds=0.5, rate_hz=20, poll_interval_s=0.1, kind="replay")
+        proxied = net.bytes_down
+    expected = list(range(run.first_seq, run.last_seq + 1))
+    assert len(expected) == 10
+    for client in run.clients:
+        assert [e.seq for e in client.events] == expected, client.label
+        assert not client.errors
+    ws_client = next(c for c in run.clients if c.transport == "ws")
+    assert proxied > ws_client.bytes_down  # the clients' bytes really went through the proxy
+
+
+def test_feed_clients_trust_a_tls_lab(make_lab):
+    tls_lab = make_lab(tls=True)
+    assert tls_lab.url.startswith("https://")
+    run = feed.feed_run(tls_lab, seconds=0.5, rate_hz=20, poll_interval_s=0.1,
+                        transports=("short_poll", "ws"))
+    for client in run.clients:
+        assert not client.errors, client.errors
+        assert [e.seq for e in client.events] == list(range(1, 11)), client.label

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from labkit.server.hub import HUB, Ahead, Event, Gap, Hub, Notice, SlowConsumer
+from labkit.server.hub import HUB, Ahead, Event, Gap, Hub, Notice, SlowConsumer, Topic
 
 
 def run_async(coro):
@@ -196,3 +196,21 @@ def test_slow_consumer_policy_still_applies_when_the_sink_declines():
         return overflowed, len(sub), hub.stats()["t"]["counters"]["ws"]["dropped"]
 
     assert run_async(scenario()) == ([True], 0, 4)
+
+
+def test_subscribe_resuming_tells_of_a_gap_and_refuses_an_unpublished_seq():
+    from labkit.server.hub import subscribe_resuming
+    from labkit.server.problem import ProblemError
+
+    topic = Topic("t", history_limit=3)
+    for i in range(6):
+        topic._append(i)
+    sub, replay, gap = subscribe_resuming(topic, "sse", 1)
+    assert [e.seq for e in replay] == [4, 5, 6] and gap is not None
+    assert gap.as_dict()["missed"] == 2 and sub.last_seq == 3
+    sub, replay, gap = subscribe_resuming(topic, "ws", 5)
+    assert [e.seq for e in replay] == [6] and gap is None
+    with pytest.raises(ProblemError) as exc:
+        subscribe_resuming(topic, "sse", 9, "Last-Event-ID")
+    assert exc.value.status == 422 and "Last-Event-ID" in str(exc.value.extra)
+    assert topic.counters("sse").requests == 1 and topic.counters("ws").requests == 1

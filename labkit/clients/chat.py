@@ -131,7 +131,7 @@ class ChatRestClient(_Participant):
     async def _poll(self) -> list[dict]:
         query = "" if self.last_seq is None else f"?since={self.last_seq}"
         self.requests += 1
-        reply = await self.api._request("GET", PATH + query)
+        reply = await self.api.arequest("GET", PATH + query)
         now = time.time()
         body = reply.json()
         if reply.status == 410:  # too far behind: take what is kept, note the loss

@@ -7,6 +7,10 @@ requests made (HTTP requests, or connections opened for SSE and WebSocket), empt
 bytes up and down at the application level: HTTP request/response heads and bodies, WebSocket
 handshake plus frame headers and payloads. TCP/IP overhead and TLS are not counted.
 
+A target is a lab (`lk.start()`, also with `tls=True`) or a URL string, e.g. the URL of a
+`NetemProxy` in front of the lab (`net.url()`) to read the feed over an emulated network; the
+WebSocket client turns http(s) into ws(s) itself, so one URL serves all four transports.
+
     run = lk.feed_run(lab, seconds=5, rate_hz=10)   # all four transports on the same events
     run.summary                                       # one row per transport
 """
@@ -23,12 +27,29 @@ import aiohttp
 from websockets.asyncio.client import connect
 
 from .. import _loop
-from ._target import base_url
+from ._target import base_url, lab_ssl_context
 from .rest import request_head_bytes, response_head_bytes
 
 TRANSPORTS = ("short_poll", "long_poll", "sse", "ws")
 LABELS = {"short_poll": "short poll", "long_poll": "long poll", "sse": "SSE", "ws": "WebSocket"}
 """How the lessons name each transport."""
+
+
+def target_url(target, scheme: str = "http") -> str:
+    """Base URL of a lab or a URL string, as http(s) or (scheme="ws") ws(s)."""
+    url = base_url(target, scheme)
+    if scheme == "ws" and url.startswith(("http://", "https://")):
+        return "ws" + url[4:]
+    if scheme != "ws" and url.startswith(("ws://", "wss://")):
+        return "http" + url[2:]
+    return url
+
+
+def http_session(url: str, **options) -> aiohttp.ClientSession:
+    """An aiohttp session for `url`; for https it also trusts a TLS lab's local CA
+    (`lk.start(tls=True)`), as the REST and WebSocket clients do."""
+    connector = aiohttp.TCPConnector(ssl=lab_ssl_context(url) or True)
+    return aiohttp.ClientSession(connector=connector, **options)
 
 
 @dataclass
@@ -70,7 +91,7 @@ class FeedClient:
 
     @property
     def base(self) -> str:
-        return base_url(self.target)
+        return target_url(self.target)
 
     def _record(self, event: dict, now: float) -> None:
         data = event.get("data") or {}
@@ -141,8 +162,8 @@ class _HttpMixin:
                                                 params.headers)
 
         trace.on_request_headers_sent.append(on_sent)
-        return aiohttp.ClientSession(trace_configs=[trace],
-                                     timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
+        return http_session(self.base, trace_configs=[trace],
+                            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
 
     async def _get_events(self, session, params: dict) -> list[dict]:
         """One GET of the poll route; a 410 is recorded as a gap and the client goes on."""
@@ -261,11 +282,12 @@ class WsFeedClient(FeedClient):
     transport: str = field(default="ws", init=False)
 
     async def _read(self, until_seq):
-        url = base_url(self.target, "ws") + self.path
+        url = target_url(self.target, "ws") + self.path
         if self.last_seq is not None:
             url += f"?since={self.last_seq}"
         self.requests += 1
-        async with connect(url, compression=None, max_size=2**20) as conn:
+        async with connect(url, compression=None, max_size=2**20,
+                           ssl=lab_ssl_context(url)) as conn:
             req, resp = conn.request, conn.response
             self.bytes_up += request_head_bytes("GET", req.path, req.headers)
             self.bytes_down += len(f"HTTP/1.1 {resp.status_code} {resp.reason_phrase}\r\n") + sum(
@@ -308,8 +330,9 @@ def make_client(transport: str, target, **options) -> FeedClient:
 
 # -- the feed source and whole runs -----------------------------------------------------------
 async def _http_json(target, method: str, path: str, body=None) -> dict:
-    async with aiohttp.ClientSession() as session, session.request(
-            method, base_url(target) + path, json=body) as resp:
+    base = target_url(target)
+    async with http_session(base) as session, session.request(method, base + path,
+                                                               json=body) as resp:
         data = await resp.json(content_type=None)
         if resp.status >= 400:
             raise ValueError(data.get("detail", f"HTTP {resp.status}"))
@@ -317,9 +340,13 @@ async def _http_json(target, method: str, path: str, body=None) -> dict:
 
 
 def set_source(target, rate_hz: float, *, seed: int | None = None, ticks: int | None = None,
-               start_price: float | None = None) -> dict:
-    """Set the lab's feed ticker over HTTP (rate 0 stops it); returns its state."""
-    body = {"rate_hz": rate_hz, "seed": seed, "ticks": ticks, "start_price": start_price}
+               start_price: float | None = None, kind: str = "walk", start_row: int = 0) -> dict:
+    """Set the lab's feed ticker over HTTP (rate 0 stops it); returns its state.
+
+    kind="walk": a seeded random walk from `start_price`; kind="replay": the sample series shipped
+    with labkit, row after row from `start_row` (see data/README.md)."""
+    body = {"rate_hz": rate_hz, "kind": kind, "seed": seed, "ticks": ticks}
+    body.update({"start_row": start_row} if kind == "replay" else {"start_price": start_price})
     return _loop.run(_http_json(target, "POST", "/api/feed/source", body))
 
 
@@ -362,11 +389,12 @@ def _grace(clients, seconds: float) -> float:
 
 
 async def arun_clients(target, clients: list[FeedClient], *, seconds: float, rate_hz: float,
-                       seed: int | None = 1) -> FeedRun:
+                       seed: int | None = 1, kind: str = "walk") -> FeedRun:
     """Start the ticker for `seconds` at `rate_hz`, read with every client at once, return the run.
 
-    The ticker publishes exactly round(seconds * rate_hz) events; every client starts after the
-    same SEQ and stops once it has the last one (or `seconds` plus a grace period has passed).
+    The ticker publishes exactly round(seconds * rate_hz) events of `kind` ("walk" or "replay");
+    every client starts after the same SEQ and stops once it has the last one (or `seconds` plus a
+    grace period has passed).
     """
     ticks = max(1, round(seconds * rate_hz))
     state = await _http_json(target, "GET", "/api/feed/source")
@@ -375,7 +403,7 @@ async def arun_clients(target, clients: list[FeedClient], *, seconds: float, rat
     readers = [asyncio.ensure_future(c.arun(limit, since, since + ticks)) for c in clients]
     await asyncio.sleep(0.3)  # let every client connect before the first event
     await _http_json(target, "POST", "/api/feed/source",
-                     {"rate_hz": rate_hz, "seed": seed, "ticks": ticks})
+                     {"rate_hz": rate_hz, "seed": seed, "ticks": ticks, "kind": kind})
     await asyncio.gather(*readers)
     if not clients:  # nobody reads: wait for the ticker to finish by itself (bounded)
         await asyncio.sleep(seconds)
@@ -388,7 +416,7 @@ async def arun_clients(target, clients: list[FeedClient], *, seconds: float, rat
 
 def start_run(target, *, seconds: float = 5.0, rate_hz: float = 10.0,
               transports=TRANSPORTS, poll_interval_s: float = 0.5, wait_s: float = 10.0,
-              seed: int | None = 1):
+              seed: int | None = 1, kind: str = "walk"):
     """Start a run of every transport in the background; returns (FeedRun, concurrent future)."""
     import asyncio as _asyncio
 
@@ -398,16 +426,19 @@ def start_run(target, *, seconds: float = 5.0, rate_hz: float = 10.0,
                    "long_poll": {"wait_s": wait_s}}.get(transport, {})
         clients.append(make_client(transport, target, **options))
     future = _asyncio.run_coroutine_threadsafe(
-        arun_clients(target, clients, seconds=seconds, rate_hz=rate_hz, seed=seed),
+        arun_clients(target, clients, seconds=seconds, rate_hz=rate_hz, seed=seed, kind=kind),
         _loop.client_loop())
     return clients, future
 
 
 def feed_run(target, *, seconds: float = 5.0, rate_hz: float = 10.0, transports=TRANSPORTS,
-             poll_interval_s: float = 0.5, wait_s: float = 10.0, seed: int | None = 1) -> FeedRun:
-    """Every transport in `transports` reads the same `seconds` of the feed at once."""
+             poll_interval_s: float = 0.5, wait_s: float = 10.0, seed: int | None = 1,
+             kind: str = "walk") -> FeedRun:
+    """Every transport in `transports` reads the same `seconds` of the feed at once.
+
+    `target`: a lab or a URL (e.g. a NetemProxy's `net.url()`); `kind`: "walk" or "replay"."""
     _, future = start_run(target, seconds=seconds, rate_hz=rate_hz, transports=transports,
-                          poll_interval_s=poll_interval_s, wait_s=wait_s, seed=seed)
+                          poll_interval_s=poll_interval_s, wait_s=wait_s, seed=seed, kind=kind)
     return future.result(1.5 * seconds + 30)
 
 

@@ -202,6 +202,11 @@ class RestClient:
         """Send one request: `json=` a JSON body, `data=` raw bytes or text, `headers=` extra headers."""
         return _loop.run(self._request(method.upper(), path, **kw), timeout=self.timeout + 5)
 
+    async def arequest(self, method: str, path: str, **kw) -> Reply:
+        """Awaitable form of `request`, for code already on the clients' loop (`labkit._loop`),
+        such as a background poller; from a cell use `request` / `get` / `post`."""
+        return await self._request(method.upper(), path, **kw)
+
     def get(self, path: str, **kw) -> Reply:
         return self.request("GET", path, **kw)
 

@@ -7,13 +7,13 @@ bytes_per_message: what crosses the wire; exchange_curve: total time for N messa
 
 from __future__ import annotations
 
-from .base import finish
+from .base import DIRECTION_COLORS, finish, transport_color, transport_name
 
-TRANSPORT_COLORS = {"rest-new": "#d62728", "rest-keepalive": "#ff7f0e", "websocket": "#1f77b4"}
-TRANSPORT_NAMES = {"rest-new": "REST, new connection", "rest-keepalive": "REST, keep-alive",
-                   "websocket": "WebSocket"}
-PHASE_COLORS = {"tcp_ms": "#9467bd", "tls_ms": "#8c564b", "send_ms": "#2ca02c",
-                "wait_ms": "#7f7f7f", "receive_ms": "#17becf"}
+PHASE_COLORS = {"tcp_ms": "#17becf", "tls_ms": "#bcbd22", "send_ms": "#e377c2",
+                "wait_ms": "#c7c7c7", "receive_ms": "#7f7f7f"}
+"""Phase colours stay clear of the transport colours in plots.base."""
+DECADES = {"type": "log", "dtick": 1}
+"""Log axes labelled at powers of ten only (minor labels like "2" and "5" read as wrong values)."""
 PHASE_NAMES = {"tcp_ms": "TCP handshake", "tls_ms": "TLS handshake", "send_ms": "request sent",
                "wait_ms": "waiting (server + network)", "receive_ms": "response body"}
 
@@ -24,12 +24,8 @@ def _go():
     return go
 
 
-def _name(transport: str) -> str:
-    return TRANSPORT_NAMES.get(transport, transport)
-
-
-def _color(transport: str) -> str | None:
-    return TRANSPORT_COLORS.get(transport)
+_name = transport_name
+_color = transport_color
 
 
 def ecdf(frame, *, value: str = "rtt_ms", log_x: bool = False, title: str | None = None):
@@ -73,7 +69,7 @@ def by_profile(frame, *, kind: str = "box", value: str = "rtt_ms", log_y: bool =
                                     **common))
     fig.update_layout(boxmode="group", violinmode="group")
     if log_y:
-        fig.update_yaxes(type="log")
+        fig.update_yaxes(**DECADES)
     return finish(fig, title or "Round trip by network and transport", "network profile",
                   "round trip (ms)" + (", log scale" if log_y else ""), legend="transport")
 
@@ -97,7 +93,7 @@ def rtt_vs_payload(frame, *, value: str = "rtt_ms", title: str | None = None):
             line={"color": _color(transport)},
             error_y={"type": "data", "symmetric": False, "array": hi, "arrayminus": lo},
         ))
-    fig.update_xaxes(type="log")
+    fig.update_xaxes(**DECADES)
     return finish(fig, title or "Round trip against message size (median, p10-p90)",
                   "payload each way (bytes, log scale)", "round trip (ms)", legend="transport")
 
@@ -144,9 +140,9 @@ def bytes_per_message(frame, *, title: str | None = None):
                      median(group["bytes_down"])))
     fig = go.Figure([
         go.Bar(x=[r[0] for r in rows], y=[r[1] for r in rows], name="client → server (up)",
-               marker_color="#4c78a8"),
+               marker_color=DIRECTION_COLORS["up"]),
         go.Bar(x=[r[0] for r in rows], y=[r[2] for r in rows], name="server → client (down)",
-               marker_color="#f58518"),
+               marker_color=DIRECTION_COLORS["down"]),
     ])
     fig.update_layout(barmode="stack")
     return finish(fig, title or "Bytes on the wire per round trip (median)",
@@ -168,8 +164,8 @@ def exchange_curve(totals, *, title: str | None = None):
             marker={"size": 11 if measured else 6, "symbol": "x" if measured else "circle",
                     "color": _color(transport)},
         ))
-    fig.update_xaxes(type="log")
-    fig.update_yaxes(type="log")
+    fig.update_xaxes(**DECADES)
+    fig.update_yaxes(**DECADES)
     return finish(fig, title or "Time to exchange N messages, one after another",
                   "messages exchanged (N, log scale)", "total time (s, log scale)",
                   legend="transport")

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from .base import finish
+from .base import color_map, finish
 
 
 def staleness_ecdf(events):
     """ECDF of staleness per transport (events: transport, staleness_ms)."""
     import plotly.express as px
 
-    fig = px.ecdf(events, x="staleness_ms", color="transport", log_x=True)
+    fig = px.ecdf(events, x="staleness_ms", color="transport", log_x=True,
+                   color_discrete_map=color_map(events["transport"].unique()))
     return finish(fig, "How stale is each event when it arrives?", "staleness (ms, log scale)",
                   "share of events (fraction)", legend="transport")
 
@@ -19,7 +20,8 @@ def cost_per_event(summary, column: str = "requests_per_event"):
     import plotly.express as px
 
     unit = {"requests_per_event": "requests", "bytes_per_event": "bytes"}.get(column, column)
-    fig = px.bar(summary, x="transport", y=column, color="transport", text_auto=".2f")
+    fig = px.bar(summary, x="transport", y=column, color="transport", text_auto=".2f",
+                 color_discrete_map=color_map(summary["transport"].unique()))
     return finish(fig, f"{unit.capitalize()} per delivered event", "transport (name)",
                   f"{unit} per event (count)" if unit == "requests" else f"{unit} per event (B)",
                   legend="transport")
@@ -30,8 +32,9 @@ def server_cpu(costs):
     (costs: transport, clients, cpu_us_per_event, as `clients.feed.server_costs` returns)."""
     import plotly.express as px
 
-    fig = px.bar(costs[costs["clients"] > 0], x="transport", y="cpu_us_per_event",
-                 color="transport", text_auto=".0f")
+    busy = costs[costs["clients"] > 0]
+    fig = px.bar(busy, x="transport", y="cpu_us_per_event", color="transport", text_auto=".0f",
+                 color_discrete_map=color_map(busy["transport"].unique()))
     return finish(fig, "Server CPU per delivered event (idle cost subtracted)", "transport (name)",
                   "server thread CPU per event (µs)", legend="transport")
 
@@ -42,7 +45,8 @@ def poll_tradeoff(frame):
 
     fig = px.scatter(frame, x="requests_per_s", y="staleness_p50_ms", color="transport",
                      text="transport", log_x=True, log_y=True,
-                     error_y=frame["staleness_p90_ms"] - frame["staleness_p50_ms"])
+                     error_y=frame["staleness_p90_ms"] - frame["staleness_p50_ms"],
+                     color_discrete_map=color_map(frame["transport"].unique()))
     fig.update_traces(textposition="top center", marker={"size": 12})
     return finish(fig, "Polling trades requests for freshness (bar: up to p90)",
                   "requests per second (1/s, log scale)",
@@ -53,6 +57,7 @@ def chat_delay(frame):
     """Delivery delay of chat messages per kind of member (frame: receiver_kind, delay_ms)."""
     import plotly.express as px
 
-    fig = px.box(frame, x="receiver_kind", y="delay_ms", color="receiver_kind", points="all")
+    fig = px.box(frame, x="receiver_kind", y="delay_ms", color="receiver_kind", points="all",
+                 color_discrete_map=color_map(frame["receiver_kind"].unique()))
     return finish(fig, "Chat delivery delay by kind of member", "member (kind)",
                   "delay from stored to received (ms)", legend="member")

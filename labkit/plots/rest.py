@@ -41,11 +41,27 @@ def request_log(frame, *, title: str = "Request log: bytes on the wire and time 
                 y=frame.loc[rows, "elapsed_ms"], mode="markers", marker={"color": color, "size": 9},
                 name=f"{status_class}xx: elapsed", legendgroup="time",
             ), row=2, col=1)
-    fig.update_layout(barmode="stack", height=560)
+    fig.update_layout(barmode="stack", height=600)
     fig.update_yaxes(title_text="time (ms)", row=2, col=1, rangemode="tozero")
-    fig.update_xaxes(tickangle=-35, row=2, col=1)
-    return finish(fig, title, "exchange (order, method, path, status)", "bytes (B)",
-                  legend="part / status")
+    _clip_outliers(fig, labels, frame[list(PARTS)].sum(axis=1))
+    finish(fig, title, "", "bytes (B)", legend="part / status")
+    fig.update_xaxes(title_text="exchange (order, method, path, status)", tickangle=-45,
+                     tickfont={"size": 10}, row=2, col=1)
+    return fig
+
+
+def _clip_outliers(fig, labels, totals) -> None:
+    """When one exchange dwarfs the others (e.g. a big document), cut the bytes axis above the
+    rest and write that bar's total on it, so the headers of the small ones stay visible."""
+    ordered = sorted(totals)
+    if len(ordered) < 4 or ordered[-1] <= 4 * ordered[-2]:
+        return
+    top = 1.3 * ordered[-2]
+    fig.update_yaxes(range=[0, top], row=1, col=1)
+    for label, total in zip(labels, totals, strict=True):
+        if total > top:
+            fig.add_annotation(x=label, y=top, text=f"{total:,} B ↑", showarrow=False,
+                               yshift=-10, font={"size": 10}, row=1, col=1)
 
 
 def conditional_savings(frame, *, title: str = "The same note: plain GET vs conditional GET"):

@@ -23,18 +23,17 @@ from aiohttp import web
 
 from .core import websocket_route
 from .feed import (
+    JSON_BODY_ERRORS,
     SINCE_PARAM,
-    ahead_problem,
-    parse_seq,
     poll_operation,
     poll_response,
     pump_to_websocket,
     read_json_object,
     run_websocket,
+    topic_websocket,
 )
-from .hub import HUB, Ahead, Event, Gap, Notice, Topic
+from .hub import HUB, Event, Notice, Topic
 from .problem import ProblemError
-from .websocket import accept
 
 TOPIC = "chat"
 MAX_NAME = 32
@@ -122,23 +121,8 @@ async def chat_ws(request: web.Request) -> web.WebSocketResponse:
     name, errors = check_name(request.query.get("name"))
     if errors:
         raise ProblemError(422, f"name: {errors[0]['message']}", errors=errors)
-    since = parse_seq(request.query.get("since"))
-    gap = None
-    try:
-        sub, replay = topic.subscribe("ws", since)
-    except Gap as exc:
-        gap = exc
-        sub, replay = topic.subscribe("ws", exc.oldest - 1)
-    except Ahead as exc:
-        raise ahead_problem(exc) from None
-    counters = topic.counters("ws")
-    counters.requests += 1
-    try:
-        ws = await accept(request)
-        await ws.send_str(json.dumps({"type": "welcome", "name": name, "last_seq": topic.last_seq,
-                                      "max_text": MAX_TEXT}))
-        if gap is not None:
-            await ws.send_str(json.dumps({"type": "gap", **gap.as_dict()}))
+    welcome = {"type": "welcome", "name": name, "last_seq": topic.last_seq, "max_text": MAX_TEXT}
+    async with topic_websocket(request, topic, first=(welcome,)) as (ws, sub, replay, counters):
         pump = asyncio.create_task(pump_to_websocket(ws, sub, replay, counters, render))
 
         async def error(detail: str, **extra) -> None:
@@ -162,8 +146,6 @@ async def chat_ws(request: web.Request) -> web.WebSocketResponse:
                             errors=[{"field": "type", "message": "unknown"}])
 
         await run_websocket(ws, pump, on_message)
-    finally:
-        sub.close()
     return ws
 
 
@@ -198,9 +180,7 @@ OPENAPI_PATHS = {
             "responses": {
                 "201": {"description": "The stored message with its SEQ",
                         "content": {"application/json": {"schema": _MESSAGE}}},
-                "400": {"$ref": "#/components/responses/Problem"},
-                "415": {"$ref": "#/components/responses/Problem"},
-                "422": {"$ref": "#/components/responses/Problem"},
+                **JSON_BODY_ERRORS,
             },
         },
     }

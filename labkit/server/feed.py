@@ -5,9 +5,11 @@
 - SSE         `GET /sse/feed`                     `id:` is the SEQ; resumes from `Last-Event-ID`
 - WebSocket   `WS /ws/feed?since=SEQ`             each event as JSON {"seq", "ts", "data"}
 
-The source is a seeded random walk published by a ticker on the server loop; `POST
-/api/feed/source` sets its rate, seed and an optional number of ticks after which it stops. It is
-off until asked (a lab that nobody watches publishes nothing).
+The source is a ticker on the server loop publishing either a seeded random walk of a price
+(`"kind": "walk"`, the default) or a replay of the sample series shipped with labkit
+(`"kind": "replay"`, `labkit/data/feed-sample.csv`, see data/README.md). `POST /api/feed/source`
+sets its kind, rate, seed and an optional number of ticks after which it stops. It is off until
+asked (a lab that nobody watches publishes nothing).
 
 A SEQ older than the kept history is answered with 410 Gone (polls) or a "gap" notice (SSE event
 `gap`, WebSocket message {"type": "gap", ...}) before the stream goes on from the oldest kept event.
@@ -18,16 +20,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import csv
+import functools
+import io
 import json
 import math
 import random
+from importlib import resources
 
 from aiohttp import WSCloseCode, WSMsgType, web
 from aiohttp_sse import EventSourceResponse
 from websockets.frames import Frame, Opcode
 
 from .core import websocket_route
-from .hub import HUB, QUEUE_LIMIT, Ahead, Event, Gap, SlowConsumer, Subscription, Topic
+from .hub import (
+    HUB,
+    QUEUE_LIMIT,
+    Ahead,
+    Event,
+    Gap,
+    SlowConsumer,
+    Subscription,
+    Topic,
+    ahead_problem,
+    gap_problem,
+    subscribe_resuming,
+)
 from .problem import ProblemError
 from .websocket import accept
 
@@ -41,12 +59,23 @@ SLOW_CLOSE_CODE = WSCloseCode.POLICY_VIOLATION
 SEND_TIMEOUT_S = 5.0
 """A write a client does not accept within this many seconds ends its stream."""
 SSE_PING_S = 15.0
+SAMPLE_SERIES = "data/feed-sample.csv"
+"""The replayable series, inside the labkit package (so an installed labkit has it too)."""
+KINDS = ("walk", "replay")
 
 routes = web.RouteTableDef()
 
 
+@functools.cache
+def sample_series() -> tuple[float, ...]:
+    """The prices of the shipped sample series, in order (read once from package data)."""
+    text = resources.files("labkit").joinpath(SAMPLE_SERIES).read_text(encoding="utf-8")
+    return tuple(float(row["price"]) for row in csv.DictReader(io.StringIO(text)))
+
+
 class FeedSource:
-    """A ticker publishing a seeded random walk of a price to the hub's "feed" topic.
+    """A ticker publishing prices to the hub's "feed" topic: a seeded random walk ("walk") or the
+    sample series row after row ("replay", from `start_row`, wrapping round at the end).
 
     Events arrive as a Poisson process of mean rate `rate_hz` (random gaps, seeded too): a ticker
     with a fixed period would lock in step with a poller of the same period and hide the
@@ -56,6 +85,9 @@ class FeedSource:
     def __init__(self, hub):
         self.hub = hub
         self.rate_hz = 0.0
+        self.kind = "walk"
+        self.row = 0
+        """Next row of the sample series a replay publishes."""
         self.seed: int | None = None
         self.ticks_left: int | None = None
         self.symbol = "LAB"
@@ -65,8 +97,9 @@ class FeedSource:
         self._task: asyncio.Task | None = None
 
     def state(self) -> dict:
-        return {"running": self.running, "rate_hz": self.rate_hz, "seed": self.seed,
-                "ticks_left": self.ticks_left, "symbol": self.symbol, "price": self.price,
+        return {"running": self.running, "kind": self.kind, "rate_hz": self.rate_hz,
+                "seed": self.seed, "ticks_left": self.ticks_left, "symbol": self.symbol,
+                "price": self.price, "row": self.row, "rows": len(sample_series()),
                 "last_seq": self.hub.topic(TOPIC).last_seq}
 
     @property
@@ -74,10 +107,18 @@ class FeedSource:
         return self._task is not None and not self._task.done()
 
     def configure(self, rate_hz: float, seed: int | None = None, ticks: int | None = None,
-                  start_price: float | None = None) -> None:
-        """Restart the ticker with these settings (rate 0 stops it). Call on the server loop."""
+                  start_price: float | None = None, kind: str = "walk",
+                  start_row: int = 0) -> None:
+        """Restart the ticker with these settings (rate 0 stops it). Call on the server loop.
+
+        The seed drives the walk and the random gaps between events (for both kinds)."""
         self.stop()
         self.rate_hz, self.ticks_left = rate_hz, ticks
+        if kind != self.kind or kind == "replay":
+            self.kind, self.row = kind, start_row
+            self.symbol = "SAMPLE" if kind == "replay" else "LAB"
+            if kind == "walk" and start_price is None and seed is None:
+                self.price = 100.0
         if seed is not None or start_price is not None:
             self.seed = seed
             self._rng = random.Random(seed)
@@ -92,7 +133,13 @@ class FeedSource:
             self._task = None
 
     def step(self) -> dict:
-        """Next point of the walk: a log-normal step of 0.2 % standard deviation."""
+        """Next price: a log-normal step of 0.2 % standard deviation (walk), or the next row of
+        the sample series (replay, with its row number)."""
+        if self.kind == "replay":
+            prices = sample_series()
+            row = self.row % len(prices)
+            self.price, self.row = prices[row], row + 1
+            return {"symbol": self.symbol, "price": self.price, "row": row}
         self.price = round(self.price * math.exp(self._rng.gauss(0.0, 0.002)), 4)
         return {"symbol": self.symbol, "price": self.price}
 
@@ -131,15 +178,6 @@ def parse_seq(raw: str | None, name: str = "since") -> int | None:
         raise ProblemError(422, f"{name} cannot be negative",
                            errors=[{"field": name, "message": "must be >= 0"}])
     return seq
-
-
-def gap_problem(gap: Gap) -> ProblemError:
-    return ProblemError(410, str(gap) + f". Resume from since={gap.oldest - 1} (and accept the "
-                        "loss) or start again from the oldest kept event.", **gap.as_dict())
-
-
-def ahead_problem(exc: Ahead, name: str = "since") -> ProblemError:
-    return ProblemError(422, str(exc), errors=[{"field": name, "message": "never published"}])
 
 
 def _parse_wait(raw: str | None) -> float:
@@ -210,9 +248,20 @@ async def read_json_object(request: web.Request) -> dict:
 
 @routes.post("/api/feed/source")
 async def source_set(request: web.Request) -> web.Response:
-    """Set the ticker: {"rate_hz": R, "seed": S, "ticks": N, "start_price": P}; rate 0 stops it."""
+    """Set the ticker: {"rate_hz": R, "kind": "walk"|"replay", "seed": S, "ticks": N,
+    "start_price": P (walk), "start_row": I (replay)}; rate 0 stops it."""
     body = await read_json_object(request)
     errors = []
+    kind = body.get("kind", "walk")
+    if kind not in KINDS:
+        errors.append({"field": "kind", "message": 'either "walk" or "replay"'})
+    start_row = body.get("start_row", 0)
+    rows = len(sample_series())
+    if (not isinstance(start_row, int) or isinstance(start_row, bool)
+            or not 0 <= start_row < rows):
+        errors.append({"field": "start_row", "message": f"a whole number from 0 to {rows - 1}"})
+    elif start_row and kind != "replay":
+        errors.append({"field": "start_row", "message": 'only with "kind": "replay"'})
     rate = body.get("rate_hz")
     if not isinstance(rate, int | float) or isinstance(rate, bool) or not 0 <= rate <= MAX_RATE_HZ:
         errors.append({"field": "rate_hz", "message": f"a number from 0 to {MAX_RATE_HZ:g}"})
@@ -226,12 +275,15 @@ async def source_set(request: web.Request) -> web.Response:
     if price is not None and (not isinstance(price, int | float) or isinstance(price, bool)
                               or not price > 0):
         errors.append({"field": "start_price", "message": "a positive number or null"})
-    unknown = sorted(set(body) - {"rate_hz", "seed", "ticks", "start_price"})
+    if price is not None and kind == "replay":
+        errors.append({"field": "start_price", "message": "a replay's prices come from the series"})
+    unknown = sorted(set(body) - {"rate_hz", "kind", "seed", "ticks", "start_price", "start_row"})
     errors += [{"field": k, "message": "unknown field"} for k in unknown]
     if errors:
         raise ProblemError(422, "invalid feed source settings", errors=errors)
     source = request.app[SOURCE]
-    source.configure(float(rate), seed, ticks, None if price is None else float(price))
+    source.configure(float(rate), seed, ticks, None if price is None else float(price), kind,
+                     start_row)
     return web.json_response(source.state())
 
 
@@ -246,17 +298,9 @@ def _sse_since(request: web.Request) -> int | None:
 async def feed_sse(request: web.Request) -> web.StreamResponse:
     """Server-Sent Events of the feed; id is the SEQ; resumes after Last-Event-ID (or ?since=)."""
     topic = _topic(request)
-    since = _sse_since(request)
+    name = "Last-Event-ID" if "Last-Event-ID" in request.headers else "since"
+    sub, replay, gap = subscribe_resuming(topic, "sse", _sse_since(request), name)
     counters = topic.counters("sse")
-    counters.requests += 1
-    gap = None
-    try:
-        sub, replay = topic.subscribe("sse", since)
-    except Gap as exc:
-        gap = exc
-        sub, replay = topic.subscribe("sse", exc.oldest - 1)
-    except Ahead as exc:
-        raise ahead_problem(exc, "Last-Event-ID") from None
     response = EventSourceResponse(ping_interval=SSE_PING_S, send_timeout=SEND_TIMEOUT_S)
     try:
         await response.prepare(request)
@@ -487,26 +531,35 @@ async def run_websocket(ws: web.WebSocketResponse, pump: asyncio.Task, on_messag
             await pump
 
 
+@contextlib.asynccontextmanager
+async def topic_websocket(request: web.Request, topic: Topic, *, compress: bool = True,
+                          first: tuple[dict, ...] = ()):
+    """Subscribe after ?since=SEQ, open the WebSocket, send `first` messages and any gap notice,
+    then yield (ws, subscription, replay, counters); the subscription is closed on the way out.
+
+    Shared by every WebSocket route that streams a hub topic (the feed, the chat room). Refusals
+    (a bad or never-published SEQ) happen before the upgrade, as problem+json.
+    """
+    since = parse_seq(request.query.get("since"))
+    sub, replay, gap = subscribe_resuming(topic, "ws", since)
+    try:
+        ws = await accept(request, compress=compress)
+        for message in first:
+            await ws.send_str(json.dumps(message))
+        if gap is not None:
+            await ws.send_str(json.dumps({"type": "gap", **gap.as_dict()}))
+        yield ws, sub, replay, topic.counters("ws")
+    finally:
+        sub.close()
+
+
 @routes.get("/ws/feed")
 @websocket_route
 async def feed_ws(request: web.Request) -> web.WebSocketResponse:
     """Push each feed event as JSON {"seq", "ts", "data"}; ?since=SEQ replays kept events first."""
-    topic = _topic(request)
-    since = parse_seq(request.query.get("since"))
-    gap = None
-    try:
-        sub, replay = topic.subscribe("ws", since)
-    except Gap as exc:
-        gap = exc
-        sub, replay = topic.subscribe("ws", exc.oldest - 1)
-    except Ahead as exc:
-        raise ahead_problem(exc) from None
-    counters = topic.counters("ws")
-    counters.requests += 1
-    try:
-        ws = await accept(request, compress=False)  # the fast path writes plain frames
-        if gap is not None:
-            await ws.send_str(json.dumps({"type": "gap", **gap.as_dict()}))
+    # compress=False: the fast path writes plain frames
+    async with topic_websocket(request, _topic(request), compress=False) as (ws, sub, replay,
+                                                                               counters):
         pump = asyncio.create_task(pump_to_websocket(ws, sub, replay, counters))
 
         async def on_message(text: str) -> None:
@@ -514,8 +567,6 @@ async def feed_ws(request: web.Request) -> web.WebSocketResponse:
                                           "detail": "this feed is read-only; send nothing"}))
 
         await run_websocket(ws, pump, on_message)
-    finally:
-        sub.close()
     return ws
 
 
@@ -541,7 +592,8 @@ _EVENT = {
 _SOURCE_STATE = {
     "type": "object",
     "properties": {
-        "running": {"type": "boolean"}, "rate_hz": {"type": "number"},
+        "running": {"type": "boolean"}, "kind": {"enum": list(KINDS)},
+        "rate_hz": {"type": "number"}, "row": {"type": "integer"}, "rows": {"type": "integer"},
         "seed": {"type": ["integer", "null"]}, "ticks_left": {"type": ["integer", "null"]},
         "symbol": {"type": "string"}, "price": {"type": "number"}, "last_seq": {"type": "integer"},
     },
@@ -551,6 +603,9 @@ _RANGE_HEADERS = {
     "Feed-Oldest-Seq": {"schema": {"type": "integer"}, "description": "SEQ of the oldest kept"},
     "Feed-History-Limit": {"schema": {"type": "integer"}, "description": "events kept"},
 }
+JSON_BODY_ERRORS = {str(status): {"$ref": "#/components/responses/Problem"}
+                    for status in (400, 415, 422)}
+"""OpenAPI responses of a route that reads a JSON body with `read_json_object` and validates it."""
 SINCE_PARAM = {
     "name": "since", "in": "query", "required": False,
     "schema": {"type": "integer", "minimum": 0},
@@ -595,6 +650,11 @@ OPENAPI_PATHS = {
                 "type": "object", "required": ["rate_hz"], "additionalProperties": False,
                 "properties": {
                     "rate_hz": {"type": "number", "minimum": 0, "maximum": MAX_RATE_HZ},
+                    "kind": {"enum": list(KINDS), "default": "walk",
+                             "description": "a seeded random walk, or a replay of the sample "
+                                            "series shipped with labkit"},
+                    "start_row": {"type": "integer", "minimum": 0, "default": 0,
+                                  "description": "replay only: first row of the series"},
                     "seed": {"type": ["integer", "null"]},
                     "ticks": {"type": ["integer", "null"], "minimum": 0},
                     "start_price": {"type": ["number", "null"], "exclusiveMinimum": 0},
@@ -603,9 +663,7 @@ OPENAPI_PATHS = {
             "responses": {
                 "200": {"description": "Ticker state",
                         "content": {"application/json": {"schema": _SOURCE_STATE}}},
-                "400": {"$ref": "#/components/responses/Problem"},
-                "415": {"$ref": "#/components/responses/Problem"},
-                "422": {"$ref": "#/components/responses/Problem"},
+                **JSON_BODY_ERRORS,
             },
         },
     },

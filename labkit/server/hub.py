@@ -39,6 +39,8 @@ from typing import Any
 
 from aiohttp import web
 
+from .problem import ProblemError
+
 HISTORY_LIMIT = 1000
 """Events a topic keeps for clients that resume (older ones are forgotten)."""
 
@@ -357,6 +359,38 @@ class Hub:
 
     def stats(self) -> dict:
         return {name: topic.stats() for name, topic in sorted(self.topics.items())}
+
+
+def gap_problem(gap: Gap) -> ProblemError:
+    """A too-old SEQ as HTTP 410 Gone, with the range still kept."""
+    return ProblemError(410, str(gap) + f". Resume from since={gap.oldest - 1} (and accept the "
+                        "loss) or start again from the oldest kept event.", **gap.as_dict())
+
+
+def ahead_problem(exc: Ahead, name: str = "since") -> ProblemError:
+    """A never-published SEQ as HTTP 422, naming the parameter it came in."""
+    return ProblemError(422, str(exc), errors=[{"field": name, "message": "never published"}])
+
+
+def subscribe_resuming(topic: Topic, transport: str, since: int | None,
+                       name: str = "since") -> tuple[Subscription, list[Event], Gap | None]:
+    """What every streaming transport (SSE, WebSocket) does when a client connects after `since`.
+
+    Returns the subscription, the kept events to replay, and the Gap if `since` was too old: then
+    the stream goes on from the oldest kept event and the transport must tell the client (never a
+    silent skip). A SEQ never published is refused before anything starts: 422 naming `name`.
+    Counts one request for `transport`.
+    """
+    try:
+        sub, replay = topic.subscribe(transport, since)
+        gap = None
+    except Gap as exc:
+        gap = exc
+        sub, replay = topic.subscribe(transport, exc.oldest - 1)
+    except Ahead as exc:
+        raise ahead_problem(exc, name) from None
+    topic.counters(transport).requests += 1
+    return sub, replay, gap
 
 
 HUB = web.AppKey("hub", Hub)

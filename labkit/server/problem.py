@@ -6,10 +6,14 @@ import json
 import logging
 from http import HTTPStatus
 
-from aiohttp import web
+from aiohttp import WSCloseCode, web
 
 PROBLEM_TYPE = "application/problem+json"
 log = logging.getLogger("labkit.server")
+
+OPEN_WEBSOCKET = web.RequestKey("open_websocket", web.WebSocketResponse)
+"""Set by `websocket.accept` once the handshake is done: after that an error cannot become an HTTP
+answer any more (the connection speaks WebSocket), so the middleware closes the socket instead."""
 
 
 def problem(status: int, detail: str, *, headers: dict | None = None, **extra) -> web.Response:
@@ -62,6 +66,27 @@ async def problem_middleware(request: web.Request, handler):
         if exc.status == 413:
             detail = f"{_DETAILS[413]} ({exc.text})"
         return problem(exc.status, detail, headers=headers)
+    except ConnectionError:
+        # The client went away mid-request (e.g. it sent less body than its Content-Length). The
+        # answer is most likely undeliverable; aiohttp drops it quietly if so.
+        return await _after_upgrade(request, WSCloseCode.GOING_AWAY) or problem(
+            400, "The connection ended before the request was complete."
+        )
     except Exception:  # a bug of ours: log it here, never send a traceback to the user
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return problem(500, "The lab server hit an unexpected error; it is logged on the server.")
+        return await _after_upgrade(request, WSCloseCode.INTERNAL_ERROR) or problem(
+            500, "The lab server hit an unexpected error; it is logged on the server."
+        )
+
+
+async def _after_upgrade(request: web.Request, code: int) -> web.WebSocketResponse | None:
+    """The request's WebSocket, closed with `code`, if the handshake was done (else None)."""
+    ws = request.get(OPEN_WEBSOCKET)
+    if ws is None:
+        return None
+    if not ws.closed:
+        try:
+            await ws.close(code=code, message=b"unexpected server error" if code == 1011 else b"")
+        except Exception:  # the peer is gone already: nothing left to tell it
+            log.debug("could not close the WebSocket of %s", request.path, exc_info=True)
+    return ws

@@ -39,6 +39,10 @@ MAX_TAG = 50
 MAX_VOTES = 2**53 - 1
 DEFAULT_PER_PAGE = 20
 MAX_PER_PAGE = 100
+MAX_PAGE = 10**9
+NOT_BLANK = r"[^\x09-\x0d\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+"""Matches a character that is not whitespace (Python's str.isspace set, spelled out so the OpenAPI
+`pattern` means the same in every regex dialect): titles and tags must contain one."""
 CACHE_CONTROL = "no-cache"
 """Caches may keep a note but must revalidate it (If-None-Match) before each reuse."""
 
@@ -145,8 +149,8 @@ def _text_error(value, limit: int, *, empty_ok: bool) -> str | None:
         value.encode("utf-8")
     except UnicodeEncodeError:
         return "is not valid Unicode (lone surrogate)"
-    if not empty_ok and not value.strip():
-        return "must not be empty"
+    if not empty_ok and not re.search(NOT_BLANK, value):
+        return "must not be empty or only whitespace"
     if len(value) > limit:
         return f"must be at most {limit} characters, got {len(value)}"
     return None
@@ -177,6 +181,8 @@ def validate(doc) -> dict:
             if problem := _text_error(tag, MAX_TAG, empty_ok=False):
                 errors.append({"field": f"tags[{i}]", "message": problem})
     votes = doc.get("votes", 0)
+    if type(votes) is float and votes.is_integer() and abs(votes) <= MAX_VOTES:
+        votes = int(votes)  # JSON Schema: 3.0 is an integer too
     if type(votes) is not int:
         kind = "null" if votes is None else type(votes).__name__
         errors.append({"field": "votes", "message": f"must be an integer, got {kind}"})
@@ -280,7 +286,7 @@ def _query_int(request: web.Request, name: str, default: int, low: int, high: in
     raw = request.query.get(name)
     if raw is None:
         return default
-    if not re.fullmatch(r"[0-9]{1,9}", raw.strip()) or not low <= int(raw) <= high:
+    if not re.fullmatch(r"[0-9]{1,18}", raw.strip()) or not low <= int(raw) <= high:
         raise ProblemError(
             422, f"{name} must be a whole number from {low} to {high}, got {raw[:50]!r}.",
             errors=[{"field": name, "message": f"must be an integer in [{low}, {high}]"}],
@@ -324,7 +330,7 @@ def _note_response(request: web.Request, note: Note, status: int = 200, headers=
 async def list_notes(request: web.Request) -> web.Response:
     """A page of notes (JSON or CSV), with Link headers to the other pages."""
     media = negotiate(request, (JSON, CSV))
-    page = _query_int(request, "page", 1, 1, 10**9)
+    page = _query_int(request, "page", 1, 1, MAX_PAGE)
     per_page = _query_int(request, "per_page", DEFAULT_PER_PAGE, 1, MAX_PER_PAGE)
     notes, total = await asyncio.to_thread(store(request).page, (page - 1) * per_page, per_page)
     pages = max(1, -(-total // per_page))
@@ -421,6 +427,7 @@ async def delete_note(request: web.Request) -> web.Response:
 @routes.route("OPTIONS", "/api/notes/{id}")
 async def note_options(request: web.Request) -> web.Response:
     """Which methods a note takes (Allow) and the patch format (Accept-Patch)."""
+    note_id(request)
     return web.Response(status=204, headers={"Allow": "GET, HEAD, PUT, PATCH, DELETE, OPTIONS",
                                              "Accept-Patch": MERGE_PATCH})
 
@@ -450,14 +457,27 @@ def setup(app: web.Application) -> None:
 # -- OpenAPI ------------------------------------------------------------------------------------
 _PROBLEM = {"$ref": "#/components/responses/Problem"}
 _NOTE_FIELDS = {
-    "title": {"type": "string", "minLength": 1, "maxLength": MAX_TITLE},
+    "title": {"type": "string", "minLength": 1, "maxLength": MAX_TITLE, "pattern": NOT_BLANK},
     "body": {"type": "string", "maxLength": MAX_TEXT, "default": ""},
     "tags": {"type": "array", "maxItems": MAX_TAGS, "default": [],
-             "items": {"type": "string", "minLength": 1, "maxLength": MAX_TAG}},
+             "items": {"type": "string", "minLength": 1, "maxLength": MAX_TAG, "pattern": NOT_BLANK}},
     "votes": {"type": "integer", "minimum": -MAX_VOTES, "maximum": MAX_VOTES, "default": 0},
 }
-_NOTE_INPUT = {"type": "object", "required": ["title"], "properties": _NOTE_FIELDS,
+_SERVER_FIELDS = {name: {"readOnly": True, "description": "Set by the server; ignored when sent"}
+                  for name in READ_ONLY}
+_NOTE_INPUT = {"type": "object", "required": ["title"], "additionalProperties": False,
+               "properties": {**_NOTE_FIELDS, **_SERVER_FIELDS},
                "description": "id, version, created and updated may be sent back; they are ignored."}
+_NOTE_PATCH = {
+    "type": "object", "additionalProperties": False,
+    "properties": {
+        "title": _NOTE_FIELDS["title"],
+        **{name: {"anyOf": [schema, {"type": "null"}]}
+           for name, schema in _NOTE_FIELDS.items() if name != "title"},
+        **_SERVER_FIELDS,
+    },
+    "description": "RFC 7396: members replace, null removes (back to the default)",
+}
 _NOTE = {
     "type": "object",
     "required": ["id", "title", "body", "tags", "votes", "version", "created", "updated"],
@@ -496,7 +516,7 @@ OPENAPI_PATHS = {
             "operationId": "listNotes",
             "parameters": [
                 {"name": "page", "in": "query", "required": False,
-                 "schema": {"type": "integer", "minimum": 1, "default": 1}},
+                 "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 1}},
                 {"name": "per_page", "in": "query", "required": False,
                  "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PER_PAGE,
                             "default": DEFAULT_PER_PAGE}},
@@ -567,10 +587,7 @@ OPENAPI_PATHS = {
             "summary": "Change some fields (JSON Merge Patch)",
             "operationId": "patchNote",
             "parameters": [_IF_MATCH],
-            "requestBody": {"required": True, "content": {MERGE_PATCH: {"schema": {
-                "type": "object", "properties": _NOTE_FIELDS,
-                "description": "RFC 7396: members replace, null removes (back to the default)",
-            }}}},
+            "requestBody": {"required": True, "content": {MERGE_PATCH: {"schema": _NOTE_PATCH}}},
             "responses": {
                 "200": _NOTE_OK,
                 "400": _PROBLEM, "404": _PROBLEM, "406": _PROBLEM, "412": _PROBLEM,
@@ -587,7 +604,8 @@ OPENAPI_PATHS = {
             "summary": "Methods of a note",
             "operationId": "noteOptions",
             "responses": {"204": {**_NO_CONTENT, "headers": {"Allow": _HEADER,
-                                                             "Accept-Patch": _HEADER}}},
+                                                             "Accept-Patch": _HEADER}},
+                          "404": _PROBLEM},
         },
     },
 }

@@ -76,8 +76,8 @@ async def ws_session(request: web.Request) -> web.WebSocketResponse:
         if msg.type is WSMsgType.TEXT:
             try:
                 command = json.loads(msg.data)
-            except ValueError as exc:
-                await ws.send_str(_error("not JSON", detail=str(exc)))
+            except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
+                await ws.send_str(_error("not JSON", detail=str(exc)[:200]))
                 continue
             await ws.send_json(apply_command(session, command))
         elif msg.type is WSMsgType.BINARY:
@@ -134,7 +134,7 @@ async def ws_clock(request: web.Request) -> web.WebSocketResponse:
             if msg.type is WSMsgType.TEXT and msg.data.startswith("{"):
                 try:
                     wanted = json.loads(msg.data).get("rate")
-                except (ValueError, AttributeError):
+                except (ValueError, AttributeError, RecursionError):
                     wanted = None
                 if wanted is not None:
                     if type(wanted) in (int, float) and 0.1 <= wanted <= MAX_CLOCK_HZ:  # not bool

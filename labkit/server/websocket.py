@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import ipaddress
 from urllib.parse import urlsplit
 
 from aiohttp import WSCloseCode, web
 
 from .keys import CONFIG, WEBSOCKETS
-from .problem import ProblemError
+from .problem import OPEN_WEBSOCKET, ProblemError
 
 LOOPBACK_NAMES = {"localhost"}
 CLOSE_TIMEOUT = 0.5
@@ -37,10 +39,46 @@ def origin_allowed(origin: str | None, allowed: tuple[str, ...] = ()) -> bool:
         return False
 
 
+WEBSOCKET_VERSION = "13"
+"""The only protocol version of RFC 6455 (earlier drafts are not spoken here)."""
+
+
+def check_handshake(request: web.Request) -> None:
+    """Refuse a request that is not an RFC 6455 opening handshake, saying what is missing.
+
+    Not an upgrade at all, or another protocol version: 426 Upgrade Required with the `Upgrade`
+    (RFC 9110 15.5.22) and `Sec-WebSocket-Version` (RFC 6455 4.2.2) the client should use.
+    A malformed `Sec-WebSocket-Key`: 400.
+    """
+    upgrade = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": WEBSOCKET_VERSION}
+    if request.headers.get("Upgrade", "").strip().lower() != "websocket":
+        raise ProblemError(
+            426, f"{request.path} is a WebSocket route: open it with a WebSocket client "
+            f"(ws://...), which sends Upgrade: websocket.", headers=upgrade,
+        )
+    version = request.headers.get("Sec-WebSocket-Version", "").strip()
+    if version != WEBSOCKET_VERSION:
+        raise ProblemError(
+            426, f"WebSocket version {version[:20]!r} is not supported; use "
+            f"Sec-WebSocket-Version: {WEBSOCKET_VERSION} (RFC 6455).", headers=upgrade,
+        )
+    key = request.headers.get("Sec-WebSocket-Key", "").strip()
+    try:
+        valid_key = len(base64.b64decode(key, validate=True)) == 16
+    except (binascii.Error, ValueError):
+        valid_key = False
+    if not valid_key:
+        raise ProblemError(
+            400, "Sec-WebSocket-Key must be 16 random bytes in base64 (RFC 6455 4.1); "
+            f"got {key[:40]!r}.",
+        )
+
+
 async def accept(request: web.Request, **options) -> web.WebSocketResponse:
     """Check Origin, then complete the handshake with the lab's limits and track the socket.
 
-    A foreign Origin is refused with 403 problem+json before any upgrade happens.
+    A foreign Origin is refused with 403 problem+json before any upgrade happens; a request that is
+    not a proper handshake gets 426 or 400 (see `check_handshake`).
     Messages above the configured limit close the connection with 1009 (aiohttp's reader does it).
     """
     config = request.app[CONFIG]
@@ -55,8 +93,10 @@ async def accept(request: web.Request, **options) -> web.WebSocketResponse:
     options.setdefault("max_msg_size", config.max_ws_message + 1)
     options.setdefault("heartbeat", None)
     options.setdefault("timeout", CLOSE_TIMEOUT)
+    check_handshake(request)
     ws = web.WebSocketResponse(**options)
     await ws.prepare(request)
+    request[OPEN_WEBSOCKET] = ws
     request.app[WEBSOCKETS].add(ws)
     return ws
 

@@ -18,8 +18,6 @@ from .. import _loop
 from . import REFRESH_S
 
 PAD = "style='padding:2px 12px;text-align:right'"
-COLOURS = {"short poll": "#1f77b4", "long poll": "#ff7f0e", "SSE": "#2ca02c",
-           "WebSocket": "#d62728"}
 
 
 class FeedDashboard:
@@ -31,14 +29,14 @@ class FeedDashboard:
         import plotly.graph_objects as go
 
         from ..clients.feed import LABELS, TRANSPORTS, start_run
-        from ..plots.base import finish
+        from ..plots.base import finish, transport_color
 
         self.redraws = 0
         self.figure = go.FigureWidget()
         for transport in TRANSPORTS:
             label = LABELS[transport]
             self.figure.add_scatter(x=[], y=[], name=label, mode="lines+markers",
-                                    line={"shape": "hv", "color": COLOURS[label]},
+                                    line={"shape": "hv", "color": transport_color(label)},
                                     marker={"size": 4})
         finish(self.figure, "The same feed, as each transport sees it", "time since start (s)",
                "price (LAB units)", legend="transport")

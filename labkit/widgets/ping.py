@@ -25,7 +25,9 @@ async def _echo_for(conn, seconds: float, payload: str) -> list[tuple[float, flo
 def ping_meter(target, seconds: float = 5.0, *, path: str = "/ws/echo", payload: str = "ping"):
     """Show a live meter of WebSocket echo round trips for `seconds`, then return them as a DataFrame.
 
-    The meter redraws every REFRESH_S seconds (at most ~10 times a second) and stops by itself.
+    Echoes run in slices of REFRESH_S seconds; after each slice the meter adds one point for the
+    slice's median and one for its slowest echo (so it redraws at most ~10 times a second, however
+    many thousand echoes there are), and it stops by itself.
     Columns of the result: trial, t_s (time since start), rtt_ms.
     """
     import ipywidgets as w
@@ -33,13 +35,22 @@ def ping_meter(target, seconds: float = 5.0, *, path: str = "/ws/echo", payload:
     import plotly.graph_objects as go
     from IPython.display import display
 
-    from ..plots.base import finish
+    from ..plots.base import finish, transport_color
 
     readout = w.HTML("<b>ping meter</b>: connecting…")
     clock = w.FloatProgress(value=0, min=0, max=seconds, description="time", bar_style="info")
-    figure = go.FigureWidget(go.Scatter(x=[], y=[], mode="lines", name="WebSocket echo"))
-    finish(figure, "WebSocket echo round trips, live", "time since start (s)", "round trip (ms)")
-    figure.update_layout(height=280)
+    color = transport_color("websocket")
+    figure = go.FigureWidget([
+        go.Scatter(x=[], y=[], mode="lines+markers", name="median of each slice",
+                   line={"color": color}, marker={"size": 5}),
+        go.Scatter(x=[], y=[], mode="lines", name="slowest of each slice",
+                   line={"color": color, "dash": "dot", "width": 1}),
+    ])
+    finish(figure, f"WebSocket echo round trips, live (one point per {REFRESH_S:g} s slice)",
+           "time since start (s)", "round trip (ms, log scale)", legend="echoes")
+    figure.update_xaxes(range=[0, seconds])
+    figure.update_yaxes(type="log")
+    figure.update_layout(height=300)
     box = w.VBox([readout, clock, figure], layout=w.Layout(width="100%"))
     box.add_class("labkit-ping-meter")
     display(box)
@@ -50,16 +61,19 @@ def ping_meter(target, seconds: float = 5.0, *, path: str = "/ws/echo", payload:
         while (elapsed := time.perf_counter() - started) < seconds:
             slice_s = min(REFRESH_S, seconds - elapsed)
             batch = _loop.run(_echo_for(ws.connection, slice_s, payload))
-            offset = elapsed
-            samples.extend((offset + t, rtt) for t, rtt in batch)
+            samples.extend((elapsed + t, rtt) for t, rtt in batch)
+            if batch:
+                rtts = sorted(rtt for _, rtt in batch)
+                with figure.batch_update():
+                    for trace, value in zip(figure.data, (rtts[len(rtts) // 2], rtts[-1]),
+                                            strict=True):
+                        trace.x = (*trace.x, elapsed + slice_s / 2)
+                        trace.y = (*trace.y, value)
             last = samples[-1][1] if samples else float("nan")
             readout.value = (
                 f"<b>ping meter</b>: {len(samples):,} echoes · last {last:.3f} ms"
             )
             clock.value = min(seconds, time.perf_counter() - started)
-            with figure.batch_update():
-                figure.data[0].x = [s[0] for s in samples[-2000:]]
-                figure.data[0].y = [s[1] for s in samples[-2000:]]
     clock.bar_style = "success"
     frame = pd.DataFrame(samples, columns=["t_s", "rtt_ms"])
     frame.insert(0, "trial", range(len(frame)))
