@@ -63,8 +63,14 @@ def _close_soon(aclose: Callable[[], Awaitable]) -> None:
     if loop is None or not loop.is_running():
         return
     future = asyncio.run_coroutine_threadsafe(aclose(), loop)
-    _closing.add(future)
-    future.add_done_callback(_closing.discard)
+    with _lock:  # the done callback runs on the loop's thread
+        _closing.add(future)
+    future.add_done_callback(_forget)
+
+
+def _forget(future: concurrent.futures.Future) -> None:
+    with _lock:
+        _closing.discard(future)
 
 
 def close_when_collected(owner, aclose: Callable[[], Awaitable]) -> weakref.finalize:
@@ -92,7 +98,9 @@ def _shutdown() -> None:
         if detached is not None:
             _, func, args, kwargs = detached
             func(*args, **kwargs)
-    concurrent.futures.wait(list(_closing), timeout=EXIT_CLOSE_TIMEOUT)
+    with _lock:
+        closing = list(_closing)
+    concurrent.futures.wait(closing, timeout=EXIT_CLOSE_TIMEOUT)
     _loop.call_soon_threadsafe(_loop.stop)
     _thread.join(EXIT_CLOSE_TIMEOUT)
     if not _loop.is_running():

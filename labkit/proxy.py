@@ -150,7 +150,15 @@ class TcpProxy:
         self._thread = threading.Thread(target=self._loop.run_forever,
                                         name=f"labkit-{type(self).__name__}", daemon=True)
         self._thread.start()
-        asyncio.run_coroutine_threadsafe(self.serve(), self._loop).result(10)
+        try:
+            asyncio.run_coroutine_threadsafe(self.serve(), self._loop).result(10)
+        except BaseException:  # e.g. the port is taken: leave no thread or loop behind
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(5)
+            if not self._loop.is_running():
+                self._loop.close()
+            self._loop = self._thread = None
+            raise
         return self
 
     def stop(self) -> None:

@@ -260,10 +260,10 @@ def test_content_length_shorter_than_the_body(lab):
 
 def test_content_length_longer_than_the_body_drops_quietly(lab, caplog):
     data = request("POST", "/api/echo", [("Content-Length", 100)], b"hello")
-    with caplog.at_level(logging.ERROR, logger="labkit.server"):
+    with caplog.at_level(logging.ERROR):
         assert exchange(lab, data, half_close=True) == b""  # nothing to answer: the client left
         assert_healthy(lab)
-    assert not [r for r in caplog.records if r.name == "labkit.server"]
+    assert not [r for r in caplog.records if r.name.startswith(("labkit", "aiohttp"))]
 
 
 @pytest.mark.parametrize("headers, status, missing", [
@@ -282,3 +282,42 @@ def test_broken_websocket_handshake_says_what_is_missing(lab, path, headers, sta
     if status == 426:  # RFC 9110 15.5.22 and RFC 6455 4.2.2
         assert hdrs["upgrade"].lower() == "websocket"
         assert hdrs["sec-websocket-version"] == "13"
+
+
+# -- life cycle under concurrency and failure ----------------------------------------------------------
+def test_concurrent_start_and_stop_run_one_server(tmp_path):
+    import threading
+
+    from labkit.server.config import LabConfig
+    from labkit.server.runner import LabServer
+
+    lab = LabServer(LabConfig(db=str(tmp_path / "lab.db")))
+    try:
+        starters = [threading.Thread(target=lab.start) for _ in range(4)]
+        for t in starters:
+            t.start()
+        for t in starters:
+            t.join(15)
+        assert sum(t.name == "labkit-server" for t in threading.enumerate()) == 1
+        assert_healthy(lab)
+        assert lab.status()["open_websockets"] == 0
+    finally:
+        stoppers = [threading.Thread(target=lab.stop) for _ in range(4)]
+        for t in stoppers:
+            t.start()
+        for t in stoppers:
+            t.join(15)
+    assert not lab.running
+    assert not [t for t in threading.enumerate() if t.name == "labkit-server"]
+
+
+def test_proxy_that_cannot_bind_leaves_no_thread_behind(lab):
+    import threading
+
+    from labkit.proxy import TcpProxy
+
+    with TcpProxy("127.0.0.1", lab.port) as first:
+        before = threading.active_count()
+        with pytest.raises(OSError):
+            TcpProxy("127.0.0.1", lab.port, port=first.port).start()
+        assert threading.active_count() == before

@@ -276,3 +276,37 @@ def test_over_limit_message_closes_1009_and_others_keep_going(make_lab, path):
     finally:
         hostile.close()
         client.close()
+
+
+@pytest.mark.parametrize("path, message", [
+    ("/ws/session", b"[" * 100_000),
+    ("/ws/clock?rate=0.1", b'{"rate": ' * 100_000),
+])
+def test_json_nested_too_deep_gets_an_answer_not_a_crash(raw, path, message):
+    client = raw(path)
+    if path == "/ws/session":
+        client.read_frame()
+    client.send(frame(TEXT, message))
+    opcode, payload = client.read_frame()
+    assert opcode == TEXT
+    assert json.loads(payload)["type"] in ("error", "ack")
+    client.send(frame(TEXT, b'{"op": "get"}'))
+    assert client.read_frame()[0] == TEXT  # the connection is still open
+
+
+def test_a_handler_bug_after_the_upgrade_closes_1011_not_an_http_500(raw, monkeypatch, caplog):
+    # Once the handshake is done the connection speaks WebSocket: an unexpected error must close
+    # it with 1011 (RFC 6455 7.4.1), not write an HTTP response into the frame stream.
+    import labkit.server.session as session
+
+    def broken(state, command):
+        raise RuntimeError("a bug")
+
+    still_served = well_behaved(raw, "/ws/echo")
+    client = raw("/ws/session")
+    client.read_frame()
+    monkeypatch.setattr(session, "apply_command", broken)
+    client.send(frame(TEXT, b'{"op": "get"}'))
+    assert client.read_close() == 1011
+    assert any("unhandled error" in r.getMessage() for r in caplog.records)
+    still_served()

@@ -42,6 +42,7 @@ class LabServer:
         self._workdir: Path | None = None
         self.port: int | None = None
         self.app: web.Application | None = None
+        self._lifecycle = threading.RLock()  # start/stop/restart from several threads at once
 
     # -- addresses -------------------------------------------------------------------------
     @property
@@ -78,8 +79,13 @@ class LabServer:
     # -- lifecycle -------------------------------------------------------------------------
     def start(self, timeout: float = 10.0) -> LabServer:
         """Bind and serve; returns once the port answers. Errors are raised here, in the caller."""
-        if self.running:
-            return self
+        with self._lifecycle:
+            if self.running:
+                return self
+            self._start(timeout)
+        return self
+
+    def _start(self, timeout: float) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="labkit-server", daemon=True
@@ -89,14 +95,17 @@ class LabServer:
         future = asyncio.run_coroutine_threadsafe(self._serve(), self._loop)
         try:
             future.result(timeout)
-        except OSError as exc:
+        except OSError as exc:  # includes TimeoutError: the server did not start in time
+            timed_out = not future.done()
+            future.cancel()
             self._halt_loop()
+            if timed_out:
+                raise LabStartError(f"The lab server did not start within {timeout} s.") from None
             raise LabStartError(self._bind_advice(exc)) from None
         except BaseException:
             future.cancel()
             self._halt_loop()
             raise
-        return self
 
     def _bind_advice(self, exc: OSError) -> str:
         where = f"{self.config.host}:{self.config.port}"
@@ -137,48 +146,68 @@ class LabServer:
 
     def stop(self, *, keep_data: bool = False) -> None:
         """Close every WebSocket with 1001, free the port, end the thread. Safe to call twice."""
-        if self._loop is None:
-            return
-        if self._runner is not None and self._loop.is_running():
-            future = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)
-            with contextlib.suppress(Exception):  # stopping must always finish
-                future.result(5)
-        self._halt_loop()
-        self._runner = None
-        if self._workdir is not None and not keep_data:
-            shutil.rmtree(self._workdir, ignore_errors=True)
-            self._workdir = None
+        with self._lifecycle:
+            if self._loop is None:
+                return
+            self._refuse_own_thread("stop()")
+            if self._runner is not None and self._loop.is_running():
+                future = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)
+                with contextlib.suppress(Exception):  # stopping must always finish
+                    future.result(5)
+            self._halt_loop()
+            self._runner = None
+            if self._workdir is not None and not keep_data:
+                shutil.rmtree(self._workdir, ignore_errors=True)
+                self._workdir = None
 
     def restart(self) -> LabServer:
         """Stop and start again on the same port with the same data (a server restart, live)."""
-        port = self.port
-        self.stop(keep_data=True)
-        self.config = replace(self.config, port=port)
-        return self.start()
+        with self._lifecycle:
+            port = self.port
+            self.stop(keep_data=True)
+            self.config = replace(self.config, port=port)
+            return self.start()
+
+    def _refuse_own_thread(self, what: str) -> None:
+        if threading.current_thread() is self._thread:
+            raise RuntimeError(f"{what} called from the lab server's own thread would wait for itself")
 
     def _halt_loop(self) -> None:
         loop, thread = self._loop, self._thread
         if loop is None:
             return
         if loop.is_running():
-            asyncio.run_coroutine_threadsafe(_drain(loop), loop).result(5)
+            with contextlib.suppress(Exception):  # a handler stuck in a worker thread: stop anyway
+                asyncio.run_coroutine_threadsafe(_drain(loop), loop).result(5)
             loop.call_soon_threadsafe(loop.stop)
         if thread is not None:
             thread.join(5)
-        loop.close()
+        if not loop.is_running():  # else the daemon thread is stuck; leave its loop to it
+            loop.close()
         self._loop = self._thread = None
 
     def call(self, coro, timeout: float = 10.0):
         """Run a coroutine on the server's loop and return its result (for tests and lessons)."""
-        if self._loop is None:
+        loop = self._loop
+        if loop is None:
+            coro.close()
             raise RuntimeError("the lab server is not running: call lk.start() first")
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+        self._refuse_own_thread("call()")
+        future = asyncio.run_coroutine_threadsafe(coro, loop)
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            future.cancel()
+            raise
 
     def status(self) -> dict:
         """What is running where: url, ws_url, db, open WebSockets."""
         from .keys import WEBSOCKETS
 
-        open_ws = len([w for w in self.app[WEBSOCKETS] if not w.closed]) if self.app else 0
+        async def count_open() -> int:  # on the server loop, which is the one that changes the set
+            return len([w for w in self.app[WEBSOCKETS] if not w.closed])
+
+        open_ws = self.call(count_open(), 5) if self.running and self.app else 0
         return {
             "running": self.running,
             "url": self.url if self.running else None,

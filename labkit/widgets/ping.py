@@ -49,7 +49,7 @@ def ping_meter(target, seconds: float = 5.0, *, path: str = "/ws/echo", payload:
     finish(figure, f"WebSocket echo round trips, live (one point per {REFRESH_S:g} s slice)",
            "time since start (s)", "round trip (ms, log scale)", legend="echoes")
     figure.update_xaxes(range=[0, seconds])
-    figure.update_yaxes(type="log")
+    figure.update_yaxes(type="log", dtick=1)  # labels at 0.1, 1, 10 ms only
     figure.update_layout(height=300)
     box = w.VBox([readout, clock, figure], layout=w.Layout(width="100%"))
     box.add_class("labkit-ping-meter")

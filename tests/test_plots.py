@@ -1,0 +1,77 @@
+"""Plot helpers: one colour per transport across modules, titles and units, readable byte plots."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from labkit.plots import base, latency, push, rest, wire
+
+
+def _colors(fig) -> dict:
+    """Trace name -> colour, whichever attribute the trace uses."""
+    out = {}
+    for trace in fig.data:
+        color = getattr(getattr(trace, "line", None), "color", None)
+        color = color or getattr(getattr(trace, "marker", None), "color", None)
+        out[trace.name] = color
+    return out
+
+
+def test_palette_maps_keys_and_names_to_the_same_colour():
+    assert base.transport_color("websocket") == base.transport_color("WebSocket")
+    assert base.transport_color("ws") == base.TRANSPORT_COLORS["WebSocket"]
+    assert base.transport_color("rest-new") == base.TRANSPORT_COLORS["REST, new connection"]
+    assert base.transport_color("poll 0.5 s") == base.TRANSPORT_COLORS["short poll"]
+    assert base.transport_color("REST poll") == base.TRANSPORT_COLORS["short poll"]
+    assert base.transport_color("headers") is None
+    assert len(set(base.TRANSPORT_COLORS.values())) == len(base.TRANSPORT_COLORS)
+
+
+def test_websocket_is_the_same_colour_in_the_latency_and_push_plots():
+    rtt = pd.DataFrame({"transport": ["websocket", "rest-new"] * 3, "profile": "loopback",
+                        "rtt_ms": [1.0, 2.0, 1.5, 2.5, 1.2, 2.2]})
+    events = pd.DataFrame({"transport": ["WebSocket", "short poll", "SSE", "long poll"] * 2,
+                           "staleness_ms": [1, 200, 2, 3, 1.5, 250, 2.5, 3.5]})
+    lat, pushed = _colors(latency.ecdf(rtt)), _colors(push.staleness_ecdf(events))
+    ws = base.TRANSPORT_COLORS["WebSocket"]
+    assert lat["WebSocket"] == pushed["WebSocket"] == ws
+    assert pushed["short poll"] == base.TRANSPORT_COLORS["short poll"]
+    assert lat["REST, new connection"] == base.TRANSPORT_COLORS["REST, new connection"]
+
+
+def _log(n: int, big: int) -> pd.DataFrame:
+    rows = [{"method": "GET", "path": f"/api/notes/{i}", "status": 200, "elapsed_ms": 1.0,
+             "request_header_bytes": 150, "request_body_bytes": 0, "response_header_bytes": 250,
+             "response_body_bytes": big if i == n - 1 else 100} for i in range(n)]
+    return pd.DataFrame(rows)
+
+
+def test_request_log_labels_the_bottom_axis_and_cuts_a_giant_bar():
+    fig = rest.request_log(_log(6, 25_000))
+    assert fig.layout.xaxis2.title.text.startswith("exchange")
+    assert not fig.layout.xaxis.title.text
+    assert fig.layout.yaxis.range[1] < 25_000
+    assert any("25,400 B" in a.text for a in fig.layout.annotations)
+
+
+def test_request_log_keeps_the_full_axis_without_a_giant_bar():
+    fig = rest.request_log(_log(6, 300))
+    assert fig.layout.yaxis.range is None
+    assert not fig.layout.annotations
+
+
+def test_bytes_breakdown_writes_each_total_with_its_unit():
+    table = pd.DataFrame({"case": ["REST", "REST", "WebSocket", "WebSocket"],
+                          "part": ["headers", "payload"] * 2, "bytes": [347, 32, 8, 32]})
+    fig = wire.bytes_breakdown(table)
+    assert [a.text for a in fig.layout.annotations] == ["total 379 B", "total 40 B"]
+    assert "(B)" in fig.layout.yaxis.title.text
+    assert _colors(fig)["headers"] == base.PART_COLORS["headers"]
+
+
+def test_duplex_timeline_gives_each_kind_its_own_colour():
+    frames = pd.DataFrame({"t_ms": [1.0, 2.0, 3.0], "direction": ["up", "down", "down"],
+                           "wire_bytes": [10, 12, 12], "what": ["message", "ack", "tick"]})
+    fig = wire.duplex_timeline(frames, label="what")
+    assert len({t.marker.color for t in fig.data}) == 3
+    assert fig.layout.title.text and fig.layout.xaxis.title.text.endswith("(ms)")
