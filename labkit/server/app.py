@@ -15,6 +15,7 @@ from aiohttp import web
 
 from .config import LabConfig
 from .keys import CONFIG, WEBSOCKETS
+from .logs import one_line_server_logs
 from .problem import problem_middleware
 from .websocket import close_all
 
@@ -39,6 +40,7 @@ def families() -> tuple[ModuleType, ...]:
 def make_app(config: LabConfig | None = None) -> web.Application:
     """Build the lab Application for `config` (defaults: loopback, port 0, temporary database)."""
     config = config or LabConfig()
+    one_line_server_logs()
     app = web.Application(middlewares=[problem_middleware], client_max_size=config.max_body)
     app[CONFIG] = config
     app[WEBSOCKETS] = weakref.WeakSet()
