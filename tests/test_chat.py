@@ -68,6 +68,52 @@ def test_post_refuses_invalid_messages_with_422(lab, body, field):
         assert api.get("/api/chat/messages").json() == []  # nothing was stored
 
 
+def _post_schema() -> dict:
+    from labkit.server.chat import OPENAPI_PATHS
+
+    return OPENAPI_PATHS["/api/chat/messages"]["post"]["requestBody"]["content"][
+        "application/json"]["schema"]
+
+
+@pytest.mark.parametrize("name, text, stored", [
+    ("ann", "a\nb\tc", "a\nb\tc"), ("  ann ", "  hi  ", "hi"), ("ann", "x" * 500, "x" * 500),
+    ("ann", "\u00e9\u3000\u65e5", "\u00e9\u3000\u65e5"), ("ann", "a\x11b", None),
+    ("ann", "a\x00", None), ("ann", "\x7f", None), ("ann", "\u0085x", None),
+    ("ann", "\t\n ", None), ("ann", "\u3000", None), ("ann", "x" * 500 + " ", None),
+    ("a\nb", "hi", None), ("ann\t", "hi", None), ("\u2003", "hi", None), ("n" * 32, "hi", "hi"),
+])
+def test_post_accepts_exactly_what_its_schema_allows(lab, name, text, stored):
+    """The OpenAPI schema states the server's rules (no control characters but newline and tab in
+    a text, not only spaces, length before trimming): both agree on every case."""
+    import jsonschema
+
+    body = {"name": name, "text": text}
+    valid = jsonschema.Draft202012Validator(_post_schema()).is_valid(body)
+    with RestClient(lab) as api:
+        r = api.post("/api/chat/messages", json=body)
+        kept = [m["data"]["text"] for m in api.get("/api/chat/messages").json()]
+    assert valid == (stored is not None)
+    if stored is None:
+        assert r.status == 422 and kept == []
+    else:
+        assert r.status == 201 and r.json()["data"]["text"] == stored and kept == [stored]
+
+
+@pytest.mark.parametrize("query, field", [
+    ("since=", "since"), ("wait=", "wait"), ("since=%2B0", "since"), ("since=0&wait=%2B1", "wait"),
+    ("since=2", "since"),
+])
+def test_poll_refuses_empty_non_canonical_or_future_parameters(lab, query, field):
+    with RestClient(lab) as api:
+        assert api.post("/api/chat/messages", json={"name": "ann", "text": "hi"}).status == 201
+        r = api.get(f"/api/chat/messages?{query}")
+        assert api.get("/api/chat/messages?since=0&wait=0").status == 200
+    assert r.status == 422
+    assert r.json()["errors"][0]["field"] == field
+    if query == "since=2":
+        assert r.json()["last_seq"] == 1
+
+
 def test_post_refuses_non_json_and_wrong_type(lab):
     with RestClient(lab) as api:
         assert api.post("/api/chat/messages", data="hi",

@@ -81,6 +81,13 @@ def test_long_poll_ends_empty_when_wait_passes(lab):
     ("since=abc", 422, "since"), ("since=-1", 422, "since"), ("since=99", 422, "since"),
     ("since=0&wait=31", 422, "wait"), ("since=0&wait=soon", 422, "wait"),
     ("since=0&wait=-1", 422, "wait"), ("since=0&wait=nan", 422, "wait"),
+    # only canonical numbers, as the OpenAPI schema says: an empty value is not "absent"
+    ("since=", 422, "since"), ("since=0&wait=", 422, "wait"), ("wait=", 422, "wait"),
+    ("since=%2B0", 422, "since"), ("since=+0", 422, "since"), ("since=%200", 422, "since"),
+    ("since=00", 422, "since"), ("since=1.0", 422, "since"), ("since=1_0", 422, "since"),
+    (f"since={2**63}", 422, "since"), ("since=0&wait=%2B1", 422, "wait"),
+    ("since=0&wait=inf", 422, "wait"), ("since=0&wait=1_0", 422, "wait"),
+    ("since=0&wait=.5", 422, "wait"), ("since=0&wait=0x1", 422, "wait"),
 ])
 def test_poll_refuses_bad_parameters(lab, query, status, field):
     publish(lab, 3)
@@ -89,6 +96,37 @@ def test_poll_refuses_bad_parameters(lab, query, status, field):
     assert r.status == status
     assert r.headers["Content-Type"].startswith("application/problem+json")
     assert r.json()["errors"][0]["field"] == field
+
+
+@pytest.mark.parametrize("query, seqs", [
+    ("since=0", [1, 2, 3]), ("since=2", [3]), ("since=3", []), ("since=0&wait=0", [1, 2, 3]),
+    ("since=1&wait=0.01", [2, 3]), ("since=1&wait=1e-2", [2, 3]), ("since=1&wait=30", [2, 3]),
+    ("since=1&wait=-0", [2, 3]),
+])
+def test_poll_accepts_every_canonical_number(lab, query, seqs):
+    publish(lab, 3)
+    with RestClient(lab) as api:
+        r = api.get(f"/api/feed?{query}")
+    assert r.status == 200 and [e["seq"] for e in r.json()] == seqs
+
+
+def test_since_ahead_of_the_topic_is_422_naming_the_newest_seq(lab):
+    publish(lab, 3)
+    with RestClient(lab) as api:
+        r = api.get("/api/feed?since=4")
+    assert r.status == 422
+    assert r.json()["errors"] == [{"field": "since", "message": "never published"}]
+    assert r.json()["last_seq"] == 3
+
+
+def test_openapi_documents_the_poll_refusals():
+    from labkit.server.feed import MAX_SEQ, OPENAPI_PATHS
+
+    poll = OPENAPI_PATHS["/api/feed"]["get"]
+    since = next(p for p in poll["parameters"] if p["name"] == "since")
+    assert since["schema"] == {"type": "integer", "minimum": 0, "maximum": MAX_SEQ}
+    assert "ahead" in poll["responses"]["422"]["description"]
+    assert "older" in poll["responses"]["410"]["description"]
 
 
 def test_too_old_since_is_410_with_the_range(lab):
@@ -184,6 +222,37 @@ def test_the_series_is_package_data_so_an_installed_labkit_has_it():
     assert any(fnmatch.fnmatch("data/feed-sample.csv", p) for p in patterns)
 
 
+def _source_schema() -> dict:
+    from labkit.server.feed import OPENAPI_PATHS
+
+    return OPENAPI_PATHS["/api/feed/source"]["post"]["requestBody"]["content"][
+        "application/json"]["schema"]
+
+
+@pytest.mark.parametrize("body", [
+    {"rate_hz": 0, "ticks": 200.0}, {"rate_hz": 0, "seed": 7.0}, {"rate_hz": 0.0, "ticks": 0},
+    {"rate_hz": 0, "kind": "replay", "start_row": 2.0}, {"rate_hz": 0, "kind": "replay",
+                                                         "start_price": None},
+    {"rate_hz": 0, "kind": "walk", "start_row": 0}, {"rate_hz": 0, "ticks": 2.5},
+    {"rate_hz": 0, "seed": True}, {"rate_hz": 0, "start_row": 1},
+    {"rate_hz": 0, "kind": "replay", "start_price": 5}, {"rate_hz": 0, "kind": "replay",
+                                                         "start_row": 10**6},
+])
+def test_source_accepts_exactly_what_its_schema_allows(lab, body):
+    """Whole-number floats (200.0) are integers in JSON Schema; the walk/replay-only fields too."""
+    import jsonschema
+
+    valid = jsonschema.Draft202012Validator(_source_schema()).is_valid(body)
+    with RestClient(lab) as api:
+        r = api.post("/api/feed/source", json=body)
+    assert r.status == (200 if valid else 422), r.json()
+    if valid and "ticks" in body:
+        assert r.json()["ticks_left"] == int(body["ticks"])
+        assert type(r.json()["ticks_left"]) is int
+    if valid and "seed" in body:
+        assert r.json()["seed"] == 7 and type(r.json()["seed"]) is int
+
+
 def test_source_refuses_non_json(lab):
     with RestClient(lab) as api:
         assert api.post("/api/feed/source", data="rate=1",
@@ -233,8 +302,12 @@ def test_sse_tells_of_a_gap_then_goes_on(lab):
     assert events[1][0] == "message" and json.loads(events[1][1])["seq"] == 6
 
 
-def test_sse_refuses_bad_last_event_id(lab):
-    status, _ = run_async(_sse_events(lab.url + "/sse/feed", {"Last-Event-ID": "x"}, 1))
+@pytest.mark.parametrize("query, headers", [
+    ("", {"Last-Event-ID": "x"}), ("", {"Last-Event-ID": ""}), ("", {"Last-Event-ID": "+1"}),
+    ("?since=", {}), ("?since=%2B1", {}),
+])
+def test_sse_refuses_bad_last_event_id(lab, query, headers):
+    status, _ = run_async(_sse_events(lab.url + "/sse/feed" + query, headers, 1))
     assert status == 422
 
 
@@ -274,12 +347,14 @@ def test_ws_tells_of_a_gap(lab):
     assert messages[0]["missed"] == 5 and messages[1]["seq"] == 6
 
 
-def test_ws_refuses_a_future_since_before_upgrading(lab):
+@pytest.mark.parametrize("query", ["since=7", "since=", "since=%2B0"])
+def test_ws_refuses_a_future_or_malformed_since_before_upgrading(lab, query):
     from websockets.exceptions import InvalidStatus
 
     with pytest.raises(InvalidStatus) as info:
-        run_async(_ws_messages(lab.ws_url + "/ws/feed?since=7", 1))
+        run_async(_ws_messages(lab.ws_url + "/ws/feed?" + query, 1))
     assert info.value.response.status_code == 422
+    assert b'"since"' in info.value.response.body
 
 
 def test_ws_feed_answers_text_with_an_error_and_closes_on_binary(lab):

@@ -28,16 +28,16 @@ from schemathesis.specs.openapi.checks import (
 
 from labkit.server.app import make_app
 from labkit.server.docs import openapi_document
+from labkit.server.hub import HUB
 
 EXAMPLES_PER_OPERATION = 60
 REFUSED = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429"]
 """Statuses that count as "refused" for schema-breaking requests (413: above the lab's size limit)."""
 
-# Routes owned by the feed/chat families, whose validation goes beyond (or falls short of) their
-# schema: a `since` ahead of the newest event is a 422 the schema cannot express, and an empty
-# `since=`/`wait=` is taken as "not given". They are fuzzed for everything except the two checks
-# that compare acceptance with the schema.
-ACCEPTANCE_UNCHECKED = {"/api/feed", "/api/feed/source", "/api/chat/messages"}
+POLLS = {"/api/feed": "feed", "/api/chat/messages": "chat"}
+"""Poll routes: a schema-valid `since` the topic has not reached yet is refused (422, documented)."""
+SEEDED_EVENTS = 3
+"""Events published before fuzzing a poll route, so small `since` values are answered with 200."""
 
 _config = schemathesis.Config.from_dict(
     {"checks": {"negative_data_rejection": {"expected-statuses": REFUSED}}}
@@ -53,6 +53,37 @@ CHECKS = [
     response_schema_conformance,
     response_headers_conformance,
 ]
+
+
+def _since_ahead(case, response) -> bool:
+    """The documented state refusal: 422 naming `since` as never published, and it really is above
+    the newest SEQ the problem reports."""
+    if case.operation.path not in POLLS or response.status_code != 422:
+        return False
+    problem = response.json()
+    since = case.query.get("since") if isinstance(case.query, dict) else None
+    return (problem.get("errors") == [{"field": "since", "message": "never published"}]
+            and isinstance(problem.get("last_seq"), int) and int(since) > problem["last_seq"])
+
+
+def valid_data_accepted(ctx, response, case):
+    """positive_data_acceptance, except for a `since` ahead of the topic (see `_since_ahead`)."""
+    if _since_ahead(case, response):
+        return True
+    return positive_data_acceptance(ctx, response, case)
+
+
+def _seed_topic(lab, path: str) -> None:
+    """Give a poll route's topic a few events (once per lab), so small `since` values get a 200."""
+    name = POLLS.get(path)
+    if name is None or name in lab.app[HUB].topics:
+        return
+    for i in range(SEEDED_EVENTS):
+        if name == "chat":  # through the route: the room creates its topic with its own limits
+            body = json.dumps({"name": "seed", "text": f"message {i}"}).encode()
+            assert answer(lab, json_post("/api/chat/messages", body))[0] == 201
+        else:
+            lab.app[HUB].publish(name, {"seed": i})
 
 
 def _no_long_polls(case) -> None:
@@ -77,10 +108,9 @@ def _no_long_polls(case) -> None:
                            HealthCheck.filter_too_much, HealthCheck.data_too_large],
 )
 def test_every_operation_keeps_its_contract(case, lab):
+    _seed_topic(lab, case.operation.path)
     _no_long_polls(case)
-    checks = list(CHECKS)
-    if case.operation.path not in ACCEPTANCE_UNCHECKED:
-        checks += [negative_data_rejection, positive_data_acceptance]
+    checks = [*CHECKS, negative_data_rejection, valid_data_accepted]
     case.call_and_validate(base_url=lab.url, timeout=10, checks=checks)
 
 

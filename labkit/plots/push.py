@@ -11,6 +11,7 @@ def staleness_ecdf(events):
 
     fig = px.ecdf(events, x="staleness_ms", color="transport", log_x=True,
                    color_discrete_map=color_map(events["transport"].unique()))
+    fig.update_xaxes(dtick=1)
     return finish(fig, "How stale is each event when it arrives?", "staleness (ms, log scale)",
                   "share of events (fraction)", legend="transport")
 
@@ -46,8 +47,11 @@ def poll_tradeoff(frame):
     fig = px.scatter(frame, x="requests_per_s", y="staleness_p50_ms", color="transport",
                      text="transport", log_x=True, log_y=True,
                      error_y=frame["staleness_p90_ms"] - frame["staleness_p50_ms"],
+                     error_y_minus=[0] * len(frame),
                      color_discrete_map=color_map(frame["transport"].unique()))
     fig.update_traces(textposition="top center", marker={"size": 12})
+    fig.update_xaxes(dtick=1)  # log axes labelled at powers of ten only
+    fig.update_yaxes(dtick=1)
     return finish(fig, "Polling trades requests for freshness (bar: up to p90)",
                   "requests per second (1/s, log scale)",
                   "median staleness (ms, log scale)", legend="client")

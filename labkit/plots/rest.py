@@ -61,7 +61,8 @@ def _clip_outliers(fig, labels, totals) -> None:
     for label, total in zip(labels, totals, strict=True):
         if total > top:
             fig.add_annotation(x=label, y=top, text=f"{total:,} B ↑", showarrow=False,
-                               yshift=-10, font={"size": 10}, row=1, col=1)
+                               xanchor="right", xshift=-14, yshift=-8, font={"size": 10},
+                               row=1, col=1)
 
 
 def conditional_savings(frame, *, title: str = "The same note: plain GET vs conditional GET"):

@@ -9,15 +9,17 @@ WebSocket users see the same messages in the same order.
   receive {"type": "message", "seq", "ts", "data": {"name", "text"}}, {"type": "typing", "name"}
   (ephemeral: never stored, never seen over REST), {"type": "error", "detail"} for a bad message.
 
-Names are 1-32 characters, texts 1-500 characters (surrounding spaces do not count); a bad one gets
-422 over HTTP and an error message over WebSocket (the connection stays open).
+Names are 1-32 characters, texts 1-500; each must contain a non-space character and no control
+character (texts may hold newlines and tabs); surrounding spaces are trimmed before storing. A bad
+one gets 422 over HTTP and an error message over WebSocket (the connection stays open). The
+OpenAPI schema states the same rules (`NAME_SCHEMA`, `TEXT_SCHEMA`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import unicodedata
+import re
 
 from aiohttp import web
 
@@ -34,6 +36,7 @@ from .feed import (
 )
 from .hub import HUB, Event, Notice, Topic
 from .problem import ProblemError
+from .validate import CONTROL_CHARS, CONTROL_CHARS_BUT_NEWLINE_TAB, NOT_BLANK
 
 TOPIC = "chat"
 MAX_NAME = 32
@@ -44,36 +47,38 @@ HISTORY_LIMIT = 500
 routes = web.RouteTableDef()
 
 
-def _printable(value: str) -> bool:
-    return not any(unicodedata.category(ch) == "Cc" and ch not in "\n\t" for ch in value)
+def _text_schema(limit: int, control: str, what: str) -> dict:
+    return {"type": "string", "minLength": 1, "maxLength": limit, "pattern": NOT_BLANK,
+            "not": {"pattern": control},
+            "description": f"1-{limit} characters, not only spaces, no control characters{what}; "
+                           "surrounding spaces are trimmed"}
+
+
+NAME_SCHEMA = _text_schema(MAX_NAME, CONTROL_CHARS, "")
+TEXT_SCHEMA = _text_schema(MAX_TEXT, CONTROL_CHARS_BUT_NEWLINE_TAB, " but newline and tab")
+
+
+def _check(field: str, value, schema: dict, empty: str) -> tuple[str | None, list[dict]]:
+    """`value` trimmed, or why it breaks `schema` (the same rules the OpenAPI document states)."""
+    if not isinstance(value, str):
+        return None, [{"field": field, "message": "a string is required"}]
+    if not re.search(schema["pattern"], value):
+        return None, [{"field": field, "message": empty}]
+    if len(value) > schema["maxLength"]:
+        return None, [{"field": field, "message": f"at most {schema['maxLength']} characters"}]
+    if re.search(schema["not"]["pattern"], value):
+        return None, [{"field": field, "message": "no control characters"}]
+    return value.strip(), []
 
 
 def check_name(name) -> tuple[str | None, list[dict]]:
-    """The cleaned name, or the reasons it is refused."""
-    if not isinstance(name, str):
-        return None, [{"field": "name", "message": "a string is required"}]
-    name = name.strip()
-    if not name:
-        return None, [{"field": "name", "message": "empty: say who you are"}]
-    if len(name) > MAX_NAME:
-        return None, [{"field": "name", "message": f"at most {MAX_NAME} characters"}]
-    if not _printable(name) or "\n" in name or "\t" in name:
-        return None, [{"field": "name", "message": "no control characters"}]
-    return name, []
+    """The trimmed name, or the reasons it is refused."""
+    return _check("name", name, NAME_SCHEMA, "empty: say who you are")
 
 
 def check_text(text) -> tuple[str | None, list[dict]]:
-    """The cleaned text, or the reasons it is refused."""
-    if not isinstance(text, str):
-        return None, [{"field": "text", "message": "a string is required"}]
-    text = text.strip()
-    if not text:
-        return None, [{"field": "text", "message": "empty: there is nothing to send"}]
-    if len(text) > MAX_TEXT:
-        return None, [{"field": "text", "message": f"at most {MAX_TEXT} characters"}]
-    if not _printable(text):
-        return None, [{"field": "text", "message": "no control characters"}]
-    return text, []
+    """The trimmed text, or the reasons it is refused."""
+    return _check("text", text, TEXT_SCHEMA, "empty: there is nothing to send")
 
 
 def _topic(request: web.Request) -> Topic:
@@ -173,8 +178,8 @@ OPENAPI_PATHS = {
             "requestBody": {"required": True, "content": {"application/json": {"schema": {
                 "type": "object", "required": ["name", "text"], "additionalProperties": False,
                 "properties": {
-                    "name": {"type": "string", "minLength": 1, "maxLength": MAX_NAME},
-                    "text": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT},
+                    "name": NAME_SCHEMA,
+                    "text": TEXT_SCHEMA,
                 },
             }}}},
             "responses": {
@@ -193,10 +198,10 @@ ASYNCAPI_CHANNELS = {
         "description": "Join with ?name=N (1-32 characters) and optional ?since=SEQ. The same "
                        "messages, in the same order, as GET /api/chat/messages.",
         "bindings": {"ws": {"query": {"type": "object", "required": ["name"], "properties": {
-            "name": {"type": "string"}, "since": SINCE_PARAM["schema"]}}}},
+            "name": NAME_SCHEMA, "since": SINCE_PARAM["schema"]}}}},
         "messages": {
             "send": {"name": "send", "payload": {"type": "object", "properties": {
-                "type": {"const": "message"}, "text": {"type": "string", "maxLength": MAX_TEXT}}}},
+                "type": {"const": "message"}, "text": TEXT_SCHEMA}}},
             "typing": {"name": "typing", "payload": {"type": "object", "properties": {
                 "type": {"const": "typing"}, "name": {"type": "string"}}}},
             "message": {"name": "message", "payload": {**_MESSAGE, "properties": {

@@ -47,11 +47,14 @@ from .hub import (
     subscribe_resuming,
 )
 from .problem import ProblemError
+from .validate import json_integer, query_integer, query_number
 from .websocket import accept
 
 TOPIC = "feed"
 MAX_WAIT_S = 30.0
 """Longest a long poll may ask to be held (seconds)."""
+MAX_SEQ = 2**63 - 1
+"""Largest SEQ a client may name (a topic would need centuries to get there)."""
 MAX_RATE_HZ = 1000.0
 """Fastest ticker rate the source accepts (events per second)."""
 SLOW_CLOSE_CODE = WSCloseCode.POLICY_VIOLATION
@@ -166,32 +169,14 @@ def _topic(request: web.Request) -> Topic:
 
 
 def parse_seq(raw: str | None, name: str = "since") -> int | None:
-    """A SEQ from the query or a header: None when absent, 422 when not a whole number >= 0."""
-    if raw is None or raw == "":
-        return None
-    try:
-        seq = int(raw)
-    except ValueError:
-        raise ProblemError(422, f"{name} must be a whole number (a SEQ), got {raw!r}",
-                           errors=[{"field": name, "message": "not an integer"}]) from None
-    if seq < 0:
-        raise ProblemError(422, f"{name} cannot be negative",
-                           errors=[{"field": name, "message": "must be >= 0"}])
-    return seq
+    """A SEQ from the query or a header: None when absent; 422 naming `name` unless it is written
+    as plain digits from 0 to MAX_SEQ (an empty value is not "absent": it is refused too)."""
+    return None if raw is None else query_integer(raw, name, 0, MAX_SEQ)
 
 
 def _parse_wait(raw: str | None) -> float:
-    if raw is None or raw == "":
-        return 0.0
-    try:
-        wait = float(raw)
-    except ValueError:
-        raise ProblemError(422, f"wait must be a number of seconds, got {raw!r}",
-                           errors=[{"field": "wait", "message": "not a number"}]) from None
-    if not 0.0 <= wait <= MAX_WAIT_S or math.isnan(wait):
-        raise ProblemError(422, f"wait must be between 0 and {MAX_WAIT_S:g} seconds",
-                           errors=[{"field": "wait", "message": f"0 <= wait <= {MAX_WAIT_S:g}"}])
-    return wait
+    """Seconds a long poll may be held: 0 when absent; 422 unless a number from 0 to MAX_WAIT_S."""
+    return 0.0 if raw is None else query_number(raw, "wait", 0.0, MAX_WAIT_S)
 
 
 def _range_headers(topic: Topic) -> dict:
@@ -255,10 +240,9 @@ async def source_set(request: web.Request) -> web.Response:
     kind = body.get("kind", "walk")
     if kind not in KINDS:
         errors.append({"field": "kind", "message": 'either "walk" or "replay"'})
-    start_row = body.get("start_row", 0)
+    start_row = json_integer(body.get("start_row", 0))
     rows = len(sample_series())
-    if (not isinstance(start_row, int) or isinstance(start_row, bool)
-            or not 0 <= start_row < rows):
+    if start_row is None or not 0 <= start_row < rows:
         errors.append({"field": "start_row", "message": f"a whole number from 0 to {rows - 1}"})
     elif start_row and kind != "replay":
         errors.append({"field": "start_row", "message": 'only with "kind": "replay"'})
@@ -266,10 +250,10 @@ async def source_set(request: web.Request) -> web.Response:
     if not isinstance(rate, int | float) or isinstance(rate, bool) or not 0 <= rate <= MAX_RATE_HZ:
         errors.append({"field": "rate_hz", "message": f"a number from 0 to {MAX_RATE_HZ:g}"})
     seed = body.get("seed")
-    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+    if seed is not None and (seed := json_integer(seed)) is None:  # JSON Schema: 3.0 is an integer
         errors.append({"field": "seed", "message": "a whole number or null"})
     ticks = body.get("ticks")
-    if ticks is not None and (not isinstance(ticks, int) or isinstance(ticks, bool) or ticks < 0):
+    if ticks is not None and ((ticks := json_integer(ticks)) is None or ticks < 0):
         errors.append({"field": "ticks", "message": "a whole number >= 0 or null"})
     price = body.get("start_price")
     if price is not None and (not isinstance(price, int | float) or isinstance(price, bool)
@@ -608,8 +592,10 @@ JSON_BODY_ERRORS = {str(status): {"$ref": "#/components/responses/Problem"}
 """OpenAPI responses of a route that reads a JSON body with `read_json_object` and validates it."""
 SINCE_PARAM = {
     "name": "since", "in": "query", "required": False,
-    "schema": {"type": "integer", "minimum": 0},
-    "description": "Return events after this SEQ (without it: every kept event)",
+    "schema": {"type": "integer", "minimum": 0, "maximum": MAX_SEQ},
+    "description": "Return events after this SEQ (without it: every kept event). Plain digits; "
+                   "an empty value is refused. A SEQ the topic has not reached yet (above "
+                   "Feed-Last-Seq) is refused with 422, one it no longer keeps with 410.",
 }
 WAIT_PARAM = {
     "name": "wait", "in": "query", "required": False,
@@ -628,8 +614,14 @@ def poll_operation(summary: str, op_id: str, what: str) -> dict:
                     "headers": _RANGE_HEADERS,
                     "content": {"application/json": {"schema": {"type": "array",
                                                                 "items": _EVENT}}}},
-            "410": {"$ref": "#/components/responses/Problem"},
-            "422": {"$ref": "#/components/responses/Problem"},
+            "410": {"$ref": "#/components/responses/Problem",
+                    "description": "`since` is older than the kept history: the body gives "
+                                   "`oldest_seq`, `last_seq`, `missed` and `history_limit`"},
+            "422": {"$ref": "#/components/responses/Problem",
+                    "description": "A parameter is malformed or out of range, or `since` is "
+                                   "ahead of the newest SEQ (never published; the server may "
+                                   "have restarted): `errors` names the field, `last_seq` is "
+                                   "the newest SEQ when `since` is ahead"},
         },
     }
 
@@ -653,12 +645,18 @@ OPENAPI_PATHS = {
                     "kind": {"enum": list(KINDS), "default": "walk",
                              "description": "a seeded random walk, or a replay of the sample "
                                             "series shipped with labkit"},
-                    "start_row": {"type": "integer", "minimum": 0, "default": 0,
+                    "start_row": {"type": "integer", "minimum": 0,
+                                  "maximum": len(sample_series()) - 1, "default": 0,
                                   "description": "replay only: first row of the series"},
                     "seed": {"type": ["integer", "null"]},
                     "ticks": {"type": ["integer", "null"], "minimum": 0},
-                    "start_price": {"type": ["number", "null"], "exclusiveMinimum": 0},
+                    "start_price": {"type": ["number", "null"], "exclusiveMinimum": 0,
+                                    "description": "walk only"},
                 },
+                # a replay's prices come from the series; only a replay has rows to start from
+                "if": {"required": ["kind"], "properties": {"kind": {"const": "replay"}}},
+                "then": {"properties": {"start_price": {"type": "null"}}},
+                "else": {"properties": {"start_row": {"const": 0}}},
             }}}},
             "responses": {
                 "200": {"description": "Ticker state",
@@ -673,7 +671,7 @@ OPENAPI_PATHS = {
             "operationId": "feedSse",
             "parameters": [
                 {"name": "Last-Event-ID", "in": "header", "required": False,
-                 "schema": {"type": "integer", "minimum": 0},
+                 "schema": {"type": "integer", "minimum": 0, "maximum": MAX_SEQ},
                  "description": "Resume after this SEQ (browsers send it when reconnecting)"},
                 {**SINCE_PARAM, "description": "Resume after this SEQ (when no Last-Event-ID)"},
             ],
@@ -695,7 +693,7 @@ ASYNCAPI_CHANNELS = {
                        "events first; a too-old SEQ gets {type: gap} first; a client that falls "
                        f"{QUEUE_LIMIT} events behind is closed with 1008.",
         "bindings": {"ws": {"query": {"type": "object", "properties": {
-            "since": {"type": "integer", "minimum": 0}}}}},
+            "since": SINCE_PARAM["schema"]}}}},
         "messages": {
             "event": {"name": "event", "payload": _EVENT},
             "gap": {"name": "gap", "payload": {"type": "object", "properties": {

@@ -118,6 +118,10 @@ class Gap(Exception):
 class Ahead(Exception):
     """The SEQ asked for was never published (the server may have restarted since)."""
 
+    def __init__(self, message: str, last: int = 0):
+        self.last = last
+        super().__init__(message)
+
 
 class SlowConsumer(Exception):
     """This subscriber fell `queue_limit` items behind and was dropped."""
@@ -256,7 +260,7 @@ class Topic:
         last = self.last_seq
         if seq > last:
             raise Ahead(f"since={seq} is ahead of topic {self.name!r}, whose last SEQ is {last} "
-                        "(the server may have restarted: start again from since=0)")
+                        "(the server may have restarted: start again from since=0)", last)
         if seq < self.oldest_seq - 1:
             raise Gap(self.name, seq, self.oldest_seq, last, self.history_limit)
         if seq == last:
@@ -368,8 +372,9 @@ def gap_problem(gap: Gap) -> ProblemError:
 
 
 def ahead_problem(exc: Ahead, name: str = "since") -> ProblemError:
-    """A never-published SEQ as HTTP 422, naming the parameter it came in."""
-    return ProblemError(422, str(exc), errors=[{"field": name, "message": "never published"}])
+    """A never-published SEQ as HTTP 422, naming the parameter it came in and the newest SEQ."""
+    return ProblemError(422, str(exc), last_seq=exc.last,
+                        errors=[{"field": name, "message": "never published"}])
 
 
 def subscribe_resuming(topic: Topic, transport: str, since: int | None,

@@ -28,6 +28,7 @@ from aiohttp import web
 from .keys import CONFIG
 from .notes_db import EDITABLE, Note, NotesStore, strong_etag
 from .problem import ProblemError
+from .validate import NOT_BLANK, json_integer, query_integer
 
 NOTES = web.AppKey("notes_store", NotesStore)
 _TEMP_DB = web.AppKey("notes_temp_db", tempfile.TemporaryDirectory)
@@ -40,9 +41,6 @@ MAX_VOTES = 2**53 - 1
 DEFAULT_PER_PAGE = 20
 MAX_PER_PAGE = 100
 MAX_PAGE = 10**9
-NOT_BLANK = r"[^\x09-\x0d\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
-"""Matches a character that is not whitespace (Python's str.isspace set, spelled out so the OpenAPI
-`pattern` means the same in every regex dialect): titles and tags must contain one."""
 CACHE_CONTROL = "no-cache"
 """Caches may keep a note but must revalidate it (If-None-Match) before each reuse."""
 
@@ -180,11 +178,10 @@ def validate(doc) -> dict:
         for i, tag in enumerate(tags):
             if problem := _text_error(tag, MAX_TAG, empty_ok=False):
                 errors.append({"field": f"tags[{i}]", "message": problem})
-    votes = doc.get("votes", 0)
-    if type(votes) is float and votes.is_integer() and abs(votes) <= MAX_VOTES:
-        votes = int(votes)  # JSON Schema: 3.0 is an integer too
-    if type(votes) is not int:
-        kind = "null" if votes is None else type(votes).__name__
+    raw_votes = doc.get("votes", 0)
+    votes = json_integer(raw_votes)  # JSON Schema: 3.0 is an integer too
+    if votes is None:
+        kind = "null" if raw_votes is None else type(raw_votes).__name__
         errors.append({"field": "votes", "message": f"must be an integer, got {kind}"})
     elif abs(votes) > MAX_VOTES:
         errors.append({"field": "votes", "message": f"must be within ±{MAX_VOTES}"})
@@ -284,14 +281,7 @@ def _missing(nid: int) -> ProblemError:
 
 def _query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
     raw = request.query.get(name)
-    if raw is None:
-        return default
-    if not re.fullmatch(r"[0-9]{1,18}", raw.strip()) or not low <= int(raw) <= high:
-        raise ProblemError(
-            422, f"{name} must be a whole number from {low} to {high}, got {raw[:50]!r}.",
-            errors=[{"field": name, "message": f"must be an integer in [{low}, {high}]"}],
-        )
-    return int(raw)
+    return default if raw is None else query_integer(raw, name, low, high)
 
 
 def _page_url(page: int, per_page: int) -> str:
