@@ -1,4 +1,4 @@
-"""Lesson 04 and 05 checkers accept a right answer and refuse a wrong one."""
+"""Lesson 04 and 05 checkers accept a right answer and refuse a wrong one; lesson 04 helpers."""
 
 from __future__ import annotations
 
@@ -39,3 +39,25 @@ def test_empty_message_status_asks_the_room(lab):
     assert not lk.check.empty_message_status(None, lab)
     with lk.rest(lab) as api:
         assert api.get("/api/chat/messages").json() == []
+
+
+def test_staleness_vs_link_counts_events_the_link_alone_cannot_explain():
+    from labkit.clients import feed
+    from labkit.netem import Toxics
+
+    def client(label, staleness_ms):
+        c = feed.WsFeedClient("http://127.0.0.1:1", label=label)
+        c.events = [feed.Received(i, 100.0, 100.0 + s / 1000, 1.0)
+                    for i, s in enumerate(staleness_ms, 1)]
+        return c
+
+    net = feed.FeedRun([client("WebSocket", [30, 40, 50]), client("long poll", [40, 90, 130, 45])],
+                       1, 4)
+    loop = feed.FeedRun([client("WebSocket", [1, 2, 3]), client("long poll", [2, 3, 4, 5])], 1, 4)
+    table = feed.staleness_vs_link(net, Toxics(latency=40, jitter=10), reference=loop)
+    assert list(table.index) == ["WebSocket", "long poll"]
+    assert table.loc["long poll", "events"] == 4
+    assert table.loc["WebSocket", "above_link"] == 0.0       # all within 40 + 10 ms
+    assert table.loc["long poll", "above_link"] == 0.5       # 90 and 130 ms are not
+    assert round(table.loc["long poll", "max_ms"]) == 130
+    assert round(table.loc["WebSocket", "p50_reference_ms"]) == 2

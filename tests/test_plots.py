@@ -75,3 +75,34 @@ def test_duplex_timeline_gives_each_kind_its_own_colour():
     fig = wire.duplex_timeline(frames, label="what")
     assert len({t.marker.color for t in fig.data}) == 3
     assert fig.layout.title.text and fig.layout.xaxis.title.text.endswith("(ms)")
+
+
+def test_poll_tradeoff_has_one_legend_entry_per_client_kind_and_labels_each_interval():
+    trade = pd.DataFrame({"transport": ["poll 0.1 s", "poll 0.5 s", "poll 1 s", "WebSocket"],
+                          "interval_s": [0.1, 0.5, 1.0, 0.0],
+                          "requests_per_s": [10.0, 2.0, 1.0, 0.2],
+                          "staleness_p50_ms": [50.0, 250.0, 500.0, 1.0],
+                          "staleness_p90_ms": [90.0, 450.0, 900.0, 2.0]})
+    fig = push.poll_tradeoff(trade)
+    assert [t.name for t in fig.data] == ["short poll", "WebSocket"]
+    assert list(fig.data[0].text) == ["every 0.1 s", "every 0.5 s", "every 1 s"]
+    assert _colors(fig) == {"short poll": base.TRANSPORT_COLORS["short poll"],
+                            "WebSocket": base.TRANSPORT_COLORS["WebSocket"]}
+    assert list(fig.data[0].error_y.array) == [40.0, 200.0, 400.0]
+    assert fig.layout.yaxis.type == fig.layout.xaxis.type == "log"
+
+
+def test_chat_delay_uses_a_log_axis_and_writes_each_measured_median():
+    frame = pd.DataFrame({"receiver_kind": ["WebSocket"] * 3 + ["REST poll"] * 3,
+                          "delay_ms": [0.2, 0.4, 0.3, 300.0, 700.0, 500.0]})
+    fig = push.chat_delay(frame)
+    assert fig.layout.yaxis.type == "log" and "log" in fig.layout.yaxis.title.text
+    assert sorted(a.text for a in fig.layout.annotations) == ["median 0.3 ms", "median 500 ms"]
+
+
+def test_live_feed_lines_that_coincide_get_distinct_widths_widest_first():
+    from labkit.clients.feed import LABELS, TRANSPORTS
+
+    widths = [push.LIVE_LINE_STYLES[LABELS[t]]["width"] for t in TRANSPORTS]
+    pushed = widths[1:]  # long poll, SSE, WebSocket change at the same moments
+    assert pushed == sorted(pushed, reverse=True) and len(set(pushed)) == len(pushed)

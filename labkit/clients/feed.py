@@ -520,3 +520,29 @@ def server_costs(target, transports=TRANSPORTS, *, clients: int = 20, seconds: f
     frame["cpu_us_per_event"] = (frame["cpu_ms_above_idle"] * 1000.0
                                  / frame["events_received"].where(frame["events_received"] > 0))
     return frame
+
+
+def staleness_vs_link(run: FeedRun, link, reference: FeedRun | None = None):
+    """Per transport, how stale the events of `run` were next to what the link alone explains.
+
+    `link` is one direction of a network profile (e.g. `net.profile.downstream`, with `latency`
+    and `jitter` in ms). A pushed event crosses the link once, so it needs at most
+    latency + jitter (`link_max_ms`); `above_link` is the share of events that took longer, i.e.
+    that also waited for the transport. `reference` (e.g. the same run on loopback) adds its median
+    as `p50_reference_ms`. One row per transport, indexed by transport name.
+    """
+    import pandas as pd
+
+    events = run.events
+    by = events.groupby("transport", sort=False)["staleness_ms"]
+    link_max = link.latency + link.jitter
+    frame = pd.DataFrame({
+        "events": by.size(), "min_ms": by.min(), "p50_ms": by.median(),
+        "p90_ms": by.quantile(0.9), "max_ms": by.max(),
+        "above_link": by.apply(lambda s: float((s > link_max).mean())),
+    })
+    if reference is not None:
+        frame.insert(0, "p50_reference_ms",
+                     reference.events.groupby("transport")["staleness_ms"].median())
+    frame.index.name = "transport"
+    return frame

@@ -40,28 +40,60 @@ def server_cpu(costs):
                   "server thread CPU per event (µs)", legend="transport")
 
 
-def poll_tradeoff(frame):
-    """Median staleness against requests per second, one point per poll interval."""
-    import plotly.express as px
+LIVE_LINE_STYLES = {
+    "short poll": {"width": 2.5, "dash": "solid"},
+    "long poll": {"width": 9.0, "dash": "solid"},
+    "SSE": {"width": 5.0, "dash": "solid"},
+    "WebSocket": {"width": 1.5, "dash": "solid"},
+}
+"""Line widths for one live feed drawn per transport: the pushed ones change at the same moments
+and would hide each other, so they are drawn widest first (long poll, SSE, then WebSocket on top)
+and each stays visible as a band around the next."""
 
-    fig = px.scatter(frame, x="requests_per_s", y="staleness_p50_ms", color="transport",
-                     text="transport", log_x=True, log_y=True,
-                     error_y=frame["staleness_p90_ms"] - frame["staleness_p50_ms"],
-                     error_y_minus=[0] * len(frame),
-                     color_discrete_map=color_map(frame["transport"].unique()))
-    fig.update_traces(textposition="top center", marker={"size": 12})
-    fig.update_xaxes(dtick=1)  # log axes labelled at powers of ten only
-    fig.update_yaxes(dtick=1)
+
+def poll_tradeoff(frame):
+    """Median staleness against requests per second: one line through the short pollers (each
+    point labelled with its interval) and one point for the WebSocket; bars reach up to p90.
+
+    frame: as `clients.feed.poll_tradeoff` returns (interval_s 0 marks the WebSocket)."""
+    import plotly.graph_objects as go
+
+    from .base import transport_color
+
+    fig = go.Figure()
+    polls = frame[frame["interval_s"] > 0].sort_values("interval_s")
+    others = frame[frame["interval_s"] <= 0]
+    for name, rows, labels in (
+        ("short poll", polls, [f"every {i:g} s" for i in polls["interval_s"]]),
+        *((t, others[others["transport"] == t], [t]) for t in others["transport"].unique()),
+    ):
+        if rows.empty:
+            continue
+        fig.add_scatter(
+            x=rows["requests_per_s"], y=rows["staleness_p50_ms"], name=name, text=labels,
+            mode="lines+markers+text" if len(rows) > 1 else "markers+text",
+            textposition="top center", marker={"size": 12, "color": transport_color(name)},
+            line={"color": transport_color(name), "dash": "dot"},
+            error_y={"type": "data", "symmetric": False,
+                     "array": rows["staleness_p90_ms"] - rows["staleness_p50_ms"],
+                     "arrayminus": [0] * len(rows)})
+    fig.update_xaxes(type="log", dtick=1)  # log axes labelled at powers of ten only
+    fig.update_yaxes(type="log", dtick=1)
     return finish(fig, "Polling trades requests for freshness (bar: up to p90)",
                   "requests per second (1/s, log scale)",
                   "median staleness (ms, log scale)", legend="client")
 
 
 def chat_delay(frame):
-    """Delivery delay of chat messages per kind of member (frame: receiver_kind, delay_ms)."""
+    """Delivery delay of chat messages per kind of member (frame: receiver_kind, delay_ms), on a
+    log axis (push delays are a thousand times shorter than poll delays), median written on top."""
     import plotly.express as px
 
     fig = px.box(frame, x="receiver_kind", y="delay_ms", color="receiver_kind", points="all",
-                 color_discrete_map=color_map(frame["receiver_kind"].unique()))
+                 log_y=True, color_discrete_map=color_map(frame["receiver_kind"].unique()))
+    fig.update_yaxes(dtick=1)  # labelled at powers of ten only
+    for kind, median in frame.groupby("receiver_kind", sort=False)["delay_ms"].median().items():
+        fig.add_annotation(x=kind, y=1, yref="paper", yanchor="bottom", showarrow=False,
+                           text=f"median {median:,.3g} ms")
     return finish(fig, "Chat delivery delay by kind of member", "member (kind)",
-                  "delay from stored to received (ms)", legend="member")
+                  "delay from stored to received (ms, log scale)", legend="member")

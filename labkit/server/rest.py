@@ -453,7 +453,9 @@ _NOTE_FIELDS = {
              "items": {"type": "string", "minLength": 1, "maxLength": MAX_TAG, "pattern": NOT_BLANK}},
     "votes": {"type": "integer", "minimum": -MAX_VOTES, "maximum": MAX_VOTES, "default": 0},
 }
-_SERVER_FIELDS = {name: {"readOnly": True, "description": "Set by the server; ignored when sent"}
+# Server-set members may come back in a PUT of a fetched note: any value is accepted and ignored.
+# (Not `readOnly`: OpenAPI reads that as "must not be sent", and the server does not refuse them.)
+_SERVER_FIELDS = {name: {"description": "Set by the server; accepted and ignored when sent"}
                   for name in READ_ONLY}
 _NOTE_INPUT = {"type": "object", "required": ["title"], "additionalProperties": False,
                "properties": {**_NOTE_FIELDS, **_SERVER_FIELDS},

@@ -30,17 +30,24 @@ class FeedDashboard:
 
         from ..clients.feed import LABELS, TRANSPORTS, start_run
         from ..plots.base import finish, transport_color
+        from ..plots.push import LIVE_LINE_STYLES
 
         self.redraws = 0
         self.figure = go.FigureWidget()
-        for transport in TRANSPORTS:
+        for transport in TRANSPORTS:  # long poll, SSE, WebSocket: widest first, thinnest on top
             label = LABELS[transport]
-            self.figure.add_scatter(x=[], y=[], name=label, mode="lines+markers",
-                                    line={"shape": "hv", "color": transport_color(label)},
-                                    marker={"size": 4})
+            style = LIVE_LINE_STYLES.get(label, {})
+            self.figure.add_scatter(
+                x=[], y=[], name=label, mode="lines+markers",
+                line={"shape": "hv", "color": transport_color(label), **style},
+                marker={"size": 2 + 1.2 * style.get("width", 2.0)})
         finish(self.figure, "The same feed, as each transport sees it", "time since start (s)",
                "price (LAB units)", legend="transport")
-        self.figure.update_layout(height=360)
+        self.figure.add_annotation(
+            text="lines that coincide are drawn widest first, so each one stays visible",
+            x=0, y=-0.22, xref="paper", yref="paper", xanchor="left", showarrow=False,
+            font={"size": 11, "color": "#666"})
+        self.figure.update_layout(height=380, margin={"b": 70})
         self.counters = widgets.HTML()
         self.status = widgets.HTML("starting…")
         self.box = widgets.VBox([self.figure, self.counters, self.status])
