@@ -72,7 +72,7 @@ def poll_tradeoff(frame):
         fig.add_scatter(
             x=rows["requests_per_s"], y=rows["staleness_p50_ms"], name=name, text=labels,
             mode="lines+markers+text" if len(rows) > 1 else "markers+text",
-            textposition="top center", marker={"size": 12, "color": transport_color(name)},
+            textposition="bottom center", marker={"size": 12, "color": transport_color(name)},
             line={"color": transport_color(name), "dash": "dot"},
             error_y={"type": "data", "symmetric": False,
                      "array": rows["staleness_p90_ms"] - rows["staleness_p50_ms"],
