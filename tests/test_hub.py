@@ -181,6 +181,37 @@ def test_sink_takes_items_only_while_nothing_is_queued():
     assert direct == [1, 4] and queued == [2, 3]
 
 
+def test_burst_ends_with_one_callback_per_topic_and_flushes_in_order():
+    """Sinks of 100 subscribers share the topic's Burst: one scheduled callback per loop iteration
+    (not one per subscriber); held flushes run in order and a new iteration gets a new token."""
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        topic = Topic("t")
+        burst, scheduled, flushed = topic.burst, [], []
+        real_call_soon = loop.call_soon
+        def call_soon(callback, *args, **kw):
+            if getattr(callback, "__self__", None) is burst:
+                scheduled.append(callback)
+            return real_call_soon(callback, *args, **kw)
+
+        loop.call_soon = call_soon
+        try:
+            first = burst.token
+            for i in range(100):
+                burst.wrote()
+                burst.hold(lambda i=i: flushed.append(i))
+            during = (len(scheduled), list(flushed), burst.token)
+            await asyncio.sleep(0)  # the iteration ends
+            after = (len(scheduled), list(flushed), burst.token)
+        finally:
+            loop.call_soon = real_call_soon
+        return first, during, after
+
+    first, during, after = run_async(scenario())
+    assert during == (1, [], first)
+    assert after == (1, list(range(100)), first + 1)
+
+
 def test_slow_consumer_policy_still_applies_when_the_sink_declines():
     async def scenario():
         hub = Hub(queue_limit=3)

@@ -331,8 +331,10 @@ async def pump_to_websocket(ws: web.WebSocketResponse, sub: Subscription, replay
     - while this subscriber has nothing queued and its socket's write buffer is at or under the
       transport's high-water mark, publish hands the frame to the socket itself (`sub.sink`), with
       no task switch, as websockets' `broadcast()` does: the first frame of a loop iteration is
-      written at once, later ones are joined into one write at the end of the iteration, so a
-      burst of events costs two system calls, not one per event;
+      written at once, later ones are joined into one write at the end of the iteration (one
+      callback per topic flushes every subscriber that held frames back: `hub.Burst`), so a burst
+      of events costs two system calls per socket, not one per event, and a single event
+      schedules one callback however many subscribers it reaches;
     - otherwise the item is queued (bounded: a full queue is the slow-consumer case) and this pump
       drains the whole queue into one write, first waiting for the socket to drain below its
       low-water mark. The sink declines while anything is queued, so order is kept.
@@ -370,17 +372,15 @@ async def _pump_frames(ws: web.WebSocketResponse, sub: Subscription, replay: lis
     transport, writer = request.transport, request.writer
     if transport is None:
         return
-    loop = asyncio.get_running_loop()
     high_water = transport.get_write_buffer_limits()[1]
-    pending: list[bytes] = []  # frames the sink took after the first one of this loop iteration
+    burst = sub.topic.burst
+    pending: list[bytes] = []  # frames held back until the end of this loop iteration
     pending_size = [0]
-    burst = [False]  # the sink already wrote a frame during this loop iteration
+    wrote_in = [-1]  # burst.token of the loop iteration in which the sink last wrote directly
 
-    def frame_of(item) -> bytes | None:
-        def encode(it):
-            text = render(it)
-            return None if text is None else text_frame(text)
-        return item.encoded(render, encode)
+    def encode(item) -> bytes | None:
+        text = render(item)
+        return None if text is None else text_frame(text)
 
     def account(item, frame: bytes) -> None:
         if isinstance(item, Event):  # the frame is (about to be) in the socket's buffer
@@ -398,26 +398,24 @@ async def _pump_frames(ws: web.WebSocketResponse, sub: Subscription, replay: lis
         pending.clear()
         pending_size[0] = 0
 
-    def end_burst() -> None:
-        burst[0] = False
-        flush()
-
     def sink(item) -> bool:
         """Take the item if the socket has room, else decline so that the hub queues it. The first
         frame of a loop iteration is written at once (lowest latency for a single event); later
-        ones are joined and written at the end of the iteration (one write for a burst)."""
+        ones are held back and written together when the topic's `Burst` ends the iteration."""
         if not can_write() or transport.get_write_buffer_size() + pending_size[0] > high_water:
             return False
-        frame = frame_of(item)
+        frame = item.encoded(render, encode)
         if frame is None:
             return True
-        if not burst[0]:
-            burst[0] = True
-            loop.call_soon(end_burst)
-            transport.write(frame)
-        else:
+        if pending or wrote_in[0] == burst.token:
+            if not pending:
+                burst.hold(flush)
             pending.append(frame)
             pending_size[0] += len(frame)
+        else:
+            wrote_in[0] = burst.token
+            burst.wrote()
+            transport.write(frame)
         account(item, frame)
         return True
 
@@ -425,7 +423,7 @@ async def _pump_frames(ws: web.WebSocketResponse, sub: Subscription, replay: lis
         flush()  # frames the sink took come first
         frames = []
         for item in items:
-            frame = frame_of(item)
+            frame = item.encoded(render, encode)
             if frame is not None:
                 frames.append(frame)
                 account(item, frame)

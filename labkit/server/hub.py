@@ -15,7 +15,9 @@ Fast path: a transport may give a subscription a `sink`, a function that deliver
 (e.g. writes an already-encoded WebSocket frame to a socket that has room) and says whether it did.
 `push` offers an item to the sink only while that subscriber's queue is empty, so an item never
 overtakes one that is waiting; when the sink declines (socket backed up, closing) the item is queued
-and the bounded-queue policy above applies unchanged.
+and the bounded-queue policy above applies unchanged. Sinks of one topic share its `Burst`: the
+first item a subscriber gets in a loop iteration is written at once, later ones are held back and
+written together at the end of the iteration by ONE callback per topic (not one per subscriber).
 
 `Hub.publish` is safe from any thread: on the server's loop it runs at once, from another thread it
 is handed to the loop with `call_soon_threadsafe` and the caller gets the Event when it is stored.
@@ -138,6 +140,47 @@ class Counters:
     bytes_sent: int = 0
 
 
+class Burst:
+    """What the sinks of one topic delivered during the current loop iteration.
+
+    A sink writes a subscriber's first item of the iteration at once (`token` tells it whether it
+    already did) and calls `wrote()`; later items of the same iteration (a burst of publishes) it
+    holds back and registers its flush function with `hold(flush)`. The first `wrote()` or `hold()`
+    of an iteration schedules one callback; it starts the next iteration (new `token`) and calls
+    the held flush functions in the order they were registered. So a fan-out of one event to 1,000
+    subscribers schedules one callback, and a burst of events costs each socket two writes.
+    """
+
+    __slots__ = ("token", "_scheduled", "_held")
+
+    def __init__(self) -> None:
+        self.token = 0
+        self._scheduled = False
+        self._held: list[Callable[[], None]] = []
+
+    def wrote(self) -> None:
+        """A sink wrote directly in this iteration: make sure the iteration's end is scheduled."""
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._end)
+
+    def hold(self, flush: Callable[[], None]) -> None:
+        """A sink holds items back: call `flush` at the end of this iteration."""
+        self._held.append(flush)
+        self.wrote()
+
+    def _end(self) -> None:
+        self._scheduled = False
+        self.token += 1
+        held, self._held = self._held, []
+        for flush in held:
+            try:
+                flush()
+            except Exception as exc:  # noqa: BLE001 - one broken socket must not hold back others
+                asyncio.get_running_loop().call_exception_handler(
+                    {"message": "flushing held-back items failed", "exception": exc})
+
+
 class Subscription:
     """A live reader of one topic with a bounded queue. `await get()` returns the waiting items.
 
@@ -227,6 +270,8 @@ class Topic:
         self._seq = itertools.count(1)
         self._counters: dict[str, Counters] = {}
         self._changed: asyncio.Event | None = None
+        self.burst = Burst()
+        """Shared by the sinks of this topic's subscribers (see `Burst`)."""
 
     @property
     def last_seq(self) -> int:
