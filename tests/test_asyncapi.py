@@ -74,3 +74,12 @@ def test_directions_of_the_session_and_echo_channels(documents):
         "#/channels/session/messages/state", "#/channels/session/messages/error"]
     assert ops["echoSend"]["channel"] == {"$ref": "#/channels/echo"}
     assert doc["channels"]["clock"]["bindings"]["ws"]["query"]["properties"]["rate"]["maximum"] == 100
+
+
+def test_every_channel_says_what_flows_which_way(documents):
+    doc, _ = documents
+    channels_with_ops = {op["channel"]["$ref"].rsplit("/", 1)[1] for op in doc["operations"].values()}
+    assert channels_with_ops == set(doc["channels"])
+    ops = doc["operations"]
+    assert ops["chatWebSocketReceive"]["action"] == "receive"  # the server receives what clients send
+    assert ops["feedWebSocketSend"]["action"] == "send" and "feedWebSocketReceive" not in ops

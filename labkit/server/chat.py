@@ -209,5 +209,7 @@ ASYNCAPI_CHANNELS = {
             "error": {"name": "error", "payload": {"type": "object", "properties": {
                 "type": {"const": "error"}, "detail": {"type": "string"}}}},
         },
+        "receives": ["send", "typing"],
+        "sends": ["message", "typing", "error"],
     }
 }

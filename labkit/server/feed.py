@@ -698,11 +698,13 @@ ASYNCAPI_CHANNELS = {
                 "type": {"const": "gap"}, "since": {"type": "integer"},
                 "oldest_seq": {"type": "integer"}, "missed": {"type": "integer"}}}},
         },
+        "sends": ["event", "gap"],
     },
     "feedSse": {
         "address": "/sse/feed",
         "title": "Feed over Server-Sent Events",
         "description": "text/event-stream; id is the SEQ; resumes from Last-Event-ID.",
         "messages": {"event": {"name": "event", "payload": _EVENT}},
+        "sends": ["event"],
     },
 }
