@@ -36,9 +36,11 @@ class ThreadedLoop:
         self.thread.start()
 
     def run(self, coro):
+        """Run `coro` on this loop and return its result (at most 30 s)."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
 
     def close(self):
+        """Stop the loop and end its thread."""
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
 

@@ -156,6 +156,19 @@ def child(*args: str) -> subprocess.Popen:
     return proc
 
 
+def wait_until(condition, proc: subprocess.Popen, what: str, timeout: float = 120.0) -> None:
+    """Poll `condition()` every 50 ms until it holds; raise if the subscriber process `proc` ends
+    first or `timeout` seconds pass (a benchmark never hangs)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc.poll() is not None:
+            raise RuntimeError(f"the subscriber process exited ({proc.returncode}) before {what}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise TimeoutError(f"no {what} within {timeout:g} s")
+        time.sleep(0.05)
+
+
 def percentile(values, q):
     values = sorted(values)
     return values[min(len(values) - 1, int(q * len(values)))]
@@ -166,8 +179,7 @@ def run_round(url: str, n: int, events: int, subscribed, fan_out) -> dict:
     """Start a subscriber process on `url`, wait for n subscribers, call `fan_out(i)` (on the
     server loop; returns its own duration in s) for each event, collect the subscriber's report."""
     proc = child("--subscribe", url, str(n), str(events))
-    while subscribed() < n:
-        time.sleep(0.05)
+    wait_until(lambda: subscribed() >= n, proc, f"{n} subscribers")
     time.sleep(0.2)
     calls = []
     for i in range(events):
@@ -239,8 +251,7 @@ def hub_throughput(count: int) -> dict:
     with LabServer() as lab:
         proc = child("--drink", lab.ws_url + "/ws/feed", str(count))
         topic = lab.app[HUB].topic("feed")
-        while len(topic.subscribers) < 1:
-            time.sleep(0.05)
+        wait_until(lambda: len(topic.subscribers) >= 1, proc, "a subscriber")
 
         async def pump():
             hub = lab.app[HUB]

@@ -44,8 +44,6 @@ _LAZY = {
     "chat_widget": "labkit.widgets.chat:chat_widget",
     "rest_lab": "labkit.rest_lab",
     "tap": "labkit.wire:tap",
-    "WireTap": "labkit.wire:WireTap",
-    "accept_key": "labkit.wire:accept_key",
 }
 
 

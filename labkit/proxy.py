@@ -20,6 +20,7 @@ UP, DOWN = "up", "down"
 """Directions: up is client -> server, down is server -> client."""
 
 READ_SIZE = 65536
+"""Most bytes one read takes from a socket (one chunk for `on_chunk` / `deliver`)."""
 
 
 @dataclass
@@ -76,10 +77,12 @@ class TcpProxy:
 
     @property
     def bytes_up(self) -> int:
+        """Bytes client -> server over every connection so far."""
         return sum(c.bytes[UP] for c in self.connections)
 
     @property
     def bytes_down(self) -> int:
+        """Bytes server -> client over every connection so far."""
         return sum(c.bytes[DOWN] for c in self.connections)
 
     # -- async life cycle (inside a running loop) ------------------------------------------------
@@ -165,11 +168,14 @@ class TcpProxy:
         """Stop the proxy started with start(); safe to call twice."""
         if self._loop is None:
             return
-        asyncio.run_coroutine_threadsafe(self.aclose(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        self._loop.close()
-        self._loop = self._thread = None
+        try:
+            asyncio.run_coroutine_threadsafe(self.aclose(), self._loop).result(10)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(5)
+            if not self._loop.is_running():  # a loop still running cannot be closed
+                self._loop.close()
+            self._loop = self._thread = None
 
     def __enter__(self) -> TcpProxy:
         return self.start()

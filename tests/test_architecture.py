@@ -58,3 +58,41 @@ def test_the_checker_sees_imports():
     """The rules above could pass by finding nothing: make sure imports are really read."""
     assert "labkit.clients.ws" in labkit_imports(PACKAGE / "widgets" / "ping.py")
     assert "labkit._loop" in labkit_imports(PACKAGE / "clients" / "rest.py")
+
+
+def foreign_private_attributes(source: str) -> set[str]:
+    """`obj._name` uses where `_name` is not defined in the same source (by `def _name`, a class
+    `_name`, or `something._name = ...`): a reach into another library's or module's private
+    state. `self._x` / `cls._x` and dunders are fine."""
+    tree = ast.parse(source)
+    own = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            own.add(node.name)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            own.add(node.attr)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            own.add(node.id)
+    found = set()
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and node.attr.startswith("_")
+                and not node.attr.startswith("__") and node.attr not in own
+                and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))):
+            found.add(f"{ast.unparse(node.value)}.{node.attr}")
+    return found
+
+
+def test_no_reach_into_private_attributes():
+    """Use the public API of aiohttp, websockets and our own modules (e.g. the handler's
+    `request.transport`, not `ws._req.transport`)."""
+    offenders = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        found = foreign_private_attributes(path.read_text())
+        if found:
+            offenders[str(path.relative_to(PACKAGE.parent))] = sorted(found)
+    assert not offenders, offenders
+
+
+def test_the_private_attribute_checker_sees_reach_ins():
+    assert foreign_private_attributes("t = ws._req.transport") == {"ws._req"}
+    assert foreign_private_attributes("self._a = 1\nother._a\nself._b") == set()

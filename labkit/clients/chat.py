@@ -12,6 +12,7 @@ Every received message is recorded with `received_ts` (time.time()), so its deli
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import time
@@ -31,6 +32,9 @@ class ChatError(ValueError):
 
 
 class _Participant:
+    """What both kinds of member share: the messages received (each once, in SEQ order), the
+    errors seen, and `rows()` for a delivery table."""
+
     kind = ""
 
     def __init__(self, target, name: str):
@@ -38,15 +42,18 @@ class _Participant:
         self.messages: list[dict] = []
         self.errors: list[dict] = []
         self.last_seq: int | None = None
-        self._task: asyncio.Future | None = None
+        self._task: concurrent.futures.Future | None = None
+        """The background reader (WebSocket) or poller (REST) on labkit's client loop."""
 
     def _record(self, event: dict, now: float) -> None:
+        """Keep `event` (received at `now`) unless its SEQ was already seen."""
         if self.last_seq is not None and event["seq"] <= self.last_seq:
             return
         self.messages.append({**event, "received_ts": now})
         self.last_seq = event["seq"]
 
     def rows(self) -> list[dict]:
+        """One dict per received message: who received it how, sender, text and delay_ms."""
         return [{"receiver": self.name, "receiver_kind": self.kind, "seq": m["seq"],
                  "sender": m["data"]["name"], "text": m["data"]["text"], "ts": m["ts"],
                  "received_ts": m["received_ts"],
@@ -175,6 +182,7 @@ class ChatRestClient(_Participant):
         return self
 
     def stop(self) -> None:
+        """Stop background polling; waits at most one interval plus the request timeout."""
         self._stop = True
         if self._task is not None:
             with contextlib.suppress(Exception):  # stopping always finishes

@@ -32,6 +32,8 @@ from .rest import request_head_bytes, response_head_bytes
 
 TRANSPORTS = ("short_poll", "long_poll", "sse", "ws")
 LABELS = {"short_poll": "short poll", "long_poll": "long poll", "sse": "SSE", "ws": "WebSocket"}
+CONTROL_TIMEOUT_S = 10.0
+"""Longest a control request (set the ticker, read the hub's counters) may take, in seconds."""
 """How the lessons name each transport."""
 
 
@@ -330,9 +332,11 @@ def make_client(transport: str, target, **options) -> FeedClient:
 
 # -- the feed source and whole runs -----------------------------------------------------------
 async def _http_json(target, method: str, path: str, body=None) -> dict:
+    """One JSON control request to the lab (at most CONTROL_TIMEOUT_S); ValueError on 4xx/5xx."""
     base = target_url(target)
-    async with http_session(base) as session, session.request(method, base + path,
-                                                               json=body) as resp:
+    timeout = aiohttp.ClientTimeout(total=CONTROL_TIMEOUT_S)
+    async with http_session(base, timeout=timeout) as session, session.request(
+            method, base + path, json=body) as resp:
         data = await resp.json(content_type=None)
         if resp.status >= 400:
             raise ValueError(data.get("detail", f"HTTP {resp.status}"))
@@ -417,15 +421,16 @@ async def arun_clients(target, clients: list[FeedClient], *, seconds: float, rat
 def start_run(target, *, seconds: float = 5.0, rate_hz: float = 10.0,
               transports=TRANSPORTS, poll_interval_s: float = 0.5, wait_s: float = 10.0,
               seed: int | None = 1, kind: str = "walk"):
-    """Start a run of every transport in the background; returns (FeedRun, concurrent future)."""
-    import asyncio as _asyncio
+    """Start a run of every transport in the background, on labkit's client loop.
 
+    Returns (the clients, a concurrent future of the FeedRun): the clients fill in as events
+    arrive (a live view reads them), the future is done when every client has stopped."""
     clients = []
     for transport in transports:
         options = {"short_poll": {"interval_s": poll_interval_s},
                    "long_poll": {"wait_s": wait_s}}.get(transport, {})
         clients.append(make_client(transport, target, **options))
-    future = _asyncio.run_coroutine_threadsafe(
+    future = asyncio.run_coroutine_threadsafe(
         arun_clients(target, clients, seconds=seconds, rate_hz=rate_hz, seed=seed, kind=kind),
         _loop.client_loop())
     return clients, future

@@ -54,9 +54,11 @@ class Reply:
 
     @property
     def text(self) -> str:
+        """The body as text (UTF-8; undecodable bytes become U+FFFD)."""
         return self.body.decode("utf-8", errors="replace")
 
     def json(self):
+        """The body decoded as JSON (None for an empty body)."""
         return jsonlib.loads(self.body) if self.body else None
 
     @property

@@ -128,7 +128,7 @@ async def chat_ws(request: web.Request) -> web.WebSocketResponse:
         raise ProblemError(422, f"name: {errors[0]['message']}", errors=errors)
     welcome = {"type": "welcome", "name": name, "last_seq": topic.last_seq, "max_text": MAX_TEXT}
     async with topic_websocket(request, topic, first=(welcome,)) as (ws, sub, replay, counters):
-        pump = asyncio.create_task(pump_to_websocket(ws, sub, replay, counters, render))
+        pump = asyncio.create_task(pump_to_websocket(request, ws, sub, replay, counters, render))
 
         async def error(detail: str, **extra) -> None:
             await ws.send_str(json.dumps({"type": "error", "detail": detail, **extra}))

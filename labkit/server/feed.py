@@ -62,9 +62,11 @@ SLOW_CLOSE_CODE = WSCloseCode.POLICY_VIOLATION
 SEND_TIMEOUT_S = 5.0
 """A write a client does not accept within this many seconds ends its stream."""
 SSE_PING_S = 15.0
+"""An idle SSE stream gets a comment line this often (seconds), so proxies keep it open."""
 SAMPLE_SERIES = "data/feed-sample.csv"
 """The replayable series, inside the labkit package (so an installed labkit has it too)."""
 KINDS = ("walk", "replay")
+"""What the ticker can publish: a seeded random walk, or a replay of the sample series."""
 
 routes = web.RouteTableDef()
 
@@ -100,6 +102,7 @@ class FeedSource:
         self._task: asyncio.Task | None = None
 
     def state(self) -> dict:
+        """Settings and progress, as `GET /api/feed/source` answers them."""
         return {"running": self.running, "kind": self.kind, "rate_hz": self.rate_hz,
                 "seed": self.seed, "ticks_left": self.ticks_left, "symbol": self.symbol,
                 "price": self.price, "row": self.row, "rows": len(sample_series()),
@@ -131,6 +134,7 @@ class FeedSource:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     def stop(self) -> None:
+        """Stop publishing (the settings stay; `configure` starts it again)."""
         if self._task is not None:
             self._task.cancel()
             self._task = None
@@ -271,19 +275,21 @@ async def source_set(request: web.Request) -> web.Response:
     return web.json_response(source.state())
 
 
-def _sse_since(request: web.Request) -> int | None:
+def _sse_since(request: web.Request) -> tuple[int | None, str]:
+    """Where an SSE client resumes, and the name it came in: the Last-Event-ID header (what a
+    reconnecting browser sends) wins over ?since=."""
     header = request.headers.get("Last-Event-ID")
     if header is not None:
-        return parse_seq(header, "Last-Event-ID")
-    return parse_seq(request.query.get("since"))
+        return parse_seq(header, "Last-Event-ID"), "Last-Event-ID"
+    return parse_seq(request.query.get("since")), "since"
 
 
 @routes.get("/sse/feed")
 async def feed_sse(request: web.Request) -> web.StreamResponse:
     """Server-Sent Events of the feed; id is the SEQ; resumes after Last-Event-ID (or ?since=)."""
     topic = _topic(request)
-    name = "Last-Event-ID" if "Last-Event-ID" in request.headers else "since"
-    sub, replay, gap = subscribe_resuming(topic, "sse", _sse_since(request), name)
+    since, name = _sse_since(request)
+    sub, replay, gap = subscribe_resuming(topic, "sse", since, name)
     counters = topic.counters("sse")
     response = EventSourceResponse(ping_interval=SSE_PING_S, send_timeout=SEND_TIMEOUT_S)
     try:
@@ -319,9 +325,13 @@ async def feed_sse(request: web.Request) -> web.StreamResponse:
     return response
 
 
-async def pump_to_websocket(ws: web.WebSocketResponse, sub: Subscription, replay: list,
-                            counters, render=lambda item: item.json) -> None:
+async def pump_to_websocket(request: web.Request, ws: web.WebSocketResponse, sub: Subscription,
+                            replay: list, counters, render=lambda item: item.json) -> None:
     """Send the replay, then every item the subscription gets, until it closes or overflows.
+
+    `request` is the handler's request: its `transport` is the client's socket (the fast path
+    writes frames to it; a client that will not take a Close frame is cut off through it).
+    `render(item)` gives the text a subscriber receives for a hub item (None: send nothing).
 
     A slow consumer is closed with 1008 and a reason that says which SEQ to resume from.
 
@@ -344,14 +354,15 @@ async def pump_to_websocket(ws: web.WebSocketResponse, sub: Subscription, replay
 
     def on_overflow() -> None:
         # the pump may be waiting for this very client to drain: close from another task
-        closing.append(asyncio.ensure_future(close_or_abort(ws, SLOW_CLOSE_CODE, _slow_reason(sub))))
+        closing.append(asyncio.ensure_future(
+            close_or_abort(request, ws, SLOW_CLOSE_CODE, _slow_reason(sub))))
 
     sub.on_overflow = on_overflow
     try:
         if ws.compress:
             await _pump_compressed(ws, sub, replay, counters, render)
         else:
-            await _pump_frames(ws, sub, replay, counters, render)
+            await _pump_frames(request, ws, sub, replay, counters, render)
     except SlowConsumer:
         if closing:
             await asyncio.gather(*closing, return_exceptions=True)
@@ -366,9 +377,9 @@ def text_frame(text: str) -> bytes:
     return Frame(Opcode.TEXT, text.encode()).serialize(mask=False)
 
 
-async def _pump_frames(ws: web.WebSocketResponse, sub: Subscription, replay: list, counters,
-                       render) -> None:
-    request = ws._req  # aiohttp keeps the request on the response; its transport is the socket
+async def _pump_frames(request: web.Request, ws: web.WebSocketResponse, sub: Subscription,
+                       replay: list, counters, render) -> None:
+    """The fast path of `pump_to_websocket`: pre-encoded frames written to the socket itself."""
     transport, writer = request.transport, request.writer
     if transport is None:
         return
@@ -464,6 +475,7 @@ def _header_len(frame: bytes) -> int:
 
 async def _pump_compressed(ws: web.WebSocketResponse, sub: Subscription, replay: list, counters,
                            render) -> None:
+    """The plain path of `pump_to_websocket` (a compressed socket): one `send_str` per item."""
     items = replay
     while True:
         for item in items:
@@ -484,13 +496,15 @@ def _slow_reason(sub: Subscription) -> str:
     return f"too slow: resume with since={sub.last_seq}"
 
 
-async def close_or_abort(ws: web.WebSocketResponse, code: int, reason: str) -> None:
-    """Close with `code`; a peer that does not take the Close frame in time is cut off."""
+async def close_or_abort(request: web.Request, ws: web.WebSocketResponse, code: int,
+                         reason: str) -> None:
+    """Close `ws` with `code`; a peer that does not take the Close frame within SEND_TIMEOUT_S
+    is cut off (its socket, `request.transport`, is aborted)."""
     try:
         async with asyncio.timeout(SEND_TIMEOUT_S):
             await ws.close(code=code, message=reason.encode()[:123])
     except (TimeoutError, ConnectionResetError, RuntimeError):
-        transport = ws._req.transport if ws._req is not None else None
+        transport = request.transport
         if transport is not None:
             transport.abort()
 
@@ -542,7 +556,7 @@ async def feed_ws(request: web.Request) -> web.WebSocketResponse:
     # compress=False: the fast path writes plain frames
     async with topic_websocket(request, _topic(request), compress=False) as (ws, sub, replay,
                                                                                counters):
-        pump = asyncio.create_task(pump_to_websocket(ws, sub, replay, counters))
+        pump = asyncio.create_task(pump_to_websocket(request, ws, sub, replay, counters))
 
         async def on_message(text: str) -> None:
             await ws.send_str(json.dumps({"type": "error",
@@ -603,6 +617,7 @@ WAIT_PARAM = {
 
 
 def poll_operation(summary: str, op_id: str, what: str) -> dict:
+    """The OpenAPI operation of a route answered by `poll_response` (the feed, the chat room)."""
     return {
         "summary": summary,
         "operationId": op_id,

@@ -52,9 +52,6 @@ QUEUE_LIMIT = 256
 PUBLISH_TIMEOUT_S = 5.0
 """How long a publish from another thread waits for the server loop to store the event."""
 
-TRANSPORTS = ("short_poll", "long_poll", "sse", "ws", "rest")
-"""Names the counters use for the ways a client reads a topic."""
-
 
 @dataclass(frozen=True)
 class Event:
@@ -94,6 +91,7 @@ class Notice:
 
 
 def _memo(cache: dict, key: Any, encode: Callable[[Any], Any], item: Any) -> Any:
+    """`cache[key]`, filled with `encode(item)` the first time."""
     try:
         return cache[key]
     except KeyError:
@@ -194,13 +192,14 @@ class Subscription:
         self.closed = False
         self.last_seq = topic.last_seq
         """SEQ of the last event its transport delivered (the transport keeps it up to date)."""
-        self.on_overflow = None
+        self.on_overflow: Callable[[], None] | None = None
         """Called once when this subscriber overflows (a transport blocked on a write uses it)."""
         self.sink: Callable[[Event | Notice], bool] | None = None
         self._items: deque = deque()
         self._waiter: asyncio.Future | None = None
 
     def __len__(self) -> int:
+        """Items waiting to be taken."""
         return len(self._items)
 
     def push(self, item: Event | Notice) -> None:
@@ -284,6 +283,8 @@ class Topic:
         return self.history[0].seq if self.history else self.last_seq + 1
 
     def counters(self, transport: str) -> Counters:
+        """The counters of `transport` ("short_poll", "long_poll", "sse", "ws", "rest") on this
+        topic, created at zero on first use."""
         return self._counters.setdefault(transport, Counters())
 
     def _append(self, data: Any) -> Event:
@@ -313,15 +314,15 @@ class Topic:
         start = len(self.history) - (last - seq)
         return list(itertools.islice(self.history, start, None))
 
-    def subscribe(self, transport: str, since: int | None = None,
-                  queue_limit: int | None = None) -> tuple[Subscription, list[Event]]:
+    def subscribe(self, transport: str,
+                  since: int | None = None) -> tuple[Subscription, list[Event]]:
         """A live subscription plus the kept events after `since` (None: from now on).
 
         Both are taken in one step, so nothing is missed or repeated between the replay and the
         live part. Raises Gap / Ahead like `since()`.
         """
         replay = [] if since is None else self.since(since)
-        sub = Subscription(self, transport, queue_limit or self.queue_limit)
+        sub = Subscription(self, transport, self.queue_limit)
         if since is not None:
             sub.last_seq = since
         self.subscribers.add(sub)
@@ -364,9 +365,9 @@ class Hub:
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread_id: int | None = None
 
-    def bind(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
-        """Attach to the loop the server runs on (done at app startup)."""
-        self.loop = loop or asyncio.get_running_loop()
+    def bind(self) -> None:
+        """Attach to the running loop and its thread: the server's (done at app startup)."""
+        self.loop = asyncio.get_running_loop()
         self._thread_id = threading.get_ident()
 
     def topic(self, name: str, **limits) -> Topic:

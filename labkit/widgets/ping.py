@@ -60,7 +60,9 @@ def ping_meter(target, seconds: float = 5.0, *, path: str = "/ws/echo", payload:
         started = time.perf_counter()
         while (elapsed := time.perf_counter() - started) < seconds:
             slice_s = min(REFRESH_S, seconds - elapsed)
-            batch = _loop.run(_echo_for(ws.connection, slice_s, payload))
+            # one slice, plus the client's timeout for an echo that never comes back
+            batch = _loop.run(_echo_for(ws.connection, slice_s, payload),
+                              timeout=slice_s + ws.timeout)
             samples.extend((elapsed + t, rtt) for t, rtt in batch)
             if batch:
                 rtts = sorted(rtt for _, rtt in batch)
