@@ -24,7 +24,7 @@ def kernel_lab(tmp_path):
 def test_checkers_without_a_lab_give_a_hint_not_a_crash():
     lk.stop()
     assert not lk.check.conditional_get("/api/notes/1", {"If-None-Match": "*"})
-    assert not lk.check.non_idempotent_verb("POST")
+    assert not lk.check.idempotent_but_status_changes("DELETE")
     assert not lk.check.recovered_from_412(None, None)
 
 
@@ -39,10 +39,29 @@ def test_conditional_get(kernel_lab):
     assert not lk.check.conditional_get("/api/notes/999", {"If-None-Match": etag})
 
 
-def test_non_idempotent_verb(kernel_lab):
-    assert lk.check.non_idempotent_verb("post")
-    for wrong in ("PUT", "DELETE", "PATCH", "GET", "?", "", None, 3):
-        assert not lk.check.non_idempotent_verb(wrong), wrong
+def test_idempotent_but_status_changes_accepts_delete(kernel_lab):
+    for answer in ("DELETE", " delete "):
+        feedback = lk.check.idempotent_but_status_changes(answer)
+        assert feedback, answer
+        assert "204 then 404" in feedback.message
+
+
+@pytest.mark.parametrize(("answer", "hint"), [
+    ("POST", "not idempotent at all"),
+    ("put", "same answer twice"),
+    ("PATCH", "same answer twice"),
+    ("GET", "safe and idempotent"),
+    (None, "Answer with a verb"),
+    ("", "Answer with a verb"),
+    ("?", "Answer with a verb"),
+    (3, "Answer with a verb"),
+    (["DELETE"], "Answer with a verb"),
+    ("FROB", "not one of the verbs"),
+])
+def test_idempotent_but_status_changes_refuses_kindly(kernel_lab, answer, hint):
+    feedback = lk.check.idempotent_but_status_changes(answer)
+    assert not feedback
+    assert hint in feedback.message
 
 
 def test_recovered_from_412(kernel_lab):

@@ -58,6 +58,7 @@ def binary_echo(answer) -> Feedback:
     return verdict(
         answer == b"\x00\xff",
         "Right: bytes in, bytes out. Binary frames carry any bytes; text frames must be UTF-8.",
-        f"Expected the two bytes 00 ff back, got {answer!r}. Send ws.echo(b'\\x00\\xff').",
+        f"Expected the two bytes 00 ff back, got {answer!r}. Send bytes, not a str (a b'...' literal "
+        "holding the bytes 00 and ff), and pass the first item ws.echo returns.",
         name,
     )

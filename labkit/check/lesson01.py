@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ._core import Feedback, verdict
 
-__all__ = ["conditional_get", "non_idempotent_verb", "recovered_from_412"]
+__all__ = ["conditional_get", "idempotent_but_status_changes", "recovered_from_412"]
 
 
 def _running_lab():
@@ -36,26 +36,42 @@ def conditional_get(path, headers) -> Feedback:
                    "ETag in If-None-Match (read it from a fresh GET's headers).", name)
 
 
-def non_idempotent_verb(answer) -> Feedback:
-    """Exercise: which verb changes the server again each time you repeat it? Measured, not recalled."""
-    from ..rest_lab import non_idempotent_verbs, repeat_effects
+def idempotent_but_status_changes(verb) -> Feedback:
+    """Exercise: which idempotent verb answers with another status the second time? The checker
+    repeats each verb twice against the lab (rest_lab.repeat_effects) and compares."""
+    from ..rest_lab import repeat_effects, repeat_summary
 
-    name = "non-idempotent verb"
+    name = "idempotent, yet a different answer"
     lab = _running_lab()
     if lab is None:
         return verdict(False, "", "Start the lab first: lab = lk.start()", name)
-    if not isinstance(answer, str) or not answer.strip() or answer.strip() == "?":
-        return verdict(False, "", "Answer with a verb such as 'PUT'. Run rest_lab.repeat_effects "
-                       "and compare the state after the first and the last repetition.", name)
-    measured = non_idempotent_verbs(repeat_effects(lab, times=2))
-    return verdict(
-        [answer.strip().upper()] == measured,
-        f"Right: repeating {measured[0]} changed the server again (a new note each time); PUT, "
-        "PATCH with the same patch, and DELETE leave it as the first request did.",
-        f"Measured just now: the verb(s) whose repetition changes the state: {measured}. "
-        f"{answer!r} is not it. A different status (DELETE: 204 then 404) is not a different state.",
-        name,
-    )
+    if not isinstance(verb, str) or not verb.strip() or verb.strip() == "?":
+        return verdict(False, "", "Answer with a verb as a string, e.g. 'PUT'. Send each idempotent "
+                       "verb twice to the same note and compare the two status codes.", name)
+    verb = verb.strip().upper()
+    if verb in ("GET", "HEAD", "OPTIONS"):
+        return verdict(False, "", f"{verb} is safe and idempotent: it changes nothing, so a second "
+                       f"{verb} of the same note gets the same answer. Look among the verbs that "
+                       "do change the note.", name)
+    summary = repeat_summary(repeat_effects(lab, times=2)).set_index("verb")
+    if verb not in summary.index:
+        return verdict(False, "", f"{verb!r} is not one of the verbs to try: "
+                       f"{', '.join(summary.index)}.", name)
+    row = summary.loc[verb]
+    statuses = row["statuses"].split()
+    if not row["idempotent"]:
+        return verdict(False, "", f"{verb} is not idempotent at all: measured just now, sending it "
+                       f"twice left {row['notes_after_last']} notes instead of "
+                       f"{row['notes_after_first']}. Pick a verb whose repetition leaves the "
+                       "server as the first request did.", name)
+    if len(set(statuses)) == 1:
+        return verdict(False, "", f"{verb} gives the same answer twice (measured: {' then '.join(statuses)}) "
+                       "and the same state. Which verb leaves nothing for the second request to "
+                       "act on?", name)
+    return verdict(True, f"Measured: {verb} answered {' then '.join(statuses)}, yet the server is "
+                   "the same after the second request as after the first (the note is gone). "
+                   "Idempotency is about the state, not the answer, so a retried DELETE that "
+                   "gets 404 is not an error.", "", name)
 
 
 def recovered_from_412(conflict, client) -> Feedback:
