@@ -14,7 +14,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Callable
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -142,6 +142,22 @@ class NotesStore:
             )
             return _note(cur.fetchone())
 
+    @contextmanager
+    def _locked_note(self, note_id: int):
+        """A write transaction that holds the note from the first read: yields (connection, note or
+        None). It commits when the block ends normally and rolls back when it raises, so a read,
+        a check and a write inside the block are one atomic step across threads and processes."""
+        with closing(self._connect()) as con:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                row = con.execute("SELECT * FROM notes WHERE id = ?", (note_id,)).fetchone()
+                yield con, (_note(row) if row is not None else None)
+                con.execute("COMMIT")
+            except BaseException:
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+                raise
+
     def update(self, note_id: int, change: Callable[[Note], dict]) -> tuple[Note, bool] | None:
         """Atomically read the note, compute its new fields with `change(current)`, write them.
 
@@ -149,29 +165,18 @@ class NotesStore:
         An unchanged result writes nothing and keeps the version. Returns (note, changed), or None
         when there is no such note.
         """
-        with closing(self._connect()) as con:
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                row = con.execute("SELECT * FROM notes WHERE id = ?", (note_id,)).fetchone()
-                if row is None:
-                    con.execute("ROLLBACK")
-                    return None
-                current = _note(row)
-                fields = change(current)
-                if fields == current.fields():
-                    con.execute("ROLLBACK")
-                    return current, False
-                row = con.execute(
-                    "UPDATE notes SET title = ?, body = ?, tags = ?, votes = ?, "
-                    "version = version + 1, updated = ? WHERE id = ? RETURNING *",
-                    (fields["title"], fields["body"], json.dumps(fields["tags"]), fields["votes"],
-                     max(time.time(), current.updated), note_id),
-                ).fetchone()
-                con.execute("COMMIT")
-            except BaseException:
-                if con.in_transaction:
-                    con.execute("ROLLBACK")
-                raise
+        with self._locked_note(note_id) as (con, current):
+            if current is None:
+                return None
+            fields = change(current)
+            if fields == current.fields():
+                return current, False
+            row = con.execute(
+                "UPDATE notes SET title = ?, body = ?, tags = ?, votes = ?, "
+                "version = version + 1, updated = ? WHERE id = ? RETURNING *",
+                (fields["title"], fields["body"], json.dumps(fields["tags"]), fields["votes"],
+                 max(time.time(), current.updated), note_id),
+            ).fetchone()
         return _note(row), True
 
     def delete(self, note_id: int, check: Callable[[Note], None]) -> bool:
@@ -179,18 +184,9 @@ class NotesStore:
 
         Returns False when there is no such note.
         """
-        with closing(self._connect()) as con:
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                row = con.execute("SELECT * FROM notes WHERE id = ?", (note_id,)).fetchone()
-                if row is None:
-                    con.execute("ROLLBACK")
-                    return False
-                check(_note(row))
-                con.execute("DELETE FROM notes WHERE id = ?", (note_id,))
-                con.execute("COMMIT")
-            except BaseException:
-                if con.in_transaction:
-                    con.execute("ROLLBACK")
-                raise
+        with self._locked_note(note_id) as (con, current):
+            if current is None:
+                return False
+            check(current)
+            con.execute("DELETE FROM notes WHERE id = ?", (note_id,))
         return True
