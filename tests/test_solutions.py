@@ -9,14 +9,10 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
-from test_notebooks import CELL_TIMEOUT_S, NOTEBOOK_BUDGET_S
+from notebook_runner import LESSONS, NOTEBOOK_TIMEOUT_S, NOTEBOOKS_DIR, error_outputs, run_quick
 
 import labkit.check
 
-NOTEBOOKS_DIR = Path(__file__).parent.parent / "notebooks"
-LESSONS = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]-*.ipynb"))
 SOLUTIONS = sorted((NOTEBOOKS_DIR / "solutions").glob("[0-9][0-9]-*.py"))
 SECTION_MARK = re.compile(r"^# %%.*$", re.MULTILINE)
 CHECKER_CALL = re.compile(r"\blk\.check\.(\w+)\(")
@@ -69,26 +65,18 @@ def test_exercise_cells_call_existing_checkers(lesson):
 
 
 @pytest.mark.notebook
-@pytest.mark.timeout(NOTEBOOK_BUDGET_S * 2 + 60)
+@pytest.mark.timeout(NOTEBOOK_TIMEOUT_S)
 @pytest.mark.parametrize("solution", SOLUTIONS, ids=[p.stem for p in SOLUTIONS])
-def test_solutions_are_correct_in_the_lesson(solution, monkeypatch):
-    monkeypatch.setenv("LABKIT_QUICK", "1")
-    monkeypatch.setenv("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+def test_solutions_are_correct_in_the_lesson(solution):
     lesson = lesson_for(solution)
     nb = nbformat.read(lesson, as_version=4)
     cells, sections = exercise_cells(nb), solution_sections(solution)
     assert len(sections) == len(cells), "one solution section per exercise cell"
     for cell, section in zip(cells, sections, strict=True):
         cell.source = section
-    client = NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
-                            resources={"metadata": {"path": str(NOTEBOOKS_DIR)}}, allow_errors=False)
-    try:
-        client.execute()
-    except (CellExecutionError, CellTimeoutError, DeadKernelError) as exc:
-        pytest.fail(f"{lesson.name} with {solution.name} failed: {str(exc)[:3000]}")
+    run_quick(nb, f"{lesson.name} with {solution.name}")
     for index, cell in enumerate(cells, 1):
-        errors = [o for o in cell.outputs if o.get("output_type") == "error"
-                  or (o.get("output_type") == "stream" and o.get("name") == "stderr")]
+        errors = error_outputs([cell], any_stderr=True)
         assert not errors, f"{solution.name} section {index} printed errors: {errors[:2]}"
         results = [o for o in cell.outputs if o.get("output_type") == "execute_result"]
         assert len(results) == 1 and shows_correct(results[0]), (
