@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import subprocess
 import sys
 import threading
@@ -23,6 +22,8 @@ import time
 import aiohttp
 from aiohttp import web
 from websockets.asyncio.client import connect
+
+from labkit.measure import median, percentile
 
 PAYLOAD = b"x" * 16
 
@@ -123,10 +124,6 @@ async def time_ws(url: str, n: int, warmup: int) -> list[float]:
     return out
 
 
-def pct(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
-
-
 def startup_times() -> tuple[float, float]:
     """(import labkit s, lk.start() to first answered request s), each in a fresh interpreter."""
     code_import = "import time; t=time.perf_counter(); import labkit; print(time.perf_counter()-t)"
@@ -137,7 +134,7 @@ def startup_times() -> tuple[float, float]:
 
     def median_of_5(code: str) -> float:
         runs = [float(subprocess.check_output([sys.executable, "-c", code])) for _ in range(5)]
-        return statistics.median(runs)
+        return median(runs)
 
     return median_of_5(code_import), median_of_5(code_start)
 
@@ -177,8 +174,8 @@ def main() -> None:
     print(f"{'setup':<32}{'n':>7}{'p50 ms':>10}{'p99 ms':>10}")
     p50 = {}
     for name, values in results.items():
-        p50[name] = statistics.median(values)
-        print(f"{name:<32}{len(values):>7}{p50[name]:>10.4f}{pct(values, 99):>10.4f}")
+        p50[name] = median(values)
+        print(f"{name:<32}{len(values):>7}{p50[name]:>10.4f}{percentile(values, 99):>10.4f}")
     ws_ratio = p50["lab WS echo"] / p50["raw asyncio TCP echo (floor)"]
     rest_ratio = p50["lab REST GET keep-alive"] / p50["bare aiohttp GET keep-alive"]
     print(f"\nlab WS echo / raw floor (p50):          {ws_ratio:.2f}x  (target <= 2.2)")

@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import json
 import resource
-import statistics
 import subprocess
 import sys
 import threading
@@ -36,6 +35,8 @@ from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
 from websockets.uri import parse_uri
+
+from labkit.measure import median, percentile
 
 SPACING_S = 0.1
 """Time between two published events (the subscriber settles between events)."""
@@ -169,11 +170,6 @@ def wait_until(condition, proc: subprocess.Popen, what: str, timeout: float = 12
         time.sleep(0.05)
 
 
-def percentile(values, q):
-    values = sorted(values)
-    return values[min(len(values) - 1, int(q * len(values)))]
-
-
 # -- the publishing side ------------------------------------------------------------------------
 def run_round(url: str, n: int, events: int, subscribed, fan_out) -> dict:
     """Start a subscriber process on `url`, wait for n subscribers, call `fan_out(i)` (on the
@@ -295,9 +291,9 @@ def main() -> None:
         calls = [c * 1000 for r in rounds for c in r["call_s"]]
         cpu = sum(r["cpu_s"] for r in rounds) / sum(r["span_s"] for r in rounds)
         ok = all(r["in_order"] for r in rounds)
-        rows[name] = (percentile(delays, 0.5), percentile(delays, 0.99))
+        rows[name] = (percentile(delays, 50), percentile(delays, 99))
         print(f"  {name:<24} p50 {rows[name][0]:7.2f} ms   p99 {rows[name][1]:7.2f} ms   "
-              f"server call p50 {statistics.median(calls):6.2f} ms   "
+              f"server call p50 {median(calls):6.2f} ms   "
               f"subscriber CPU {cpu:4.0%}   all in order: {ok}")
     (h50, h99), (b50, b99) = rows.values()
     print(f"  ratio Hub / baseline      p50 {h50 / b50:5.2f} x    p99 {h99 / b99:5.2f} x")
