@@ -210,7 +210,7 @@ def test_status_counts_open_websockets(lab):
         assert lab.status()["open_websockets"] == 1
 
 
-def test_raw_aiohttp_client_gets_problem_for_bad_json_route(lab):
+def test_a_plain_aiohttp_client_gets_problem_json_for_an_unknown_path(lab):
     async def go():
         async with aiohttp.ClientSession() as s, s.get(lab.url + "/nope/") as r:
             return r.status, r.headers["Content-Type"]

@@ -34,7 +34,7 @@ from .feed import (
     run_websocket,
     topic_websocket,
 )
-from .hub import HUB, Event, Notice, Topic
+from .hub import HUB, Event, Notice, Topic, event_schema
 from .problem import ProblemError
 from .validate import CONTROL_CHARS, CONTROL_CHARS_BUT_NEWLINE_TAB, NOT_BLANK
 
@@ -158,16 +158,8 @@ def setup(app: web.Application) -> None:
     app.add_routes(routes)
 
 
-_MESSAGE = {
-    "type": "object",
-    "required": ["seq", "ts", "data"],
-    "properties": {
-        "seq": {"type": "integer", "minimum": 1},
-        "ts": {"type": "number", "description": "time.time() when stored (s)"},
-        "data": {"type": "object", "properties": {"name": {"type": "string"},
-                                                  "text": {"type": "string"}}},
-    },
-}
+_MESSAGE = event_schema({"type": "object", "properties": {"name": {"type": "string"},
+                                                          "text": {"type": "string"}}})
 _get = poll_operation("Messages of the room (short or long poll)", "chatMessagesGet", "Messages")
 OPENAPI_PATHS = {
     "/api/chat/messages": {

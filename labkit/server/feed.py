@@ -43,6 +43,7 @@ from .hub import (
     Subscription,
     Topic,
     ahead_problem,
+    event_schema,
     gap_problem,
     subscribe_resuming,
 )
@@ -576,15 +577,7 @@ def setup(app: web.Application) -> None:
     app.add_routes(routes)
 
 
-_EVENT = {
-    "type": "object",
-    "required": ["seq", "ts", "data"],
-    "properties": {
-        "seq": {"type": "integer", "minimum": 1},
-        "ts": {"type": "number", "description": "time.time() when published (s)"},
-        "data": {"type": "object"},
-    },
-}
+_EVENT = event_schema()
 _SOURCE_STATE = {
     "type": "object",
     "properties": {

@@ -53,6 +53,20 @@ PUBLISH_TIMEOUT_S = 5.0
 """How long a publish from another thread waits for the server loop to store the event."""
 
 
+def event_schema(data: dict | None = None) -> dict:
+    """JSON Schema of an event as every transport sends it: {"seq", "ts", "data"}; `data` narrows
+    the schema of the payload (an object by default)."""
+    return {
+        "type": "object",
+        "required": ["seq", "ts", "data"],
+        "properties": {
+            "seq": {"type": "integer", "minimum": 1, "description": "per topic, from 1, never reused"},
+            "ts": {"type": "number", "description": "time.time() when published (s)"},
+            "data": data or {"type": "object"},
+        },
+    }
+
+
 @dataclass(frozen=True)
 class Event:
     """One published event: `seq` (per topic, from 1), `ts` (time.time() at publish), `data`."""
