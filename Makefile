@@ -1,30 +1,46 @@
 # `make lab` and `make test` set up .venv first when pyproject.toml changed, then do their job.
+# `make lab` installs only what the lessons need (`.[lab]`); `make test` adds the test tools
+# (`.[lab,test]`). Each has its own stamp, so switching between them installs only what is missing.
+# Without make (e.g. on Windows): `python -m labkit lab` / `python -m labkit test` do the same.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+LAB_STAMP := $(VENV)/.installed-lab
+TEST_STAMP := $(VENV)/.installed-test
+CHECK_PYTHON := @$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "labkit needs Python 3.11 or newer; set PYTHON=python3.11 (or newer)")'
 
-.PHONY: lab test lint bench doctor clean
+.PHONY: lab test lint bench doctor clean book
 
-$(STAMP): pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "labkit needs Python 3.11 or newer; set PYTHON=python3.11 (or newer)")'
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(BIN)/python:
+	$(CHECK_PYTHON)
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[lab,test]'
-	touch $(STAMP)
 
-lab: $(STAMP)
+# The long step shows pip's progress (no --quiet), so the first minutes do not look hung.
+$(LAB_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -e '.[lab]'
+	touch $(LAB_STAMP)
+
+$(TEST_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -e '.[lab,test]'
+	touch $(LAB_STAMP) $(TEST_STAMP)
+
+lab: $(LAB_STAMP)
 	$(BIN)/jupyter lab --ip=127.0.0.1 --ServerApp.root_dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(BIN)/ruff check labkit tests benchmarks notebooks
 	$(BIN)/python -m pytest
 
-bench: $(STAMP)
+bench: $(LAB_STAMP)
 	$(BIN)/python benchmarks/echo_floor.py
 
-doctor: $(STAMP)
+doctor: $(LAB_STAMP)
 	$(BIN)/labkit doctor
+
+# every lesson run in quick mode and rendered with its outputs, plus the instructor guide
+book: $(TEST_STAMP)
+	$(BIN)/python -m labkit.book --out build/book
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

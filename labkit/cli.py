@@ -6,44 +6,52 @@ import argparse
 import asyncio
 import signal
 import sys
-import tempfile
-from pathlib import Path
 
 
-def serve(host: str, port: int, db: str | None) -> int:
-    """Run the lab app until Ctrl-C or SIGTERM; print the base URL as the first stdout line."""
+def serve(host: str, port: int, db: str | None, allowed_hosts: tuple[str, ...] = ()) -> int:
+    """Run the lab app until Ctrl-C or SIGTERM; print the base URL as the first stdout line.
+
+    Without --db the data live in a temporary folder removed at exit; folders that killed runs left
+    behind are removed at the next start (`runner.clean_stale_workdirs`)."""
+    import shutil
+
     from aiohttp import web
 
     from .server.app import make_app
     from .server.config import LabConfig
-    from .server.runner import STOP_TIMEOUT
+    from .server.guard import GuardedSite, raise_open_file_limit, runner_options
+    from .server.runner import STOP_TIMEOUT, clean_stale_workdirs, make_workdir
 
     async def _main() -> None:
-        workdir = None if db else tempfile.TemporaryDirectory(prefix="labkit-serve-")
-        config = LabConfig(host=host, port=port, db=db or str(Path(workdir.name) / "lab.db"))
-        runner = web.AppRunner(make_app(config), access_log=None, shutdown_timeout=STOP_TIMEOUT)
+        clean_stale_workdirs("labkit-")
+        workdir = None if db else make_workdir("labkit-serve-")
+        config = LabConfig(host=host, port=port, db=db or str(workdir / "lab.db"),
+                           allowed_hosts=tuple(allowed_hosts))
+        raise_open_file_limit()
+        runner = web.AppRunner(make_app(config), access_log=None, shutdown_timeout=STOP_TIMEOUT,
+                               **runner_options(config))
         await runner.setup()
         try:
-            await web.TCPSite(runner, host, port).start()
+            await GuardedSite(runner, config).start()
         except OSError as exc:
             await runner.cleanup()
             if workdir is not None:
-                workdir.cleanup()
+                shutil.rmtree(workdir, ignore_errors=True)
             print(f"labkit serve: cannot bind {host}:{port}: {exc.strerror or exc}. "
                   "Pick another --port (0 picks a free one).", file=sys.stderr)
             raise SystemExit(2) from None
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):  # before the URL: a stop may come right after it
+            loop.add_signal_handler(sig, stop.set)
         bound = runner.addresses[0]
         shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
         print(f"http://{shown}:{bound[1]}", flush=True)
         print("labkit lab server running; Ctrl-C to stop", file=sys.stderr, flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         await runner.cleanup()
         if workdir is not None:
-            workdir.cleanup()
+            shutil.rmtree(workdir, ignore_errors=True)
 
     asyncio.run(_main())
     return 0
@@ -56,15 +64,57 @@ def main(argv: list[str] | None = None) -> int:
     p_serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     p_serve.add_argument("--port", type=int, default=0, help="port (default 0: a free one)")
     p_serve.add_argument("--db", default=None, help="SQLite file to keep (default: a temporary one)")
+    p_serve.add_argument("--allow-host", action="append", default=[], metavar="HOST",
+                         help="a Host name also served besides loopback ones (DNS-rebinding guard); "
+                              "repeatable")
+    p_serve.add_argument("--classroom", action="store_true",
+                         help="a class server: tokens required, join URL and QR code printed first")
+    p_serve.add_argument("--token", action="append", default=[],
+                         help="(classroom) a student token; repeat for several (default: generated)")
+    p_serve.add_argument("--instructor-token", default=None,
+                         help="(classroom) the instructor's token (default: generated)")
+    p_serve.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                         help="(classroom) a browser Origin also accepted on WebSocket routes; repeatable")
+    p_serve.add_argument("--tls", action="store_true", help="(classroom) https/wss with the kit's CA")
+    p_serve.add_argument("--workers", type=int, default=0, metavar="N",
+                         help="run N worker processes behind one front door (lesson 06)")
+    p_serve.add_argument("--backplane", default=None, metavar="redis[://HOST:PORT]",
+                         help="(with --workers) share feed and chat events through Redis")
+    p_serve.add_argument("--balance", default="connection", choices=("connection", "sticky"),
+                         help="(with --workers) how the front door spreads connections")
     sub.add_parser("doctor", help="check versions, widget front ends and loopback")
+    p_clean = sub.add_parser("clean-notebook", help="strip outputs and widget state from notebooks "
+                             "(no FILE: stdin to stdout, as a git clean filter)")
+    p_clean.add_argument("files", nargs="*", metavar="FILE")
+    from .grade import add_parser as add_grade_parser
+
+    add_grade_parser(sub)
     from . import bench
 
     bench.add_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "serve" and args.classroom:
+        from .classroom import serve_classroom
+
+        return serve_classroom(args.host, args.port, args.db, args.token, args.instructor_token,
+                               args.allow_origin, args.tls)
+    if args.command == "grade":
+        from .grade import run_from_args
+
+        return run_from_args(args)
+    if args.command == "serve" and args.workers:
+        from .cluster import serve as serve_cluster
+
+        return serve_cluster(args.workers, args.backplane, args.balance, args.host, args.port,
+                             args.db)
     if args.command == "serve":
-        return serve(args.host, args.port, args.db)
+        return serve(args.host, args.port, args.db, tuple(args.allow_host))
     if args.command == "bench":
         return bench.run_from_args(args)
+    if args.command == "clean-notebook":
+        from .nbclean import main as clean_notebooks
+
+        return clean_notebooks(args.files)
     if args.command == "doctor":
         from .doctor import run_doctor
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -64,3 +65,105 @@ def test_doctor_fails_when_a_widget_front_end_is_missing(monkeypatch, capsys):
     monkeypatch.setattr(doctor, "installed_lab_extensions", lambda: {"anywidget"})
     assert doctor.run_doctor() == 1
     assert "jupyterlab-manager is missing" in capsys.readouterr().out
+
+
+# -- temporary data folders ---------------------------------------------------------------------------
+@pytest.mark.skipif(sys.platform == "win32", reason="stale-folder cleanup is POSIX only")
+def test_a_killed_serve_leaves_a_folder_that_the_next_start_removes(tmp_path):
+    env = {**os.environ, "TMPDIR": str(tmp_path)}  # an isolated temporary folder for both runs
+
+    def serve_without_db() -> subprocess.Popen:
+        proc = subprocess.Popen([sys.executable, "-m", "labkit", "serve"], env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert proc.stdout.readline().startswith("http://127.0.0.1:")
+        return proc
+
+    first = serve_without_db()
+    folders = list(tmp_path.glob("labkit-serve-*"))
+    assert len(folders) == 1 and (folders[0] / "owner.pid").read_text() == str(first.pid)
+    first.kill()  # no cleanup runs: the folder stays behind
+    first.wait()
+    assert folders[0].exists()
+    second = serve_without_db()
+    try:
+        assert not folders[0].exists()  # removed at the next start
+        assert [f.name for f in tmp_path.glob("labkit-serve-*")] != [folders[0].name]
+    finally:
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(timeout=10) == 0
+    assert not list(tmp_path.glob("labkit-serve-*"))  # a clean stop removes its own folder
+
+
+def test_a_folder_whose_owner_is_alive_is_kept(tmp_path, monkeypatch):
+    from labkit.server import runner
+
+    monkeypatch.setattr(runner.tempfile, "tempdir", str(tmp_path))
+    alive = runner.make_workdir("labkit-")
+    orphan = tmp_path / "labkit-orphan"
+    orphan.mkdir()
+    (orphan / runner.OWNER_FILE).write_text("999999999")  # no such process
+    unmarked = tmp_path / "labkit-unmarked"
+    unmarked.mkdir()
+    assert runner.clean_stale_workdirs("labkit-") == [orphan]
+    assert alive.exists() and unmarked.exists() and not orphan.exists()
+
+
+def test_serve_allow_host(tmp_path):
+    proc = _serve(tmp_path, "--allow-host", "lab.example")
+    try:
+        url = proc.stdout.readline().strip()
+        port = int(url.rsplit(":", 1)[1])
+        for host, status in (("lab.example", b"200"), ("evil.example", b"403")):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                sock.sendall(f"GET /healthz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+                assert sock.recv(100).split()[1] == status
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+# -- python -m labkit (the route without make) ---------------------------------------------------------
+def test_python_m_labkit_runs_the_labkit_command():
+    out = subprocess.run([sys.executable, "-m", "labkit", "--help"], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0 and "serve" in out.stdout and "doctor" in out.stdout
+
+
+def test_lab_and_test_install_only_when_pyproject_changed(tmp_path, monkeypatch):
+    import labkit.__main__ as entry
+
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    (tmp_path / "notebooks").mkdir()
+    venv = tmp_path / ".venv"
+    python = entry.venv_python(venv)
+    python.parent.mkdir(parents=True)
+    python.symlink_to(sys.executable)
+    monkeypatch.setattr(entry, "ROOT", tmp_path)
+    monkeypatch.setattr(entry, "VENV", venv)
+    ran: list[list[str]] = []
+    monkeypatch.setattr(entry.subprocess, "run", lambda cmd, **kw: ran.append([str(c) for c in cmd]))
+    monkeypatch.setattr(entry.subprocess, "call", lambda cmd, **kw: ran.append([str(c) for c in cmd]) or 0)
+
+    assert entry.main(["lab", "--no-browser"]) == 0
+    installs = [cmd for cmd in ran if "install" in cmd and "-e" in cmd]
+    assert installs == [[str(python), "-m", "pip", "install", "-e", ".[lab]"]]  # lessons only
+    lab = ran[-1]
+    assert lab[1:3] == ["-m", "jupyterlab"] and "--ip=127.0.0.1" in lab and lab[-1] == "--no-browser"
+    assert any(arg.endswith("notebooks") for arg in lab)
+
+    ran.clear()
+    assert entry.main(["lab"]) == 0  # the stamp is newer than pyproject.toml: no install
+    assert not [cmd for cmd in ran if "install" in cmd]
+
+    ran.clear()
+    assert entry.main(["test", "-k", "x"]) == 0  # the test tools are another stamp
+    assert [cmd for cmd in ran if "-e" in cmd] == [[str(python), "-m", "pip", "install", "-e", ".[lab,test]"]]
+    assert ran[-1][1:] == ["-m", "pytest", "-k", "x"]
+
+
+def test_python_m_labkit_lab_outside_a_checkout_says_so(tmp_path, monkeypatch):
+    import labkit.__main__ as entry
+
+    monkeypatch.setattr(entry, "ROOT", tmp_path)
+    with pytest.raises(SystemExit, match="checkout"):
+        entry.main(["lab"])

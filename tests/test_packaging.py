@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata as md
+import json
 import os
 import re
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).parent.parent
 
@@ -47,6 +52,20 @@ def test_binder_build_installs_labkit_after_the_environment():
     assert -1 < env_step < copy_step < postbuild_step, dockerfile[-2000:]
 
 
+def test_binder_environment_has_the_jupyter_proxy_for_browser_clients():
+    """The environment repo2docker installs (the file its plan names) holds jupyter-server-proxy,
+    which serves the lab to the student's browser at <Jupyter base URL>proxy/<port>/."""
+    r2d = Path(sys.executable).with_name("jupyter-repo2docker")
+    out = subprocess.run([str(r2d), "--no-build", "--debug", str(ROOT)], capture_output=True,
+                         text=True, timeout=120)
+    used = re.search(r'env update -p \$\{NB_PYTHON_PREFIX\} --file "([^"]+)"', out.stdout + out.stderr)
+    assert used, (out.stdout + out.stderr)[-2000:]
+    listed = re.findall(r"^\s*-\s+([A-Za-z0-9_.\-]+)", (ROOT / used[1]).read_text(), flags=re.M)
+    assert "jupyter-server-proxy" in {name.lower().replace("_", "-") for name in listed}
+    lab_extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert "jupyter-server-proxy" in _names(lab_extra["lab"])
+
+
 def test_import_is_light():
     code = (
         "import sys, labkit; heavy = [m for m in ('pandas', 'plotly', 'aiohttp', 'ipywidgets') "
@@ -61,3 +80,122 @@ def test_lazy_names_resolve():
 
     for name in labkit._LAZY:
         assert getattr(labkit, name) is not None, name
+
+
+# -- every runtime dependency is declared ---------------------------------------------------------------
+# Two checks, chosen to stay affordable in CI:
+# 1. Static, in a second: every module that labkit, the lessons and the instructor solutions import
+#    belongs to a declared distribution (lessons and labkit's module-level imports: the core
+#    `dependencies`; imports inside functions: `dependencies` or an extra).
+# 2. Real, about two minutes: a fresh venv holding only `pip install .` (no extras: what a student's
+#    kernel gets) plus its own kernel runs every lesson top to bottom in quick mode. This is what
+#    catches a dependency no import statement shows (pandas' DataFrame.style needs jinja2).
+#    LABKIT_SKIP_FRESH_VENV=1 skips it locally; CI runs it.
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb"))
+SOLUTION_DIRS = [ROOT / "instructors" / "solutions"]
+
+
+def _declared() -> tuple[set[str], set[str]]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = set().union(*(_names(specs) for specs in project["optional-dependencies"].values()))
+    return _names(project["dependencies"]), extras
+
+
+def _imports(source: str, *, top_level_only: bool) -> set[str]:
+    """Top-level module names imported by `source` (absolute imports only)."""
+    tree = ast.parse(source)
+    nodes = tree.body if top_level_only else ast.walk(tree)
+    names = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def _notebook_code(path: Path) -> str:
+    cells = json.loads(path.read_text())["cells"]
+    code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+    lines = [line for cell in code for line in cell.splitlines()]
+    return "\n".join(line for line in lines if not line.lstrip().startswith(("%", "!")))  # no magics
+
+
+def _distributions(modules: set[str]) -> dict[str, set[str]]:
+    """module -> the distributions that provide it (third-party modules only)."""
+    provided = md.packages_distributions()
+    third_party = {m for m in modules if m not in sys.stdlib_module_names and m != "labkit"}
+    return {m: {d.lower().replace("_", "-") for d in provided.get(m, [f"<not installed: {m}>"])}
+            for m in third_party}
+
+
+def test_every_import_of_labkit_and_the_lessons_is_declared():
+    core, extras = _declared()
+    lesson_sources = [_notebook_code(p) for p in NOTEBOOKS]
+    lesson_sources += [p.read_text() for d in SOLUTION_DIRS if d.is_dir() for p in d.glob("*.py")]
+    package = [p.read_text() for p in (ROOT / "labkit").rglob("*.py")]
+    needed_in_core: set[str] = set()
+    for source in lesson_sources:
+        needed_in_core |= _imports(source, top_level_only=False)
+    for source in package:
+        needed_in_core |= _imports(source, top_level_only=True)
+    anywhere = set().union(*(_imports(s, top_level_only=False) for s in package))
+    assert len(needed_in_core) > 20 and "pandas" in needed_in_core
+    missing_core = {m: d for m, d in _distributions(needed_in_core).items() if not d & core}
+    assert not missing_core, f"imported by the lessons or at labkit's module level, not in dependencies: " \
+                             f"{missing_core}"
+    missing = {m: d for m, d in _distributions(anywhere).items() if not d & (core | extras)}
+    assert not missing, f"imported by labkit, declared nowhere in pyproject.toml: {missing}"
+
+
+@pytest.fixture(scope="module")
+def fresh_kernel(tmp_path_factory):
+    """A venv with only `pip install .` (no extras) and a kernelspec pointing at its python."""
+    if os.environ.get("LABKIT_SKIP_FRESH_VENV") == "1":
+        pytest.skip("LABKIT_SKIP_FRESH_VENV=1")
+    import venv
+
+    folder = tmp_path_factory.mktemp("fresh") / "venv"
+    venv.EnvBuilder(with_pip=True).create(folder)
+    python = folder / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    install = subprocess.run([str(python), "-m", "pip", "install", "--no-compile",
+                              "--disable-pip-version-check", "--quiet", str(ROOT)],
+                             capture_output=True, text=True, timeout=900)
+    assert install.returncode == 0, install.stdout[-3000:] + install.stderr[-3000:]
+    check = subprocess.run([str(python), "-m", "pip", "check"], capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0, check.stdout + check.stderr
+    subprocess.run([str(python), "-m", "ipykernel", "install", "--prefix", str(folder), "--name",
+                    "labkit-fresh"], check=True, capture_output=True, timeout=120)
+    return python, folder / "share" / "jupyter"
+
+
+def test_the_fresh_venv_holds_no_extras(fresh_kernel):
+    python, _ = fresh_kernel
+    code = ("import importlib.util as u; "
+            "print([m for m in ('jupyterlab', 'pytest', 'schemathesis', 'playwright') if u.find_spec(m)])")
+    out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.notebook
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_every_lesson_runs_in_a_venv_with_only_the_declared_dependencies(fresh_kernel, path, monkeypatch):
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    python, data_dir = fresh_kernel
+    monkeypatch.setenv("JUPYTER_PATH", str(data_dir))  # where the kernelspec "labkit-fresh" lives
+    monkeypatch.setenv("LABKIT_QUICK", "1")
+    nb = nbformat.read(path, as_version=4)
+    # the first code cell proves which labkit the kernel imports: the installed copy, not the checkout
+    prefix = str(python.parent.parent)
+    nb.cells.insert(0, nbformat.v4.new_code_cell(
+        f"import sys, labkit\nassert sys.executable.startswith({prefix!r}), sys.executable\n"
+        "assert 'site-packages' in labkit.__file__, labkit.__file__"))
+    try:
+        NotebookClient(nb, timeout=90, kernel_name="labkit-fresh", allow_errors=False,
+                       resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
+    except CellExecutionError as exc:
+        pytest.fail(f"{path.stem} fails with only the declared dependencies: {str(exc)[:3000]}")

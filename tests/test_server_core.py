@@ -228,3 +228,41 @@ def test_ws_message_limit_is_inclusive(make_lab, size, accepted):
             with pytest.raises(ConnectionClosed):
                 ws.echo(b"x" * size)
             assert ws.connection.close_code == 1009
+
+
+# -- hardening wired into every app ----------------------------------------------------------------
+@pytest.mark.parametrize("status, title", [(413, "Content Too Large"), (422, "Unprocessable Content")])
+def test_problem_titles_use_rfc_9110_phrases(api, lab, status, title):
+    target = f"/api/echo?size={lab.config.max_body + 1}" if status == 413 else "/api/echo?size=x"
+    assert assert_problem(api.get(target), status)["title"] == title
+
+
+def test_make_app_checks_host_and_reads_bodies_within_a_deadline():
+    from labkit.server.app import make_app
+    from labkit.server.guard import body_deadline
+    from labkit.server.hostcheck import host_check
+
+    middlewares = list(make_app()._middlewares)
+    assert host_check in middlewares and body_deadline in middlewares
+    assert middlewares.index(host_check) < middlewares.index(body_deadline)  # refused before reading
+
+
+def test_sse_feed_is_described_event_by_event():
+    from labkit.server.app import make_app
+    from labkit.server.docs import SSE_EVENT_SCHEMA, openapi_document
+
+    doc = openapi_document(make_app())
+    stream = doc["paths"]["/sse/feed"]["get"]["responses"]["200"]["content"]["text/event-stream"]
+    assert stream["schema"] == SSE_EVENT_SCHEMA
+    assert set(SSE_EVENT_SCHEMA["properties"]) == {"event", "data", "id", "retry"}
+    # the families' own declarations are not changed by building a document
+    from labkit.server import feed
+
+    declared = feed.OPENAPI_PATHS["/sse/feed"]["get"]["responses"]["200"]["content"]
+    assert declared["text/event-stream"]["schema"] is not SSE_EVENT_SCHEMA
+
+
+def test_echo_streams_large_answers_whole(api):
+    reply = api.get("/api/echo?size=1048576")
+    assert reply.status == 200 and reply.body == b"x" * 1048576
+    assert reply.headers["Content-Length"] == "1048576"

@@ -10,6 +10,29 @@ MAX_BODY_BYTES = 1024 * 1024
 MAX_WS_MESSAGE_BYTES = 1024 * 1024
 """Largest WebSocket message the lab accepts (1 MiB); larger closes with 1009."""
 
+MAX_CONNECTIONS = 4096
+"""Most connections served at once; the lab lowers it further to stay clear of the open-file limit
+(see `guard.connection_cap`). One more gets 503 problem+json and is closed."""
+HEAD_TIMEOUT_S = 10.0
+"""Seconds a request head may take, from the connection's start or from its first byte on a kept-alive
+connection; then 408 and closed."""
+BODY_TIMEOUT_S = 30.0
+"""Seconds a request body (at most 1 MiB) has to arrive once its head did; then 408 and closed."""
+KEEPALIVE_TIMEOUT_S = 30.0
+"""Seconds an idle keep-alive connection is kept (longer than the HTTP clients' own pools keep one:
+aiohttp 15 s, httpx 5 s, so a client never sends on a connection the lab is closing)."""
+WRITE_TIMEOUT_S = 30.0
+"""Seconds the lab waits for a peer that reads nothing while an answer is waiting; then closed."""
+MAX_NOTE_BYTES = 128 * 1024
+"""Largest note, as the JSON the API sends (128 KiB); larger gets 413. A page of notes is therefore
+at most per_page x 128 KiB (12.5 MiB for per_page=100)."""
+MAX_STORE_BYTES = 64 * 1024 * 1024
+"""Most bytes all notes may take together (64 MiB of note JSON); a write beyond it gets 507."""
+CHAT_RATE_PER_S = 5.0
+"""Chat messages a member may send per second, on average; faster gets 429 (or an error message)."""
+CHAT_BURST = 20
+"""Chat messages a member may send at once before the rate applies."""
+
 
 @dataclass(frozen=True)
 class LabConfig:
@@ -21,6 +44,13 @@ class LabConfig:
     tls: serve https/wss with a locally generated certificate authority.
     allowed_origins: browser Origins accepted on WebSocket routes besides loopback ones.
     max_body: largest HTTP body in bytes. max_ws_message: largest WebSocket message in bytes.
+    allowed_hosts: Host names accepted besides loopback ones (DNS-rebinding guard, hostcheck.py);
+    "*" accepts any. The bound `host` itself is always accepted.
+    max_connections, head_timeout, body_timeout, keepalive_timeout, write_timeout: connection limits
+    (guard.py; the constants above say what each does). max_note_bytes, max_store_bytes: bounds of
+    the notes store. chat_rate, chat_burst: each chat member's message rate (a token bucket).
+    student_tokens, instructor_token: classroom mode (labkit/server/auth.py) when instructor_token is
+    set: every route but / and /healthz then needs one of these tokens.
     """
 
     host: str = "127.0.0.1"
@@ -30,3 +60,15 @@ class LabConfig:
     allowed_origins: tuple[str, ...] = field(default_factory=tuple)
     max_body: int = MAX_BODY_BYTES
     max_ws_message: int = MAX_WS_MESSAGE_BYTES
+    allowed_hosts: tuple[str, ...] = field(default_factory=tuple)
+    max_connections: int = MAX_CONNECTIONS
+    head_timeout: float = HEAD_TIMEOUT_S
+    body_timeout: float = BODY_TIMEOUT_S
+    keepalive_timeout: float = KEEPALIVE_TIMEOUT_S
+    write_timeout: float = WRITE_TIMEOUT_S
+    max_note_bytes: int = MAX_NOTE_BYTES
+    max_store_bytes: int = MAX_STORE_BYTES
+    chat_rate: float = CHAT_RATE_PER_S
+    chat_burst: int = CHAT_BURST
+    student_tokens: tuple[str, ...] = field(default_factory=tuple, repr=False)
+    instructor_token: str | None = field(default=None, repr=False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 from aiohttp import web
 
 from .. import __version__
@@ -19,13 +21,44 @@ PROBLEM_SCHEMA = {
 }
 
 
+SSE_EVENT_SCHEMA = {
+    "type": "object",
+    "description": "One Server-Sent Event, as an EventSource (and schemathesis) reads it off the "
+                   "stream: its `event` type, its `data` lines joined, its `id` and `retry` if sent",
+    "required": ["data"],
+    "properties": {
+        "event": {"type": "string", "description": "`message` unless the event is named (gap, reset...)"},
+        "data": {"type": "string", "contentMediaType": "application/json",
+                 "description": "JSON text: the event (seq, epoch, ts, data) or a named event's body"},
+        "id": {"type": "string", "description": "\"<epoch>:<seq>\": what Last-Event-ID sends back"},
+        "retry": {"type": "integer", "minimum": 0},
+    },
+}
+"""The schema of each event of a `text/event-stream` answer (OpenAPI 3.1: `schema` describes one
+event of a sequential media type; 3.2 would call it `itemSchema`)."""
+
+
+def _describe_event_streams(paths: dict) -> dict:
+    """Every text/event-stream answer gets SSE_EVENT_SCHEMA as the schema of each of its events."""
+    for item in paths.values():
+        for operation in item.values():
+            if not isinstance(operation, dict):
+                continue
+            for response in operation.get("responses", {}).values():
+                stream = response.get("content", {}).get("text/event-stream")
+                if stream is not None:
+                    stream["schema"] = SSE_EVENT_SCHEMA
+    return paths
+
+
 def openapi_document(app: web.Application) -> dict:
     """OpenAPI 3.1 for every HTTP route of `app` (WebSocket routes live in the AsyncAPI document)."""
     from .app import FAMILY_MODULES
 
     paths: dict = {}
     for module in app[FAMILY_MODULES]:
-        paths.update(getattr(module, "OPENAPI_PATHS", {}))
+        paths.update(copy.deepcopy(getattr(module, "OPENAPI_PATHS", {})))
+    _describe_event_streams(paths)
     return {
         "openapi": "3.1.0",
         "info": {

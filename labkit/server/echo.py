@@ -7,21 +7,21 @@ from aiohttp import WSMsgType, web
 from .core import websocket_route
 from .keys import CONFIG
 from .problem import ProblemError
+from .validate import query_integer
 from .websocket import accept
 
 routes = web.RouteTableDef()
 
+LARGEST_SIZE_READ = 10**18 - 1
+"""Largest ?size= read as a number (then refused with 413 when above the body limit)."""
+CHUNK = b"x" * 65536
+"""GET /api/echo sends its bytes in chunks of this one buffer: a client that reads slowly holds
+at most a chunk or two of the lab's memory, however large the answer it asked for."""
+
 
 def _size(request: web.Request) -> int:
-    raw = request.query.get("size", "0")
-    try:
-        size = int(raw)
-    except ValueError:
-        raise ProblemError(422, f"size must be a whole number of bytes, got {raw!r}",
-                           errors=[{"field": "size", "message": "not an integer"}]) from None
-    if size < 0:
-        raise ProblemError(422, "size cannot be negative",
-                           errors=[{"field": "size", "message": "must be >= 0"}])
+    """?size= in plain decimal digits (422 otherwise); above the lab's body limit: 413."""
+    size = query_integer(request.query.get("size", "0"), "size", 0, LARGEST_SIZE_READ)
     limit = request.app[CONFIG].max_body
     if size > limit:
         raise ProblemError(413, f"size={size} is above this lab's limit of {limit} bytes")
@@ -31,7 +31,17 @@ def _size(request: web.Request) -> int:
 @routes.get("/api/echo")
 async def echo_get(request: web.Request) -> web.Response:
     """Answer with ?size=N bytes (default 0)."""
-    return web.Response(body=b"x" * _size(request), content_type="application/octet-stream")
+    size = _size(request)
+    if size <= len(CHUNK):
+        return web.Response(body=CHUNK[:size], content_type="application/octet-stream")
+    response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+    response.content_length = size
+    await response.prepare(request)
+    view = memoryview(CHUNK)
+    for start in range(0, size if request.method != "HEAD" else 0, len(CHUNK)):
+        await response.write(view[: min(len(CHUNK), size - start)])  # waits while the peer lags
+    await response.write_eof()
+    return response
 
 
 @routes.post("/api/echo")

@@ -5,6 +5,10 @@ That is what lets several server processes share one database file (WAL lets rea
 writer work at once), and what lets a restarted server carry on where the last one stopped.
 Writes run inside `BEGIN IMMEDIATE`, so a read-check-write (an If-Match) is atomic across threads
 and processes. Calls block: the HTTP layer runs them in a worker thread.
+
+Bounds: with `max_store_bytes`, a write that would take the stored titles, bodies and tags (UTF-8
+bytes) past it raises `StoreFull` and writes nothing (checked inside the write's transaction).
+`representation_bytes(fields)` is the size a note with these fields has in the API, at most.
 """
 
 from __future__ import annotations
@@ -37,6 +41,24 @@ CREATE TABLE IF NOT EXISTS notes (
 
 EDITABLE = ("title", "body", "tags", "votes")
 """Fields a client sets; id, version, created and updated belong to the server."""
+
+_STORED_BYTES = ("LENGTH(CAST(title AS BLOB)) + LENGTH(CAST(body AS BLOB)) "
+                 "+ LENGTH(CAST(tags AS BLOB))")
+"""SQL: the bytes one row's client data takes (what `max_store_bytes` counts)."""
+
+
+class StoreFull(Exception):
+    """A write would take the store past its byte limit; nothing was written."""
+
+    def __init__(self, used: int, adding: int, limit: int):
+        super().__init__(f"the notes store holds {used} of its {limit} bytes; this write needs {adding}")
+        self.used, self.adding, self.limit = used, adding, limit
+
+
+def stored_bytes(fields: dict) -> int:
+    """Bytes a note's fields take in the store (same measure as `_STORED_BYTES`)."""
+    return (len(fields["title"].encode()) + len(fields["body"].encode())
+            + len(json.dumps(fields["tags"]).encode()))
 
 
 def iso(ts: float) -> str:
@@ -80,6 +102,15 @@ class Note:
         return strong_etag(self.json_bytes())
 
 
+def representation_bytes(fields: dict) -> int:
+    """The largest size (bytes of JSON) a note with these fields can have in the API."""
+    widest = 2**63 - 1
+    note = Note(id=widest, title=fields["title"], body=fields["body"], tags=tuple(fields["tags"]),
+                votes=fields["votes"], version=widest, created=9999999999.999999,
+                updated=9999999999.999999)
+    return len(note.json_bytes())
+
+
 def strong_etag(body: bytes) -> str:
     return '"' + hashlib.sha256(body).hexdigest()[:24] + '"'
 
@@ -94,8 +125,22 @@ def _note(row: sqlite3.Row) -> Note:
 class NotesStore:
     """CRUD on the notes table of one SQLite file."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, max_store_bytes: int | None = None):
         self.path = str(path)
+        self.max_store_bytes = max_store_bytes
+
+    def _check_room(self, con: sqlite3.Connection, adding: int, freeing: int = 0) -> None:
+        """Raise StoreFull when `adding` bytes (after `freeing`) would pass the limit (in a write txn)."""
+        if self.max_store_bytes is None or adding <= freeing:
+            return
+        used = con.execute(f"SELECT COALESCE(SUM({_STORED_BYTES}), 0) FROM notes").fetchone()[0]
+        if used - freeing + adding > self.max_store_bytes:
+            raise StoreFull(used, adding - freeing, self.max_store_bytes)
+
+    def used_bytes(self) -> int:
+        """Bytes the stored notes take (the measure `max_store_bytes` bounds)."""
+        with closing(self._connect()) as con:
+            return con.execute(f"SELECT COALESCE(SUM({_STORED_BYTES}), 0) FROM notes").fetchone()[0]
 
     def _connect(self) -> sqlite3.Connection:
         con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
@@ -134,13 +179,21 @@ class NotesStore:
     def create(self, fields: dict) -> Note:
         now = time.time()
         with closing(self._connect()) as con:
-            cur = con.execute(
-                "INSERT INTO notes (title, body, tags, votes, version, created, updated) "
-                "VALUES (?, ?, ?, ?, 1, ?, ?) RETURNING *",
-                (fields["title"], fields["body"], json.dumps(fields["tags"]), fields["votes"],
-                 now, now),
-            )
-            return _note(cur.fetchone())
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                self._check_room(con, stored_bytes(fields))
+                row = con.execute(
+                    "INSERT INTO notes (title, body, tags, votes, version, created, updated) "
+                    "VALUES (?, ?, ?, ?, 1, ?, ?) RETURNING *",
+                    (fields["title"], fields["body"], json.dumps(fields["tags"]), fields["votes"],
+                     now, now),
+                ).fetchone()
+                con.execute("COMMIT")
+            except BaseException:
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+                raise
+            return _note(row)
 
     @contextmanager
     def _locked_note(self, note_id: int):
@@ -171,6 +224,7 @@ class NotesStore:
             fields = change(current)
             if fields == current.fields():
                 return current, False
+            self._check_room(con, stored_bytes(fields), stored_bytes(current.fields()))
             row = con.execute(
                 "UPDATE notes SET title = ?, body = ?, tags = ?, votes = ?, "
                 "version = version + 1, updated = ? WHERE id = ? RETURNING *",

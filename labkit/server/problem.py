@@ -16,11 +16,25 @@ OPEN_WEBSOCKET = web.RequestKey("open_websocket", web.WebSocketResponse)
 answer any more (the connection speaks WebSocket), so the middleware closes the socket instead."""
 
 
+RFC9110_TITLES = {
+    413: "Content Too Large",
+    414: "URI Too Long",
+    416: "Range Not Satisfiable",
+    422: "Unprocessable Content",
+}
+"""Reason phrases RFC 9110 renamed; Python before 3.13 still says e.g. "Request Entity Too Large"."""
+
+
+def title(status: int) -> str:
+    """The RFC 9110 reason phrase of `status` (e.g. 413 "Content Too Large")."""
+    return RFC9110_TITLES.get(status) or HTTPStatus(status).phrase
+
+
 def problem(status: int, detail: str, *, headers: dict | None = None, **extra) -> web.Response:
     """Build a problem+json response with `type`, `title`, `status`, `detail` and any extra members."""
     body = {
         "type": "about:blank",
-        "title": HTTPStatus(status).phrase,
+        "title": title(status),
         "status": status,
         "detail": detail,
         **extra,

@@ -11,6 +11,7 @@ import asyncio
 import atexit
 import contextlib
 import errno
+import os
 import shutil
 import tempfile
 import threading
@@ -22,9 +23,49 @@ from aiohttp import web
 
 from .app import make_app
 from .config import LabConfig
+from .guard import GuardedSite, raise_open_file_limit, runner_options
+from .jupyter_proxy import JUPYTER_ORIGINS
 
 STOP_TIMEOUT = 0.5
 """Seconds the server gives running handlers to finish once stopping has begun."""
+
+OWNER_FILE = "owner.pid"
+"""Written into each temporary data folder: the id of the process that uses it."""
+
+
+def make_workdir(prefix: str = "labkit-") -> Path:
+    """A new temporary data folder marked with this process's id (see `clean_stale_workdirs`)."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    (workdir / OWNER_FILE).write_text(str(os.getpid()))
+    return workdir
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
+
+
+def clean_stale_workdirs(prefix: str = "labkit-") -> list[Path]:
+    """Remove temporary data folders whose owner process is gone (a killed `labkit serve` or
+    kernel leaves its folder behind). Folders without an owner file are left alone. Returns the
+    folders removed. Not on Windows, where signal 0 would end the process instead of asking."""
+    if os.name == "nt":
+        return []
+    removed = []
+    for folder in Path(tempfile.gettempdir()).glob(f"{prefix}*"):
+        try:
+            pid = int((folder / OWNER_FILE).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if pid != os.getpid() and not _pid_alive(pid):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
 
 
 class LabStartError(RuntimeError):
@@ -43,6 +84,7 @@ class LabServer:
         self.port: int | None = None
         self.app: web.Application | None = None
         self._lifecycle = threading.RLock()  # start/stop/restart from several threads at once
+        self._page_origins: set[str] = set()  # Jupyter origins learnt from widgets, kept across restarts
 
     # -- addresses -------------------------------------------------------------------------
     @property
@@ -64,12 +106,41 @@ class LabServer:
         return self._base("ws")
 
     @property
+    def browser_url(self) -> str:
+        """The lab as the student's browser reaches it: `<Jupyter base URL>proxy/<port>/`.
+
+        Through jupyter-server-proxy, behind Jupyter's own login, so it works on Binder and on a
+        JupyterHub too. Outside Jupyter (no Jupyter server found) it is the direct URL.
+        """
+        from .jupyter_proxy import jupyter_base_url
+
+        base = jupyter_base_url()
+        return f"{base}proxy/{self.port}/" if base else self.url + "/"
+
+    def trust_page_origin(self, origin: str) -> bool:
+        """Accept WebSockets (and Host) from pages of the student's own Jupyter at `origin`.
+
+        Called by labkit's browser widgets with the page's `location.origin`, which reaches the
+        kernel over Jupyter's authenticated comm channel. Returns False for a malformed origin.
+        """
+        from .jupyter_proxy import normal_origin
+
+        normal = normal_origin(origin)
+        if normal is None:
+            return False
+        self._page_origins.add(normal)
+        if self.app is not None and self._loop is not None and self._loop.is_running():
+            self._loop.call_soon_threadsafe(self.app[JUPYTER_ORIGINS].add, normal)
+        return True
+
+    @property
     def db_path(self) -> Path:
         """The SQLite file behind the REST resources (a temporary one unless you chose `db=`)."""
         if self.config.db:
             return Path(self.config.db).resolve()
         if self._workdir is None:
-            self._workdir = Path(tempfile.mkdtemp(prefix="labkit-"))
+            clean_stale_workdirs()
+            self._workdir = make_workdir()
         return self._workdir / "lab.db"
 
     @property
@@ -124,8 +195,11 @@ class LabServer:
     async def _serve(self) -> None:
         effective = replace(self.config, db=str(self.db_path))
         self.app = make_app(effective)
+        self.app[JUPYTER_ORIGINS].update(self._page_origins)
+        raise_open_file_limit()
         self._runner = web.AppRunner(
-            self.app, handle_signals=False, access_log=None, shutdown_timeout=STOP_TIMEOUT
+            self.app, handle_signals=False, access_log=None, shutdown_timeout=STOP_TIMEOUT,
+            **runner_options(self.config),
         )
         await self._runner.setup()
         ssl_context = None
@@ -133,10 +207,7 @@ class LabServer:
             from ..tls import server_ssl_context
 
             ssl_context = server_ssl_context()
-        site = web.TCPSite(
-            self._runner, self.config.host, self.config.port, ssl_context=ssl_context,
-            reuse_address=True,
-        )
+        site = GuardedSite(self._runner, self.config, ssl_context=ssl_context, reuse_address=True)
         try:
             await site.start()
         except BaseException:
@@ -255,8 +326,9 @@ def start(**options) -> LabServer:
     Different options stop the running server and start a new one.
     """
     global _current
-    if "allowed_origins" in options:
-        options["allowed_origins"] = tuple(options["allowed_origins"])
+    for name in ("allowed_origins", "allowed_hosts"):
+        if name in options:
+            options[name] = tuple(options[name])
     config = LabConfig(**options)
     with _lock:
         if _current is not None and _current.running:

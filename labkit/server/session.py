@@ -16,7 +16,7 @@ import time
 from aiohttp import WSMsgType, web
 
 from .core import websocket_route
-from .problem import ProblemError
+from .validate import JSONInputError, load_json, query_integer, query_number
 from .websocket import accept
 
 routes = web.RouteTableDef()
@@ -75,8 +75,8 @@ async def ws_session(request: web.Request) -> web.WebSocketResponse:
     async for msg in ws:
         if msg.type is WSMsgType.TEXT:
             try:
-                command = json.loads(msg.data)
-            except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
+                command = load_json(msg.data)
+            except JSONInputError as exc:
                 await ws.send_str(_error("not JSON", detail=str(exc)[:200]))
                 continue
             await ws.send_json(apply_command(session, command))
@@ -87,17 +87,12 @@ async def ws_session(request: web.Request) -> web.WebSocketResponse:
 
 # -- /ws/clock ---------------------------------------------------------------------------------
 def _number(request: web.Request, name: str, default, low, high, kind=float):
+    """?name= written as a plain decimal number (the lab's one canonical-number rule), else 422."""
     raw = request.query.get(name)
     if raw is None:
         return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        value = None
-    if value is None or value != value or not low <= value <= high:  # value != value: NaN
-        raise ProblemError(422, f"{name} must be a number from {low} to {high}, got {raw!r}",
-                           errors=[{"field": name, "message": f"between {low} and {high}"}])
-    return value
+    check = query_integer if kind is int else query_number
+    return check(raw, name, low, high)
 
 
 async def _tick(ws: web.WebSocketResponse, clock: dict) -> None:
@@ -133,8 +128,8 @@ async def ws_clock(request: web.Request) -> web.WebSocketResponse:
             reply = {"type": "ack", "n": received, "bytes": len(msg.data), "ticks_sent": clock["seq"]}
             if msg.type is WSMsgType.TEXT and msg.data.startswith("{"):
                 try:
-                    wanted = json.loads(msg.data).get("rate")
-                except (ValueError, AttributeError, RecursionError):
+                    wanted = load_json(msg.data).get("rate")
+                except (JSONInputError, AttributeError):
                     wanted = None
                 if wanted is not None:
                     if type(wanted) in (int, float) and 0.1 <= wanted <= MAX_CLOCK_HZ:  # not bool

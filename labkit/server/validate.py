@@ -5,12 +5,16 @@
   value, a sign, spaces, `nan`, `inf` or `1_000` are refused with 422 naming the parameter.
 - `NOT_BLANK` / `CONTROL_CHARS`: regex classes used both by the server's text checks and by the
   OpenAPI `pattern`s, spelled out so that they mean the same in Python, ECMA and Rust regex.
+- `load_json`: the one JSON reader of every entry point (HTTP bodies and WebSocket messages): strict
+  JSON (no NaN/Infinity) nested at most `MAX_JSON_DEPTH` levels; anything else raises `JSONInputError`.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
+import unicodedata
 
 from .problem import ProblemError
 
@@ -23,6 +27,59 @@ CONTROL_CHARS = r"[\x00-\x1f\x7f-\x9f]"
 
 CONTROL_CHARS_BUT_NEWLINE_TAB = r"[\x00-\x08\x0b-\x1f\x7f-\x9f]"
 """Matches a control character other than newline and tab (allowed in multi-line text)."""
+
+MAX_JSON_DEPTH = 32
+"""Deepest nesting of arrays/objects any JSON input may have (the lab's own documents need 3)."""
+
+
+class JSONInputError(ValueError):
+    """The input is not JSON the lab accepts; the message says why, in one line for a person."""
+
+
+def _reject_constant(name: str):
+    raise JSONInputError(f"{name} is not valid JSON")
+
+
+def _depth_over(value, limit: int) -> bool:
+    """True when `value` nests arrays/objects deeper than `limit` (checked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+def load_json(data: bytes | str, *, max_depth: int = MAX_JSON_DEPTH):
+    """Parse `data` as strict JSON nested at most `max_depth` levels; `JSONInputError` otherwise.
+
+    Bytes must be UTF-8. NaN and Infinity are refused (they are not JSON). Over-deep input is
+    refused whether Python's parser gives up on it (RecursionError) or not, so no handler ever walks
+    a structure deep enough to exhaust the stack.
+    """
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes | bytearray) else data
+    except UnicodeDecodeError as exc:
+        raise JSONInputError(f"not valid UTF-8 (byte {exc.start})") from None
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        value, too_deep = None, True
+    except json.JSONDecodeError as exc:
+        raise JSONInputError(f"{exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+    else:
+        too_deep = _depth_over(value, max_depth)
+    if too_deep:
+        raise JSONInputError(f"nested deeper than {max_depth} levels (the lab's limit)")
+    return value
+
 
 _INTEGER = re.compile(r"0|[1-9][0-9]{0,18}")
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]{0,18})(?:\.[0-9]{1,30})?(?:[eE][+-]?[0-9]{1,4})?")
@@ -58,3 +115,151 @@ def query_number(raw: str, name: str, low: float, high: float) -> float:
             errors=[{"field": name, "message": f"must be a number in [{low:g}, {high:g}]"}],
         )
     return value
+
+
+# -- names that cannot impersonate (chat members; see labkit/server/chat.py) ---------------------
+DEFAULT_IGNORABLE = (
+    (0x00AD, 0x00AD), (0x034F, 0x034F), (0x061C, 0x061C), (0x115F, 0x1160), (0x17B4, 0x17B5),
+    (0x180B, 0x180F), (0x200B, 0x200F), (0x202A, 0x202E), (0x2060, 0x206F), (0x3164, 0x3164),
+    (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF), (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8), (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A), (0xE0000, 0xE0FFF),
+)
+"""Unicode's Default_Ignorable_Code_Point ranges (DerivedCoreProperties.txt): characters a renderer
+draws as nothing, such as U+200B ZERO WIDTH SPACE, U+2060 WORD JOINER, U+FEFF and the Hangul fillers
+U+3164 / U+FFA0. Python's unicodedata has no such property, so the ranges are spelled out."""
+
+BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+"""Explicit embeddings, overrides and isolates: they re-order the text around them (a right-to-left
+override reverses the rest of the line), so a chat text loses them before it is stored."""
+
+
+def _name_forbidden_class() -> str:
+    """A regex class of what a name may not hold: control (Cc) and format (Cf, which includes every
+    bidi control) characters, line and paragraph separators, the default-ignorable ranges and U+2800
+    BRAILLE PATTERN BLANK (drawn as empty space). BMP characters are written as \\uXXXX (Python, ECMA
+    and Rust regex read them alike); the few astral ones literally. Surrogates are left out (no Rust
+    regex may hold them): `chat_name` refuses a lone one itself."""
+    points = {0x2800}
+    for low, high in DEFAULT_IGNORABLE:
+        points.update(range(low, high + 1))
+    for plane in (0x0000, 0x10000, 0xE0000):
+        points.update(cp for cp in range(plane, plane + 0x10000)
+                      if unicodedata.category(chr(cp)) in ("Cc", "Cf", "Zl", "Zp"))
+    points -= set(range(0xD800, 0xE000))
+
+    def spell(cp: int) -> str:
+        return f"\\u{cp:04x}" if cp <= 0xFFFF else chr(cp)
+
+    ranges, ordered = [], sorted(points)
+    start = prev = ordered[0]
+    for cp in ordered[1:] + [None]:
+        if cp is not None and cp == prev + 1:
+            prev = cp
+            continue
+        ranges.append(spell(start) if start == prev else f"{spell(start)}-{spell(prev)}")
+        if cp is not None:
+            start = prev = cp
+    return "[" + "".join(ranges) + "]"
+
+
+NAME_FORBIDDEN = _name_forbidden_class()
+"""Matches a character no chat name may hold (see _name_forbidden_class); also the OpenAPI `not`
+pattern of a name, so the document says what the server refuses."""
+_NAME_FORBIDDEN = re.compile(NAME_FORBIDDEN)
+
+
+def chat_name(raw, limit: int = 32) -> tuple[str | None, list[dict]]:
+    """A chat name that cannot impersonate anyone, or the reasons it is refused.
+
+    Refused: a name with a control, format (zero-width space, word joiner, BOM, every bidi control
+    such as the right-to-left override), invisible (Hangul filler, braille blank) or lone surrogate
+    character, or with nothing but spaces. Otherwise it is NFKC-normalised (full-width and ligature
+    forms become plain letters) and trimmed; `limit` counts the characters as sent. Whether it clashes
+    with a name already in the room is `name_keys`'s to say.
+    """
+    def refuse(message: str):
+        return None, [{"field": "name", "message": message}]
+
+    if not isinstance(raw, str):
+        return refuse("a string is required")
+    if any(unicodedata.category(ch) == "Cs" for ch in raw):
+        return refuse("a lone surrogate is not a character")
+    if len(raw) > limit:
+        return refuse(f"at most {limit} characters")
+    name = unicodedata.normalize("NFKC", raw).strip()
+    for text in (raw, name):
+        if bad := _NAME_FORBIDDEN.search(text):
+            ch = bad.group()
+            return refuse(f"U+{ord(ch):04X} ({unicodedata.name(ch, 'unnamed')}) is invisible or "
+                          "changes how text is laid out; names may not hold it")
+    if not re.search(NOT_BLANK, name):
+        return refuse("empty: say who you are")
+    return name, []
+
+
+def _confusable_prototypes() -> dict[str, str]:
+    """char -> one representative of its class of look-alikes (UTS #39 confusables.txt, as shipped by
+    the maintained `confusable-homoglyphs` package). Two strings are confusable exactly when their
+    characters map to the same representatives, which is all uniqueness needs."""
+    from confusable_homoglyphs.confusables import confusables_data
+
+    def clean(text: str) -> str:
+        return text.replace("\u200e", "").replace("\u200f", "")
+
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    sizes = {clean(char): len(glyphs) for char, glyphs in confusables_data.items()}
+    for char, glyphs in confusables_data.items():
+        for glyph in glyphs:
+            parent[find(clean(glyph["c"]))] = find(clean(char))
+    classes: dict[str, list[str]] = {}
+    for member in list(parent):
+        classes.setdefault(find(member), []).append(member)
+    prototypes: dict[str, str] = {}
+    for members in classes.values():
+        # a multi-character member can only be a target (confusables.txt maps single characters);
+        # otherwise the target is the member that lists the most look-alikes
+        best = min(members, key=lambda m: (len(m) == 1, not m.isascii(), -sizes.get(m, 0), m))
+        for member in members:
+            if len(member) == 1:
+                prototypes[member] = best
+    return prototypes
+
+
+_prototypes: dict[str, str] | None = None
+
+
+def name_keys(name: str) -> frozenset[str]:
+    """What names are compared by for uniqueness: two names clash when they share a key. The keys are
+    the UTS #39 skeleton (NFD, each character to its look-alike class, NFD again) of the NFKC name,
+    and the skeleton of its case-folded form (so `ALICE` clashes with `alice`, and `aIice`, with a
+    capital I, too). `alice`, `Alice`, `аlice` (with a Cyrillic а) and `ａｌｉｃｅ` clash;
+    `alice` and `alicia` do not."""
+    name = unicodedata.normalize("NFKC", name)
+    return frozenset({_skeleton(name), _skeleton(name.casefold())})
+
+
+def name_key(name: str) -> str:
+    """One key per name, the skeleton of its case-folded NFKC form: for per-name bookkeeping (such as
+    a sending rate); whether two names clash is `name_keys`'s to say."""
+    return _skeleton(unicodedata.normalize("NFKC", name).casefold())
+
+
+def _skeleton(text: str) -> str:
+    global _prototypes
+    if _prototypes is None:
+        _prototypes = _confusable_prototypes()
+    mapped = "".join(_prototypes.get(ch, ch) for ch in unicodedata.normalize("NFD", text))
+    mapped = "".join(_prototypes.get(ch, ch) for ch in mapped)  # a multi-character target's letters
+    return unicodedata.normalize("NFD", mapped)
+
+
+def chat_text_for_display(text: str) -> str:
+    """`text` without explicit bidi embeddings, overrides and isolates (see BIDI_CONTROLS)."""
+    return BIDI_CONTROLS.sub("", text)
