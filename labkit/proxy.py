@@ -2,9 +2,11 @@
 
 The wire tap (records what passes) and the network emulator (delays and throttles what passes) are
 both proxies: they subclass this and override the hooks `on_connect`, `on_chunk`, `deliver`,
-`on_eof` and `on_disconnect`, and `new_loop` to choose the event loop of the proxy's thread.
+`on_eof`, `on_end` and `on_disconnect`, and `new_loop` to choose the event loop of the proxy's thread.
+`cut(conn, reason, reset=...)` ends a connection from the proxy's side (a FIN, or an RST).
 A proxy runs on its own daemon thread and loop, like the lab server, so it behaves like a separate
-box on the network whatever the cell or the client is doing.
+box on the network whatever the cell or the client is doing. (It still shares this interpreter's
+GIL: NetemProxy, whose timing matters, runs its proxy in a process of its own.)
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -31,6 +35,16 @@ class Connection:
     opened_ns: int
     closed_ns: int | None = None
     bytes: dict = field(default_factory=lambda: {UP: 0, DOWN: 0})
+    ended_by: str | None = None
+    """Why the proxy ended the connection (the reason given to `cut`), None if an end point did."""
+    client: asyncio.StreamWriter | None = field(default=None, repr=False, compare=False)
+    server: asyncio.StreamWriter | None = field(default=None, repr=False, compare=False)
+    task: asyncio.Task | None = field(default=None, repr=False, compare=False)
+
+    def as_dict(self) -> dict:
+        """The plain fields (what can cross a process boundary)."""
+        return {"id": self.id, "opened_ns": self.opened_ns, "closed_ns": self.closed_ns,
+                "bytes": dict(self.bytes), "ended_by": self.ended_by}
 
 
 class TcpProxy:
@@ -63,6 +77,10 @@ class TcpProxy:
         """Called when `direction` ended cleanly (its sender half-closed), before the EOF is passed
         on to `writer`: a proxy that holds bytes back sends them here, so they precede the EOF."""
 
+    async def on_end(self, conn: Connection, direction: str) -> None:
+        """Called when `direction`'s sender is gone (EOF or error), before its end is passed on:
+        a proxy that waits here holds the end back (a blackhole keeps the other side unaware)."""
+
     async def on_disconnect(self, conn: Connection) -> None:
         """Called once when both directions of a connection are done."""
 
@@ -76,6 +94,11 @@ class TcpProxy:
         return f"{scheme}://{self.host}:{self.port}{path}"
 
     @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop of the proxy's thread while it runs (None before `start`)."""
+        return self._loop
+
+    @property
     def bytes_up(self) -> int:
         """Bytes client -> server over every connection so far."""
         return sum(c.bytes[UP] for c in self.connections)
@@ -84,6 +107,26 @@ class TcpProxy:
     def bytes_down(self) -> int:
         """Bytes server -> client over every connection so far."""
         return sum(c.bytes[DOWN] for c in self.connections)
+
+    def cut(self, conn: Connection, reason: str, *, reset: bool = False) -> None:
+        """End `conn` from the proxy: close both sockets (FIN after what they hold is sent), or with
+        reset=True abort them with SO_LINGER 0, so both peers get an RST ("connection reset by
+        peer") and unsent bytes are dropped. Call on the proxy's loop."""
+        if conn.closed_ns is not None:
+            return
+        conn.ended_by = conn.ended_by or reason
+        for writer in (conn.client, conn.server):
+            if writer is None or writer.transport.is_closing():
+                continue
+            if reset:
+                sock = writer.get_extra_info("socket")
+                with contextlib.suppress(OSError, AttributeError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                writer.transport.abort()
+            else:
+                writer.close()
+        if conn.task is not None and conn.task is not asyncio.current_task():
+            conn.task.cancel()
 
     # -- async life cycle (inside a running loop) ------------------------------------------------
     async def serve(self) -> TcpProxy:
@@ -106,12 +149,13 @@ class TcpProxy:
     async def _handle(self, client_reader, client_writer) -> None:
         task = asyncio.current_task()
         self._tasks.add(task)
-        conn = Connection(next(self._ids), time.perf_counter_ns())
+        conn = Connection(next(self._ids), time.perf_counter_ns(), client=client_writer, task=task)
         self.connections.append(conn)
         server_writer = None
         try:
             await self.on_connect(conn)
             server_reader, server_writer = await asyncio.open_connection(*self.target)
+            conn.server = server_writer
             await asyncio.gather(
                 self._pump(conn, UP, client_reader, server_writer),
                 self._pump(conn, DOWN, server_reader, client_writer),
@@ -122,6 +166,7 @@ class TcpProxy:
             pass  # the proxy is stopping; ending quietly keeps asyncio from logging the cancel
         finally:
             conn.closed_ns = time.perf_counter_ns()
+            conn.task = None
             for writer in (client_writer, server_writer):
                 if writer is not None:
                     writer.close()
@@ -139,10 +184,10 @@ class TcpProxy:
             await self.on_eof(conn, direction, writer)
         except (ConnectionError, OSError):
             pass
-        finally:
-            if writer.can_write_eof() and not writer.is_closing():
-                with contextlib.suppress(OSError):
-                    writer.write_eof()
+        await self.on_end(conn, direction)  # not reached when cancelled: _handle closes everything
+        if writer.can_write_eof() and not writer.is_closing():
+            with contextlib.suppress(OSError):
+                writer.write_eof()
 
     # -- sync life cycle (its own thread) ----------------------------------------------------------
     def start(self) -> TcpProxy:

@@ -1,5 +1,6 @@
 """The network emulator: fidelity against its configured delays, pipelining, order, jitter seeds,
-bandwidth, the modelled TCP handshake, and delayed bytes delivered before the close.
+bandwidth, the modelled TCP handshake, and delayed bytes delivered before the close. The shared
+link and slow start are in test_netem_link.py, the faults in test_netem_toxics.py.
 
 Fidelity tests compare measured round trips with the delays the emulator was configured with
 (tens of ms): they check the emulator, not the speed of the machine.
@@ -33,13 +34,16 @@ def test_profiles_have_sources_and_lookup_is_forgiving():
 
 
 def test_fidelity_round_trips_match_the_configured_rtt(lab):
-    # medians of 16 round trips each: a busy neighbour on a shared machine moves a few samples,
-    # not the median (checked with two cores kept busy: medians stayed within 3 %)
+    # 16 round trips each. A busy machine only adds time, to some samples more than others: the
+    # fastest tenth shows what the emulator itself adds (a wrong delay would move it), the median
+    # gets more room for the neighbours of a shared machine
     frame = compare_transports(lab, profile=Profile.symmetric("fidelity", RTT), count=16,
                                warmup=2)
     rtt = {t: median(g["rtt_ms"]) for t, g in frame.groupby("transport")}
-    assert rtt["websocket"] == pytest.approx(RTT, rel=0.05)
-    assert rtt["rest-keepalive"] == pytest.approx(RTT, rel=0.05)
+    fast = {t: g["rtt_ms"].quantile(0.1) for t, g in frame.groupby("transport")}
+    for transport in ("websocket", "rest-keepalive"):
+        assert fast[transport] == pytest.approx(RTT, rel=0.05), transport
+        assert rtt[transport] == pytest.approx(RTT, rel=0.1), transport
     # a new connection pays the modelled TCP handshake, then the request: about two round trips
     assert 1.8 <= rtt["rest-new"] / RTT <= 2.4
     new = frame[frame.transport == "rest-new"]
@@ -52,18 +56,20 @@ def test_without_handshake_model_a_new_connection_costs_one_round_trip(lab):
     async def one_request():
         reader, writer = await asyncio.open_connection(net.host, net.port)
         started = time.perf_counter()
-        writer.write(b"GET /healthz HTTP/1.0\r\nHost: x\r\n\r\n")
+        writer.write(b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
         data = await reader.read()
         writer.close()
         return data, (time.perf_counter() - started) * 1000
 
     try:
-        data, elapsed = _loop.run(one_request())
+        answers = [_loop.run(one_request()) for _ in range(5)]
     finally:
         net.stop()
-    assert data.startswith(b"HTTP/1.") and data.endswith(b'{"status": "ok"}')
-    assert elapsed < 1.5 * 40  # one round trip, not two
-    assert net.handshake_ms == {1: 0.0}
+    assert all(data.startswith(b"HTTP/1.") and data.endswith(b'{"status": "ok"}')
+               for data, _ in answers)
+    # one round trip, not two: the fastest of five (a busy machine only ever adds time)
+    assert min(elapsed for _, elapsed in answers) < 1.5 * 40
+    assert net.handshake_ms == {i: 0.0 for i in range(1, 6)}
 
 
 def test_delayed_bytes_arrive_before_the_close(lab):
@@ -71,7 +77,7 @@ def test_delayed_bytes_arrive_before_the_close(lab):
     with NetemProxy.for_lab(lab, Profile.symmetric("slow", 30)) as net:
         async def fetch():
             reader, writer = await asyncio.open_connection(net.host, net.port)
-            writer.write(b"GET /api/echo?size=5000 HTTP/1.0\r\nHost: x\r\n\r\n")
+            writer.write(b"GET /api/echo?size=5000 HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
             data = await reader.read()  # until EOF
             writer.close()
             return data
@@ -100,7 +106,8 @@ def test_delays_pipeline_and_keep_order_under_jitter(lab):
 
 
 def _jitter_draws(lab, seed: int) -> tuple[list, list]:
-    jittery = Profile("j", Toxics(2, 2), Toxics(2, 2))
+    # 5 +/- 2 ms each way: round trips stay far above BURST_GAP, so every message gets its own draw
+    jittery = Profile("j", Toxics(5, 2), Toxics(5, 2))
     with NetemProxy.for_lab(lab, jittery, seed=seed) as net:
         async def talk():
             async with connect(net.url("ws", "/ws/echo"), compression=None) as ws:
@@ -118,7 +125,7 @@ def test_jitter_is_reproducible_with_a_seed(lab):
     assert first != other
     up = first[0]
     assert len(set(up)) > 3
-    assert all(0 <= d <= 4 for d in up)
+    assert all(3 <= d <= 7 for d in up)
 
 
 def test_bandwidth_limit_shapes_a_large_transfer(lab):
@@ -128,7 +135,7 @@ def test_bandwidth_limit_shapes_a_large_transfer(lab):
         async def download():
             reader, writer = await asyncio.open_connection(net.host, net.port)
             started = time.perf_counter()
-            writer.write(f"GET /api/echo?size={size} HTTP/1.0\r\nHost: x\r\n\r\n".encode())
+            writer.write(f"GET /api/echo?size={size} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".encode())
             data = await reader.read()
             writer.close()
             return data, time.perf_counter() - started
@@ -145,14 +152,14 @@ def test_a_client_that_hangs_up_mid_transfer_does_not_break_the_proxy(lab):
     with NetemProxy.for_lab(lab, narrow) as net:
         async def leave_early():
             reader, writer = await asyncio.open_connection(net.host, net.port)
-            writer.write(b"GET /api/echo?size=200000 HTTP/1.0\r\nHost: x\r\n\r\n")
+            writer.write(b"GET /api/echo?size=200000 HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
             first = await reader.read(100)
             writer.transport.abort()  # reset, with most of the answer still queued
             return first
 
         async def health():
             reader, writer = await asyncio.open_connection(net.host, net.port)
-            writer.write(b"GET /healthz HTTP/1.0\r\nHost: x\r\n\r\n")
+            writer.write(b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
             data = await reader.read()
             writer.close()
             return data
