@@ -27,6 +27,7 @@ client's first request (which opens its connection).
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 
@@ -86,14 +87,14 @@ class _Endpoint:
 
 
 class _Rest:
-    def __init__(self, endpoint: _Endpoint, keep_alive: bool):
-        self.endpoint, self.keep_alive = endpoint, keep_alive
+    def __init__(self, endpoint: _Endpoint, keep_alive: bool, limit: int = 1):
+        self.endpoint, self.keep_alive, self.limit = endpoint, keep_alive, limit
         self.url = endpoint.url("http", "/api/echo")
         self.session: aiohttp.ClientSession | None = None
 
     async def open(self) -> float | None:
         self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(force_close=not self.keep_alive, limit=1,
+            connector=aiohttp.TCPConnector(force_close=not self.keep_alive, limit=self.limit,
                                            ssl=self.endpoint.ssl if self.endpoint.tls else True),
             trace_configs=[_Traced().config],
             timeout=aiohttp.ClientTimeout(total=60),
@@ -164,7 +165,7 @@ def _client(transport: str, endpoint: _Endpoint):
     raise ValueError(f"unknown transport {transport!r}; choose from {', '.join(TRANSPORTS)}")
 
 
-def _progress(total: int, show: bool | None, desc: str):
+def _progress(total: int, show: bool | None, desc: str, unit: str = "rt"):
     """A tqdm bar (a widget in notebooks, text in a terminal) or a stand-in that does nothing."""
     if show is False or (show is None and total < PROGRESS_MIN_ROUNDS):
         return _NoBar()
@@ -172,7 +173,7 @@ def _progress(total: int, show: bool | None, desc: str):
         from tqdm.auto import tqdm
     except ImportError:  # pragma: no cover - tqdm is a dependency; keep working without it
         return _NoBar()
-    return tqdm(total=total, desc=desc, unit="rt", leave=False)
+    return tqdm(total=total, desc=desc, unit=unit, leave=False)
 
 
 class _NoBar:
@@ -361,6 +362,187 @@ def measure_exchange(lab, *, messages=(1, 10), transports=TRANSPORTS,
     return tidy(rows)
 
 
+PATTERNS = ("websocket lock-step", "websocket streamed", "rest keep-alive", "rest parallel")
+"""How N messages can be sent: one WebSocket waiting for each answer before the next message
+(lock-step), one WebSocket sending all N then reading all N (streamed), one keep-alive HTTP/1.1
+connection (one request in flight at a time), and `parallel` keep-alive connections at once (what a
+browser does: 6 per host over HTTP/1.1)."""
+
+
+async def _pattern_total(pattern: str, endpoint: _Endpoint, body: bytes, messages: int,
+                         parallel: int) -> tuple[float, float]:
+    """(set-up ms, ms for `messages` echoes over the already open connection(s)) for `pattern`."""
+    if pattern.startswith("websocket"):
+        ws = _WebSocket(endpoint)
+        setup = await ws.open()
+        try:
+            started = time.perf_counter_ns()
+            if pattern == "websocket lock-step":
+                for _ in range(messages):
+                    await ws.round(body)
+            else:
+                async def read_all() -> None:
+                    for _ in range(messages):
+                        if len(await ws.conn.recv()) != len(body):
+                            raise RuntimeError("echo failed: a message came back cut")
+
+                reader = asyncio.ensure_future(read_all())
+                for _ in range(messages):
+                    await ws.conn.send(body)
+                await reader
+            return setup, _ms(started, time.perf_counter_ns())
+        finally:
+            await ws.close()
+    lanes = 1 if pattern == "rest keep-alive" else parallel
+    rest = _Rest(endpoint, keep_alive=True, limit=lanes)
+    await rest.open()
+    try:
+        started = time.perf_counter_ns()  # set-up: open every connection (one request each)
+        await asyncio.gather(*(rest.round(body) for _ in range(lanes)))
+        setup = _ms(started, time.perf_counter_ns())
+        started = time.perf_counter_ns()
+        await asyncio.gather(*(rest.round(body) for _ in range(messages)))
+        return setup, _ms(started, time.perf_counter_ns())
+    finally:
+        await rest.close()
+
+
+def compare_patterns(lab, *, messages: int = 100, payload_bytes: int = 64, parallel: int = 6,
+                     profile: str | Profile | None = "4g", trials: int = 1, seed: int = 0,
+                     patterns=PATTERNS, progress: bool | None = True):
+    """Time N echoes of `payload_bytes` each way with every pattern of PATTERNS, through `profile`.
+
+    Connections are opened first (their cost is `setup_ms`); `total_ms` times the N messages on
+    the open connection(s), end to end, so it shows how the messages are sent, not how the
+    connection was made. bytes_up / bytes_down: HTTP or WebSocket bytes that crossed the emulated
+    link during the N messages (TCP/IP headers not included; see `tcp_ip_bytes`). One row per
+    pattern and trial; `round_trips` is total_ms over the configured round trip.
+    """
+    from .measure import tidy
+
+    unknown = [p for p in patterns if p not in PATTERNS]
+    if unknown or messages < 1 or parallel < 1 or trials < 1:
+        raise ValueError(f"patterns are {', '.join(PATTERNS)}; messages, parallel and trials >= 1")
+    host, port, tls = _lab_address(lab)
+    net = NetemProxy(host, port, profile, seed=seed).start() if profile is not None else None
+    endpoint = _Endpoint(net.host, net.port, tls) if net else _Endpoint(host, port, tls)
+    rtt = net.profile.rtt_ms if net else 0.0
+    body, rows = bytes(payload_bytes), []
+    limit = 60 + messages * (2 * rtt / 1000 + 0.1)
+    bar = _progress(len(patterns) * trials, progress, f"{messages} messages per pattern",
+                    unit="pattern")
+    try:
+        for trial in range(trials):
+            for pattern in patterns:
+                up, down = (net.bytes_up, net.bytes_down) if net else (0, 0)
+                setup, total = _loop.run(_pattern_total(pattern, endpoint, body, messages, parallel),
+                                         timeout=limit)
+                bar.update()
+                rows.append({
+                    "pattern": pattern, "connections": parallel if pattern == "rest parallel" else 1,
+                    "messages": messages, "payload_bytes": payload_bytes, "trial": trial,
+                    "total_ms": total, "setup_ms": setup, "per_message_ms": total / messages,
+                    "round_trips": total / rtt if rtt else math.nan,
+                    "bytes_up": net.bytes_up - up if net else None,
+                    "bytes_down": net.bytes_down - down if net else None,
+                    "profile": net.profile.name if net else "direct"})
+    finally:
+        bar.close()
+        if net is not None:
+            net.stop()
+    frame = tidy(rows)
+    frame.attrs["rtt_configured_ms"] = rtt
+    return frame
+
+
+def extrapolate(frame, slower: str, faster: str, messages: int = 10_000, *, resamples: int = 2000,
+                confidence: float = 0.95, seed: int = 0) -> dict:
+    """How much longer N messages take with `slower` than with `faster` (lock-step), with a
+    bootstrap interval: N x (median round trip of `slower` - median of `faster`), the medians
+    recomputed on `resamples` resamples (with replacement) of each transport's round trips.
+
+    Returns {"messages", "difference_ms" (the point estimate), "low_ms", "high_ms", "confidence",
+    "n_slower", "n_faster"}. A small per-message difference times a large N makes a large number:
+    the interval says how much of it the data really support.
+    """
+    import random
+
+    from .measure import median, percentile
+
+    size = frame["payload_bytes"].min()
+    rows = frame[frame["payload_bytes"] == size]
+    a = rows.loc[rows["transport"] == slower, "rtt_ms"].dropna().tolist()
+    b = rows.loc[rows["transport"] == faster, "rtt_ms"].dropna().tolist()
+    if not a or not b:
+        raise ValueError(f"the frame needs round trips of both {slower!r} and {faster!r}")
+    rng = random.Random(seed)
+    diffs = [median(rng.choices(a, k=len(a))) - median(rng.choices(b, k=len(b)))
+             for _ in range(resamples)]
+    tail = (1 - confidence) / 2 * 100
+    return {"messages": messages, "difference_ms": messages * (median(a) - median(b)),
+            "low_ms": messages * percentile(diffs, tail),
+            "high_ms": messages * percentile(diffs, 100 - tail),
+            "confidence": confidence, "n_slower": len(a), "n_faster": len(b)}
+
+
+TCP_IP_HEADER_BYTES = 52
+"""Per packet: IPv4 header (20 B) + TCP header (20 B) + the timestamps option Linux sends (12 B)."""
+MSS_BYTES = 1448
+"""Payload per TCP segment on a 1500-byte Ethernet MTU with those headers (1500 - 52)."""
+CONNECTION_PACKETS = 3 + 4
+"""A new connection's packets that carry no data: SYN, SYN-ACK, ACK, then FIN, ACK, FIN, ACK."""
+
+
+def tcp_ip_bytes(frame):
+    """A model of the TCP/IP bytes under each row's HTTP/WebSocket bytes (a copy with columns).
+
+    Adds packets (data segments up + down, one pure ACK for the answer, plus CONNECTION_PACKETS on
+    a new connection), tcp_ip_bytes (packets x TCP_IP_HEADER_BYTES) and wire_bytes (bytes_up +
+    bytes_down + tcp_ip_bytes). A model, not a capture: it assumes the request's ACK rides on the
+    answer, full-size segments of MSS_BYTES, IPv4, and no retransmissions; Ethernet framing
+    (38 B per packet with preamble and gap) is not counted.
+    """
+    out = frame.copy()
+    segments = ((out["bytes_up"] + MSS_BYTES - 1) // MSS_BYTES
+                + (out["bytes_down"] + MSS_BYTES - 1) // MSS_BYTES)
+    new = out["new_connection"].astype(bool) if "new_connection" in out else False
+    out["packets"] = segments + 1 + CONNECTION_PACKETS * new
+    out["tcp_ip_bytes"] = out["packets"] * TCP_IP_HEADER_BYTES
+    out["wire_bytes"] = out["bytes_up"] + out["bytes_down"] + out["tcp_ip_bytes"]
+    return out
+
+
+MIN_N_FOR_P99 = 100
+"""Fewer observations than this cannot carry a 99th percentile (it would be one of the slowest
+one or two values): `summary` leaves p99 out and the max is named instead."""
+
+
+def summary(frame, value: str = "rtt_ms", by=("transport",)):
+    """`labkit.measure.summary` with p99 only when every group has at least MIN_N_FOR_P99
+    observations (otherwise the column is dropped: read p90 and max)."""
+    from .measure import summary as full
+
+    table = full(frame, value, by=list(by))
+    if table["n"].min() < MIN_N_FOR_P99:
+        table = table.drop(columns="p99")
+    return table
+
+
+_tls_lab = None
+
+
+def tls_lab():
+    """A second lab server serving https/wss, beside the kernel's lab (which stays as it was, so
+    a cell run again after a TLS section still measures plain HTTP). Started once, reused."""
+    global _tls_lab
+    if _tls_lab is None or not _tls_lab.running:
+        from .server.config import LabConfig
+        from .server.runner import LabServer
+
+        _tls_lab = LabServer(LabConfig(tls=True)).start()
+    return _tls_lab
+
+
 def round_trips_per_connection(frame) -> float:
     """From a run: a new-connection request's median round trip in keep-alive round trips."""
     from .measure import median, ratio
@@ -370,5 +552,6 @@ def round_trips_per_connection(frame) -> float:
     return ratio(new, reused)
 
 
-__all__ = ["COLUMNS", "PHASES", "TRANSPORTS", "compare_transports", "exchange_totals",
-           "measure_exchange", "round_trips_per_connection"]
+__all__ = ["COLUMNS", "PATTERNS", "PHASES", "TRANSPORTS", "compare_patterns", "compare_transports",
+           "exchange_totals", "extrapolate", "measure_exchange", "round_trips_per_connection",
+           "summary", "tcp_ip_bytes", "tls_lab"]

@@ -118,5 +118,28 @@ def ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator
 
 
-__all__ = ["SUMMARY_COLUMNS", "ecdf", "ecdf_frame", "median", "percentile", "ratio", "summarize",
-           "summary", "tidy"]
+def clock_offset(t0: float, t1: float, t2: float, t3: float) -> tuple[float, float]:
+    """NTP's on-wire formulas for one round trip (RFC 5905): the client sent at t0 and got the answer
+    at t3 (its clock); the server got the request at t1 and answered at t2 (its clock).
+
+    offset = ((t1 - t0) + (t2 - t3)) / 2 (server clock minus client clock), exact when both legs take
+    as long; delay = (t3 - t0) - (t2 - t1), the time spent on the network. Returns (offset, delay).
+    """
+    return ((t1 - t0) + (t2 - t3)) / 2.0, (t3 - t0) - (t2 - t1)
+
+
+def estimate_clock_offset(samples: Iterable[Sequence[float]]) -> dict:
+    """Clock offset from several (t0, t1, t2, t3) round trips: the offset of the one with the least
+    delay (Cristian's idea, NTP's clock filter), since queueing only ever adds delay and an unequal
+    split of a long delay is what makes an offset wrong. Its error is at most delay / 2.
+
+    Returns {"offset_s", "delay_s", "error_s", "n"}; NaNs when there is no sample."""
+    pairs = [clock_offset(*sample) for sample in samples]
+    if not pairs:
+        return {"offset_s": math.nan, "delay_s": math.nan, "error_s": math.nan, "n": 0}
+    offset, delay = min(pairs, key=lambda pair: pair[1])
+    return {"offset_s": offset, "delay_s": delay, "error_s": max(delay, 0.0) / 2.0, "n": len(pairs)}
+
+
+__all__ = ["SUMMARY_COLUMNS", "clock_offset", "ecdf", "ecdf_frame", "estimate_clock_offset", "median",
+           "percentile", "ratio", "summarize", "summary", "tidy"]

@@ -4,7 +4,8 @@ status_tour: one request per status code the API can answer; repeat_effects / re
 what repeating a request does to the server (idempotency); conditional_savings: the same GET with and without
 If-None-Match, bytes and milliseconds; operations: the operations an OpenAPI document lists;
 Conflict / stale_write: a note someone else changed after you read it (for the 412 exercise);
-increment: read-modify-write that recovers from 412 by reading again.
+increment: read-modify-write that recovers from 412 by reading again; log_view: a client's
+request log in columns that fit a notebook page.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import uuid
 from dataclasses import dataclass
 
 from .clients.rest import RestClient
+from .tables import shorten, view
 
 MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
 OPERATION_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
@@ -66,9 +68,32 @@ def status_tour(target) -> object:
             if reply.headers.get("Content-Type", "").startswith("application/problem+json"):
                 problem = reply.json()
                 detail = f"{problem['title']}: {problem['detail']}"
-            rows.append({"what": what, "method": method, "path": path, "status": reply.status,
-                         "problem": detail[:120]})
+            rows.append({"what": what, "request": f"{method} {shorten(path, 32)}",
+                         "status": reply.status, "problem (title: detail)": shorten(detail, 110)})
     return _frame(rows)
+
+
+def log_view(client: RestClient, last: int | None = None):
+    """`client`'s request log, narrow enough to read without scrolling: one "request" column
+    (method and path), status, bytes up and down as "headers + body", time, and whether the
+    request reused an open connection (plus the cache's verdict when the client has a cache)."""
+    log = client.log_frame(last)
+    rows = {
+        "request": [f"{m} {shorten(p, 40)}" for m, p in zip(log["method"], log["path"], strict=True)],
+        "status": log["status"],
+        "up: head + body (B)": [f"{h:,} + {b:,}" for h, b in
+                                zip(log["request_header_bytes"], log["request_body_bytes"], strict=True)],
+        "down: head + body (B)": [f"{h:,} + {b:,}" for h, b in
+                                  zip(log["response_header_bytes"], log["response_body_bytes"],
+                                      strict=True)],
+        "ms": log["elapsed_ms"],
+        "reused connection": log["reused_connection"].map({True: "yes", False: "no (new)"}),
+    }
+    if client.cache is not None:
+        rows["cache"] = log["cache"]
+    table = _frame(rows)
+    table.index = log.index.rename("#")
+    return view(table, width=44)
 
 
 def repeat_effects(target, times: int = 3) -> object:

@@ -9,11 +9,18 @@ lazy: it runs when you ask for a table, so recording adds next to nothing to a r
 is parsed with h11; after a `101 Switching Protocols` both directions are parsed as WebSocket frames
 with the websockets library's own frame parser. Header sizes are the bytes the parser consumed minus
 the payload, so they are measured, not computed from the RFC.
+
+What the tap counts is HTTP and WebSocket bytes only: the bytes TCP carries for the application.
+The TCP/IP packets around them (headers of every packet, acknowledgements, a new connection's
+handshake and teardown) never reach a TCP proxy; `packet_model` estimates them, and says it is a
+model. `BROWSER_HEADERS` is a request header set like a browser's fetch() sends, to compare with the
+kit's minimal client.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
 import zlib
@@ -30,7 +37,8 @@ from websockets.utils import accept_key as _accept_key
 
 from .proxy import DOWN, UP, Connection, TcpProxy
 
-__all__ = ["DOWN", "UP", "WireTap", "accept_key", "tap"]
+__all__ = ["BROWSER_HEADERS", "DOWN", "PUBLISHED_HEADER_BYTES", "UP", "WireTap", "accept_key",
+           "deflate_memory", "directions", "packet_model", "packet_table", "send_frames", "tap"]
 
 WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 """The fixed string RFC 6455 appends to Sec-WebSocket-Key before hashing."""
@@ -359,6 +367,11 @@ class WireTap(TcpProxy):
         with self._lock:
             self._pending.append((conn.id, None, time.perf_counter_ns(), b""))
 
+    @property
+    def running(self) -> bool:
+        """True between start() and stop()."""
+        return self._loop is not None
+
     # -- counters --------------------------------------------------------------------------------
     @property
     def bytes_up(self) -> int:
@@ -494,6 +507,184 @@ class WireTap(TcpProxy):
                 f"{self.bytes_up} B up, {self.bytes_down} B down>")
 
 
+_taps: dict[tuple[str, int], WireTap] = {}
+_taps_lock = threading.Lock()
+
+
 def tap(target, *, port: int = 0) -> WireTap:
-    """Start a wire tap in front of `target` (usually the lab): `tap = lk.tap(lab)`; `tap.stop()` ends it."""
-    return WireTap(target, port=port).start()
+    """Start a wire tap in front of `target` (usually the lab): `tap = lk.tap(lab)`; `tap.stop()` ends it.
+
+    Safe to run twice: while the tap this function started for the same target still runs, you get
+    it back, reset (no second proxy, no leaked socket). `WireTap(target).start()` always makes a new one.
+    """
+    key = _target_address(target)
+    with _taps_lock:
+        running = _taps.get(key)
+        if running is not None and running.running and port in (0, running.port):
+            return running.reset()
+        if running is not None:
+            running.stop()
+        _taps[key] = WireTap(target, port=port).start()
+        return _taps[key]
+
+
+# -- beyond what the tap sees: a browser's headers and the TCP/IP packets (a model) ---------------
+BROWSER_HEADERS = {
+    "Connection": "keep-alive",
+    "sec-ch-ua": '"Chromium";v="131", "Not_A Brand";v="24", "Google Chrome";v="131"',
+    "sec-ch-ua-mobile": "?0",
+    "sec-ch-ua-platform": '"Windows"',
+    "User-Agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+                  "Chrome/131.0.0.0 Safari/537.36",
+    "Accept": "*/*",
+    "Origin": "http://127.0.0.1:8888",
+    "Sec-Fetch-Site": "same-site",
+    "Sec-Fetch-Mode": "cors",
+    "Sec-Fetch-Dest": "empty",
+    "Referer": "http://127.0.0.1:8888/",
+    "Accept-Encoding": "gzip, deflate, br, zstd",
+    "Accept-Language": "en-GB,en;q=0.9",
+    "Cookie": "session=eyJ1c2VyIjoiYWRhIn0.Z0kx3g",
+}
+"""Request headers as a desktop browser's fetch() sends them from another page of the same site
+(Chrome 131, with a short session cookie); the client adds Host, Content-Type and Content-Length.
+Real requests often carry more cookies."""
+
+PUBLISHED_HEADER_BYTES = {
+    "Kaazing (websocket.org, 2010): request + response headers of one poll": 871,
+    "HAR capture (2017): headers per poll": 430,
+}
+"""Header bytes per request that others measured and published, to set beside ours."""
+
+TCP_IP_HEADER = 52
+"""Bytes of IPv4 (20) + TCP (20) + the timestamp option (12) on every packet."""
+MSS = 1448
+"""TCP payload per packet on a 1500-byte Ethernet path with timestamps (1500 - 52)."""
+SYN_BYTES = 60
+"""A SYN or SYN-ACK: IPv4 + TCP + options (MSS, window scale, SACK, timestamps)."""
+
+
+def packet_model(up: list[int], down: list[int], *, new_connection: bool = False) -> dict:
+    """Estimate the bytes on the wire *below* HTTP/WebSocket for messages of `up` and `down` sizes.
+
+    A model, not a capture: each message goes in ceil(size / MSS) packets of TCP_IP_HEADER bytes
+    each, the receiver acknowledges each message with one pure ACK (real stacks delay and merge
+    ACKs, or piggyback them on an answer, so this is an upper estimate), and a new connection adds
+    the three-way handshake (SYN, SYN-ACK, ACK) and the four-packet teardown (FIN, ACK, FIN, ACK).
+    Ethernet framing (38 B per frame on the cable) is left out. Returns the application bytes, the
+    TCP/IP bytes by cause, and the total.
+    """
+    application = sum(up) + sum(down)
+    data_packets = sum(max(1, math.ceil(n / MSS)) for n in (*up, *down) if n > 0)
+    acks = sum(1 for n in (*up, *down) if n > 0)
+    handshake = 2 * SYN_BYTES + TCP_IP_HEADER if new_connection else 0
+    teardown = 4 * TCP_IP_HEADER if new_connection else 0
+    headers = (data_packets + acks) * TCP_IP_HEADER
+    return {"application_bytes": application, "packets": data_packets + acks + (7 if new_connection else 0),
+            "tcp_ip_header_bytes": data_packets * TCP_IP_HEADER, "ack_bytes": acks * TCP_IP_HEADER,
+            "handshake_bytes": handshake, "teardown_bytes": teardown,
+            "total_bytes": application + headers + handshake + teardown}
+
+
+def directions(messages) -> tuple[list[int], list[int]]:
+    """Wire bytes of each message going up and going down, from `http_messages()` or `frames()`."""
+    up = messages.loc[messages["direction"] == UP, "wire_bytes"].astype(int).tolist()
+    down = messages.loc[messages["direction"] == DOWN, "wire_bytes"].astype(int).tolist()
+    return up, down
+
+
+def packet_table(cases: dict) -> object:
+    """Long table (case, part, bytes) for `cases` = {name: (messages, new_connection)}, where
+    messages come from `http_messages()` or `frames()`: the measured HTTP/WebSocket bytes plus the
+    TCP/IP bytes `packet_model` estimates (so the parts other than the first are a model)."""
+    import pandas as pd
+
+    rows = []
+    for case, (messages, new_connection) in cases.items():
+        model = packet_model(*directions(messages), new_connection=new_connection)
+        parts = {"HTTP/WebSocket bytes (measured)": model["application_bytes"],
+                 "TCP/IP headers, 52 B per packet (model)": model["tcp_ip_header_bytes"],
+                 "ACK packets (model)": model["ack_bytes"],
+                 "handshake + teardown (model)": model["handshake_bytes"] + model["teardown_bytes"]}
+        rows += [{"case": case, "part": part, "bytes": value} for part, value in parts.items()
+                 if value or part.startswith("HTTP")]
+    return pd.DataFrame(rows, columns=["case", "part", "bytes"])
+
+
+def deflate_memory(window_bits: int = 15, mem_level: int = 8) -> dict:
+    """Bytes zlib allocates for one permessage-deflate connection, by zlib's own formulas (zconf.h):
+    a compressor needs 2^(window_bits + 2) + 2^(mem_level + 9) bytes, a decompressor 2^window_bits.
+    Each side of a connection holds one of each for as long as context takeover keeps them."""
+    compress = (1 << (window_bits + 2)) + (1 << (mem_level + 9))
+    decompress = 1 << window_bits
+    return {"compressor_bytes": compress, "decompressor_bytes": decompress,
+            "per_connection_bytes": compress + decompress}
+
+
+# -- hand-made frames: fragmentation and per-message UTF-8 -----------------------------------------
+def send_frames(target, path: str, frames: list[tuple[str, bytes, bool]], *,
+                timeout: float = 5.0) -> dict:
+    """Open a WebSocket to `target` + `path` and send hand-made frames, then read what comes back.
+
+    `frames` is a list of (kind, payload bytes, fin): kind "text" or "binary" starts a message,
+    "continuation" (opcode 0) continues it; fin=True ends it. The frames are masked and framed by
+    websockets' sans-I/O client, so only what you choose differs from a normal client. Returns
+    {"messages": [what came back, str or bytes], "close_code": int or None, "close_reason": str}.
+    Use it through a tap (tap.url()) to see the frames on the wire.
+    """
+    import socket
+
+    from websockets.client import ClientProtocol
+    from websockets.frames import Frame, Opcode
+    from websockets.uri import parse_uri
+
+    host, port = _target_address(target)
+    protocol = ClientProtocol(parse_uri(f"ws://{host}:{port}{path}"))
+    out = {"messages": [], "close_code": None, "close_reason": ""}
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        protocol.send_request(protocol.connect())
+
+        def flush() -> None:
+            for data in protocol.data_to_send():
+                if data:
+                    sock.sendall(data)
+
+        def pump() -> bool:
+            data = sock.recv(65536)
+            if data:
+                protocol.receive_data(data)
+            else:
+                protocol.receive_eof()
+            flush()
+            return bool(data)
+
+        flush()
+        while protocol.handshake_exc is None and protocol.state.name == "CONNECTING":
+            if not pump():
+                break
+        if protocol.handshake_exc is not None:
+            raise protocol.handshake_exc
+        protocol.events_received()  # the 101 response
+        opcodes = {"text": Opcode.TEXT, "binary": Opcode.BINARY, "continuation": Opcode.CONT}
+        for kind, payload, fin in frames:
+            protocol.send_frame(Frame(opcodes[kind], bytes(payload), fin=fin))
+        flush()
+        expected = sum(1 for _, _, fin in frames if fin)
+        try:
+            while len(out["messages"]) < expected and protocol.close_code is None:
+                if not pump():
+                    break
+                for event in protocol.events_received():
+                    if isinstance(event, Frame) and event.opcode in (Opcode.TEXT, Opcode.BINARY):
+                        data = bytes(event.data)
+                        out["messages"].append(data.decode() if event.opcode is Opcode.TEXT else data)
+        except (TimeoutError, OSError):
+            pass
+        if protocol.close_code is None:
+            protocol.send_close(1000)
+            flush()
+            with contextlib.suppress(TimeoutError, OSError):
+                while pump() and protocol.close_code is None:
+                    pass
+        out["close_code"], out["close_reason"] = protocol.close_code, protocol.close_reason or ""
+    return out

@@ -13,6 +13,14 @@ from labkit.clients.rest import RestClient
 MERGE = {"Content-Type": "application/merge-patch+json"}
 
 
+@pytest.fixture(autouse=True)
+def _first_attempt():
+    """Each test starts as a student's first try (the second wrong answer gets a stronger hint)."""
+    from labkit.check import _core
+
+    _core.forget_attempts()
+
+
 @pytest.fixture
 def kernel_lab(tmp_path):
     """The kernel's lab (what lk.start() gives a notebook), which the checkers look up."""
@@ -25,17 +33,32 @@ def test_checkers_without_a_lab_give_a_hint_not_a_crash():
     lk.stop()
     assert not lk.check.conditional_get("/api/notes/1", {"If-None-Match": "*"})
     assert not lk.check.idempotent_but_status_changes("DELETE")
-    assert not lk.check.recovered_from_412(None, None)
+    assert not lk.check.recovered_from_412(None, lk.rest("http://127.0.0.1:9"))
+
+
+def test_placeholders_are_not_answered_yet_before_anything_else():
+    lk.stop()
+    for feedback in (lk.check.conditional_get("/api/notes/1", None),
+                     lk.check.idempotent_but_status_changes(None),
+                     lk.check.recovered_from_412(None, None)):
+        assert not feedback and not feedback.answered
+        assert "not answered yet" in repr(feedback).lower()
 
 
 def test_conditional_get(kernel_lab):
     with RestClient(kernel_lab) as api:
         path = api.post("/api/notes", json={"title": "x"}).headers["Location"]
         etag = api.get(path).headers["ETag"]
+        last_modified = api.get(path).headers["Last-Modified"]
     assert lk.check.conditional_get(path, {"If-None-Match": etag})
-    assert not lk.check.conditional_get(path, {"If-None-Match": '"old"'})
-    assert not lk.check.conditional_get(path, {"If-Match": etag})
-    assert not lk.check.conditional_get(path, {})
+    assert lk.check.conditional_get(path, {"If-Modified-Since": last_modified})  # also HTTP's way
+    plausible_wrong = [{"If-None-Match": '"old"'}, {"If-Match": etag}, {"ETag": etag},
+                       {"If-None-Match": etag.strip('"')}, {"Cache-Control": "no-cache"},
+                       {"Last-Modified": last_modified}, {"If-Unmodified-Since": last_modified}, {},
+                       "If-None-Match", [("If-None-Match", etag)]]
+    for headers in plausible_wrong:
+        feedback = lk.check.conditional_get(path, headers)
+        assert not feedback and feedback.answered, headers
     assert not lk.check.conditional_get("/api/notes/999", {"If-None-Match": etag})
 
 
@@ -51,7 +74,10 @@ def test_idempotent_but_status_changes_accepts_delete(kernel_lab):
     ("put", "same answer twice"),
     ("PATCH", "same answer twice"),
     ("GET", "safe and idempotent"),
-    (None, "Answer with a verb"),
+    ("head", "safe and idempotent"),
+    ("OPTIONS", "safe and idempotent"),
+    ("TRACE", "safe and idempotent"),
+    (None, "Replace None"),
     ("", "Answer with a verb"),
     ("?", "Answer with a verb"),
     (3, "Answer with a verb"),
@@ -98,3 +124,32 @@ def test_the_repetition_experiment_tells_post_from_the_idempotent_verbs(lab):
     assert post["distinct_states"] == 3 and not post["idempotent"]
     for verb in ("PUT", "PATCH", "DELETE"):
         assert summary.loc[verb, "distinct_states"] == 1 and summary.loc[verb, "idempotent"], verb
+
+
+def test_conditional_get_by_date_refuses_the_etag(kernel_lab):
+    with RestClient(kernel_lab) as api:
+        path = api.post("/api/notes", json={"title": "dated"}).headers["Location"]
+        got = api.get(path)
+    assert lk.check.conditional_get(path, {"If-Modified-Since": got.headers["Last-Modified"]},
+                                    validator="date")
+    feedback = lk.check.conditional_get(path, {"If-None-Match": got.headers["ETag"]}, validator="date")
+    assert not feedback and "without the ETag" in feedback.message
+    assert not lk.check.conditional_get(path, {"If-Modified-Since": "Thu, 01 Jan 1970 00:00:00 GMT"},
+                                        validator="date")
+    assert not lk.check.conditional_get(path, None, validator="date").answered
+
+
+def test_second_conditional_put(kernel_lab):
+    with RestClient(kernel_lab) as api:
+        path = api.post("/api/notes", json={"title": "twice"}).headers["Location"]
+        etag = api.get(path).headers["ETag"]
+        measured = [api.put(path, json={"title": "x"}, headers={"If-Match": etag}).status
+                    for _ in range(2)]
+    assert measured == [200, 412]
+    assert lk.check.second_conditional_put(measured[1])
+    for wrong in (200, 204, 304, 409, 428, 404, "412", 412.0, True):
+        feedback = lk.check.second_conditional_put(wrong)
+        assert not feedback and feedback.answered, wrong
+        if isinstance(wrong, int):
+            assert "412" not in feedback.message, wrong
+    assert not lk.check.second_conditional_put(None).answered

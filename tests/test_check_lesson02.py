@@ -1,18 +1,56 @@
-"""Lesson 02 checkers accept a right answer, refuse a wrong one, and answer placeholders kindly."""
+"""Lesson 02 checkers accept a right answer, refuse the wrong ones a student would plausibly give
+(naming the slip, not the value), and answer placeholders (None) with "not answered yet"."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+
+import pytest
+
 import labkit as lk
 from labkit import check
-from labkit.wire import accept_key
+from labkit.wire import WEBSOCKET_GUID, accept_key
+
+KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+RIGHT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+
+
+@pytest.fixture(autouse=True)
+def _first_attempt():
+    """Each test starts as a student's first try (the second wrong answer gets a stronger hint)."""
+    from labkit.check import _core
+
+    _core.forget_attempts()
+
+
+def test_placeholders_are_not_answered_yet():
+    lk.stop()
+    for feedback in (check.websocket_accept(KEY, None), check.frame_header_bytes(300, True, None),
+                     check.close_code("invalid_utf8", None), check.rest_vs_websocket_bytes(None)):
+        assert not feedback and not feedback.answered
+        assert "not answered yet" in repr(feedback).lower()
 
 
 def test_websocket_accept():
-    key = "dGhlIHNhbXBsZSBub25jZQ=="
-    assert check.websocket_accept(key, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
-    assert check.websocket_accept(key, accept_key(key))
-    assert not check.websocket_accept(key, "dGhlIHNhbXBsZSBub25jZQ==")
-    assert not check.websocket_accept(key, None)
+    assert check.websocket_accept(KEY, RIGHT)
+    assert check.websocket_accept(KEY, accept_key(KEY))
+    assert check.websocket_accept(KEY, RIGHT.encode())
+
+
+@pytest.mark.parametrize(("wrong", "slip"), [
+    (hashlib.sha1((KEY + WEBSOCKET_GUID).encode()).hexdigest(), "hex"),
+    (base64.b64encode(hashlib.sha1(KEY.encode()).digest()).decode(), "GUID is missing"),
+    (base64.b64encode(hashlib.sha1((KEY + " " + WEBSOCKET_GUID).encode()).digest()).decode(), "space"),
+    (base64.b64encode(hashlib.sha256((KEY + WEBSOCKET_GUID).encode()).digest()).decode(), "SHA-256"),
+    (KEY, "key itself"),
+    (base64.b64encode((KEY + WEBSOCKET_GUID).encode()).decode(), "Hash before"),
+    ("", "Not the value"),
+])
+def test_websocket_accept_names_the_slip(wrong, slip):
+    feedback = check.websocket_accept(KEY, wrong)
+    assert not feedback and slip in feedback.message
+    assert RIGHT not in feedback.message
 
 
 def test_frame_header_bytes():
@@ -20,27 +58,53 @@ def test_frame_header_bytes():
                                  (65536, False, 10), (70000, True, 14)]:
         assert check.frame_header_bytes(size, masked, header)
         assert not check.frame_header_bytes(size, masked, header + 1)
-    assert not check.frame_header_bytes(300, False, None)
+
+
+@pytest.mark.parametrize(("wrong", "slip"), [
+    (4, "masking key"),         # forgot the mask of a client frame
+    (6, "length"),              # 300 does not fit the 7-bit field
+    (14, "length"),             # used the 8-byte extension
+    (2, "length"),
+    (308, "leave the payload out"),
+    (9, "Not quite"),
+    (8.5, "whole number"),
+    ("8", "whole number"),
+    (float("nan"), "whole number"),
+])
+def test_frame_header_bytes_names_the_slip_for_300_masked(wrong, slip):
+    feedback = check.frame_header_bytes(300, True, wrong)
+    assert not feedback and slip in feedback.message
 
 
 def test_close_code():
     assert check.close_code("too_big", 1009)
     assert check.close_code("invalid_utf8", 1007)
     assert check.close_code("going_away", 1001)
-    assert not check.close_code("too_big", 1000)
+    for wrong in (1000, 1002, 1003, 1008, 1011, 1006, 1009, "1007", 1007.0):
+        feedback = check.close_code("invalid_utf8", wrong)
+        assert not feedback and "1007" not in feedback.message, wrong
     assert not check.close_code("no such situation", 1000)
 
 
 def test_rest_vs_websocket_bytes_remeasures(tmp_path):
     lab = lk.start(db=str(tmp_path / "lab.db"))
     try:
-        assert not check.rest_vs_websocket_bytes(None)
-        assert not check.rest_vs_websocket_bytes(1.0)
-        feedback = check.rest_vs_websocket_bytes(1.0)
-        measured = float(feedback.message.split(" B over REST")[0].split()[-1]) / float(
-            feedback.message.split(" B over WebSocket")[0].split()[-1])
-        assert check.rest_vs_websocket_bytes(measured)
-        assert measured > 5  # a 16-byte echo: ~300+ B of HTTP vs ~40 B of frames
+        payload = b"x" * 64
+        feedback = check.rest_vs_websocket_bytes(1.0, payload=payload)
+        assert not feedback and feedback.answered
+        again = check.rest_vs_websocket_bytes(1.0, payload=payload)  # second try: the numbers
+        rest = float(again.message.split(" B over REST")[0].split()[-1])
+        websocket = float(again.message.split(" B over WebSocket")[0].split()[-1])
+        measured = rest / websocket
+        assert check.rest_vs_websocket_bytes(measured, payload=payload)
+        small = rest / websocket
+        sixteen = check.rest_vs_websocket_bytes(99.0)  # the 16-byte payload costs more per byte
+        assert not sixteen
+        plausible_wrong = [websocket / rest, (rest / 2) / websocket, measured * 2, "3", None]
+        for wrong in plausible_wrong[:-1]:
+            assert not check.rest_vs_websocket_bytes(wrong, payload=payload), wrong
+        assert "Upside down" in check.rest_vs_websocket_bytes(websocket / rest, payload=payload).message
+        assert small > 2  # a 64-byte echo: ~300+ B of HTTP vs ~140 B of frames
     finally:
         lab.stop()
         lk.stop()

@@ -157,3 +157,101 @@ def test_checker_header_bytes_saved():
     assert not check.header_bytes_saved(100, frame)
     assert not check.header_bytes_saved(None, frame)
     assert not check.header_bytes_saved(339, frame.drop(columns=["transport"]))
+
+
+def test_compare_patterns_rows_bytes_and_messages(lab):
+    from labkit.latency import PATTERNS, compare_patterns
+
+    frame = compare_patterns(lab, messages=12, payload_bytes=64, parallel=3, profile="loopback",
+                             trials=2, progress=False)
+    assert list(frame["pattern"]) == list(PATTERNS) * 2
+    assert list(frame["trial"]) == [0] * 4 + [1] * 4
+    assert dict(zip(frame["pattern"], frame["connections"], strict=False)) == {
+        "websocket lock-step": 1, "websocket streamed": 1, "rest keep-alive": 1, "rest parallel": 3}
+    assert (frame["messages"] == 12).all() and (frame["total_ms"] > 0).all()
+    assert (frame["setup_ms"] > 0).all()
+    # the same 12 echoes cross the link whichever way they are sent: WebSocket patterns carry
+    # the same bytes, each REST request carries its payload plus a full HTTP head
+    by = frame[frame.trial == 0].set_index("pattern")
+    assert by.loc["websocket lock-step", "bytes_up"] == by.loc["websocket streamed", "bytes_up"]
+    assert by.loc["websocket streamed", "bytes_down"] >= 12 * (64 + 2)
+    assert by.loc["rest keep-alive", "bytes_up"] > 12 * (64 + 100)
+    assert math.isnan(frame["round_trips"].iloc[0])   # loopback: no configured round trip
+
+
+def test_compare_patterns_refuses_bad_arguments(lab):
+    from labkit.latency import compare_patterns
+
+    with pytest.raises(ValueError):
+        compare_patterns(lab, patterns=["pipelined"])
+    with pytest.raises(ValueError):
+        compare_patterns(lab, messages=0)
+
+
+def test_extrapolate_scales_the_median_difference_and_brackets_it():
+    from labkit.latency import extrapolate
+
+    frame = _synthetic()
+    gap = extrapolate(frame, "rest-keepalive", "websocket", messages=10_000, resamples=500)
+    per_message = (frame[frame.transport == "rest-keepalive"].rtt_ms.median()
+                   - frame[frame.transport == "websocket"].rtt_ms.median())
+    assert gap["difference_ms"] == pytest.approx(10_000 * per_message)
+    assert gap["low_ms"] <= gap["difference_ms"] <= gap["high_ms"]
+    assert gap["n_slower"] == len(frame[(frame.transport == "rest-keepalive")
+                                        & (frame.payload_bytes == frame.payload_bytes.min())])
+    with pytest.raises(ValueError):
+        extrapolate(frame, "rest-keepalive", "carrier pigeon")
+
+
+def test_extrapolate_interval_widens_with_noise():
+    from labkit.latency import extrapolate
+
+    def frame(spread):
+        rows = [{"transport": t, "payload_bytes": 64, "rtt_ms": base + spread * ((i * 7) % 11 - 5)}
+                for t, base in (("a", 51.0), ("b", 50.0)) for i in range(30)]
+        return pd.DataFrame(rows)
+
+    quiet, noisy = (extrapolate(frame(s), "a", "b", resamples=400) for s in (0.1, 5.0))
+    assert (noisy["high_ms"] - noisy["low_ms"]) > (quiet["high_ms"] - quiet["low_ms"])
+    assert noisy["low_ms"] < 0 < noisy["high_ms"]   # 1 ms in a 50 ms spread: cannot tell
+
+
+def test_tcp_ip_bytes_model_counts_packets():
+    from labkit.latency import CONNECTION_PACKETS, MSS_BYTES, TCP_IP_HEADER_BYTES, tcp_ip_bytes
+
+    frame = pd.DataFrame({"transport": ["websocket", "rest-new", "rest-keepalive"],
+                          "bytes_up": [70, 200, 3000], "bytes_down": [66, 150, 200],
+                          "new_connection": [False, True, False]})
+    out = tcp_ip_bytes(frame)
+    assert list(out["packets"]) == [3, 3 + CONNECTION_PACKETS, 3 + 1 + 1]   # 3000 B: 3 segments up
+    assert MSS_BYTES * 2 < 3000 <= MSS_BYTES * 3
+    assert list(out["tcp_ip_bytes"]) == [p * TCP_IP_HEADER_BYTES for p in out["packets"]]
+    assert list(out["wire_bytes"]) == [136 + 156, 350 + 520, 3200 + 260]
+    assert "packets" not in frame   # a copy: the run itself is untouched
+
+
+def test_summary_leaves_p99_out_below_100_observations():
+    from labkit.latency import summary
+
+    few = _synthetic()
+    assert "p99" not in summary(few) and {"p90", "max"} <= set(summary(few))
+    many = pd.DataFrame({"transport": ["websocket"] * 100, "rtt_ms": range(100)})
+    assert "p99" in summary(many)
+
+
+def test_tls_lab_is_a_second_lab_and_is_reused(lab):
+    from labkit.latency import tls_lab
+
+    secure = tls_lab()
+    assert secure.url.startswith("https://") and secure is tls_lab()
+    assert lab.running and lab.url.startswith("http://") and secure.port != lab.port
+
+
+def test_pattern_and_tcp_plots_have_title_units_and_legend():
+    frame = pd.DataFrame({"pattern": ["websocket lock-step", "rest parallel"],
+                          "connections": [1, 6], "messages": [10, 10], "total_ms": [500.0, 100.0],
+                          "round_trips": [10.0, 2.0]})
+    for fig in (charts.patterns(frame), charts.tcp_ip_bytes(_synthetic())):
+        assert fig.layout.title.text and fig.layout.showlegend is True
+        assert "(s," in fig.layout.xaxis.title.text or "(B)" in fig.layout.yaxis.title.text
+        assert all(trace.name for trace in fig.data)

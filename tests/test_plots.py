@@ -106,3 +106,87 @@ def test_live_feed_lines_that_coincide_get_distinct_widths_widest_first():
     widths = [push.LIVE_LINE_STYLES[LABELS[t]]["width"] for t in TRANSPORTS]
     pushed = widths[1:]  # long poll, SSE, WebSocket change at the same moments
     assert pushed == sorted(pushed, reverse=True) and len(set(pushed)) == len(pushed)
+
+
+# -- palette, second channel, log ticks, legend, presentation ---------------------------------------
+def _srgb_to_linear(c: float) -> float:
+    return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+
+def _simulate(hex_color: str, kind: str) -> tuple[float, float, float]:
+    """The colour as a deuteranope or protanope sees it (Viénot, Brettel & Mollon 1999)."""
+    r, g, b = (_srgb_to_linear(int(hex_color[i:i + 2], 16) / 255) for i in (1, 3, 5))
+    if kind == "protan":
+        return (0.11238 * r + 0.88762 * g, 0.11238 * r + 0.88762 * g, 0.00401 * r - 0.00401 * g + b)
+    return (0.29275 * r + 0.70725 * g, 0.29275 * r + 0.70725 * g, -0.02234 * r + 0.02234 * g + b)
+
+
+def test_transports_stay_apart_for_deuteranopes_and_protanopes_and_have_a_second_channel():
+    names = list(base.TRANSPORT_COLORS)
+    for kind in ("deutan", "protan"):
+        seen = {n: _simulate(base.TRANSPORT_COLORS[n], kind) for n in names}
+        for i, a in enumerate(names):
+            for b in names[i + 1:]:
+                distance = sum((x - y) ** 2 for x, y in zip(seen[a], seen[b], strict=True)) ** 0.5
+                assert distance > 0.05, f"{a} and {b} look alike to a {kind}"
+    for channel in (base.TRANSPORT_DASHES, base.TRANSPORT_SYMBOLS, base.TRANSPORT_PATTERNS):
+        assert set(channel) == set(names) and len(set(channel.values())) == len(names)
+
+
+def test_finish_gives_transport_traces_their_dash_and_symbol():
+    rtt = pd.DataFrame({"transport": ["websocket", "rest-new", "rest-keepalive"] * 2,
+                        "profile": "loopback", "rtt_ms": [1.0, 2.0, 1.5, 1.1, 2.2, 1.6]})
+    fig = latency.ecdf(rtt)
+    dashes = {t.name: t.line.dash for t in fig.data}
+    assert dashes == {"WebSocket": "solid", "REST, new connection": "longdash",
+                      "REST, keep-alive": "dashdot"}
+
+
+def test_log_axes_get_readable_ticks_written_in_full():
+    assert base.log_ticks(0.2, 0.9) == [0.2, 0.3, 0.4, 0.5, 0.6, 0.8]
+    assert base.log_ticks(0.05, 3) == [0.05, 0.1, 0.2, 0.5, 1, 2]
+    assert len(base.log_ticks(0.01, 10_000)) >= 5
+    assert len(base.log_ticks(3, 4)) >= 2
+    frame = pd.DataFrame({"receiver_kind": ["WebSocket"] * 3 + ["REST poll"] * 3,
+                          "delay_ms": [0.2, 0.4, 0.3, 300.0, 700.0, 500.0]})
+    axis = push.chat_delay(frame).layout.yaxis
+    assert axis.type == "log" and len(axis.tickvals) >= 4
+    assert list(axis.ticktext) == [f"{v:g}" if v < 1000 else f"{v:,.0f}" for v in axis.tickvals]
+
+
+def test_no_legend_entry_for_a_trace_that_draws_nothing():
+    import plotly.graph_objects as go
+
+    fig = go.Figure([go.Scatter(x=[1, 2], y=[1, 2], name="drawn"),
+                     go.Scatter(x=[], y=[], name="empty")])
+    base.finish(fig, "t", "x (s)", "y (ms)")
+    assert [t.showlegend for t in fig.data] == [None, False]
+
+
+def test_present_enlarges_fonts_of_later_figures():
+    import plotly.graph_objects as go
+
+    try:
+        base.present()
+        big = base.finish(go.Figure(), "t", "x (s)", "y (ms)").layout.font.size
+        base.present(False)
+        normal = base.finish(go.Figure(), "t", "x (s)", "y (ms)").layout.font.size
+    finally:
+        base.present(False)
+    assert big > normal == base.BASE_FONT
+
+
+def test_upload_timeline_draws_both_protocols_in_two_lanes():
+    from labkit.duplex import DuplexRun
+
+    events = pd.DataFrame([
+        ("WebSocket", "up", "upload chunk", 0.0, 400.0, 16000),
+        ("WebSocket", "down", "tick", 100.0, 100.0, 60),
+        ("WebSocket", "down", "ack", 420.0, 420.0, 60),
+        ("HTTP/1.1", "up", "POST request (upload)", 0.0, 400.0, 16200),
+        ("HTTP/1.1", "down", "response (echo)", 401.0, 800.0, 16200)],
+        columns=["protocol", "direction", "what", "t_ms", "t_end_ms", "bytes"])
+    fig = wire.upload_during_push(DuplexRun(events, {}, "4g"))
+    assert {t.name for t in fig.data} == {"upload chunk", "tick", "ack", "POST request (upload)",
+                                          "response (echo)"}
+    assert "4g" in fig.layout.title.text and fig.layout.xaxis2.title.text.endswith("(s)")

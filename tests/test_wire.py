@@ -150,3 +150,81 @@ def test_garbage_after_upgrade_is_reported_not_raised(wiretap):
     wiretap.settle()
     wiretap.http_messages()
     assert any("HTTP parse stopped" in e for e in wiretap.errors)
+
+
+# -- re-running a cell, browser headers, the TCP/IP model, hand-made frames -------------------------
+def test_tap_twice_gives_back_the_same_running_proxy(lab):
+    first = tap(lab)
+    try:
+        with RestClient(first.url()) as api:
+            api.get("/healthz")
+        second = tap(lab)
+        assert second is first and second.running
+        assert second.totals()["http_messages"] == 0  # reset: a re-run cell starts from zero
+        first.stop()
+        third = tap(lab)
+        assert third is not first and third.running
+        third.stop()
+    finally:
+        first.stop()
+
+
+def test_a_browser_like_request_head_weighs_what_browsers_send(wiretap):
+    from labkit.wire import BROWSER_HEADERS
+
+    with RestClient(wiretap.url(), headers=BROWSER_HEADERS) as browser, \
+            RestClient(wiretap.url()) as kit:
+        browser.post("/api/echo", data=b"x" * 16)
+        kit.post("/api/echo", data=b"x" * 16)
+    requests = wiretap.settle().http_messages().query("kind == 'request'")
+    browser_head, kit_head = requests["header_bytes"].max(), requests["header_bytes"].min()
+    assert 400 <= browser_head <= 900, browser_head
+    assert browser_head > 2 * kit_head
+
+
+def test_packet_model_counts_packets_acks_and_the_handshake():
+    from labkit.wire import MSS, SYN_BYTES, TCP_IP_HEADER, packet_model
+
+    warm = packet_model([200], [300])
+    assert warm["tcp_ip_header_bytes"] == 2 * TCP_IP_HEADER and warm["ack_bytes"] == 2 * TCP_IP_HEADER
+    assert warm["total_bytes"] == 500 + 4 * TCP_IP_HEADER and warm["handshake_bytes"] == 0
+    cold = packet_model([200], [300], new_connection=True)
+    assert cold["handshake_bytes"] == 2 * SYN_BYTES + TCP_IP_HEADER
+    assert cold["teardown_bytes"] == 4 * TCP_IP_HEADER
+    big = packet_model([3 * MSS + 1], [])
+    assert big["tcp_ip_header_bytes"] == 4 * TCP_IP_HEADER
+
+
+def test_packet_table_keeps_the_measured_bytes_and_labels_the_model(wiretap):
+    from labkit.wire import packet_table
+
+    with WsClient(wiretap.url("ws"), "/ws/echo") as ws:
+        wiretap.settle().reset()
+        ws.echo(b"x" * 16)
+        frames = wiretap.settle().frames()
+    table = packet_table({"WebSocket": (frames, False), "new": (frames, True)})
+    measured = table[table["part"].str.contains("measured")]
+    assert list(measured["bytes"]) == [int(frames["wire_bytes"].sum())] * 2
+    assert all("(model)" in p for p in table["part"] if "measured" not in p)
+    assert "handshake + teardown (model)" in set(table.loc[table["case"] == "new", "part"])
+
+
+def test_send_frames_fragments_a_text_message_utf8_is_checked_per_message(wiretap):
+    from labkit.wire import send_frames
+
+    word = "héllo".encode()
+    split = send_frames(wiretap.url(), "/ws/echo", [("text", word[:2], False),
+                                                    ("continuation", word[2:], True)])
+    assert split == {"messages": ["héllo"], "close_code": 1000, "close_reason": ""}
+    up = wiretap.settle().frames().query("direction == 'up' and opcode != 'CLOSE'")
+    assert list(zip(up["opcode_value"], up["fin"], strict=True)) == [(1, False), (0, True)]
+    broken = send_frames(wiretap.url(), "/ws/echo", [("text", b"\xff", True)])
+    assert broken["messages"] == [] and broken["close_code"] == 1007
+
+
+def test_deflate_memory_follows_zlibs_formulas():
+    from labkit.wire import deflate_memory
+
+    assert deflate_memory() == {"compressor_bytes": 2**17 + 2**17, "decompressor_bytes": 2**15,
+                                "per_connection_bytes": 2**18 + 2**15}
+    assert deflate_memory(10)["per_connection_bytes"] < deflate_memory(15)["per_connection_bytes"]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from ._core import Feedback, verdict
+from ._core import Feedback, exercise, verdict
 
-__all__ = ["conditional_get", "idempotent_but_status_changes", "recovered_from_412"]
+__all__ = ["conditional_get", "idempotent_but_status_changes", "recovered_from_412",
+           "second_conditional_put"]
 
 
 def _running_lab():
@@ -13,17 +14,33 @@ def _running_lab():
     return current()
 
 
-def conditional_get(path, headers) -> Feedback:
-    """Exercise: the headers that make GET `path` answer 304. The checker sends them itself."""
+@exercise("conditional GET", answer="headers",
+          how="Answer with a dict of request headers: which response header holds the value to send back?")
+def conditional_get(path, headers, validator: str = "any") -> Feedback:
+    """Exercise: the headers that make GET `path` answer 304. The checker sends them itself.
+    validator="date": without an ETag (If-None-Match), by the date the note last changed."""
     from ..clients.rest import RestClient
 
-    name = "conditional GET"
+    name = "conditional GET" + (" by date" if validator == "date" else "")
+    if not isinstance(headers, dict) or not headers:
+        return verdict(False, "", "Pass a dict of request headers, e.g. {'Some-Header': 'value'}. "
+                       "Which response header of a GET holds the value to send back?", name)
+    if validator == "date" and any(str(k).lower() == "if-none-match" for k in headers):
+        return verdict(False, "", "This time without the ETag: which other response header of a "
+                       "GET says *when* the note last changed, and which If- header sends it back?",
+                       name)
+    if not path:
+        return verdict(False, "", "Pass the note's path (note_url) as the first argument.", name)
+    sent = {str(k).lower() for k in headers}
+    if "etag" in sent or "last-modified" in sent:
+        return verdict(False, "", "ETag and Last-Modified are *response* headers. A client sends the "
+                       "value back in a request header whose name starts with 'If-'.", name)
+    if sent <= {"if-match", "if-unmodified-since"}:
+        return verdict(False, "", "If-Match guards a *write* ('only if it is still this version'); "
+                       "a read that wants 'only if it changed' uses another If- header.", name)
     lab = _running_lab()
     if lab is None:
         return verdict(False, "", "Start the lab first: lab = lk.start()", name)
-    if not path or not isinstance(headers, dict) or not headers:
-        return verdict(False, "", "Pass a note's path and a dict of request headers, e.g. "
-                       "{'If-None-Match': ...}. Which response header holds the value to send?", name)
     with RestClient(lab) as api:
         reply = api.get(str(path), headers={str(k): str(v) for k, v in headers.items()})
     if reply.status == 304:
@@ -32,24 +49,28 @@ def conditional_get(path, headers) -> Feedback:
                  if star else "")
         return verdict(True, f"304 Not Modified with {len(reply.body)} body bytes: your copy is "
                        f"current{extra}.", "", name)
-    return verdict(False, "", f"The lab answered {reply.status}, not 304. Send the note's current "
-                   "ETag in If-None-Match (read it from a fresh GET's headers).", name)
+    return verdict(False, "", f"The lab answered {reply.status}, not 304: the value you sent does not "
+                   "match the note as it is now. Read it from a fresh GET's headers.", name,
+                   then=f"The lab answered {reply.status}. Send the note's current ETag (from a fresh "
+                   "GET) in If-None-Match.")
 
 
+@exercise("idempotent, yet a different answer", answer="verb",
+          how="Answer with a verb as a string, e.g. 'PUT', after sending each verb twice.")
 def idempotent_but_status_changes(verb) -> Feedback:
     """Exercise: which idempotent verb answers with another status the second time? The checker
     repeats each verb twice against the lab (rest_lab.repeat_effects) and compares."""
     from ..rest_lab import repeat_effects, repeat_summary
 
     name = "idempotent, yet a different answer"
-    lab = _running_lab()
-    if lab is None:
-        return verdict(False, "", "Start the lab first: lab = lk.start()", name)
     if not isinstance(verb, str) or not verb.strip() or verb.strip() == "?":
         return verdict(False, "", "Answer with a verb as a string, e.g. 'PUT'. Send each idempotent "
                        "verb twice to the same note and compare the two status codes.", name)
+    lab = _running_lab()
+    if lab is None:
+        return verdict(False, "", "Start the lab first: lab = lk.start()", name)
     verb = verb.strip().upper()
-    if verb in ("GET", "HEAD", "OPTIONS"):
+    if verb in ("GET", "HEAD", "OPTIONS", "TRACE"):
         return verdict(False, "", f"{verb} is safe and idempotent: it changes nothing, so a second "
                        f"{verb} of the same note gets the same answer. Look among the verbs that "
                        "do change the note.", name)
@@ -74,6 +95,8 @@ def idempotent_but_status_changes(verb) -> Feedback:
                    "gets 404 is not an error.", "", name)
 
 
+@exercise("recover from 412", answer="client",
+          how="Make your own client (me = lk.rest(lab)), send your requests with it, and pass it.")
 def recovered_from_412(conflict, client) -> Feedback:
     """Exercise: add one vote to `conflict`'s note starting from its stale ETag, without losing
     the other client's vote. `client` is the RestClient you used; its log must show the 412."""
@@ -83,7 +106,7 @@ def recovered_from_412(conflict, client) -> Feedback:
     lab = _running_lab()
     if lab is None:
         return verdict(False, "", "Start the lab first: lab = lk.start()", name)
-    if conflict is None or client is None or not hasattr(client, "log"):
+    if not hasattr(conflict, "stale_etag") or not hasattr(client, "log"):
         return verdict(False, "", "Send a PATCH with If-Match: conflict.stale_etag using your own "
                        "client, read the 412, GET the note again, and retry; then pass "
                        "(conflict, client).", name)
@@ -103,5 +126,45 @@ def recovered_from_412(conflict, client) -> Feedback:
         "lost update; re-reading and retrying made the write safe.",
         f"votes = {votes}, expected {wanted} (the other client's vote plus yours). After the 412, "
         "GET the note, take its votes and ETag, and PATCH votes + 1 with that ETag.",
+        name,
+    )
+
+
+_PUT_SLIPS = {
+    200: "The first PUT answers 200. Does the second one still carry a *current* ETag?",
+    204: "Would the second PUT even be applied? Compare its If-Match with the note's ETag by then.",
+    304: "304 answers a conditional *read* (If-None-Match on GET); this is a conditional write.",
+    409: "Close in spirit, but HTTP has a status for exactly 'your precondition failed'.",
+    428: "428 means the precondition is *missing*; here it is present but no longer true.",
+}
+
+
+@exercise("repeated conditional PUT", answer="status",
+          how="Send the same PUT with If-Match twice and give the second reply's .status.")
+def second_conditional_put(status) -> Feedback:
+    """Exercise: the same PUT with `If-Match: <the ETag read before>` sent twice: which status does
+    the second one get? The checker repeats the experiment on a note of its own."""
+    from ..clients.rest import RestClient
+
+    name = "repeated conditional PUT"
+    if isinstance(status, bool) or not isinstance(status, int):
+        return verdict(False, "", "Answer with the status code as a whole number (reply.status).", name)
+    lab = _running_lab()
+    if lab is None:
+        return verdict(False, "", "Start the lab first: lab = lk.start()", name)
+    with RestClient(lab) as api:
+        path = api.post("/api/notes", json={"title": "checker's note"}).headers["Location"]
+        etag = api.get(path).headers["ETag"]
+        replies = [api.put(path, json={"title": "replaced once"}, headers={"If-Match": etag})
+                   for _ in range(2)]
+        api.delete(path)
+    first, second = (r.status for r in replies)
+    return verdict(
+        status == second,
+        f"Yes: measured just now, {first} then {second}. The first PUT changed the note, so its "
+        "ETag changed; the repeated request names the old one and is refused, leaving the note as "
+        "the first one made it. A conditional write is safe to retry blindly.",
+        _PUT_SLIPS.get(status, "Not what the lab answers. Try it: read a note's ETag, then send the "
+                       "same PUT with If-Match twice and compare the statuses."),
         name,
     )

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import math
 
-from ._core import Feedback, close_to, verdict
+from ._core import Feedback, close_to, exercise, verdict
 
-__all__ = ["poll_staleness", "requests_per_event", "long_poll_empty_answers"]
+__all__ = ["poll_staleness", "requests_per_event", "poll_requests_per_event",
+           "long_poll_empty_answers"]
+
 
 
 def _number(answer) -> float | None:
+    if isinstance(answer, bool):
+        return None
     try:
         value = float(answer)
     except (TypeError, ValueError):
@@ -17,6 +21,8 @@ def _number(answer) -> float | None:
     return None if math.isnan(value) else value
 
 
+@exercise("median staleness of a short poller", answer="answer_ms",
+          how="Answer with your prediction in milliseconds.")
 def poll_staleness(answer_ms, interval_s: float) -> Feedback:
     """Median staleness (ms) of a short poller every `interval_s` s, for events at random times.
 
@@ -32,9 +38,12 @@ def poll_staleness(answer_ms, interval_s: float) -> Feedback:
                    f"Yes: events land at random between polls, so they wait half an interval "
                    f"on average, about {expected:.0f} ms.",
                    "Think of where an event falls between two polls, and how long it then waits "
-                   "for the next one. Your answer is in milliseconds.", exercise)
+                   "for the next one. Your answer is in milliseconds."
+                   + (" (Is that the longest wait rather than the typical one?)"
+                      if close_to(value, 2 * expected, rel=0.1) else ""), exercise)
 
 
+@exercise("requests per event", answer="answer", how="Answer with a number of requests per event.")
 def requests_per_event(answer, summary, transport: str = "short poll") -> Feedback:
     """Requests per delivered event of `transport` in the run's summary frame."""
     exercise = f"requests per event ({transport})"
@@ -51,19 +60,43 @@ def requests_per_event(answer, summary, transport: str = "short poll") -> Feedba
     return verdict(close_to(value, expected, rel=0.02, abs_=0.01),
                    f"Right: {row['requests']} requests for {row['events']} events = "
                    f"{expected:.2f} per event.",
-                   "Divide the requests this client made by the events it delivered "
-                   "(both columns of run.summary).", exercise)
+                   "Count what this client paid (requests) for what it got (events delivered), "
+                   "both in run.summary; is your ratio the right way up?", exercise)
 
 
+@exercise("requests per event of a short poller", answer="answer",
+          how="Answer with a number of requests per event.")
+def poll_requests_per_event(answer, *, interval_s: float, rate_hz: float) -> Feedback:
+    """Predict: requests per delivered event of a short poller asking every `interval_s` s while
+    the feed publishes `rate_hz` events per second on average. (1 / interval_s requests and
+    rate_hz events per second: the poller pays for time, not for news.)"""
+    exercise = "requests per event of a short poller"
+    value = _number(answer)
+    if value is None:
+        return verdict(False, "", "Give a number: requests per delivered event.", exercise)
+    expected = 1.0 / (interval_s * rate_hz)
+    if close_to(value, expected, rel=0.05):
+        return verdict(True, f"Yes: {1 / interval_s:g} requests per second for {rate_hz:g} events "
+                       f"per second = {expected:.3g} requests per event. Polling pays for time, "
+                       "not for news: a quieter feed makes every event dearer.", "", exercise)
+    hint = ("How many requests does the poller make per second, and how many events arrive per "
+            "second? Requests per event is the first divided by the second.")
+    if close_to(value, 1 / expected, rel=0.05):
+        hint = "That is events per request: turn it the right way up."
+    return verdict(False, "", hint, exercise)
+
+
+@exercise("empty answers of a long poller", answer="answer", how="Answer with a whole number of answers.")
 def long_poll_empty_answers(answer, *, wait_s: float, quiet_s: float) -> Feedback:
     """How many empty answers a long poller with wait=`wait_s` gets during `quiet_s` s of
     silence (it asks again at once after each one)."""
     exercise = "empty answers of a long poller"
     value = _number(answer)
-    if value is None:
-        return verdict(False, "", "Give a whole number of answers.", exercise)
+    if value is None or value != int(value):
+        return verdict(False, "", "Give a whole number of answers: an answer either came back "
+                       "or it did not.", exercise)
     expected = math.floor(quiet_s / wait_s)
-    return verdict(abs(value - expected) <= 0.5,
+    return verdict(value == expected,
                    f"Yes: each held request ends empty after {wait_s:g} s, so {expected} of "
                    f"them fit in {quiet_s:g} s.",
                    "Each request is held up to wait seconds and, if nothing happens, comes back "

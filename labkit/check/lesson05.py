@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import math
 
-from ._core import Feedback, close_to, verdict
+from ._core import Feedback, close_to, exercise, verdict
 
-__all__ = ["chat_delay_difference", "empty_message_status"]
+__all__ = ["chat_delay_difference", "empty_message_status", "poller_median_delay"]
 
 
+
+@exercise("how much later pollers see a message", answer="answer_ms",
+          how="Answer with a number of milliseconds.")
 def chat_delay_difference(answer_ms, frame) -> Feedback:
     """Median delay of REST pollers minus median delay of WebSocket members (ms), from `frame`."""
     exercise = "how much later pollers see a message"
@@ -29,6 +32,7 @@ def chat_delay_difference(answer_ms, frame) -> Feedback:
                    "Take the median delay_ms of each receiver_kind and subtract.", exercise)
 
 
+@exercise("an empty chat message", answer="answer", how="Answer with the status code you expect.")
 def empty_message_status(answer, target) -> Feedback:
     """The HTTP status the room answers to an empty message: checked by sending one."""
     from ..clients.rest import RestClient
@@ -46,3 +50,27 @@ def empty_message_status(answer, target) -> Feedback:
                    "invalid (Unprocessable Content), and nothing was stored.",
                    "POST {\"name\": \"me\", \"text\": \"\"} to /api/chat/messages and read "
                    "the status.", exercise)
+
+
+@exercise("median delay of a poller", answer="answer_ms", how="Answer with your prediction in milliseconds.")
+def poller_median_delay(answer_ms, interval_s: float) -> Feedback:
+    """Predict the median delay (ms) of a REST member polling every `interval_s` s, for messages
+    sent at random moments, on loopback (a request takes about a millisecond)."""
+    exercise = f"median delay of a poller every {interval_s:g} s"
+    try:
+        value = float(answer_ms)
+    except (TypeError, ValueError):
+        return verdict(False, "", "Give a number of milliseconds.", exercise)
+    expected = interval_s * 1000.0 / 2
+    if close_to(value, expected, rel=0.1):
+        return verdict(True, f"Yes: about {expected:.0f} ms. A message lands at a random moment "
+                       "of the interval and waits for the next poll: half an interval is the "
+                       "median, plus a request of about a millisecond.", "", exercise)
+    if close_to(value, interval_s, rel=0.5):
+        hint = "That looks like seconds; answer in milliseconds."
+    elif close_to(value, 2 * expected, rel=0.1):
+        hint = "That is the longest wait (a message just after a poll), not the typical one."
+    else:
+        hint = ("Where does a message land between two polls, and how long does it then wait "
+                "for the next one? Take the middle of that range.")
+    return verdict(False, "", hint, exercise)

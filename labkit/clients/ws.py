@@ -14,6 +14,13 @@ from .. import _loop
 from ._target import base_url, lab_ssl_context
 
 
+class ClientClosed(RuntimeError):
+    """Raised when a closed WebSocket client is used; a notebook shows it as its one-line message."""
+
+    def _render_traceback_(self) -> list[str]:  # IPython: show this instead of a traceback
+        return [f"{type(self).__name__}: {self}"]
+
+
 class _Connection:
     """The client's open WebSocket, held apart from the client so it can be closed when the
     client is garbage-collected or at exit (see `_loop.close_when_collected`)."""
@@ -60,7 +67,8 @@ class WsClient:
     @property
     def connection(self) -> ClientConnection:
         if self._held.conn is None:
-            raise RuntimeError("this WebSocket is closed; call connect() to open a new one")
+            raise ClientClosed(f"this WebSocket to {self.url} is closed; open it again with "
+                               ".connect() or make a new one: lk.websocket(lab, ...)")
         return self._held.conn
 
     def send(self, message: str | bytes) -> None:

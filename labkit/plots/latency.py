@@ -2,7 +2,9 @@
 
 ecdf: the whole distribution per transport; by_profile: box or violin per network; rtt_vs_payload:
 median (and p10-p90) against message size; waterfall: where an HTTP request's time goes;
-bytes_per_message: what crosses the wire; exchange_curve: total time for N messages.
+bytes_per_message: HTTP/WebSocket bytes per round trip; tcp_ip_bytes: the same with the TCP/IP
+packets under them (a model); exchange_curve: total time for N messages; patterns: N messages sent
+lock-step, streamed, or over parallel connections.
 """
 
 from __future__ import annotations
@@ -145,8 +147,63 @@ def bytes_per_message(frame, *, title: str | None = None):
                marker_color=DIRECTION_COLORS["down"]),
     ])
     fig.update_layout(barmode="stack")
-    return finish(fig, title or "Bytes on the wire per round trip (median)",
-                  "transport, payload each way", "bytes per round trip (B)", legend="direction")
+    return finish(fig, title or "HTTP/WebSocket bytes per round trip (median; TCP/IP not included)",
+                  "transport, payload each way", "HTTP/WebSocket bytes per round trip (B)",
+                  legend="direction")
+
+
+def tcp_ip_bytes(frame, *, title: str | None = None):
+    """Median bytes per round trip in two layers: the HTTP/WebSocket bytes the proxy counted, and
+    the TCP/IP headers of the packets that carry them (`labkit.latency.tcp_ip_bytes`, a model)."""
+    from ..latency import tcp_ip_bytes as model
+    from ..measure import median
+
+    go = _go()
+    data = model(frame)
+    labels, app, tcp = [], [], []
+    for (transport, size), group in data.groupby(["transport", "payload_bytes"], sort=False):
+        labels.append(f"{_name(transport)}, {size} B")
+        app.append(median(group["bytes_up"] + group["bytes_down"]))
+        tcp.append(median(group["tcp_ip_bytes"]))
+    fig = go.Figure([
+        go.Bar(x=labels, y=app, name="HTTP/WebSocket bytes (measured)",
+               marker_color=DIRECTION_COLORS["up"]),
+        go.Bar(x=labels, y=tcp, name="TCP/IP headers, 52 B per packet (model)",
+               marker_color="#bdbdbd", marker_pattern_shape="/"),
+    ])
+    fig.update_layout(barmode="stack")
+    return finish(fig, title or "Bytes per round trip including TCP/IP packets (median; model)",
+                  "transport, payload each way", "bytes per round trip (B)", legend="layer")
+
+
+PATTERN_STYLES = {
+    "websocket lock-step": ("websocket", ""), "websocket streamed": ("websocket", "/"),
+    "rest keep-alive": ("rest-keepalive", ""), "rest parallel": ("rest-keepalive", "x"),
+}
+"""Pattern -> (transport whose colour it takes, bar hatching), so colour is not the only cue."""
+
+
+def patterns(frame, *, title: str | None = None):
+    """Median time to send N messages with each pattern (`labkit.latency.compare_patterns`), as
+    horizontal bars on a log axis, each labelled with its time and its round trips."""
+    from ..measure import median
+
+    go = _go()
+    fig = go.Figure()
+    for pattern, group in frame.groupby("pattern", sort=False):
+        transport, hatch = PATTERN_STYLES.get(pattern, (pattern, ""))
+        lanes = int(group["connections"].iloc[0])
+        label = pattern + (f" ({lanes} connections)" if lanes > 1 else "")
+        total, trips = median(group["total_ms"]), median(group["round_trips"])
+        fig.add_trace(go.Bar(
+            y=[label], x=[total / 1000], orientation="h", name=label,
+            marker={"color": _color(transport), "pattern": {"shape": hatch}},
+            text=[f"{total / 1000:.2f} s ≈ {trips:.0f} round trips"], textposition="outside"))
+    n = int(frame["messages"].iloc[0])
+    fig.update_xaxes(**DECADES)
+    fig.update_yaxes(autorange="reversed")
+    return finish(fig, title or f"{n} messages on open connections: how they are sent matters",
+                  "total time for the messages (s, log scale)", "pattern", legend="pattern")
 
 
 def exchange_curve(totals, *, title: str | None = None):
@@ -171,5 +228,5 @@ def exchange_curve(totals, *, title: str | None = None):
                   legend="transport")
 
 
-__all__ = ["by_profile", "bytes_per_message", "ecdf", "exchange_curve", "rtt_vs_payload",
-           "waterfall"]
+__all__ = ["by_profile", "bytes_per_message", "ecdf", "exchange_curve", "patterns",
+           "rtt_vs_payload", "tcp_ip_bytes", "waterfall"]

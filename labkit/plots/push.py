@@ -40,6 +40,31 @@ def server_cpu(costs):
                   "server thread CPU per event (µs)", legend="transport")
 
 
+def cost_model(model):
+    """Server CPU against the feed's event rate for many clients, per transport (log-log), from
+    `clients.feed.cost_model`: polling is flat (it pays per client per poll), push grows with
+    the events. A dashed line marks one CPU core."""
+    import plotly.graph_objects as go
+
+    from .base import transport_color
+
+    fig = go.Figure()
+    symbols = {"short poll": "square", "long poll": "diamond", "SSE": "triangle-up",
+               "WebSocket": "circle"}
+    for transport, rows in model.groupby("transport", sort=False):
+        fig.add_scatter(x=rows["event_rate_hz"], y=rows["cpu_ms_per_s"], name=transport,
+                        mode="lines+markers", line={"color": transport_color(transport)},
+                        marker={"symbol": symbols.get(transport, "circle"), "size": 9})
+    fig.add_hline(y=1000, line={"dash": "dash", "color": "#666"},
+                  annotation_text="one CPU core busy (1000 ms per s)")
+    fig.update_xaxes(type="log", dtick=1)
+    fig.update_yaxes(type="log", dtick=1)
+    clients = int(model["clients"].iloc[0])
+    return finish(fig, f"Server CPU for {clients:,} clients (model from the measured unit costs)",
+                  "events published per second (1/s, log scale)",
+                  "server CPU (ms per second, log scale)", legend="transport")
+
+
 LIVE_LINE_STYLES = {
     "short poll": {"width": 2.5, "dash": "solid"},
     "long poll": {"width": 9.0, "dash": "solid"},

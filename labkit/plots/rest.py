@@ -6,15 +6,19 @@ request_log: takes `RestClient.log_frame()`; conditional_savings: takes the fram
 
 from __future__ import annotations
 
-from .base import finish
+from .base import DIRECTION_COLORS, OKABE_ITO, finish
 
 PARTS = {
-    "request_header_bytes": ("request headers", "#9ecae1"),
-    "request_body_bytes": ("request body", "#3182bd"),
-    "response_header_bytes": ("response headers", "#fdae6b"),
-    "response_body_bytes": ("response body", "#e6550d"),
+    "request_header_bytes": ("request headers", DIRECTION_COLORS["up"], "/"),
+    "request_body_bytes": ("request body", DIRECTION_COLORS["up"], ""),
+    "response_header_bytes": ("response headers", DIRECTION_COLORS["down"], "/"),
+    "response_body_bytes": ("response body", DIRECTION_COLORS["down"], ""),
 }
-STATUS_COLORS = {2: "#2ca02c", 3: "#1f77b4", 4: "#d62728", 5: "#7f7f7f"}
+"""Direction by colour (as in every byte plot), headers hatched and bodies solid."""
+STATUS_COLORS = {2: OKABE_ITO["bluish green"], 3: OKABE_ITO["blue"], 4: OKABE_ITO["vermillion"],
+                 5: OKABE_ITO["black"]}
+STATUS_SYMBOLS = {2: "circle", 3: "square", 4: "x", 5: "diamond"}
+"""Status classes differ by marker as well as by colour."""
 
 
 def _label(frame):
@@ -30,15 +34,16 @@ def request_log(frame, *, title: str = "Request log: bytes on the wire and time 
     labels = _label(frame)
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.65, 0.35],
                         vertical_spacing=0.06)
-    for column, (name, color) in PARTS.items():
-        fig.add_trace(go.Bar(x=labels, y=frame[column], name=name, marker_color=color,
-                             legendgroup="bytes"), row=1, col=1)
+    for column, (name, color, pattern) in PARTS.items():
+        fig.add_trace(go.Bar(x=labels, y=frame[column], name=name, legendgroup="bytes",
+                             marker={"color": color, "pattern": {"shape": pattern}}), row=1, col=1)
     for status_class, color in STATUS_COLORS.items():
         rows = frame["status"] // 100 == status_class
         if rows.any():
             fig.add_trace(go.Scatter(
                 x=[lab for lab, keep in zip(labels, rows, strict=True) if keep],
-                y=frame.loc[rows, "elapsed_ms"], mode="markers", marker={"color": color, "size": 9},
+                y=frame.loc[rows, "elapsed_ms"], mode="markers",
+                marker={"color": color, "size": 9, "symbol": STATUS_SYMBOLS[status_class]},
                 name=f"{status_class}xx: elapsed", legendgroup="time",
             ), row=2, col=1)
     fig.update_layout(barmode="stack", height=600)
@@ -72,7 +77,7 @@ def conditional_savings(frame, *, title: str = "The same note: plain GET vs cond
 
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.14,
                         subplot_titles=("bytes received per request", "time per request"))
-    colors = {"plain GET (200)": "#e6550d", "conditional GET (304)": "#1f77b4"}
+    colors = {"plain GET (200)": OKABE_ITO["vermillion"], "conditional GET (304)": OKABE_ITO["blue"]}
     for kind, group in frame.groupby("kind", sort=False):
         color = colors.get(kind)
         fig.add_trace(go.Box(y=group["bytes_down"], name=kind, marker_color=color,

@@ -53,8 +53,10 @@ def header_overhead(anatomy, *, title: str = "WebSocket frame header size by pay
     return finish(fig, title, "payload size (bytes)", "frame header (bytes)", legend="direction")
 
 
-def bytes_breakdown(table, *, title: str = "Bytes on the wire for the same message"):
-    """Stacked bars: `table` has columns `case`, `part` (e.g. headers, payload) and `bytes`."""
+def bytes_breakdown(table, *, title: str = "HTTP/WebSocket bytes for the same message (TCP/IP not counted)",
+                    y: str = "HTTP/WebSocket bytes, up + down (B)"):
+    """Stacked bars: `table` has columns `case`, `part` (e.g. headers, payload) and `bytes`.
+    For `wire.packet_table` pass a title and `y` that say the TCP/IP parts are a model."""
     import plotly.express as px
 
     fig = px.bar(table, x="case", y="bytes", color="part", text="bytes",
@@ -63,4 +65,43 @@ def bytes_breakdown(table, *, title: str = "Bytes on the wire for the same messa
     fig.update_layout(barmode="stack", uniformtext={"minsize": 10, "mode": "hide"})
     for case, total in table.groupby("case", sort=False)["bytes"].sum().items():
         fig.add_annotation(x=case, y=total, text=f"total {total:,} B", showarrow=False, yshift=12)
-    return finish(fig, title, "exchange", "bytes on the wire, up + down (B)", legend="part")
+    return finish(fig, title, "exchange", y, legend="part")
+
+
+def upload_during_push(run, *, title: str | None = None):
+    """Two timelines (WebSocket above, HTTP/1.1 below), each with its two directions: spans for
+    the uploads (from their first to their last byte at the server), a marker for each tick, ack
+    and for the moment the server began its HTTP response. `run` is what
+    `labkit.duplex.upload_during_push` returns."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    events = run.events
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.12,
+                        subplot_titles=("one WebSocket: upload and pushed ticks at once",
+                                        "HTTP/1.1: the answer starts after the request ends"))
+    styles = {"upload chunk": ("#56B4E9", None, 0), "POST request (upload)": ("#56B4E9", None, 0),
+              "response (echo)": ("#E69F00", "triangle-right", 16), "tick": ("#0072B2", "line-ns", 14),
+              "ack": ("#009E73", "circle-open", 7)}
+    for row, protocol in enumerate(("WebSocket", "HTTP/1.1"), 1):
+        for what, group in events[events["protocol"] == protocol].groupby("what", sort=False):
+            color, symbol, size = styles.get(what, ("#7f7f7f", "circle", 10))
+            lane = group["direction"].map(LANES)
+            if symbol is None:  # a span of bytes: one segment per message
+                xs, ys = [], []
+                for (_, r), name in zip(group.iterrows(), lane, strict=True):
+                    xs += [r["t_ms"] / 1000, max(r["t_end_ms"], r["t_ms"] + 1) / 1000, None]
+                    ys += [name, name, None]
+                trace = go.Scatter(x=xs, y=ys, mode="lines", name=what,
+                                   line={"color": color, "width": 14})
+            else:
+                trace = go.Scatter(x=group["t_ms"] / 1000, y=lane, mode="markers", name=what,
+                                   marker={"symbol": symbol, "size": size, "color": color,
+                                           "line": {"width": 2, "color": color}})
+            fig.add_trace(trace, row=row, col=1)
+        fig.update_yaxes(categoryorder="array", categoryarray=list(LANES.values()), row=row, col=1)
+    fig.update_layout(height=420)
+    fig.update_xaxes(title_text="time since the first uploaded byte reached the server (s)",
+                     row=2, col=1)
+    return finish(fig, title or f"Uploading over the '{run.profile}' profile while the server talks",
+                  "", "direction (lane)", legend="message")

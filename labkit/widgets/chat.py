@@ -1,6 +1,6 @@
 """A chat box for the student: a text box, a Send button and the room's messages, live.
 
-    box = lk.chat_widget(lab, "me", seconds=120)   # joins the room over WebSocket
+    box = lk.chat_widget(lab, "me", seconds=120)   # joins the room over WebSocket; Enter sends
 
 The message list redraws at most every REFRESH_S seconds and the widget leaves the room by itself
 after `seconds` (the box stays, greyed out).
@@ -40,6 +40,7 @@ class ChatBox:
                                  widgets.HBox([self.text, self.button]), self.feedback])
         self.box.add_class("labkit-chat-box")
         self.button.on_click(lambda _: self.send())
+        self.text.on_msg(self._on_key)  # Enter in the text box sends, like the button
         self.text.observe(self._on_typing, names="value")
         self._last_typing = 0.0
         self.ends_at = time.time() + seconds
@@ -52,6 +53,11 @@ class ChatBox:
             return
         self.client.send(self.text.value if text is None else text)
         self.text.value = ""
+
+    def _on_key(self, _widget, content, _buffers) -> None:
+        """The browser reports Enter in a Text box as a custom "submit" message."""
+        if content.get("event") == "submit":
+            self.send()
 
     def _on_typing(self, change) -> None:
         now = time.time()
@@ -69,9 +75,11 @@ class ChatBox:
         self.feedback.value = "<i>time is up: this chat box has left the room.</i>"
 
     def redraw(self) -> None:
-        lines = [f"<div><b>{html.escape(m['data']['name'])}</b> "
-                 f"<span style='color:#888'>#{m['seq']}</span> {html.escape(m['data']['text'])}"
-                 "</div>" for m in self.client.messages[-self.show:]]
+        # <bdi> isolates each name and text: right-to-left text stays inside its own element
+        lines = [f"<div><b><bdi>{html.escape(m['data']['name'])}</bdi></b> "
+                 f"<span style='color:#888'>#{m['seq']}</span> "
+                 f"<bdi>{html.escape(m['data']['text'])}</bdi></div>"
+                 for m in self.client.messages[-self.show:]]
         self.list.value = "".join(lines) or "<i>no messages yet</i>"
         recent = {t["name"] for t in self.client.typing_seen
                   if time.time() - t["received_ts"] < TYPING_SHOWN_S}

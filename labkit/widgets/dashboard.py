@@ -5,11 +5,15 @@
 
 The four clients run on labkit's client loop; a refresher on the same loop redraws at most every
 `REFRESH_S` seconds and stops when the run ends (one last redraw shows the final state).
+`dash.result()` shows a progress bar while it waits; interrupting the kernel there (or calling
+`dash.stop()`) cancels the run: every client stops and closes its connection, the dashboard says
+"stopped", and `result()` raises instead of handing back a partial run as if it were complete.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import html
 import statistics
 import time
@@ -52,6 +56,8 @@ class FeedDashboard:
         self.status = widgets.HTML("starting…")
         self.box = widgets.VBox([self.figure, self.counters, self.status])
         self.box.add_class("labkit-feed-dashboard")
+        self.seconds = seconds
+        self.stopped = False
         self.t0 = time.time()  # the clients start now; the ticker about 0.3 s later
         self.clients, self.future = start_run(
             target, seconds=seconds, rate_hz=rate_hz, poll_interval_s=poll_interval_s,
@@ -63,7 +69,14 @@ class FeedDashboard:
             self.redraw()
             await asyncio.sleep(REFRESH_S)
         self.redraw()
-        self.status.value = "<i>run finished: the dashboard has stopped.</i>"
+        self.status.value = ("<i>stopped (interrupted): the clients have closed their "
+                             "connections.</i>" if self.stopped or self.future.cancelled()
+                             else "<i>run finished: the dashboard has stopped.</i>")
+
+    def stop(self) -> None:
+        """Cancel the run now: every client stops and closes; the dashboard says so."""
+        self.stopped = True
+        self.future.cancel()
 
     def redraw(self) -> None:
         """Draw what the clients have received so far (called by the refresher)."""
@@ -92,8 +105,16 @@ class FeedDashboard:
                 f"{''.join(rows)}</table>")
 
     def result(self, timeout: float = 120.0):
-        """Wait for the run to end and return it (a FeedRun)."""
-        run = self.future.result(timeout)
+        """Wait for the run to end (with a progress bar) and return it (a FeedRun). Interrupting
+        the kernel meanwhile stops the run (see `stop`)."""
+        from ..clients.feed import wait_for
+
+        left = max(0.0, self.seconds + 0.5 - (time.time() - self.t0))
+        try:
+            run = wait_for(self.future, left, "dashboard run", on_stop=self.stop)
+        except concurrent.futures.CancelledError:
+            raise RuntimeError("this dashboard run was stopped; start a new one with "
+                               "lk.feed_dashboard(...)") from None
         self._refresher.result(5)
         return run
 

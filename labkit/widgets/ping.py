@@ -1,7 +1,15 @@
-"""A live ping meter: WebSocket echoes for a few seconds, drawn as they happen, then it stops."""
+"""A live ping meter: WebSocket echoes for a few seconds, drawn as they happen, then it stops.
+
+Interrupting the kernel (■) stops it at once: the meter shows "stopped", the echo in flight is
+cancelled and the socket closed. The interrupted cell raises, so the variable you assigned keeps
+its *earlier* value; `summary(frame)` notices that and says so instead of presenting old echoes as
+new ones.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import time
 
 from .. import _loop
@@ -22,6 +30,35 @@ async def _echo_for(conn, seconds: float, payload: str) -> list[tuple[float, flo
     return out
 
 
+def _start_slice(coro):
+    """Start one slice of echoes on the clients' loop; returns its concurrent future."""
+    return asyncio.run_coroutine_threadsafe(coro, _loop.client_loop())
+
+
+_runs = itertools.count(1)
+_last = {"run": 0, "stopped": False}
+"""The most recent meter: its run number, and whether it was stopped before the end."""
+
+
+def summary(frame) -> str:
+    """One sentence on `frame` (what ping_meter returned): count, median and the tail the count
+    supports (p99 from 100 echoes on, else the slowest, named so). It refuses to present a table
+    from an earlier run as the latest when the latest meter was stopped."""
+    from ..measure import percentile
+
+    run = frame.attrs.get("run")
+    if _last["stopped"] and run != _last["run"]:
+        return ("The last ping meter was stopped before it finished, so these echoes come from an "
+                "earlier run. Run the meter cell again and let it finish.")
+    n = len(frame)
+    if n == 0:
+        return "No echo came back: is the lab running (lab = lk.start())?"
+    rtt = frame["rtt_ms"]
+    tail = (f"p99 {percentile(rtt, 99):.3f} ms" if n >= 100
+            else f"slowest {rtt.max():.3f} ms (too few echoes for a p99)")
+    return (f"{n:,} echoes: median {percentile(rtt, 50):.3f} ms, {tail}, mean {rtt.mean():.3f} ms.")
+
+
 def ping_meter(target, seconds: float = 5.0, *, path: str = "/ws/echo", payload: str = "ping"):
     """Show a live meter of WebSocket echo round trips for `seconds`, then return them as a DataFrame.
 
@@ -35,7 +72,7 @@ def ping_meter(target, seconds: float = 5.0, *, path: str = "/ws/echo", payload:
     import plotly.graph_objects as go
     from IPython.display import display
 
-    from ..plots.base import finish, transport_color
+    from ..plots.base import finish, log_axis, transport_color
 
     readout = w.HTML("<b>ping meter</b>: connecting…")
     clock = w.FloatProgress(value=0, min=0, max=seconds, description="time", bar_style="info")
@@ -47,22 +84,31 @@ def ping_meter(target, seconds: float = 5.0, *, path: str = "/ws/echo", payload:
                    line={"color": color, "dash": "dot", "width": 1}),
     ])
     finish(figure, f"WebSocket echo round trips, live (one point per {REFRESH_S:g} s slice)",
-           "time since start (s)", "round trip (ms, log scale)", legend="echoes")
+           "time since start (s)", "round trip (ms, log scale)", legend="echoes", hide_empty=False)
     figure.update_xaxes(range=[0, seconds])
-    figure.update_yaxes(type="log", dtick=1)  # labels at 0.1, 1, 10 ms only
+    log_axis(figure, "y", lo=0.01, hi=10_000)  # ticks written in full: 0.01, 0.03, 0.1 ... ms
     figure.update_layout(height=300)
     box = w.VBox([readout, clock, figure], layout=w.Layout(width="100%"))
     box.add_class("labkit-ping-meter")
     display(box)
 
     samples: list[tuple[float, float]] = []
+    run = next(_runs)
+    _last.update(run=run, stopped=True)  # until it finishes
     with WsClient(target, path) as ws:
         started = time.perf_counter()
         while (elapsed := time.perf_counter() - started) < seconds:
             slice_s = min(REFRESH_S, seconds - elapsed)
             # one slice, plus the client's timeout for an echo that never comes back
-            batch = _loop.run(_echo_for(ws.connection, slice_s, payload),
-                              timeout=slice_s + ws.timeout)
+            pending = _start_slice(_echo_for(ws.connection, slice_s, payload))
+            try:
+                batch = pending.result(slice_s + ws.timeout)
+            except BaseException:  # KeyboardInterrupt (kernel interrupt) or no answer: stop here
+                pending.cancel()
+                clock.bar_style = "danger"
+                readout.value = (f"<b>ping meter</b>: stopped after {len(samples):,} echoes; "
+                                 "its results were not kept. Run the cell again for a full run.")
+                raise
             samples.extend((elapsed + t, rtt) for t, rtt in batch)
             if batch:
                 rtts = sorted(rtt for _, rtt in batch)
@@ -79,8 +125,7 @@ def ping_meter(target, seconds: float = 5.0, *, path: str = "/ws/echo", payload:
     clock.bar_style = "success"
     frame = pd.DataFrame(samples, columns=["t_s", "rtt_ms"])
     frame.insert(0, "trial", range(len(frame)))
-    readout.value = (
-        f"<b>ping meter</b>: done, {len(frame):,} echoes in {seconds:g} s · median "
-        f"{frame.rtt_ms.median():.3f} ms · p99 {frame.rtt_ms.quantile(0.99):.3f} ms"
-    )
+    frame.attrs["run"] = run
+    _last["stopped"] = False
+    readout.value = f"<b>ping meter</b>: done. {summary(frame)}"
     return frame
