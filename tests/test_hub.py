@@ -245,3 +245,68 @@ def test_subscribe_resuming_tells_of_a_gap_and_refuses_an_unpublished_seq():
         subscribe_resuming(topic, "sse", 9, "Last-Event-ID")
     assert exc.value.status == 422 and "Last-Event-ID" in str(exc.value.extra)
     assert topic.counters("sse").requests == 1 and topic.counters("ws").requests == 1
+
+
+def test_every_event_carries_the_epoch_of_its_topic_and_a_new_topic_gets_a_new_one():
+    hub = Hub()
+    event = hub.publish("t", {"n": 1})
+    topic = hub.topic("t")
+    assert isinstance(topic.epoch, str) and topic.epoch and event.epoch == topic.epoch
+    assert event.as_dict() == {"seq": 1, "epoch": topic.epoch, "ts": event.ts, "data": {"n": 1}}
+    assert f'"epoch":"{topic.epoch}"' in event.json
+    assert hub.stats()["t"]["epoch"] == topic.epoch
+    again = Hub()  # a restarted in-memory lab: the same SEQs mean other events
+    again.publish("t", {"n": 1})
+    assert again.topic("t").epoch != topic.epoch
+    assert Topic("x", epoch="shared").epoch == "shared"
+
+
+def test_since_with_another_epoch_is_refused_and_the_current_one_is_accepted():
+    from labkit.server.hub import EpochMismatch
+
+    topic = Topic("t")
+    for i in range(5):
+        topic._append(i)
+    assert [e.seq for e in topic.since(3, epoch=topic.epoch)] == [4, 5]
+    assert [e.seq for e in topic.since(3)] == [4, 5]  # no epoch given: no check
+    with pytest.raises(EpochMismatch) as info:
+        topic.since(3, epoch="old-one")
+    assert (info.value.epoch, info.value.last) == (topic.epoch, 5)
+    assert info.value.as_dict() == {"epoch": topic.epoch, "last_seq": 5}
+    with pytest.raises(EpochMismatch):  # even a SEQ that would be fine in this epoch
+        topic.since(0, epoch="old-one")
+    with pytest.raises(EpochMismatch):
+        topic.subscribe("ws", 2, epoch="old-one")
+    assert not topic.subscribers
+
+
+def test_resuming_from_another_epoch_is_a_409_problem_naming_the_current_epoch():
+    from labkit.server.hub import EpochMismatch, epoch_problem, subscribe_resuming
+
+    topic = Topic("t")
+    for i in range(4):
+        topic._append(i)
+    with pytest.raises(EpochMismatch) as info:
+        subscribe_resuming(topic, "ws", 2, epoch="before-restart")
+    assert not topic.subscribers and topic.counters("ws").requests == 0
+    problem = epoch_problem(info.value)
+    assert problem.status == 409 and problem.extra["type"].endswith("epoch-changed")
+    assert (problem.extra["epoch"], problem.extra["last_seq"]) == (topic.epoch, 4)
+    sub, replay, gap = subscribe_resuming(topic, "ws", 2, epoch=topic.epoch)
+    assert [e.seq for e in replay] == [3, 4] and gap is None
+
+
+def test_a_long_poll_with_another_epoch_is_refused_before_waiting():
+    from labkit.server.hub import EpochMismatch
+
+    async def scenario():
+        topic = Topic("t")
+        topic._append(1)
+        with pytest.raises(EpochMismatch):
+            await topic.wait_after(1, 30, epoch="gone")
+        waiter = asyncio.ensure_future(topic.wait_after(1, 30, epoch=topic.epoch))
+        await asyncio.sleep(0)
+        topic._append(2)
+        return [e.seq for e in await waiter]
+
+    assert run_async(scenario()) == [2]

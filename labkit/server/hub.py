@@ -22,6 +22,16 @@ written together at the end of the iteration by ONE callback per topic (not one 
 `Hub.publish` is safe from any thread: on the server's loop it runs at once, from another thread it
 is handed to the loop with `call_soon_threadsafe` and the caller gets the Event when it is stored.
 
+Several processes (a cluster's workers) share a topic through a backplane (`backplane.py`, Redis):
+the topic's `bridge` then numbers its events in one global order and every worker stores them with
+`Topic.keep`; handlers publish to such a topic with `await hub.apublish(...)`.
+
+Epoch: a topic's history lives as long as its incarnation (an in-memory lab forgets it on restart).
+Each incarnation gets a new random `epoch` token and every event carries it, so a client that
+resumes with `since=SEQ&epoch=E` from another incarnation is told (`EpochMismatch`, 409 over HTTP)
+instead of getting events of another history or a silent gap. With a shared backplane (Redis) all
+workers share one epoch per topic.
+
 Times: `ts` is `time.time()` (wall clock, seconds) when the event was published; clients on the
 same machine compute staleness as their own `time.time()` minus `ts`.
 """
@@ -32,6 +42,7 @@ import asyncio
 import concurrent.futures
 import itertools
 import json
+import secrets
 import threading
 import time
 from collections import deque
@@ -54,13 +65,15 @@ PUBLISH_TIMEOUT_S = 5.0
 
 
 def event_schema(data: dict | None = None) -> dict:
-    """JSON Schema of an event as every transport sends it: {"seq", "ts", "data"}; `data` narrows
-    the schema of the payload (an object by default)."""
+    """JSON Schema of an event as every transport sends it: {"seq", "epoch", "ts", "data"};
+    `data` narrows the schema of the payload (an object by default)."""
     return {
         "type": "object",
-        "required": ["seq", "ts", "data"],
+        "required": ["seq", "epoch", "ts", "data"],
         "properties": {
             "seq": {"type": "integer", "minimum": 1, "description": "per topic, from 1, never reused"},
+            "epoch": {"type": "string", "minLength": 1,
+                      "description": "incarnation of the topic's history; SEQs count within it"},
             "ts": {"type": "number", "description": "time.time() when published (s)"},
             "data": data or {"type": "object"},
         },
@@ -69,16 +82,18 @@ def event_schema(data: dict | None = None) -> dict:
 
 @dataclass(frozen=True)
 class Event:
-    """One published event: `seq` (per topic, from 1), `ts` (time.time() at publish), `data`."""
+    """One published event: `seq` (per topic, from 1), `ts` (time.time() at publish), `data`,
+    `epoch` (the incarnation of the topic's history that `seq` counts in)."""
 
     seq: int
     ts: float
     data: Any
+    epoch: str = ""
     _json: list = field(default_factory=list, compare=False, repr=False)
     _encoded: dict = field(default_factory=dict, compare=False, repr=False)
 
     def as_dict(self) -> dict:
-        return {"seq": self.seq, "ts": self.ts, "data": self.data}
+        return {"seq": self.seq, "epoch": self.epoch, "ts": self.ts, "data": self.data}
 
     @property
     def json(self) -> str:
@@ -135,6 +150,22 @@ class Ahead(Exception):
     def __init__(self, message: str, last: int = 0):
         self.last = last
         super().__init__(message)
+
+
+class EpochMismatch(Exception):
+    """The client resumes in another incarnation of the topic's history (e.g. before a restart):
+    its SEQ means nothing here. `.epoch` is the current epoch, `.last` the current last SEQ."""
+
+    def __init__(self, topic: str, asked: str, epoch: str, last: int):
+        self.topic, self.asked, self.epoch, self.last = topic, asked, epoch, last
+        super().__init__(
+            f"epoch {asked!r} is not the current history of topic {topic!r} (epoch {epoch!r}, "
+            f"last SEQ {last}): its events are gone; re-sync from a snapshot, then resume with "
+            f"since={last}&epoch={epoch}"
+        )
+
+    def as_dict(self) -> dict:
+        return {"epoch": self.epoch, "last_seq": self.last}
 
 
 class SlowConsumer(Exception):
@@ -275,8 +306,10 @@ class Topic:
     """A named stream: sequence numbers, bounded history, live subscribers, counters."""
 
     def __init__(self, name: str, history_limit: int = HISTORY_LIMIT,
-                 queue_limit: int = QUEUE_LIMIT):
+                 queue_limit: int = QUEUE_LIMIT, epoch: str | None = None):
         self.name, self.history_limit, self.queue_limit = name, history_limit, queue_limit
+        self.epoch = epoch or new_epoch()
+        """Random token of this incarnation of the history (shared by all workers with a backplane)."""
         self.history: deque[Event] = deque(maxlen=history_limit)
         self.subscribers: set[Subscription] = set()
         self.published = 0
@@ -285,6 +318,8 @@ class Topic:
         self._changed: asyncio.Event | None = None
         self.burst = Burst()
         """Shared by the sinks of this topic's subscribers (see `Burst`)."""
+        self.bridge = None
+        """The backplane that numbers and orders this topic's events (None: this process does)."""
 
     @property
     def last_seq(self) -> int:
@@ -302,7 +337,10 @@ class Topic:
         return self._counters.setdefault(transport, Counters())
 
     def _append(self, data: Any) -> Event:
-        event = Event(next(self._seq), time.time(), data)
+        return self.keep(Event(next(self._seq), time.time(), data, self.epoch))
+
+    def keep(self, event: Event) -> Event:
+        """Keep `event` (numbered here or by the backplane) and hand it to every live subscriber."""
         self.history.append(event)
         self.published += 1
         for sub in list(self.subscribers):
@@ -312,9 +350,15 @@ class Topic:
             self._changed = None
         return event
 
-    def since(self, seq: int | None) -> list[Event]:
-        """Kept events after `seq` (None: all kept). Raises Gap if some were forgotten, Ahead if
-        `seq` was never published."""
+    def check_epoch(self, epoch: str | None) -> None:
+        """Raise EpochMismatch if `epoch` is given and is not this topic's current one."""
+        if epoch is not None and epoch != self.epoch:
+            raise EpochMismatch(self.name, epoch, self.epoch, self.last_seq)
+
+    def since(self, seq: int | None, epoch: str | None = None) -> list[Event]:
+        """Kept events after `seq` (None: all kept). Raises EpochMismatch if `epoch` is given and
+        is not the current one, Gap if some were forgotten, Ahead if `seq` was never published."""
+        self.check_epoch(epoch)
         if seq is None:
             return list(self.history)
         last = self.last_seq
@@ -328,13 +372,14 @@ class Topic:
         start = len(self.history) - (last - seq)
         return list(itertools.islice(self.history, start, None))
 
-    def subscribe(self, transport: str,
-                  since: int | None = None) -> tuple[Subscription, list[Event]]:
+    def subscribe(self, transport: str, since: int | None = None,
+                  epoch: str | None = None) -> tuple[Subscription, list[Event]]:
         """A live subscription plus the kept events after `since` (None: from now on).
 
         Both are taken in one step, so nothing is missed or repeated between the replay and the
-        live part. Raises Gap / Ahead like `since()`.
+        live part. Raises EpochMismatch / Gap / Ahead like `since()`.
         """
+        self.check_epoch(epoch)
         replay = [] if since is None else self.since(since)
         sub = Subscription(self, transport, self.queue_limit)
         if since is not None:
@@ -342,9 +387,10 @@ class Topic:
         self.subscribers.add(sub)
         return sub, replay
 
-    async def wait_after(self, seq: int, timeout: float) -> list[Event]:
-        """Events after `seq`, waiting up to `timeout` s for one to be published (long poll)."""
-        events = self.since(seq)
+    async def wait_after(self, seq: int, timeout: float, epoch: str | None = None) -> list[Event]:
+        """Events after `seq`, waiting up to `timeout` s for one to be published (long poll).
+        Raises EpochMismatch if `epoch` is given and is not (or stops being) the current one."""
+        events = self.since(seq, epoch)
         if events or timeout <= 0:
             return events
         if self._changed is None:
@@ -353,13 +399,14 @@ class Topic:
             await asyncio.wait_for(self._changed.wait(), timeout)
         except TimeoutError:
             return []
-        return self.since(seq)
+        return self.since(seq, epoch)
 
     def stats(self) -> dict:
         subs: dict[str, int] = {}
         for sub in self.subscribers:
             subs[sub.transport] = subs.get(sub.transport, 0) + 1
         return {
+            "epoch": self.epoch,
             "last_seq": self.last_seq,
             "oldest_seq": self.oldest_seq,
             "history_limit": self.history_limit,
@@ -398,9 +445,19 @@ class Hub:
         return self.loop is None or threading.get_ident() == self._thread_id
 
     def publish(self, topic: str, data: Any) -> Event:
-        """Store `data` as the next event of `topic` and hand it to every live subscriber."""
+        """Store `data` as the next event of `topic` and hand it to every live subscriber.
+
+        A topic bridged to a backplane is numbered by the backplane, which takes a round trip:
+        on the server loop use `await apublish(...)` for it (from another thread this waits)."""
         if self._on_loop_thread():
-            return self.topic(topic)._append(data)
+            target = self.topic(topic)
+            if target.bridge is not None:
+                raise RuntimeError(f"topic {topic!r} goes through a backplane: "
+                                   "use `await hub.apublish(...)` on the server loop")
+            return target._append(data)
+        if self.topic(topic).bridge is not None:
+            return asyncio.run_coroutine_threadsafe(
+                self.apublish(topic, data), self.loop).result(PUBLISH_TIMEOUT_S)
         done: concurrent.futures.Future = concurrent.futures.Future()
 
         def _do() -> None:
@@ -411,6 +468,14 @@ class Hub:
 
         self.loop.call_soon_threadsafe(_do)
         return done.result(PUBLISH_TIMEOUT_S)
+
+    async def apublish(self, topic: str, data: Any) -> Event:
+        """`publish` for the server loop that also works for a topic bridged to a backplane (it
+        returns once the event, numbered in the one global order, is stored here too)."""
+        target = self.topic(topic)
+        if target.bridge is not None:
+            return await target.bridge.publish(target, data)
+        return target._append(data)
 
     def notify(self, topic: str, data: Any, *, skip: Subscription | None = None) -> int:
         """Send an ephemeral Notice to the live subscribers of `topic` (not stored, no SEQ).
@@ -425,10 +490,25 @@ class Hub:
         return {name: topic.stats() for name, topic in sorted(self.topics.items())}
 
 
+def new_epoch() -> str:
+    """A fresh random epoch token (8 hex digits)."""
+    return secrets.token_hex(4)
+
+
 def gap_problem(gap: Gap) -> ProblemError:
     """A too-old SEQ as HTTP 410 Gone, with the range still kept."""
     return ProblemError(410, str(gap) + f". Resume from since={gap.oldest - 1} (and accept the "
                         "loss) or start again from the oldest kept event.", **gap.as_dict())
+
+
+EPOCH_CHANGED_TYPE = "https://labkit.invalid/problems/epoch-changed"
+"""Problem type of a resume from another epoch (a URI ending in "epoch-changed")."""
+
+
+def epoch_problem(exc: EpochMismatch) -> ProblemError:
+    """A resume from another incarnation of the history as HTTP 409 Conflict, with the current
+    epoch and last SEQ (type suffix "epoch-changed")."""
+    return ProblemError(409, str(exc), type=EPOCH_CHANGED_TYPE, **exc.as_dict())
 
 
 def ahead_problem(exc: Ahead, name: str = "since") -> ProblemError:
@@ -438,14 +518,17 @@ def ahead_problem(exc: Ahead, name: str = "since") -> ProblemError:
 
 
 def subscribe_resuming(topic: Topic, transport: str, since: int | None,
-                       name: str = "since") -> tuple[Subscription, list[Event], Gap | None]:
+                       name: str = "since", epoch: str | None = None,
+                       ) -> tuple[Subscription, list[Event], Gap | None]:
     """What every streaming transport (SSE, WebSocket) does when a client connects after `since`.
 
     Returns the subscription, the kept events to replay, and the Gap if `since` was too old: then
     the stream goes on from the oldest kept event and the transport must tell the client (never a
     silent skip). A SEQ never published is refused before anything starts: 422 naming `name`.
-    Counts one request for `transport`.
+    An `epoch` that is given and not the current one raises EpochMismatch (the transport answers
+    409 with `epoch_problem` before streaming). Counts one request for `transport`.
     """
+    topic.check_epoch(epoch)
     try:
         sub, replay = topic.subscribe(transport, since)
         gap = None
@@ -511,6 +594,7 @@ OPENAPI_PATHS = {
                             "topics": {"type": "object", "additionalProperties": {
                                 "type": "object",
                                 "properties": {
+                                    "epoch": {"type": "string"},
                                     "last_seq": {"type": "integer"},
                                     "oldest_seq": {"type": "integer"},
                                     "history_limit": {"type": "integer"},

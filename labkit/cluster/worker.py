@@ -1,0 +1,89 @@
+"""One worker process of a cluster: `python -m labkit.cluster.worker --id N --db FILE ...`.
+
+It runs the same `make_app` as `lk.start()` on its own loopback port (printed as the first line of
+stdout, so the parent learns it), tagged as worker N, optionally bridged to Redis. It stops on
+SIGTERM / SIGINT and when its stdin reaches EOF: the parent holds the other end of that pipe, and
+the operating system closes it when the parent ends for any reason (even SIGKILL), so a worker
+never outlives the kernel that started it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ctypes
+import os
+import resource
+import signal
+import sys
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Linux only: have the kernel send SIGTERM to this process when its parent thread ends
+    (`prctl(PR_SET_PDEATHSIG)`); elsewhere nothing (the stdin pipe still stops workers)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def raise_fd_limit() -> int:
+    """Raise the soft limit of open files to the hard one (each socket is one); return it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        return hard
+    return soft
+
+
+async def serve(args: argparse.Namespace) -> None:
+    from aiohttp import web
+
+    from ..server import backplane, workers
+    from ..server.app import make_app
+    from ..server.config import LabConfig
+    from ..server.runner import STOP_TIMEOUT
+
+    raise_fd_limit()
+    app = make_app(LabConfig(host=args.host, port=0, db=args.db))
+    workers.configure(app, args.id, args.cluster_file, args.backplane, args.balance)
+    if args.backplane:
+        backplane.use_redis(app, args.backplane)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=STOP_TIMEOUT)
+    await runner.setup()
+    await web.TCPSite(runner, args.host, 0).start()
+    print(runner.addresses[0][1], flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    stdin = sys.stdin.fileno()
+
+    def parent_gone() -> None:
+        try:
+            data = os.read(stdin, 4096)
+        except OSError:
+            data = b""
+        if not data:
+            loop.remove_reader(stdin)
+            stop.set()
+
+    loop.add_reader(stdin, parent_gone)
+    await stop.wait()
+    await runner.cleanup()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m labkit.cluster.worker")
+    parser.add_argument("--id", type=int, required=True)
+    parser.add_argument("--db", required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--cluster-file", default=None)
+    parser.add_argument("--backplane", default=None)
+    parser.add_argument("--balance", default=None)
+    asyncio.run(serve(parser.parse_args(argv)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
