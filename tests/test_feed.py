@@ -52,7 +52,7 @@ def test_short_poll_returns_events_after_since_and_empty_list(lab):
     with RestClient(lab) as api:
         r = api.get("/api/feed?since=2")
         assert r.status == 200 and [e["seq"] for e in r.json()] == [3, 4, 5]
-        assert set(r.json()[0]) == {"seq", "ts", "data"}
+        assert set(r.json()[0]) == {"seq", "epoch", "ts", "data"}
         assert r.headers["Feed-Last-Seq"] == "5" and r.headers["Feed-Oldest-Seq"] == "1"
         assert int(r.headers["Feed-History-Limit"]) == HISTORY_LIMIT
         assert api.get("/api/feed?since=5").json() == []
@@ -290,8 +290,9 @@ def test_sse_resumes_after_last_event_id(lab):
     publish(lab, 6)
     status, events = run_async(_sse_events(lab.url + "/sse/feed", {"Last-Event-ID": "3"}, 3))
     assert status == 200
+    epoch = json.loads(events[0][1])["epoch"]  # ids are "<epoch>:<seq>"; a bare SEQ resumes too
     assert [(name, json.loads(data)["seq"], ident) for name, data, ident in events] == [
-        ("message", 4, "4"), ("message", 5, "5"), ("message", 6, "6")]
+        ("message", 4, f"{epoch}:4"), ("message", 5, f"{epoch}:5"), ("message", 6, f"{epoch}:6")]
 
 
 def test_sse_tells_of_a_gap_then_goes_on(lab):
@@ -337,7 +338,7 @@ def test_ws_replays_since_then_pushes_live(lab):
     messages, _, _ = run_async(_ws_messages(lab.ws_url + "/ws/feed?since=2", 3))
     timer.join()
     assert [m["seq"] for m in messages] == [3, 4, 5]
-    assert messages[-1]["data"] == {"live": 1} and set(messages[0]) == {"seq", "ts", "data"}
+    assert messages[-1]["data"] == {"live": 1} and set(messages[0]) == {"seq", "epoch", "ts", "data"}
 
 
 def test_ws_tells_of_a_gap(lab):
@@ -395,7 +396,8 @@ def test_slow_websocket_is_closed_with_1008_and_others_keep_going(lab):
     fast_seqs, slow_seqs, code, reason = run_async(scenario())
     assert fast_seqs == list(range(1, total + 1))
     assert code == 1008
-    assert reason == f"too slow: resume with since={slow_seqs[-1] if slow_seqs else 0}"
+    epoch = feed.hub_stats(lab)["topics"]["feed"]["epoch"]
+    assert reason == f"too slow: resume with since={slow_seqs[-1] if slow_seqs else 0}&epoch={epoch}"
     assert slow_seqs == list(range(1, len(slow_seqs) + 1)) and len(slow_seqs) < total
     counters = feed.hub_stats(lab)["topics"]["feed"]["counters"]["ws"]
     assert counters["dropped"] > 0
@@ -525,3 +527,122 @@ def test_feed_clients_trust_a_tls_lab(make_lab):
     for client in run.clients:
         assert not client.errors, client.errors
         assert [e.seq for e in client.events] == list(range(1, 11)), client.label
+
+
+# -- lesson 04 helpers: one percentile definition, stopping, the cost model ---------------------
+def test_client_summary_uses_the_kits_percentile_and_no_p99_below_100_events():
+    from labkit.measure import percentile
+
+    client = feed.WsFeedClient("http://127.0.0.1:1")
+    client.events = [feed.Received(i, 100.0, 100.0 + i / 1000, 1.0) for i in range(1, 11)]
+    row = client.summary()
+    stale = [e.staleness_ms for e in client.events]
+    assert row["staleness_p50_ms"] == percentile(stale, 50)
+    assert row["staleness_p90_ms"] == percentile(stale, 90)
+    assert row["staleness_max_ms"] == max(stale)
+    assert row["staleness_p99_ms"] != row["staleness_p99_ms"]     # NaN: 10 events carry no p99
+    client.events = [feed.Received(i, 100.0, 100.0 + i / 1000, 1.0) for i in range(1, 201)]
+    assert client.summary()["staleness_p99_ms"] == percentile(
+        [e.staleness_ms for e in client.events], 99)
+
+
+def test_a_stopped_dashboard_closes_every_client_and_says_so(lab):
+    from labkit.widgets.dashboard import FeedDashboard
+
+    dash = FeedDashboard(lab, seconds=30, rate_hz=5)
+    wait_for_subscribers(lab, 2)                  # SSE and WebSocket are connected
+    dash.stop()
+    deadline = time.monotonic() + 10
+    while not all(c.done for c in dash.clients) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert all(c.done for c in dash.clients)
+    publish(lab, 1)   # an SSE server learns that its client left at its next write
+    while lab.app[HUB].topic("feed").subscribers and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not lab.app[HUB].topic("feed").subscribers
+    assert dash.future.cancelled()
+    with pytest.raises(RuntimeError, match="stopped"):
+        dash.result()
+    dash._refresher.result(5)
+    assert "stopped" in dash.status.value
+    RestClient(lab).post("/api/feed/source", json={"rate_hz": 0})
+
+
+def test_cost_model_scales_polls_with_clients_and_push_with_events():
+    import pandas as pd
+
+    costs = pd.DataFrame([
+        {"transport": "no clients", "clients": 0, "cpu_us_per_event": float("nan"),
+         "cpu_us_per_request": float("nan")},
+        {"transport": "short poll", "clients": 5, "cpu_us_per_event": 300.0,
+         "cpu_us_per_request": 100.0},
+        {"transport": "long poll", "clients": 5, "cpu_us_per_event": 120.0,
+         "cpu_us_per_request": 100.0},
+        {"transport": "WebSocket", "clients": 5, "cpu_us_per_event": 10.0,
+         "cpu_us_per_request": float("nan")},
+    ])
+    model = feed.cost_model(costs, clients=1000, event_rates_hz=(0.1, 10.0), poll_interval_s=0.5,
+                            wait_s=10).set_index(["transport", "event_rate_hz"])["cpu_ms_per_s"]
+    assert model["short poll", 0.1] == model["short poll", 10.0] == 1000 * 2 * 100 / 1000
+    assert model["long poll", 0.1] == pytest.approx(1000 * 0.2 * 100 / 1000)
+    assert model["WebSocket", 10.0] == 1000 * 10 * 10 / 1000
+    assert model["WebSocket", 0.1] == pytest.approx(1000 * 0.1 * 10 / 1000)
+    assert "no clients" not in model.index.get_level_values(0)
+
+
+def test_sse_fast_path_bursts_arrive_once_in_order_as_a_valid_chunked_stream(lab):
+    """SSE shares the WebSocket's fast path: bursts go to the socket as chunks of the response;
+    a raw reader that parses the chunked body itself gets every event once, in order, with
+    ids of the form <epoch>:<seq>, and the hub counts each delivery once."""
+    bursts, per_burst, size = 4, 150, 1024
+    total = bursts * per_burst
+
+    async def scenario():
+        reader, writer = await asyncio.open_connection(lab.host, lab.port)
+        writer.write(f"GET /sse/feed HTTP/1.1\r\nHost: {lab.host}:{lab.port}\r\n"
+                     "Accept: text/event-stream\r\n\r\n".encode())
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        assert b"chunked" in head.lower()
+        await asyncio.to_thread(wait_for_subscribers, lab, 1)
+        for _ in range(bursts):
+            await asyncio.to_thread(publish, lab, per_burst, size)
+        body, events = b"", []
+        while len(events) < total:
+            line = await asyncio.wait_for(reader.readuntil(b"\r\n"), 20)
+            chunk = await reader.readexactly(int(line, 16) + 2)
+            assert chunk.endswith(b"\r\n")                     # every chunk is well framed
+            body += chunk[:-2]
+            *done, body = body.split(b"\n\n")
+            events += [block for block in done if b"data: " in block]
+        writer.close()
+        return events
+
+    blocks = run_async(scenario())
+    ids = [b.split(b"id: ")[1].split(b"\n")[0].decode() for b in blocks]
+    assert [int(i.rsplit(":", 1)[1]) for i in ids] == list(range(1, total + 1))
+    assert [json.loads(b.split(b"data: ")[1])["seq"] for b in blocks] == list(range(1, total + 1))
+    counters = feed.hub_stats(lab)["topics"]["feed"]["counters"]["sse"]
+    assert counters["delivered"] == total and counters["dropped"] == 0
+
+
+def test_idle_costs_count_polls_during_silence_and_none_for_held_connections(lab):
+    silent = feed.idle_costs(lab, clients=3, seconds=0.6, poll_interval_s=0.1, progress=False)
+    rows = silent.set_index("transport")
+    assert list(rows.index) == ["no clients", "short poll", "long poll", "SSE", "WebSocket"]
+    assert rows.loc["short poll", "server_requests"] >= 3 * 3     # every 0.1 s, 3 clients
+    for held in ("long poll", "SSE", "WebSocket"):                # connected before measuring
+        assert rows.loc[held, "server_requests"] == 0
+    assert rows.loc["no clients", "clients"] == 0 and (rows["seconds"] == 0.6).all()
+
+
+def test_cost_model_adds_what_idle_connections_cost():
+    import pandas as pd
+
+    costs = pd.DataFrame([{"transport": "SSE", "clients": 5, "cpu_us_per_event": 10.0,
+                           "cpu_us_per_request": float("nan")}])
+    idle = pd.DataFrame([{"transport": "SSE", "cpu_us_per_client_s": 2.0}])
+    noisy = pd.DataFrame([{"transport": "SSE", "cpu_us_per_client_s": -3.0}])
+    with_idle = feed.cost_model(costs, clients=100, event_rates_hz=(1.0,), idle=idle)
+    assert with_idle["cpu_ms_per_s"].iloc[0] == 100 * (10 + 2) / 1000
+    assert feed.cost_model(costs, clients=100, event_rates_hz=(1.0,),
+                           idle=noisy)["cpu_ms_per_s"].iloc[0] == 100 * 10 / 1000

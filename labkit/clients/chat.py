@@ -16,6 +16,7 @@ import concurrent.futures
 import contextlib
 import json
 import time
+import uuid
 from urllib.parse import urlencode
 
 import aiohttp
@@ -49,6 +50,7 @@ class _Participant:
         """Keep `event` (received at `now`) unless its SEQ was already seen."""
         if self.last_seq is not None and event["seq"] <= self.last_seq:
             return
+        now += getattr(self.target, "clock_offset_s", 0.0)  # on the server's clock (lk.join)
         self.messages.append({**event, "received_ts": now})
         self.last_seq = event["seq"]
 
@@ -75,6 +77,10 @@ class ChatWsClient(_Participant):
     def __init__(self, target, name: str, *, since: int | None = None, timeout: float = 10.0):
         super().__init__(target, name)
         self.typing_seen: list[dict] = []
+        self.unacked: dict[str, str] = {}
+        """Client message id -> text of every message sent with an id and not acknowledged yet."""
+        self.acks: dict[str, int] = {}
+        """Client message id -> SEQ the room gave it (from its {"type": "ack"} answer)."""
         query = urlencode({"name": name, **({} if since is None else {"since": since})})
         self.ws = WsClient(target, "/ws/chat?" + query, timeout=timeout)
         self.welcome: dict = self.ws.recv_json(timeout)
@@ -96,14 +102,33 @@ class ChatWsClient(_Participant):
                     self._record(msg, now)
                 elif kind == "typing":
                     self.typing_seen.append({**msg, "received_ts": now})
+                elif kind == "ack":
+                    self.unacked.pop(msg["id"], None)
+                    self.acks[msg["id"]] = msg["seq"]
                 elif kind == "error":
                     self.errors.append(msg)
         except Exception as exc:  # noqa: BLE001 - a broken connection ends the reader
             self.errors.append({"detail": f"{type(exc).__name__}: {exc}"})
 
-    def send(self, text: str) -> None:
-        """Send a message; it arrives back (with its SEQ) like everyone else's."""
-        self.ws.send_json({"type": "message", "text": text})
+    def send(self, text: str, *, ack: bool = True) -> str | None:
+        """Send a message; it arrives back (with its SEQ) like everyone else's. With ack=True it
+        carries a fresh client id, kept in `unacked` until the room acknowledges it (`acks`), so
+        after a cut `resend_unacked()` can send it again without doubling it. Returns the id."""
+        msg_id = uuid.uuid4().hex if ack else None
+        if msg_id is not None:
+            self.unacked[msg_id] = text
+            self.ws.send_json({"type": "message", "text": text, "id": msg_id})
+        else:
+            self.ws.send_json({"type": "message", "text": text})
+        return msg_id
+
+    def resend_unacked(self) -> int:
+        """Send every unacknowledged message again with its own id (the room publishes an id once
+        and acknowledges a resend as a duplicate); returns how many were sent."""
+        pending = list(self.unacked.items())
+        for msg_id, text in pending:
+            self.ws.send_json({"type": "message", "text": text, "id": msg_id})
+        return len(pending)
 
     def typing(self) -> None:
         """Tell the other WebSocket members that you are typing (not stored anywhere)."""
@@ -201,28 +226,34 @@ def simulate_room(target, *, ws_members: int = 2, rest_members: int = 2, message
 
     The frame has one row per (message, receiver): receiver_kind, seq, sender, delay_ms. Each
     message goes through the sender's own side (WebSocket send or REST POST).
+
+    The gaps between messages are random (exponential, mean `gap_s`, seeded), as people talk: with
+    a fixed gap the messages would fall at the same moments of every poll interval (a gap of half
+    the interval puts every other message just after a poll, to wait a whole interval), and the
+    pollers' delays would measure that coincidence instead of polling.
     """
     import random
 
     import pandas as pd
 
     rng = random.Random(seed)
+    gaps = [rng.expovariate(1.0 / gap_s) for _ in range(messages)]
     with RestClient(target) as api:
         start = api.get(PATH).json()
     since = start[-1]["seq"] if start else 0
     ws = [ChatWsClient(target, f"ws-{i + 1}") for i in range(ws_members)]
     rest = [ChatRestClient(target, f"rest-{i + 1}", interval_s=poll_interval_s, since=since)
             for i in range(rest_members)]
-    seconds = messages * gap_s + 2 * poll_interval_s + 1.0
+    seconds = sum(gaps) + 0.05 * messages + 2 * poll_interval_s + 1.0
     for member in rest:
         member.start(seconds)
     members = ws + rest
     sent = []
-    for n in range(messages):
+    for n, gap in enumerate(gaps):
         who = rng.choice(members)
         if isinstance(who, ChatWsClient):
             who.typing()
-        time.sleep(gap_s)
+        time.sleep(gap)
         who.send(f"message {n + 1} from {who.name}")
         sent.append(who.name)
     time.sleep(poll_interval_s + 0.3)  # one more poll round, so pollers see the last message
@@ -234,3 +265,100 @@ def simulate_room(target, *, ws_members: int = 2, rest_members: int = 2, message
         member.close()
     rows = [row for m in members for row in m.rows() if row["seq"] > since]
     return pd.DataFrame(rows), members
+
+
+# -- a sender cut as a slow consumer: what was accepted? -----------------------------------------
+def _published(target) -> int:
+    from .feed import hub_stats
+
+    return hub_stats(target)["topics"].get("chat", {}).get("published", 0)
+
+
+async def _flood(url: str, texts: list[str], ids: list[str] | None, read_timeout: float,
+                 *, read_while_sending: bool = False) -> dict:
+    """Send every text; without `read_while_sending` read nothing meanwhile (a slow consumer of
+    the room's echo) until the room cuts the connection. Then read what had arrived
+    (acknowledgements, the close) until every id is acknowledged or `read_timeout` passes."""
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    acked: dict[str, int] = {}
+    seqs: list[int] = []
+    counts = {"duplicates": 0, "sent": 0}
+    async with connect(url, compression=None, max_queue=4 if not read_while_sending else 1024,
+                       max_size=2**20, ping_interval=None, close_timeout=2) as conn:
+
+        async def read() -> None:
+            try:
+                while ids is None or len(acked) < len(ids):
+                    msg = json.loads(await asyncio.wait_for(conn.recv(), read_timeout))
+                    if msg.get("type") == "ack":
+                        acked[msg["id"]] = msg["seq"]
+                        counts["duplicates"] += bool(msg.get("duplicate"))
+                    elif msg.get("type") == "message":
+                        seqs.append(msg["seq"])
+            except (ConnectionClosed, TimeoutError):
+                pass
+
+        reader = asyncio.ensure_future(read()) if read_while_sending else None
+        try:
+            for i, text in enumerate(texts):
+                message = {"type": "message", "text": text}
+                if ids is not None:
+                    message["id"] = ids[i]
+                await conn.send(json.dumps(message))
+                counts["sent"] += 1
+        except ConnectionClosed:
+            pass
+        await (reader if reader is not None else read())
+    duplicates, sent = counts["duplicates"], counts["sent"]
+    return {"sent": sent, "acked": acked, "duplicates": duplicates, "close_code": conn.close_code,
+            "close_reason": conn.close_reason, "seqs": seqs}
+
+
+def slow_sender_run(target, name: str = "flooder", *, messages: int = 3000, size: int = 400,
+                    ids: bool = True, read_timeout: float = 3.0) -> dict:
+    """A WebSocket member sends `messages` texts of `size` characters as fast as it can and never
+    reads, so the room cuts it as a slow consumer (1008). Then, with ids=True, it reconnects and
+    resends what was not acknowledged (same ids: the room publishes each id once).
+
+    Returns: sent (messages its socket took), published_before_cut, acked_before_cut, close_code,
+    close_reason, resent, acked_as_duplicate (resends the room had already published),
+    published (in the end), lost (messages - published) and duplicates_published. The room must
+    allow the burst (lk.start(chat_rate=..., chat_burst=...)) or its rate limit refuses it first."""
+    url = f"{_ws_base(target)}/ws/chat?{urlencode({'name': name})}"
+    texts = [f"{n:06d} " + "x" * max(0, size - 7) for n in range(messages)]
+    msg_ids = [f"{name}-{uuid.uuid4().hex[:12]}-{n}" for n in range(messages)] if ids else None
+    before = _published(target)
+    first = _loop.run(_flood(url, texts, msg_ids, read_timeout), timeout=60 + read_timeout)
+    published_first = _published(target) - before
+    result = {"messages": messages, "sent": first["sent"], "published_before_cut": published_first,
+              "acked_before_cut": len(first["acked"]), "close_code": first["close_code"],
+              "close_reason": first["close_reason"], "resent": 0, "acked_as_duplicate": 0}
+    if ids:
+        acked = dict(first["acked"])
+        for _ in range(20):  # the room may still hold the old connection's name for a moment
+            pending = [n for n in range(messages) if msg_ids[n] not in acked]
+            if not pending:
+                break
+            try:  # a well-behaved resend: it reads the acknowledgements while it sends
+                again = _loop.run(_flood(url, [texts[n] for n in pending],
+                                         [msg_ids[n] for n in pending], read_timeout,
+                                         read_while_sending=True), timeout=60 + read_timeout)
+            except Exception:  # noqa: BLE001 - e.g. 409 name taken: try again shortly
+                time.sleep(0.25)
+                continue
+            result["resent"] += len(pending)
+            result["acked_as_duplicate"] += again["duplicates"]
+            acked.update(again["acked"])
+        result["unacked_after_resend"] = messages - len(acked)
+    published = _published(target) - before
+    result.update(published=published, lost=max(0, messages - published),
+                  duplicates_published=max(0, published - messages))
+    return result
+
+
+def _ws_base(target) -> str:
+    from .feed import target_url
+
+    return target_url(target, "ws")

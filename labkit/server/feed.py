@@ -14,6 +14,25 @@ asked (a lab that nobody watches publishes nothing).
 A SEQ older than the kept history is answered with 410 Gone (polls) or a "gap" notice (SSE event
 `gap`, WebSocket message {"type": "gap", ...}) before the stream goes on from the oldest kept event.
 A SEQ never published is refused with 422.
+
+Epochs (resuming across a restart): every event carries the `epoch` of the topic's history, and
+every poll answer names it (`Feed-Epoch`). A client resumes with `since=SEQ&epoch=E`: if E is not
+the current epoch (the lab restarted and forgot its history), polls and WebSocket handshakes get
+409 problem+json (`epoch`, `last_seq`) before anything streams, so the client re-syncs from a
+snapshot instead of mixing two histories. SSE ids are `"<epoch>:<seq>"`; a `Last-Event-ID` from
+another epoch gets a `reset` event ({"type": "reset", "epoch", "last_seq"}, id of the current
+epoch) on a 200 stream, because a browser's EventSource gives up for good on a 4xx. A hub Notice
+whose data has "type": "reset" reaches a live stream the same way.
+
+Heartbeats (options per request): `?heartbeat=S` on a WebSocket route makes the server ping every S
+seconds and drop a peer whose pong does not come (aiohttp `heartbeat=`); on SSE it sets how often
+an idle stream gets a comment line; a long poll's `wait` bounds how long an answer can be missing.
+
+Slow consumers: a WebSocket that falls QUEUE_LIMIT events behind is closed with 1008 and a reason
+naming the SEQ to resume from. Its socket's buffer is bounded, so the Close frame waits behind what
+is already buffered for up to SLOW_CLOSE_GRACE_S (a reader that catches up within that time gets
+it); a peer that never reads again is then cut off. Clients must resume from the last SEQ they
+received themselves (the kit's clients do), so a bare EOF loses nothing either.
 """
 
 from __future__ import annotations
@@ -21,34 +40,42 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import dataclasses
 import functools
 import io
 import json
 import math
 import random
+import re
+import weakref
+from collections.abc import Callable
 from importlib import resources
+from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 from aiohttp_sse import EventSourceResponse
-from websockets.frames import Frame, Opcode
+from websockets.frames import Close, Frame, Opcode
 
 from .core import websocket_route
 from .hub import (
     HUB,
     QUEUE_LIMIT,
     Ahead,
+    EpochMismatch,
     Event,
     Gap,
+    Notice,
     SlowConsumer,
     Subscription,
     Topic,
     ahead_problem,
+    epoch_problem,
     event_schema,
     gap_problem,
     subscribe_resuming,
 )
 from .problem import ProblemError
-from .validate import json_integer, query_integer, query_number
+from .validate import JSONInputError, json_integer, load_json, query_integer, query_number
 from .websocket import accept
 
 TOPIC = "feed"
@@ -64,6 +91,12 @@ SEND_TIMEOUT_S = 5.0
 """A write a client does not accept within this many seconds ends its stream."""
 SSE_PING_S = 15.0
 """An idle SSE stream gets a comment line this often (seconds), so proxies keep it open."""
+MIN_HEARTBEAT_S, MAX_HEARTBEAT_S = 0.05, 300.0
+"""Range of `?heartbeat=S` (seconds) on the WebSocket and SSE routes."""
+SLOW_CLOSE_GRACE_S = 30.0
+"""How long the 1008 Close frame of a slow consumer may wait behind its buffered events (s)."""
+EPOCH_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+"""What an epoch token looks like (a client may only echo one it was given)."""
 SAMPLE_SERIES = "data/feed-sample.csv"
 """The replayable series, inside the labkit package (so an installed labkit has it too)."""
 KINDS = ("walk", "replay")
@@ -101,13 +134,26 @@ class FeedSource:
         self._rng = random.Random()
         self._timing = random.Random()
         self._task: asyncio.Task | None = None
+        self.pace = {"published": 0, "started": 0.0, "behind_s": 0.0, "resets": 0}
+        """Whether the ticker keeps its rate in this run: events published, loop time it started,
+        how far behind its schedule it is, and how often it gave up catching up (>1 s behind)."""
 
     def state(self) -> dict:
-        """Settings and progress, as `GET /api/feed/source` answers them."""
+        """Settings and progress, as `GET /api/feed/source` answers them. A ticker that cannot
+        keep its rate says so: `achieved_rate_hz` (events per second of this run so far),
+        `behind_s` (how late on its schedule), `schedule_resets` (times it fell more than 1 s
+        behind and gave up catching up) and `keeping_up`."""
+        pace = self.pace
+        elapsed = asyncio.get_running_loop().time() - pace["started"] if pace["started"] else 0.0
+        achieved = pace["published"] / elapsed if elapsed > 0 else 0.0
+        topic = self.hub.topic(TOPIC)
         return {"running": self.running, "kind": self.kind, "rate_hz": self.rate_hz,
                 "seed": self.seed, "ticks_left": self.ticks_left, "symbol": self.symbol,
                 "price": self.price, "row": self.row, "rows": len(sample_series()),
-                "last_seq": self.hub.topic(TOPIC).last_seq}
+                "last_seq": topic.last_seq, "epoch": topic.epoch,
+                "published_this_run": pace["published"], "achieved_rate_hz": round(achieved, 3),
+                "behind_s": round(pace["behind_s"], 4), "schedule_resets": pace["resets"],
+                "keeping_up": pace["resets"] == 0 and pace["behind_s"] < 0.5}
 
     @property
     def running(self) -> bool:
@@ -155,14 +201,18 @@ class FeedSource:
         loop = asyncio.get_running_loop()
         period = 1.0 / self.rate_hz
         next_at = loop.time()
+        self.pace = {"published": 0, "started": next_at, "behind_s": 0.0, "resets": 0}
         while self.ticks_left is None or self.ticks_left > 0:
-            self.hub.publish(TOPIC, self.step())
+            await self.hub.apublish(TOPIC, self.step())
+            self.pace["published"] += 1
             if self.ticks_left is not None:
                 self.ticks_left -= 1
             next_at += self._timing.expovariate(1.0) * period
             delay = next_at - loop.time()
+            self.pace["behind_s"] = max(0.0, -delay)
             if delay < -1.0:  # fell a second behind (busy machine): do not burst to catch up
                 next_at, delay = loop.time(), 0.0
+                self.pace["resets"] += 1
             await asyncio.sleep(max(delay, 0.0))
 
 
@@ -179,6 +229,25 @@ def parse_seq(raw: str | None, name: str = "since") -> int | None:
     return None if raw is None else query_integer(raw, name, 0, MAX_SEQ)
 
 
+def parse_epoch(raw: str | None, name: str = "epoch") -> str | None:
+    """An epoch token from the query: None when absent; 422 naming `name` unless it is 1-64
+    letters, digits, "_" or "-"."""
+    if raw is None:
+        return None
+    if not re.match(EPOCH_PATTERN, raw):
+        raise ProblemError(422, f"{name} must be an epoch token as the server sent it "
+                           "(1-64 letters, digits, _ or -)",
+                           errors=[{"field": name, "message": "not an epoch token"}])
+    return raw
+
+
+def parse_heartbeat(raw: str | None) -> float | None:
+    """`?heartbeat=S` (seconds): None when absent; 422 unless a number in the allowed range."""
+    if raw is None:
+        return None
+    return query_number(raw, "heartbeat", MIN_HEARTBEAT_S, MAX_HEARTBEAT_S)
+
+
 def _parse_wait(raw: str | None) -> float:
     """Seconds a long poll may be held: 0 when absent; 422 unless a number from 0 to MAX_WAIT_S."""
     return 0.0 if raw is None else query_number(raw, "wait", 0.0, MAX_WAIT_S)
@@ -186,20 +255,24 @@ def _parse_wait(raw: str | None) -> float:
 
 def _range_headers(topic: Topic) -> dict:
     return {"Feed-Last-Seq": str(topic.last_seq), "Feed-Oldest-Seq": str(topic.oldest_seq),
-            "Feed-History-Limit": str(topic.history_limit), "Cache-Control": "no-store"}
+            "Feed-History-Limit": str(topic.history_limit), "Feed-Epoch": topic.epoch,
+            "Cache-Control": "no-store"}
 
 
 async def poll_response(request: web.Request, topic: Topic) -> web.Response:
     """Answer a short or long poll of `topic` (shared by the feed and the chat room)."""
     since = parse_seq(request.query.get("since"))
+    epoch = parse_epoch(request.query.get("epoch"))
     wait = _parse_wait(request.query.get("wait"))
     counters = topic.counters("long_poll" if wait > 0 else "short_poll")
     counters.requests += 1
     try:
         if since is None:
-            events = topic.since(None)
+            events = topic.since(None, epoch)
         else:
-            events = await topic.wait_after(since, wait)
+            events = await topic.wait_after(since, wait, epoch)
+    except EpochMismatch as exc:
+        raise epoch_problem(exc) from None
     except Gap as gap:
         raise gap_problem(gap) from None
     except Ahead as exc:
@@ -227,8 +300,8 @@ async def read_json_object(request: web.Request) -> dict:
     if request.content_type != "application/json":
         raise ProblemError(415, f"send Content-Type: application/json (got {request.content_type!r})")
     try:
-        body = json.loads(await request.read())
-    except (ValueError, UnicodeDecodeError) as exc:
+        body = load_json(await request.read())
+    except JSONInputError as exc:
         raise ProblemError(400, f"the body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise ProblemError(422, "the body must be a JSON object",
@@ -276,23 +349,49 @@ async def source_set(request: web.Request) -> web.Response:
     return web.json_response(source.state())
 
 
-def _sse_since(request: web.Request) -> tuple[int | None, str]:
-    """Where an SSE client resumes, and the name it came in: the Last-Event-ID header (what a
-    reconnecting browser sends) wins over ?since=."""
+SSE_RETRY_MS = 1000
+"""Reconnection delay an SSE stream asks browsers to use (the `retry:` field, milliseconds)."""
+
+
+def sse_id(epoch: str, seq: int) -> str:
+    """The SSE event id of an event: "<epoch>:<seq>"."""
+    return f"{epoch}:{seq}"
+
+
+def _sse_since(request: web.Request) -> tuple[int | None, str | None, str]:
+    """Where an SSE client resumes: (SEQ, epoch, the name it came in). The Last-Event-ID header
+    (what a reconnecting browser sends: "<epoch>:<seq>", or a bare SEQ) wins over ?since=&epoch=."""
     header = request.headers.get("Last-Event-ID")
-    if header is not None:
-        return parse_seq(header, "Last-Event-ID"), "Last-Event-ID"
-    return parse_seq(request.query.get("since")), "since"
+    query = parse_seq(request.query.get("since")), parse_epoch(request.query.get("epoch"))
+    if header is not None:  # the query is still checked: a bad ?since= is a 422 either way
+        epoch, colon, seq = header.rpartition(":")
+        name = "Last-Event-ID"
+        return parse_seq(seq, name), parse_epoch(epoch, name) if colon else None, name
+    return *query, "since"
+
+
+def reset_message(topic: Topic, last_seq: int) -> dict:
+    """What a client resuming from another epoch is told once streaming."""
+    return {"type": "reset", "epoch": topic.epoch, "last_seq": last_seq}
 
 
 @routes.get("/sse/feed")
 async def feed_sse(request: web.Request) -> web.StreamResponse:
-    """Server-Sent Events of the feed; id is the SEQ; resumes after Last-Event-ID (or ?since=)."""
+    """Server-Sent Events of the feed; id is "<epoch>:<seq>"; resumes after Last-Event-ID (or
+    ?since=&epoch=). A Last-Event-ID of another epoch gets a `reset` event, then live events."""
     topic = _topic(request)
-    since, name = _sse_since(request)
-    sub, replay, gap = subscribe_resuming(topic, "sse", since, name)
+    since, epoch, name = _sse_since(request)
+    heartbeat = parse_heartbeat(request.query.get("heartbeat"))
+    reset = name == "Last-Event-ID" and epoch is not None and epoch != topic.epoch
+    if reset:  # an EventSource gives up on a 4xx: tell it on a 200 stream instead
+        since, epoch = None, None
+    try:
+        sub, replay, gap = subscribe_resuming(topic, "sse", since, name, epoch)
+    except EpochMismatch as exc:  # ?since=&epoch= from another epoch: refused before streaming
+        raise epoch_problem(exc) from None
     counters = topic.counters("sse")
-    response = EventSourceResponse(ping_interval=SSE_PING_S, send_timeout=SEND_TIMEOUT_S)
+    response = EventSourceResponse(ping_interval=heartbeat or SSE_PING_S,
+                                   send_timeout=SEND_TIMEOUT_S)
     try:
         await response.prepare(request)
 
@@ -300,22 +399,20 @@ async def feed_sse(request: web.Request) -> web.StreamResponse:
             await response.send(text, **kw)
             counters.bytes_sent += len(text)
 
+        if reset:
+            await send(json.dumps(reset_message(topic, sub.last_seq)), event="reset",
+                       id=sse_id(topic.epoch, sub.last_seq), retry=SSE_RETRY_MS)
+        elif since is None:  # a fresh stream: tell the browser where it starts (an id, no event)
+            head = f"id: {sse_id(topic.epoch, sub.last_seq)}\nretry: {SSE_RETRY_MS}\n\n"
+            await response.write(head.encode())
+            counters.bytes_sent += len(head)
         if gap is not None:
             await send(json.dumps(gap.as_dict()), event="gap")
-        items = replay
-        while True:
-            for event in items:
-                await send(event.json, id=str(event.seq))
-                counters.delivered += 1
-                sub.last_seq = event.seq
-            try:
-                items = await sub.get()
-            except SlowConsumer as exc:
-                await send(json.dumps({"detail": str(exc), "last_seq": sub.last_seq}),
-                           event="overflow")
-                break
-            if not items:  # closed: the server is stopping
-                break
+        try:  # the same fast path as the WebSocket's: each event encoded once, written by publish
+            await _pump_frames(request, None, sub, replay, counters, framing=SSE_FRAMING)
+        except SlowConsumer as exc:
+            await send(json.dumps({"detail": str(exc), "last_seq": sub.last_seq}),
+                       event="overflow")
     except (ConnectionResetError, TimeoutError):
         pass
     finally:
@@ -354,9 +451,10 @@ async def pump_to_websocket(request: web.Request, ws: web.WebSocketResponse, sub
     closing: list[asyncio.Task] = []
 
     def on_overflow() -> None:
-        # the pump may be waiting for this very client to drain: close from another task
-        closing.append(asyncio.ensure_future(
-            close_or_abort(request, ws, SLOW_CLOSE_CODE, _slow_reason(sub))))
+        # The pump may be waiting for this very client to drain: close from another task.
+        closing.append(asyncio.ensure_future(linger_close(
+            request, ws, SLOW_CLOSE_CODE, _slow_reason(sub), SLOW_CLOSE_GRACE_S)))
+        SLOW_CLOSES[ws] = closing[-1]
 
     sub.on_overflow = on_overflow
     try:
@@ -365,8 +463,8 @@ async def pump_to_websocket(request: web.Request, ws: web.WebSocketResponse, sub
         else:
             await _pump_frames(request, ws, sub, replay, counters, render)
     except SlowConsumer:
-        if closing:
-            await asyncio.gather(*closing, return_exceptions=True)
+        if closing:  # shielded: the handler ending must not cut the close handshake short
+            await asyncio.shield(asyncio.gather(*closing, return_exceptions=True))
     except (ConnectionResetError, RuntimeError):
         return  # the client went away while we were writing
     finally:
@@ -378,12 +476,59 @@ def text_frame(text: str) -> bytes:
     return Frame(Opcode.TEXT, text.encode()).serialize(mask=False)
 
 
-async def _pump_frames(request: web.Request, ws: web.WebSocketResponse, sub: Subscription,
-                       replay: list, counters, render) -> None:
-    """The fast path of `pump_to_websocket`: pre-encoded frames written to the socket itself."""
+@dataclasses.dataclass(frozen=True)
+class Framing:
+    """How a fast-path stream puts hub items on its socket: `encode(item)` gives an item's bytes
+    (None: send nothing), computed once per item under `key` however many subscribers it reaches;
+    `wrap(data)` frames the bytes of one write (e.g. as an HTTP/1.1 chunk); `payload(item, data)`
+    is what `counters.bytes_sent` counts for it."""
+
+    key: object
+    encode: Callable[[Any], bytes | None]
+    wrap: Callable[[bytes], bytes] = bytes
+    payload: Callable[[Any, bytes], int] = lambda item, data: len(data)
+
+
+def _websocket_framing(render) -> Framing:
+    def encode(item) -> bytes | None:
+        text = render(item)
+        return None if text is None else text_frame(text)
+
+    return Framing(render, encode, payload=lambda item, frame: len(frame) - _header_len(frame))
+
+
+def sse_event_bytes(item) -> bytes | None:
+    """An event of the SSE stream as bytes: `id: <epoch>:<seq>` and its JSON as `data:`; a reset
+    Notice as an `event: reset`; other Notices are not for SSE (None)."""
+    if isinstance(item, Event):
+        return f"id: {sse_id(item.epoch, item.seq)}\ndata: {item.json}\n\n".encode()
+    if isinstance(item.data, dict) and item.data.get("type") == "reset":
+        return (f"event: reset\nid: {sse_id(item.data['epoch'], item.data['last_seq'])}\n"
+                f"data: {json.dumps(item.data)}\n\n").encode()
+    return None
+
+
+def _http_chunk(data: bytes) -> bytes:
+    """`data` as one chunk of an HTTP/1.1 chunked body (how the SSE response is streamed)."""
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+SSE_FRAMING = Framing("sse", sse_event_bytes, wrap=_http_chunk,
+                      payload=lambda item, data: len(item.json) if isinstance(item, Event)
+                      else len(data))
+"""The SSE stream's fast path: an event's block is the same bytes for every subscriber (its id
+and data), so it is encoded once and written to each socket as a chunk of the response body."""
+
+
+async def _pump_frames(request: web.Request, ws: web.WebSocketResponse | None, sub: Subscription,
+                       replay: list, counters, render=None, *, framing: Framing | None = None
+                       ) -> None:
+    """The fast path of `pump_to_websocket` (and of the SSE stream, with `framing=SSE_FRAMING`
+    and no `ws`): pre-encoded frames written to the socket itself."""
     transport, writer = request.transport, request.writer
     if transport is None:
         return
+    framing = framing or _websocket_framing(render)
     high_water = transport.get_write_buffer_limits()[1]
     burst = sub.topic.burst
     pending: list[bytes] = []  # frames held back until the end of this loop iteration
@@ -391,22 +536,21 @@ async def _pump_frames(request: web.Request, ws: web.WebSocketResponse, sub: Sub
     wrote_in = [-1]  # burst.token of the loop iteration in which the sink last wrote directly
 
     def encode(item) -> bytes | None:
-        text = render(item)
-        return None if text is None else text_frame(text)
+        return item.encoded(framing.key, framing.encode)
 
     def account(item, frame: bytes) -> None:
         if isinstance(item, Event):  # the frame is (about to be) in the socket's buffer
             sub.last_seq = item.seq
             counters.delivered += 1
-        counters.bytes_sent += len(frame) - _header_len(frame)
+        counters.bytes_sent += framing.payload(item, frame)
 
     def can_write() -> bool:
-        return not ws.closed and not transport.is_closing()
+        return not (ws is not None and ws.closed) and not transport.is_closing()
 
     def flush() -> None:
         """Write the frames the sink held back in one go (a burst of events: one write)."""
         if pending and can_write():
-            transport.write(b"".join(pending))
+            transport.write(framing.wrap(b"".join(pending)))
         pending.clear()
         pending_size[0] = 0
 
@@ -416,7 +560,7 @@ async def _pump_frames(request: web.Request, ws: web.WebSocketResponse, sub: Sub
         ones are held back and written together when the topic's `Burst` ends the iteration."""
         if not can_write() or transport.get_write_buffer_size() + pending_size[0] > high_water:
             return False
-        frame = item.encoded(render, encode)
+        frame = encode(item)
         if frame is None:
             return True
         if pending or wrote_in[0] == burst.token:
@@ -427,7 +571,7 @@ async def _pump_frames(request: web.Request, ws: web.WebSocketResponse, sub: Sub
         else:
             wrote_in[0] = burst.token
             burst.wrote()
-            transport.write(frame)
+            transport.write(framing.wrap(frame))
         account(item, frame)
         return True
 
@@ -435,12 +579,12 @@ async def _pump_frames(request: web.Request, ws: web.WebSocketResponse, sub: Sub
         flush()  # frames the sink took come first
         frames = []
         for item in items:
-            frame = item.encoded(render, encode)
+            frame = encode(item)
             if frame is not None:
                 frames.append(frame)
                 account(item, frame)
         if frames:
-            transport.write(b"".join(frames))
+            transport.write(framing.wrap(b"".join(frames)))
 
     tell_overflow = sub.on_overflow
 
@@ -493,16 +637,21 @@ async def _pump_compressed(ws: web.WebSocketResponse, sub: Subscription, replay:
             return
 
 
+SLOW_CLOSES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+"""WebSocket -> its slow-consumer close task, which the handler waits for before it ends (an
+ended handler closes the socket, and with the client's input unread that is an RST)."""
+
+
 def _slow_reason(sub: Subscription) -> str:
-    return f"too slow: resume with since={sub.last_seq}"
+    return f"too slow: resume with since={sub.last_seq}&epoch={sub.topic.epoch}"
 
 
 async def close_or_abort(request: web.Request, ws: web.WebSocketResponse, code: int,
-                         reason: str) -> None:
-    """Close `ws` with `code`; a peer that does not take the Close frame within SEND_TIMEOUT_S
+                         reason: str, timeout: float = SEND_TIMEOUT_S) -> None:
+    """Close `ws` with `code`; a peer that does not take the Close frame within `timeout` s
     is cut off (its socket, `request.transport`, is aborted)."""
     try:
-        async with asyncio.timeout(SEND_TIMEOUT_S):
+        async with asyncio.timeout(timeout):
             await ws.close(code=code, message=reason.encode()[:123])
     except (TimeoutError, ConnectionResetError, RuntimeError):
         transport = request.transport
@@ -510,22 +659,55 @@ async def close_or_abort(request: web.Request, ws: web.WebSocketResponse, code: 
             transport.abort()
 
 
+async def linger_close(request: web.Request, ws: web.WebSocketResponse, code: int, reason: str,
+                       timeout: float) -> None:
+    """Close a slow consumer so that the Close reaches it: send the Close frame (it waits behind
+    the events already buffered, a bounded amount, until the client reads them) and keep reading
+    what the client still sends (the handler's loop reads and drops it: `run_websocket`) until the
+    client's own Close arrives. A peer that does neither within `timeout` s is cut off.
+
+    Why not `ws.close()`: while the handler waits in `receive()`, aiohttp's close() ends that wait
+    and closes the socket at once. A socket closed with unread input makes the kernel send an RST,
+    and the RST makes the client's kernel discard the Close and every event still buffered for it:
+    the client sees a bare EOF (what most cut clients used to get)."""
+    transport = request.transport
+    if transport is None or transport.is_closing():
+        return
+    # aiohttp has no public "send the Close, keep reading" call: write the frame to the socket
+    # (after the events already in its buffer, which the fast path wrote the same way)
+    transport.write(Frame(Opcode.CLOSE, Close(code, reason[:120]).serialize()).serialize(mask=False))
+    try:
+        async with asyncio.timeout(timeout):
+            while not ws.closed:  # the handler's receive() gets the client's Close and closes
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        transport.abort()
+
+
 async def run_websocket(ws: web.WebSocketResponse, pump: asyncio.Task, on_message) -> None:
-    """Read the client's messages with `on_message` while `pump` sends; end both together."""
+    """Read the client's messages with `on_message` while `pump` sends; end both together. A
+    client being closed as a slow consumer (`linger_close`) has what it still sends read and
+    dropped until its Close arrives."""
     try:
         async for msg in ws:
+            if ws in SLOW_CLOSES:
+                continue  # cut off: read (so its socket never resets) but not acted on
             if msg.type is WSMsgType.TEXT:
                 await on_message(msg.data)
             elif msg.type is WSMsgType.BINARY:
                 await ws.close(code=WSCloseCode.UNSUPPORTED_DATA,
                                message=b"binary messages are not accepted here")
                 break
-            if pump.done():
+            if pump.done() and ws not in SLOW_CLOSES:
                 break
     finally:
         pump.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await pump
+        closing = SLOW_CLOSES.pop(ws, None)
+        if closing is not None:  # a slow consumer's close handshake: let it finish (bounded)
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(closing)
 
 
 @contextlib.asynccontextmanager
@@ -535,12 +717,19 @@ async def topic_websocket(request: web.Request, topic: Topic, *, compress: bool 
     then yield (ws, subscription, replay, counters); the subscription is closed on the way out.
 
     Shared by every WebSocket route that streams a hub topic (the feed, the chat room). Refusals
-    (a bad or never-published SEQ) happen before the upgrade, as problem+json.
+    (a bad or never-published SEQ, an `epoch` that is not the current one: 409) happen before the
+    upgrade, as problem+json. `?heartbeat=S`: ping every S seconds, drop a peer that stops
+    answering (aiohttp's heartbeat).
     """
     since = parse_seq(request.query.get("since"))
-    sub, replay, gap = subscribe_resuming(topic, "ws", since)
+    epoch = parse_epoch(request.query.get("epoch"))
+    heartbeat = parse_heartbeat(request.query.get("heartbeat"))
     try:
-        ws = await accept(request, compress=compress)
+        sub, replay, gap = subscribe_resuming(topic, "ws", since, epoch=epoch)
+    except EpochMismatch as exc:  # another incarnation's SEQ: refused before the upgrade
+        raise epoch_problem(exc) from None
+    try:
+        ws = await accept(request, compress=compress, heartbeat=heartbeat)
         for message in first:
             await ws.send_str(json.dumps(message))
         if gap is not None:
@@ -550,6 +739,16 @@ async def topic_websocket(request: web.Request, topic: Topic, *, compress: bool 
         sub.close()
 
 
+def render_feed(item) -> str | None:
+    """What a feed WebSocket receives for a hub item: an event as JSON; a "reset" Notice (the
+    history was replaced while streaming) as {"type": "reset", "epoch", "last_seq"}."""
+    if isinstance(item, Event):
+        return item.json
+    if isinstance(item, Notice) and isinstance(item.data, dict) and item.data.get("type") == "reset":
+        return json.dumps(item.data)
+    return None
+
+
 @routes.get("/ws/feed")
 @websocket_route
 async def feed_ws(request: web.Request) -> web.WebSocketResponse:
@@ -557,7 +756,8 @@ async def feed_ws(request: web.Request) -> web.WebSocketResponse:
     # compress=False: the fast path writes plain frames
     async with topic_websocket(request, _topic(request), compress=False) as (ws, sub, replay,
                                                                                counters):
-        pump = asyncio.create_task(pump_to_websocket(request, ws, sub, replay, counters))
+        pump = asyncio.create_task(pump_to_websocket(request, ws, sub, replay, counters,
+                                                     render_feed))
 
         async def on_message(text: str) -> None:
             await ws.send_str(json.dumps({"type": "error",
@@ -585,6 +785,13 @@ _SOURCE_STATE = {
         "rate_hz": {"type": "number"}, "row": {"type": "integer"}, "rows": {"type": "integer"},
         "seed": {"type": ["integer", "null"]}, "ticks_left": {"type": ["integer", "null"]},
         "symbol": {"type": "string"}, "price": {"type": "number"}, "last_seq": {"type": "integer"},
+        "epoch": {"type": "string", "description": "the feed's current epoch"},
+        "published_this_run": {"type": "integer"},
+        "achieved_rate_hz": {"type": "number", "description": "events per second so far this run"},
+        "behind_s": {"type": "number", "description": "how late the ticker is on its schedule"},
+        "schedule_resets": {"type": "integer",
+                            "description": "times it fell over 1 s behind and gave up catching up"},
+        "keeping_up": {"type": "boolean", "description": "false once it could not keep its rate"},
     },
 }
 _RANGE_HEADERS = {
@@ -602,6 +809,22 @@ SINCE_PARAM = {
                    "an empty value is refused. A SEQ the topic has not reached yet (above "
                    "Feed-Last-Seq) is refused with 422, one it no longer keeps with 410.",
 }
+EPOCH_PARAM = {
+    "name": "epoch", "in": "query", "required": False,
+    "schema": {"type": "string", "pattern": EPOCH_PATTERN},
+    "description": "The epoch of the events the client already has (from their `epoch` or "
+                   "Feed-Epoch). If the topic's history is another one now (the lab restarted), "
+                   "the answer is 409 with the current `epoch` and `last_seq`: re-sync from a "
+                   "snapshot, never mix two histories.",
+}
+_EPOCH_CONFLICT = {"$ref": "#/components/responses/Problem",
+                   "description": "`epoch` is not the current history (type ends in "
+                                  "epoch-changed): the body gives `epoch` and `last_seq`"}
+HEARTBEAT_PARAM = {
+    "name": "heartbeat", "in": "query", "required": False,
+    "schema": {"type": "number", "minimum": MIN_HEARTBEAT_S, "maximum": MAX_HEARTBEAT_S},
+    "description": "Seconds between server heartbeats (SSE: comment lines on an idle stream)",
+}
 WAIT_PARAM = {
     "name": "wait", "in": "query", "required": False,
     "schema": {"type": "number", "minimum": 0, "maximum": MAX_WAIT_S, "default": 0},
@@ -614,12 +837,13 @@ def poll_operation(summary: str, op_id: str, what: str) -> dict:
     return {
         "summary": summary,
         "operationId": op_id,
-        "parameters": [SINCE_PARAM, WAIT_PARAM],
+        "parameters": [SINCE_PARAM, EPOCH_PARAM, WAIT_PARAM],
         "responses": {
             "200": {"description": f"{what} after SEQ, oldest first ([] when none)",
                     "headers": _RANGE_HEADERS,
                     "content": {"application/json": {"schema": {"type": "array",
                                                                 "items": _EVENT}}}},
+            "409": _EPOCH_CONFLICT,
             "410": {"$ref": "#/components/responses/Problem",
                     "description": "`since` is older than the kept history: the body gives "
                                    "`oldest_seq`, `last_seq`, `missed` and `history_limit`"},
@@ -673,18 +897,24 @@ OPENAPI_PATHS = {
     },
     "/sse/feed": {
         "get": {
-            "summary": "The feed as Server-Sent Events (id = SEQ)",
+            "summary": "The feed as Server-Sent Events (id = \"<epoch>:<seq>\")",
             "operationId": "feedSse",
             "parameters": [
                 {"name": "Last-Event-ID", "in": "header", "required": False,
-                 "schema": {"type": "integer", "minimum": 0, "maximum": MAX_SEQ},
-                 "description": "Resume after this SEQ (browsers send it when reconnecting)"},
+                 "schema": {"type": "string", "pattern": r"^([A-Za-z0-9_-]{1,64}:)?(0|[1-9][0-9]{0,18})$"},
+                 "description": "Resume after this event id, \"<epoch>:<seq>\" (browsers send "
+                                "it when reconnecting; a bare SEQ is accepted too). From "
+                                "another epoch: a `reset` event on the 200 stream"},
                 {**SINCE_PARAM, "description": "Resume after this SEQ (when no Last-Event-ID)"},
+                EPOCH_PARAM, HEARTBEAT_PARAM,
             ],
             "responses": {
-                "200": {"description": "An event stream: `id: SEQ`, `data: {seq, ts, data}`; "
-                                       "named events `gap` and `overflow` tell of lost events",
+                "200": {"description": "An event stream: `id: <epoch>:<seq>`, `data: {seq, epoch, "
+                                       "ts, data}`; named events `gap` and `overflow` tell of "
+                                       "lost events, `reset` of a history that was replaced "
+                                       "({type, epoch, last_seq}: re-sync from a snapshot)",
                         "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                "409": _EPOCH_CONFLICT,
                 "422": {"$ref": "#/components/responses/Problem"},
             },
         }
@@ -699,14 +929,18 @@ ASYNCAPI_CHANNELS = {
                        "events first; a too-old SEQ gets {type: gap} first; a client that falls "
                        f"{QUEUE_LIMIT} events behind is closed with 1008.",
         "bindings": {"ws": {"query": {"type": "object", "properties": {
-            "since": SINCE_PARAM["schema"]}}}},
+            "since": SINCE_PARAM["schema"], "epoch": EPOCH_PARAM["schema"],
+            "heartbeat": HEARTBEAT_PARAM["schema"]}}}},
         "messages": {
             "event": {"name": "event", "payload": _EVENT},
+            "reset": {"name": "reset", "payload": {"type": "object", "properties": {
+                "type": {"const": "reset"}, "epoch": {"type": "string"},
+                "last_seq": {"type": "integer"}}}},
             "gap": {"name": "gap", "payload": {"type": "object", "properties": {
                 "type": {"const": "gap"}, "since": {"type": "integer"},
                 "oldest_seq": {"type": "integer"}, "missed": {"type": "integer"}}}},
         },
-        "sends": ["event", "gap"],
+        "sends": ["event", "gap", "reset"],
     },
     "feedSse": {
         "address": "/sse/feed",

@@ -9,6 +9,9 @@
   GET and HEAD; If-Match / If-Unmodified-Since that fail give 412, checked inside the same SQLite
   transaction as the write, so concurrent writers never lose an update.
 - Every error is problem+json; bad input of any kind is a 4xx naming what was wrong.
+- Bounds (LabConfig): a note larger than `max_note_bytes` as JSON gets 413; a write that would take
+  the store past `max_store_bytes` gets 507. A page holds at most per_page notes, so at most
+  per_page x max_note_bytes; it is built in a worker thread, not on the server loop.
 """
 
 from __future__ import annotations
@@ -25,10 +28,11 @@ from pathlib import Path
 
 from aiohttp import web
 
+from . import idempotency
 from .keys import CONFIG
-from .notes_db import EDITABLE, Note, NotesStore, strong_etag
+from .notes_db import EDITABLE, Note, NotesStore, StoreFull, representation_bytes, strong_etag
 from .problem import ProblemError
-from .validate import NOT_BLANK, json_integer, query_integer
+from .validate import NOT_BLANK, JSONInputError, json_integer, load_json, query_integer
 
 NOTES = web.AppKey("notes_store", NotesStore)
 _TEMP_DB = web.AppKey("notes_temp_db", tempfile.TemporaryDirectory)
@@ -110,10 +114,6 @@ def negotiate(request: web.Request, offers: tuple[str, ...]) -> str:
 
 
 # -- request bodies ---------------------------------------------------------------------------
-def _reject_constant(name: str):
-    raise ValueError(f"{name} is not valid JSON")
-
-
 async def read_json(request: web.Request, media_type: str):
     """The request body parsed as JSON of `media_type`: 415, 413 or 400 when it is not."""
     raw_type = request.headers.get("Content-Type")
@@ -129,15 +129,9 @@ async def read_json(request: web.Request, media_type: str):
     if not body.strip():
         raise ProblemError(400, "The body is empty; send a JSON object.")
     try:
-        return json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
-    except UnicodeDecodeError as exc:
-        raise ProblemError(400, f"The body is not valid UTF-8 (byte {exc.start}).") from None
-    except json.JSONDecodeError as exc:
-        raise ProblemError(
-            400, f"Malformed JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}."
-        ) from None
-    except (ValueError, RecursionError) as exc:
-        raise ProblemError(400, f"Malformed JSON: {str(exc)[:200]}") from None
+        return load_json(body)
+    except JSONInputError as exc:
+        raise ProblemError(400, f"The body is not JSON the lab accepts: {exc}.") from None
 
 
 def _text_error(value, limit: int, *, empty_ok: bool) -> str | None:
@@ -190,6 +184,27 @@ def validate(doc) -> dict:
         raise ProblemError(422, f"Invalid note: {names}. See `errors` for each field.",
                            errors=errors)
     return {"title": doc["title"], "body": doc.get("body", ""), "tags": list(tags), "votes": votes}
+
+
+def bounded(request: web.Request, doc) -> dict:
+    """`validate(doc)`, then 413 when the note would be larger than the lab's `max_note_bytes`."""
+    fields = validate(doc)
+    size, limit = representation_bytes(fields), request.app[CONFIG].max_note_bytes
+    if size > limit:
+        raise ProblemError(413, f"This note would be {size} bytes as JSON; a note may be at most "
+                                f"{limit} bytes. Shorten the body (control characters count 6 bytes).",
+                           size=size, limit=limit)
+    return fields
+
+
+async def _write(operation, *args):
+    """Run a store write in a worker thread; a full store becomes 507 problem+json."""
+    try:
+        return await asyncio.to_thread(operation, *args)
+    except StoreFull as exc:
+        raise ProblemError(507, f"The notes store is full ({exc.used} of {exc.limit} bytes used; this "
+                                f"write needs {exc.adding} more). Delete notes to make room.",
+                           used=exc.used, limit=exc.limit) from None
 
 
 def merge_patch(target, patch):
@@ -315,6 +330,20 @@ def _note_response(request: web.Request, note: Note, status: int = 200, headers=
                      status=status, headers=headers)
 
 
+def _page_body(notes_store: NotesStore, media: str, page: int, per_page: int) -> tuple[bytes, int, dict]:
+    """One page read and encoded (in a worker thread: a large page never holds the server loop)."""
+    notes, total = notes_store.page((page - 1) * per_page, per_page)
+    pages = max(1, -(-total // per_page))
+    links = page_links(page, per_page, pages)
+    if media == CSV:
+        return _csv(notes), total, links
+    body = json.dumps({
+        "items": [n.as_dict() for n in notes], "page": page, "per_page": per_page,
+        "total": total, "pages": pages, "links": links,
+    }, ensure_ascii=False).encode()
+    return body, total, links
+
+
 # -- handlers -----------------------------------------------------------------------------------
 @routes.get("/api/notes")
 async def list_notes(request: web.Request) -> web.Response:
@@ -322,17 +351,8 @@ async def list_notes(request: web.Request) -> web.Response:
     media = negotiate(request, (JSON, CSV))
     page = _query_int(request, "page", 1, 1, MAX_PAGE)
     per_page = _query_int(request, "per_page", DEFAULT_PER_PAGE, 1, MAX_PER_PAGE)
-    notes, total = await asyncio.to_thread(store(request).page, (page - 1) * per_page, per_page)
-    pages = max(1, -(-total // per_page))
-    links = page_links(page, per_page, pages)
+    body, total, links = await asyncio.to_thread(_page_body, store(request), media, page, per_page)
     link_header = ", ".join(f'<{url}>; rel="{rel}"' for rel, url in links.items())
-    if media == CSV:
-        body = _csv(notes)
-    else:
-        body = json.dumps({
-            "items": [n.as_dict() for n in notes], "page": page, "per_page": per_page,
-            "total": total, "pages": pages, "links": links,
-        }, ensure_ascii=False).encode()
     return represent(request, body, media, etag=strong_etag(body),
                      headers={"Link": link_header, "Vary": "Accept",
                               "X-Total-Count": str(total)})
@@ -340,10 +360,15 @@ async def list_notes(request: web.Request) -> web.Response:
 
 @routes.post("/api/notes")
 async def create_note(request: web.Request) -> web.Response:
-    """Create a note: 201, Location of the new note, and its representation."""
+    """Create a note: 201, Location of the new note, and its representation. With an
+    Idempotency-Key header a retry replays the first answer and creates nothing new."""
     negotiate(request, (JSON,))
-    fields = validate(await read_json(request, JSON))
-    note = await asyncio.to_thread(store(request).create, fields)
+    return await idempotency.idempotent(request, "POST /api/notes", lambda: _create_note(request))
+
+
+async def _create_note(request: web.Request) -> web.Response:
+    fields = bounded(request, await read_json(request, JSON))
+    note = await _write(store(request).create, fields)
     location = f"/api/notes/{note.id}"
     return _note_response(request, note, 201,
                           {"Location": location, "Content-Location": location})
@@ -375,7 +400,7 @@ async def _update(request: web.Request, compute) -> web.Response:
         check_preconditions(request, current)
         return compute(current)
 
-    result = await asyncio.to_thread(store(request).update, nid, change)
+    result = await _write(store(request).update, nid, change)
     if result is None:
         raise _missing(nid)
     note, _changed = result
@@ -387,7 +412,7 @@ async def put_note(request: web.Request) -> web.Response:
     """Replace a note completely (fields left out get their defaults)."""
     negotiate(request, (JSON,))
     note_id(request)
-    fields = validate(await read_json(request, JSON))
+    fields = bounded(request, await read_json(request, JSON))
     return await _update(request, lambda current: fields)
 
 
@@ -399,7 +424,7 @@ async def patch_note(request: web.Request) -> web.Response:
     patch = await read_json(request, MERGE_PATCH)
     if isinstance(patch, dict):
         patch = {k: v for k, v in patch.items() if k not in READ_ONLY}
-    return await _update(request, lambda current: validate(merge_patch(current.fields(), patch)))
+    return await _update(request, lambda current: bounded(request, merge_patch(current.fields(), patch)))
 
 
 @routes.delete("/api/notes/{id}")
@@ -428,7 +453,7 @@ async def _open_store(app: web.Application) -> None:
     if not path:  # an app built without the runner: a database of its own, removed at cleanup
         app[_TEMP_DB] = tempfile.TemporaryDirectory(prefix="labkit-notes-")
         path = str(Path(app[_TEMP_DB].name) / "lab.db")
-    app[NOTES] = NotesStore(path)
+    app[NOTES] = NotesStore(path, max_store_bytes=app[CONFIG].max_store_bytes)
     await asyncio.to_thread(app[NOTES].init)
 
 
@@ -441,6 +466,7 @@ async def _close_store(app: web.Application) -> None:
 def setup(app: web.Application) -> None:
     app.add_routes(routes)
     app.on_startup.append(_open_store)
+    idempotency.setup(app, lambda app: app[NOTES].path)  # keys live in the notes' SQLite file
     app.on_cleanup.append(_close_store)
 
 
@@ -448,7 +474,8 @@ def setup(app: web.Application) -> None:
 _PROBLEM = {"$ref": "#/components/responses/Problem"}
 _NOTE_FIELDS = {
     "title": {"type": "string", "minLength": 1, "maxLength": MAX_TITLE, "pattern": NOT_BLANK},
-    "body": {"type": "string", "maxLength": MAX_TEXT, "default": ""},
+    "body": {"type": "string", "maxLength": MAX_TEXT, "default": "",
+             "description": "The whole note may be at most 128 KiB as JSON (413 beyond that)"},
     "tags": {"type": "array", "maxItems": MAX_TAGS, "default": [],
              "items": {"type": "string", "minLength": 1, "maxLength": MAX_TAG, "pattern": NOT_BLANK}},
     "votes": {"type": "integer", "minimum": -MAX_VOTES, "maximum": MAX_VOTES, "default": 0},
@@ -536,12 +563,13 @@ OPENAPI_PATHS = {
         "post": {
             "summary": "Create a note",
             "operationId": "createNote",
+            "parameters": [idempotency.OPENAPI_PARAMETER],
             "requestBody": {"required": True, "content": {JSON: {"schema": _NOTE_INPUT}}},
             "responses": {
                 "201": {**_NOTE_OK, "description": "Created; Location names the new note",
                         "headers": {**_VALIDATORS, "Location": _HEADER}},
                 "400": _PROBLEM, "406": _PROBLEM, "413": _PROBLEM, "415": _PROBLEM,
-                "422": _PROBLEM,
+                "422": _PROBLEM, "507": _PROBLEM, "409": idempotency.OPENAPI_RESPONSES["409"],
             },
         },
         "options": {
@@ -572,7 +600,7 @@ OPENAPI_PATHS = {
             "responses": {
                 "200": _NOTE_OK,
                 "400": _PROBLEM, "404": _PROBLEM, "406": _PROBLEM, "412": _PROBLEM,
-                "413": _PROBLEM, "415": _PROBLEM, "422": _PROBLEM,
+                "413": _PROBLEM, "415": _PROBLEM, "422": _PROBLEM, "507": _PROBLEM,
             },
         },
         "patch": {
@@ -583,7 +611,7 @@ OPENAPI_PATHS = {
             "responses": {
                 "200": _NOTE_OK,
                 "400": _PROBLEM, "404": _PROBLEM, "406": _PROBLEM, "412": _PROBLEM,
-                "413": _PROBLEM, "415": _PROBLEM, "422": _PROBLEM,
+                "413": _PROBLEM, "415": _PROBLEM, "422": _PROBLEM, "507": _PROBLEM,
             },
         },
         "delete": {

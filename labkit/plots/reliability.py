@@ -1,0 +1,36 @@
+"""Figures of lesson 07: a reconnect storm (attempts per window, with and without jitter) and the
+staleness of each fallback path."""
+
+from __future__ import annotations
+
+from .base import finish
+
+STORM_COLOURS = {"none": "#c0392b", "full": "#1f6fb2", "equal": "#8e44ad"}
+
+
+def reconnect_storm(bins, *, bin_s: float = 0.1, down_s: float | None = None):
+    """Bars of connection attempts per `bin_s` window after a server stop, one colour per jitter
+    setting (`bins`: labkit.reliability.attempts_per_bin). A dotted line marks the restart."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for jitter, rows in bins.groupby("jitter", sort=False):
+        label = {"none": "no jitter", "full": "full jitter", "equal": "equal jitter"}.get(jitter,
+                                                                                          jitter)
+        fig.add_trace(go.Bar(x=rows["bin_s"] + bin_s / 2, y=rows["attempts"], width=bin_s * 0.9,
+                             name=label, marker_color=STORM_COLOURS.get(jitter), opacity=0.75))
+    if down_s is not None:
+        fig.add_vline(x=down_s, line_dash="dot", annotation_text="server back")
+    fig.update_layout(barmode="overlay")
+    return finish(fig, f"Reconnect storm: connection attempts per {bin_s * 1000:.0f} ms after a "
+                       "server stop", "time since the server stopped (s)",
+                  f"attempts per {bin_s * 1000:.0f} ms (count)", legend="backoff")
+
+
+def fallback_staleness(frame):
+    """Box plot of staleness (ms) per client of labkit.reliability.fallback_run."""
+    import plotly.express as px
+
+    fig = px.box(frame, x="client", y="staleness_ms", color="client", points="all")
+    return finish(fig, "Staleness of each path to the feed (a refused WebSocket fell back to SSE)",
+                  "client (path)", "staleness (ms, received - published)", legend="client")
