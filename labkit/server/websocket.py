@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import WSCloseCode, web
 
+from .jupyter_proxy import JUPYTER_ORIGINS, is_jupyter_page
 from .keys import CONFIG, WEBSOCKETS
 from .problem import OPEN_WEBSOCKET, ProblemError
 
@@ -18,8 +19,11 @@ CLOSE_TIMEOUT = 0.5
 """Seconds the server waits for the peer's Close frame before dropping the connection."""
 
 
-def origin_allowed(origin: str | None, allowed: tuple[str, ...] = ()) -> bool:
-    """True for no Origin (non-browser clients), a loopback Origin, or one listed in `allowed`.
+def origin_allowed(origin: str | None, allowed: tuple[str, ...] = (), *, host: str | None = None,
+                   jupyter_origins=()) -> bool:
+    """True for no Origin (non-browser clients), a loopback Origin, one listed in `allowed`, or a
+    page of the student's own Jupyter: an Origin in `jupyter_origins` whose host is the request's
+    `host` (the request came through that Jupyter's proxy; see jupyter_proxy.py).
 
     Browsers always send Origin on a WebSocket handshake; a page from another site must not be able
     to open a socket to the lab with the user's cookies (cross-site WebSocket hijacking).
@@ -27,6 +31,8 @@ def origin_allowed(origin: str | None, allowed: tuple[str, ...] = ()) -> bool:
     if origin is None:
         return True
     if origin.rstrip("/") in {o.rstrip("/") for o in allowed} or "*" in allowed:
+        return True
+    if jupyter_origins and is_jupyter_page(jupyter_origins, origin, host):
         return True
     host = urlsplit(origin).hostname
     if host is None:
@@ -83,11 +89,13 @@ async def accept(request: web.Request, **options) -> web.WebSocketResponse:
     """
     config = request.app[CONFIG]
     origin = request.headers.get("Origin")
-    if not origin_allowed(origin, config.allowed_origins):
+    if not origin_allowed(origin, config.allowed_origins, host=request.host,
+                          jupyter_origins=request.app.get(JUPYTER_ORIGINS, ())):
         raise ProblemError(
             403,
-            f"Origin {origin!r} is not allowed to open a WebSocket here. Only loopback pages (or "
-            "origins passed as lk.start(allowed_origins=[...])) may connect.",
+            f"Origin {origin!r} is not allowed to open a WebSocket here. Only loopback pages, pages "
+            "of your own Jupyter server (through its proxy), or origins passed as "
+            "lk.start(allowed_origins=[...]) may connect.",
         )
     # aiohttp refuses a message of exactly max_msg_size bytes; the lab's limit is inclusive.
     options.setdefault("max_msg_size", config.max_ws_message + 1)

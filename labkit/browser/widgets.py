@@ -1,0 +1,148 @@
+"""Browser-side clients as anywidgets: the page opens the WebSocket, EventSource or fetch itself.
+
+Each widget reaches the lab at `<Jupyter base URL>proxy/<port>/` (jupyter-server-proxy), so it works
+locally, on Binder and on a JupyterHub. On first render the page sends its `location.origin` to the
+kernel over Jupyter's comm channel; the widget passes it to `lab.trust_page_origin` so the lab
+accepts this page's WebSockets on a hub (see labkit/server/jupyter_proxy.py for why that is safe).
+
+The widget shows a DevTools-like log of frames (direction, type, size, time) and sends its rows
+and its timings (measured in the page with performance.now()) back to Python at most ten times a
+second: `widget.frame_log()` and `widget.timings()` are DataFrames a later cell can plot.
+
+Comm messages reach Python between cells, not while a cell runs: read `frame_log()` in a cell run
+after the widget has worked (after "Run All" in a browser, run the reading cell once more).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import anywidget
+import traitlets as t
+
+HERE = Path(__file__).parent
+
+
+class BrowserWidget(anywidget.AnyWidget):
+    """Base of the browser widgets: where the lab is, and what the page reported back."""
+
+    _esm = HERE / "widgets.js"
+    _css = HERE / "widgets.css"
+
+    kind = t.Unicode("").tag(sync=True)
+    direct_url = t.Unicode("").tag(sync=True)
+    proxy_path = t.Unicode("").tag(sync=True)
+    via = t.Unicode("proxy").tag(sync=True)
+    seconds = t.Float(300.0).tag(sync=True)
+    rendered = t.Bool(False).tag(sync=True)
+    page_base = t.Unicode("").tag(sync=True)
+
+    def __init__(self, lab, *, port: int | None = None, **kwargs):
+        """`lab`: the LabServer (or a URL). `port`: connect to this port instead of the lab's (a wire
+        tap or an emulator in front of it); the lab is still the one told about the page."""
+        url = getattr(lab, "url", None) or str(lab)
+        parts = urlsplit(url)
+        if port is not None:
+            url = f"{parts.scheme}://{parts.hostname}:{port}"
+        port = urlsplit(url).port
+        super().__init__(direct_url=url.rstrip("/") + "/", proxy_path=f"proxy/{port}/", **kwargs)
+        self._lab = lab
+        self.page_origins: list[str] = []
+        self.frames: list[dict] = []
+        self.timing_rows: list[dict] = []
+        self.on_msg(self._on_page_message)
+
+    def __repr__(self) -> str:
+        return (f"<labkit browser widget '{self.kind}' for the lab at {self.direct_url}: a browser draws "
+                "it; without one (a headless run) it stays empty>")
+
+    def _on_page_message(self, _widget, content, _buffers) -> None:
+        kind = content.get("kind") if isinstance(content, dict) else None
+        if kind == "hello":
+            origin = content.get("origin")
+            trust = getattr(self._lab, "trust_page_origin", None)
+            if isinstance(origin, str) and trust is not None and trust(origin):
+                self.page_origins.append(origin)
+            self.send({"kind": "ready"})
+        elif kind == "rows":
+            self.frames.extend(r for r in content.get("frames", []) if isinstance(r, dict))
+            self.timing_rows.extend(r for r in content.get("timings", []) if isinstance(r, dict))
+
+    def frame_log(self):
+        """The frames the page saw: n, dir (↑ sent, ↓ received, • event), type, bytes, t_ms."""
+        import pandas as pd
+
+        return pd.DataFrame(self.frames, columns=["n", "dir", "type", "bytes", "t_ms"])
+
+    def timings(self):
+        """The page's own measurements (performance.now(), in ms), one row each."""
+        import pandas as pd
+
+        return pd.DataFrame(self.timing_rows)
+
+
+class GameWidget(BrowserWidget):
+    game = t.Unicode("demo").tag(sync=True)
+    role = t.Unicode("play").tag(sync=True)
+    seat = t.Unicode("").tag(sync=True)
+    name = t.Unicode("browser").tag(sync=True)
+    transport = t.Unicode("websocket").tag(sync=True)
+    poll_ms = t.Float(500.0).tag(sync=True)
+    optimistic = t.Bool(False).tag(sync=True)
+
+
+class WhiteboardWidget(BrowserWidget):
+    room = t.Unicode("board").tag(sync=True)
+    name = t.Unicode("me").tag(sync=True)
+    tick_hz = t.Float(10.0).tag(sync=True)
+    color = t.Unicode("#1f77b4").tag(sync=True)
+
+
+class ProbeWidget(BrowserWidget):
+    transport = t.Unicode("websocket").tag(sync=True)
+    path = t.Unicode("/ws/echo").tag(sync=True)
+    count = t.Int(20).tag(sync=True)
+    payload_bytes = t.Int(16).tag(sync=True)
+
+
+class LinkWidget(BrowserWidget):
+    text = t.Unicode("").tag(sync=True)
+
+
+def connect_four(lab, game: str = "demo", *, role: str = "play", seat: str = "", name: str = "browser",
+                 transport: str = "websocket", poll_ms: float = 500, optimistic: bool = False,
+                 seconds: float = 300, via: str = "proxy") -> GameWidget:
+    """A Connect Four board played from the page: click a column to drop a disc.
+
+    role "play" takes a free seat (or `seat` "X"/"O"), "watch" only follows. transport "websocket"
+    (pushed states) or "poll" (fetch every `poll_ms`). optimistic=True draws your disc before the
+    server answers (and removes it if refused). The connection closes by itself after `seconds`.
+    """
+    if role not in ("play", "watch") or transport not in ("websocket", "poll") or seat not in ("", "X", "O"):
+        raise ValueError('role is "play" or "watch", transport "websocket" or "poll", seat "", "X" or "O"')
+    return GameWidget(lab, kind="game", game=game, role=role, seat=seat, name=name, transport=transport,
+                      poll_ms=poll_ms, optimistic=optimistic, seconds=seconds, via=via)
+
+
+def whiteboard(lab, room: str = "board", *, name: str = "me", tick_hz: float = 10, color: str = "#1f77b4",
+               seconds: float = 300, via: str = "proxy") -> WhiteboardWidget:
+    """A shared whiteboard: draw with the mouse; your cursor is sent `tick_hz` times a second."""
+    return WhiteboardWidget(lab, kind="whiteboard", room=room, name=name, tick_hz=tick_hz, color=color,
+                            seconds=seconds, via=via)
+
+
+def probe(lab, transport: str = "websocket", *, path: str | None = None, count: int = 20,
+          payload_bytes: int = 16, via: str = "proxy", port: int | None = None) -> ProbeWidget:
+    """`count` timed exchanges from the page: WebSocket echoes, EventSource events or fetches.
+    `port`: go through a wire tap (or emulator) listening there in front of the lab."""
+    defaults = {"websocket": "/ws/echo", "sse": "/sse/feed", "fetch": "/api/echo?size=16"}
+    if transport not in defaults:
+        raise ValueError(f"transport must be one of {sorted(defaults)}")
+    return ProbeWidget(lab, kind="probe", transport=transport, path=path or defaults[transport],
+                       count=count, payload_bytes=payload_bytes, seconds=60, via=via, port=port)
+
+
+def lab_link(lab, text: str = "open the lab's index in a new tab") -> LinkWidget:
+    """A link to the lab's HTML index as this page reaches it (through Jupyter's proxy)."""
+    return LinkWidget(lab, kind="link", text=text, seconds=0)

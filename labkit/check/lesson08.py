@@ -1,0 +1,78 @@
+"""Checkers for lesson 08 (a multiplayer game and live collaboration)."""
+
+from __future__ import annotations
+
+import math
+
+from ._core import Feedback, close_to, exercise, verdict
+
+__all__ = ["move_out_of_turn_status", "cursor_messages_per_second", "optimistic_wrong_seat"]
+
+
+def _number(answer) -> float | None:
+    if isinstance(answer, bool):
+        return None
+    try:
+        value = float(answer)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(value) else value
+
+
+@exercise("a move out of turn", how="POST a move for the seat that is not to play and read the status.")
+def move_out_of_turn_status(answer, target) -> Feedback:
+    """The status the game answers to a REST move made out of turn: checked by making one."""
+    import uuid
+
+    from ..clients.rest import RestClient
+
+    name = "a move out of turn"
+    game = f"check-{uuid.uuid4().hex[:10]}"
+    with RestClient(target) as api:
+        api.post(f"/api/games/{game}/seats", json={"name": "x"})
+        o = api.post(f"/api/games/{game}/seats", json={"name": "o"}).json()
+        status = api.post(f"/api/games/{game}/moves",
+                          json={"seat": o["seat"], "token": o["token"], "column": 0}).status
+    value = _number(answer)
+    if value is None:
+        return verdict(False, "", "Give the status code as a number (make such a move and look).", name)
+    return verdict(value == status,
+                   f"Right: {status} Conflict: the request is well formed and yours, but it clashes "
+                   "with the state the server holds (X plays first). Nothing changed on the board.",
+                   "Take a seat as O in a new game and POST a move before X has played; read the status.",
+                   name, then="It is not 400 (the JSON is fine), 403 (the token is right) or 422 (the "
+                   "column is valid): which status says the request conflicts with the current state?")
+
+
+@exercise("cursor messages per second", how="Predict a number of messages per second.")
+def cursor_messages_per_second(answer, participants: int = 3, tick_hz: float = 30) -> Feedback:
+    """Cursor messages each participant receives per second when `participants` all move their
+    cursor `tick_hz` times a second (the server relays each cursor to everyone else)."""
+    name = "cursor messages per second"
+    value = _number(answer)
+    if value is None:
+        return verdict(False, "", "Give a number of messages per second.", name)
+    expected = (participants - 1) * tick_hz
+    return verdict(close_to(value, expected, rel=0.1),
+                   f"Yes: {participants - 1} others × {tick_hz:g} updates/s = {expected:g} messages/s "
+                   "coming in; it grows with the room, which is why busy rooms lower the tick rate "
+                   "or batch cursors.",
+                   "Who sends you cursor updates? Not you (the server does not echo yours back).",
+                   name, then="Count the others in the room, and how often each one sends.")
+
+
+@exercise("whose optimistic disc can be wrong", how='Answer "X", "O", "both" or "neither".')
+def optimistic_wrong_seat(answer) -> Feedback:
+    """Both players click the same column at the same instant while it is X's turn, each drawing its
+    own disc at once: whose drawing can be wrong?"""
+    name = "whose optimistic disc can be wrong"
+    value = str(answer).strip().lower()
+    if value not in ("x", "o", "both", "neither"):
+        return verdict(False, "", 'Answer one of "X", "O", "both", "neither".', name)
+    return verdict(value == "o",
+                   "Right: X's move is valid whenever it arrives, so its drawing always stands. O's "
+                   "is refused if it arrives first (not O's turn) and lands one row higher if it "
+                   "arrives second: O's screen was wrong until the server's answer came back.",
+                   "Whose turn was it? Which of the two moves can the server accept in either order?",
+                   name, then="Look at the optimistic_race table: which seat ever had an outcome other "
+                   "than 'as shown'?")

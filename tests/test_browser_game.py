@@ -1,0 +1,282 @@
+"""Browser clients through Jupyter's proxy, in headless Chromium, as on a hub.
+
+JupyterLab runs with a hub-like base URL (/user/student/) and is reached under a public,
+non-loopback name (hub.example.test, mapped to 127.0.0.1 inside Chromium only), so the lab must
+learn that its pages are the student's own before it accepts their WebSockets. Two pages of the
+same notebook play a full game of Connect Four through the widgets; a page from another origin
+(evil.example.test) is refused on every path to the lab. A second test measures the request
+headers a real Chromium puts on the wire, beside the kit's Python clients.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import nbformat
+import pytest
+from browser import CHROMIUM_FLAGS, chromium_path, free_port, screenshot
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(400)]
+
+HUB = "hub.example.test"
+EVIL = "evil.example.test"
+TOKEN = "labkit-hub-test"
+
+CELLS = [
+    "import labkit as lk\nlab = lk.start()",
+    'x = lk.browser.connect_four(lab, "match", seat="X", name="ann")\nx',
+    'o = lk.browser.connect_four(lab, "match", seat="O", name="bob")\n'
+    'w = lk.browser.connect_four(lab, "match", role="watch", transport="poll", poll_ms=200)\n'
+    'import ipywidgets\nipywidgets.HBox([o, w])',
+    'print("frames", len(x.frames), "timed", len(x.timings()), "origins", x.page_origins, lab.browser_url)',
+    "lk.browser.lab_link(lab)",
+    'import ipywidgets\nipywidgets.HBox([lk.browser.probe(lab, "websocket", count=5),\n'
+    '    lk.browser.probe(lab, "fetch", count=3), lk.browser.whiteboard(lab, "room", name="ann")])',
+]
+
+
+@pytest.fixture(scope="module")
+def hub_lab(tmp_path_factory):
+    """JupyterLab at /user/student/, as a JupyterHub single-user server runs it."""
+    if chromium_path() is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium); .ci/run installs it")
+    workdir = tmp_path_factory.mktemp("hub")
+    (workdir / "nb").mkdir()
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in CELLS], metadata={
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    nbformat.write(nb, workdir / "nb" / "game.ipynb")
+    port = free_port()
+    env = {**os.environ, "LABKIT_QUICK": "1", "JUPYTER_CONFIG_DIR": str(workdir / "cfg"),
+           "JUPYTER_RUNTIME_DIR": str(workdir / "rt")}
+    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+           f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={workdir / 'nb'}",
+           "--ServerApp.base_url=/user/student/", "--ServerApp.allow_remote_access=True",
+           "--LabApp.expose_app_in_browser=True"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")
+    log = open(workdir / "jupyter.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/user/student/api/status?token={TOKEN}",
+                                   timeout=2)
+            break
+        except OSError:
+            time.sleep(0.3)
+    if proc.poll() is not None or time.monotonic() >= deadline:
+        proc.kill()
+        log.close()
+        pytest.fail("JupyterLab did not start:\n" + (workdir / "jupyter.log").read_text()[-3000:])
+    yield {"port": port, "base": f"http://{HUB}:{port}/user/student/", "workdir": workdir}
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    path = chromium_path()
+    if path is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium); .ci/run installs it")
+    from playwright.sync_api import sync_playwright
+
+    rules = f"--host-resolver-rules=MAP {HUB} 127.0.0.1, MAP {EVIL} 127.0.0.1"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=path, args=[*CHROMIUM_FLAGS, rules])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def evil_site():
+    """A page on another origin that tries to reach the lab (and reports what happened)."""
+    page = b"<!doctype html><title>elsewhere</title><p>another site</p>"
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://{EVIL}:{server.server_address[1]}/"
+    server.shutdown()
+
+
+def _open(browser, hub_lab):
+    context = browser.new_context(viewport={"width": 1300, "height": 1000})
+    page = context.new_page()
+    page.goto(f"{hub_lab['base']}lab/tree/game.ipynb?token={TOKEN}", wait_until="domcontentloaded")
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+    page.wait_for_function(
+        "() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
+        " const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;"
+        " return k && k.status === 'idle'; }", timeout=90_000)
+    return page
+
+
+def _run_cell(page, index: int) -> None:
+    page.evaluate(
+        "(i) => { const nb = window.jupyterapp.shell.currentWidget.content; nb.activeCellIndex = i;"
+        " return window.jupyterapp.commands.execute('notebook:run-cell'); }", index)
+
+
+def _cell_output(page, index: int, timeout_ms: int = 30_000) -> str:
+    cell = page.locator(".jp-Notebook .jp-Cell").nth(index)
+    cell.locator(".jp-OutputArea-output").first.wait_for(timeout=timeout_ms)
+    return cell.locator(".jp-OutputArea-output").first.inner_text()
+
+
+TRY_SOCKET = """(url) => new Promise((resolve) => {
+    let ws;
+    try { ws = new WebSocket(url); } catch (err) { resolve('error: ' + err); return; }
+    const timer = setTimeout(() => resolve('no answer'), 8000);
+    ws.onopen = () => { clearTimeout(timer); ws.close(); resolve('opened'); };
+    ws.onclose = (e) => { clearTimeout(timer); resolve('refused ' + e.code); };
+})"""
+
+
+def _board(page, which: int = 0) -> list[str]:
+    return page.locator(".lk-game").nth(which).evaluate(
+        "game => [...game.querySelectorAll('.lk-cell')].map(c => c.dataset.disc || '')")
+
+
+def test_two_pages_play_a_full_game_through_the_proxy(chromium, hub_lab, evil_site):
+    first = _open(chromium, hub_lab)
+    _run_cell(first, 0)
+    _run_cell(first, 1)
+    x = first.locator(".lk-game[data-seat='X'][data-connected='true']")
+    x.wait_for(timeout=60_000)
+    base = x.get_attribute("data-base")
+    lab_port = int(base.rstrip("/").rsplit("/", 1)[1])
+    assert base == f"{hub_lab['base']}proxy/{lab_port}/"  # through Jupyter's proxy, under the hub's name
+
+    second = _open(chromium, hub_lab)  # the same notebook, so the same kernel and the same lab
+    _run_cell(second, 2)
+    o = second.locator(".lk-game[data-seat='O'][data-connected='true']")
+    o.wait_for(timeout=60_000)
+    poller = second.locator(".lk-game").nth(1)  # a spectator that polls GET /api/games/match
+
+    plan = [(first, 0), (second, 1), (first, 0), (second, 1), (first, 0), (second, 1), (first, 0)]
+    for n, (page, column) in enumerate(plan, start=1):
+        page.locator(".lk-game").first.locator(f".lk-cell[data-row='0'][data-col='{column}']").click()
+        for p in (first, second):
+            p.locator(f".lk-game[data-moves='{n}']").first.wait_for(timeout=20_000)
+    poller.and_(second.locator(".lk-game[data-moves='7']")).wait_for(timeout=20_000)
+    assert _board(first) == _board(second) == _board(second, 1)
+    assert _board(first).count("X") == 4 and _board(first).count("O") == 3
+    for game in (first.locator(".lk-game"), second.locator(".lk-game").first, poller):
+        assert game.get_attribute("data-winner") == "X"
+        assert "X wins" in game.locator(".lk-status").inner_text()
+    # once nothing changes, the poller's next GET (If-None-Match) is answered 304, without a body
+    poller.locator(".lk-frame td:nth-child(3)").filter(has_text="304").first.wait_for(timeout=10_000)
+    polls = poller.locator(".lk-frame").evaluate_all("rows => rows.map(r => r.children[2].textContent)")
+    assert "GET /" in polls and "200" in polls
+    # a click after the end is refused by the server, and the boards stay as they are
+    second.locator(".lk-game").first.locator(".lk-cell[data-row='0'][data-col='5']").click()
+    second.locator(".lk-game[data-last-error]").wait_for(timeout=10_000)
+    assert "game is over" in second.locator(".lk-game").first.get_attribute("data-last-error")
+    assert _board(first) == _board(second)
+
+    # the frame log shows the frames: moves sent, states received, with sizes
+    log = first.locator(".lk-game .lk-log .lk-frame")
+    rows = log.evaluate_all("rows => rows.map(r => [...r.children].map(td => td.textContent))")
+    sent = [r for r in rows if r[1] == "↑" and r[2] == "move"]
+    received = [r for r in rows if r[1] == "↓" and r[2] == "state"]
+    assert len(sent) == 4 and len(received) >= 7
+    assert all(int(r[3]) > 0 for r in sent + received)
+    screenshot(first, "lesson-08-game")
+
+    # the page's rows and timings reached Python
+    _run_cell(first, 3)
+    out = _cell_output(first, 3)
+    frames, timed = int(out.split()[1]), int(out.split()[3])
+    assert frames >= len(rows) and timed >= 4 and f"http://{HUB}:{hub_lab['port']}" in out
+    # the kernel found its Jupyter server (its parent) and the proxied address of the lab
+    assert out.split()[-1] == f"http://127.0.0.1:{hub_lab['port']}/user/student/proxy/{lab_port}/"
+
+    # the lab's HTML index opens through the proxy (Host is the hub's name: learnt, so accepted)
+    _run_cell(first, 4)
+    link = first.locator("a.lk-anchor")
+    link.wait_for(timeout=30_000)
+    index = first.context.new_page()
+    index.goto(link.get_attribute("href"))
+    assert "labkit lab server" in index.content()
+    index.close()
+
+    # probes (WebSocket echoes, fetches) and a whiteboard stroke, from the page through the proxy
+    _run_cell(first, 5)
+    first.locator(".lk-probe[data-done='5']").wait_for(timeout=30_000)
+    first.locator(".lk-probe[data-done='3']").wait_for(timeout=30_000)
+    canvas = first.locator(".lk-whiteboard canvas")
+    canvas.wait_for(timeout=30_000)
+    first.locator(".lk-whiteboard[data-strokes='0']").wait_for(timeout=20_000)  # joined the room
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    first.mouse.move(box["x"] + 20, box["y"] + 20)
+    first.mouse.down()
+    first.mouse.move(box["x"] + 120, box["y"] + 80, steps=5)
+    first.mouse.up()
+    first.locator(".lk-whiteboard[data-strokes='1']").wait_for(timeout=20_000)
+    echoes = first.locator(".lk-probe").first.locator(".lk-frame").count()
+    assert echoes >= 10  # five texts up, five echoes down (plus open/close events)
+
+    # the same page may open a socket to the lab through the proxy ...
+    proxied = f"ws://{HUB}:{hub_lab['port']}/user/student/proxy/{lab_port}/ws/echo"
+    assert first.evaluate(TRY_SOCKET, proxied) == "opened"
+    # ... a foreign page may not: not through Jupyter's proxy, not straight to the lab, not by
+    # rebinding its own name to the lab's address
+    evil = chromium.new_page()
+    evil.goto(evil_site)
+    for url in (proxied, f"ws://127.0.0.1:{lab_port}/ws/echo", f"ws://{EVIL}:{lab_port}/ws/echo"):
+        assert evil.evaluate(TRY_SOCKET, url).startswith("refused"), url
+    evil.close()
+    first.context.close()
+    second.context.close()
+
+
+def test_real_chromium_request_headers_beside_the_python_client(chromium):
+    import labkit as lk
+    from labkit.browser import python_request_heads, request_heads
+    from labkit.server.runner import LabServer
+
+    with LabServer() as lab:
+        tap = lk.tap(lab)
+        try:
+            page = chromium.new_page()
+            page.goto(tap.url() + "/")  # the lab's own index page, a loopback origin
+            page.evaluate("() => fetch('/api/games/headers', {cache: 'no-store'}).then(r => r.text())")
+            assert page.evaluate(TRY_SOCKET, tap.url("ws") + "/ws/echo") == "opened"
+            page.close()
+            browser_rows = request_heads(tap, "Chromium")
+        finally:
+            tap.stop()
+        python_rows = python_request_heads(lab, lk.tap)
+    browser_rows = browser_rows[browser_rows.target.isin(["/api/games/headers", "/ws/echo"])]
+    both = {(r.client, r.kind): r for r in [*browser_rows.itertuples(), *python_rows.itertuples()]}
+    print(json.dumps({f"{c} {k}": r.header_bytes for (c, k), r in both.items()}))
+    assert set(both) == {("Chromium", "poll"), ("Chromium", "upgrade"),
+                         ("labkit Python client", "poll"), ("labkit Python client", "upgrade")}
+    chrome_poll, chrome_upgrade = both["Chromium", "poll"], both["Chromium", "upgrade"]
+    assert "user-agent" in chrome_poll.header_names.lower()
+    assert "origin" in chrome_upgrade.header_names.lower()
+    assert "sec-websocket-extensions" in chrome_upgrade.header_names.lower()
+    assert chrome_poll.header_bytes > both["labkit Python client", "poll"].header_bytes
+    assert chrome_upgrade.header_bytes > both["labkit Python client", "upgrade"].header_bytes
