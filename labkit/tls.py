@@ -44,7 +44,21 @@ def client_ssl_context() -> ssl.SSLContext:
     """
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     authority().configure_trust(context)
+    for path in _trusted_files:
+        context.load_verify_locations(cafile=path)
     return context
+
+
+_trusted_files: list[str] = []
+
+
+def trust_file(path) -> None:
+    """Also trust the CA certificate in `path` (PEM): the CA of a class server on another machine,
+    handed out by the instructor (`labkit serve --classroom --tls`)."""
+    path = str(Path(path).resolve())
+    ssl.create_default_context(cafile=path)  # fails here, clearly, if the file is not a CA PEM
+    if path not in _trusted_files:
+        _trusted_files.append(path)
 
 
 @functools.cache
@@ -56,4 +70,4 @@ def ca_pem_path() -> Path:
     return path
 
 
-__all__ = ["HOSTS", "authority", "ca_pem_path", "client_ssl_context", "server_ssl_context"]
+__all__ = ["HOSTS", "authority", "ca_pem_path", "client_ssl_context", "server_ssl_context", "trust_file"]

@@ -1,4 +1,4 @@
-"""Every exercise can be solved: each section of notebooks/solutions/NN-*.py replaces the matching
+"""Every exercise can be solved: each section of instructors/solutions/NN-*.py replaces the matching
 exercise cell of its lesson, the lesson runs in a real kernel in quick mode, and every checker
 answers Correct."""
 
@@ -13,7 +13,9 @@ from notebook_runner import LESSONS, NOTEBOOK_TIMEOUT_S, NOTEBOOKS_DIR, error_ou
 
 import labkit.check
 
-SOLUTIONS = sorted((NOTEBOOKS_DIR / "solutions").glob("[0-9][0-9]-*.py"))
+SOLUTIONS_DIR = NOTEBOOKS_DIR.parent / "instructors" / "solutions"
+"""Outside notebooks/, the folder students open, so the answers are not one click away."""
+SOLUTIONS = sorted(SOLUTIONS_DIR.glob("[0-9][0-9]-*.py"))
 SECTION_MARK = re.compile(r"^# %%.*$", re.MULTILINE)
 CHECKER_CALL = re.compile(r"\blk\.check\.(\w+)\(")
 
@@ -39,7 +41,7 @@ def shows_correct(output) -> bool:
 
 
 def test_there_are_solutions():
-    assert SOLUTIONS, "no solutions found under notebooks/solutions/"
+    assert SOLUTIONS, "no solutions found under instructors/solutions/"
 
 
 @pytest.mark.parametrize("solution", SOLUTIONS, ids=[p.stem for p in SOLUTIONS])

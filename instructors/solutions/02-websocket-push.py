@@ -1,40 +1,34 @@
 # Solutions to the exercises of 02-websocket-push.ipynb, one "# %%" section per exercise cell
-# (the first is the "Your turn" cell in the handshake section, then exercises 1-4).
-# ruff: noqa: F821 - each section runs inside the lesson, which defines lk, base64, hashlib, tap,
-# request, ws, closes, rest_bytes and ws_bytes earlier.
+# (the first is the "Your turn" cell in the handshake section, then exercises 1-3).
+# ruff: noqa: F821 - each section runs inside the lesson, which defines lk, base64, hashlib, wire, tap,
+# fresh_key and GUID earlier.
 
 # %% your turn: Sec-WebSocket-Accept
-# base64(SHA-1(key + the fixed GUID)), with the key read from the handshake the tap recorded.
-headers = dict(line.split(": ", 1) for line in request.strip().split("\r\n")[1:])
-key = headers["Sec-WebSocket-Key"]
-GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-my_accept = base64.b64encode(hashlib.sha1((key + GUID).encode()).digest()).decode()
-lk.check.websocket_accept(key, my_accept)
+# base64(SHA-1(key + the fixed GUID)): the raw 20-byte digest, not its hex text.
+my_accept = base64.b64encode(hashlib.sha1((fresh_key + GUID).encode()).digest()).decode()
+lk.check.websocket_accept(fresh_key, my_accept)
 
 # %% exercise 1
-# Open a second connection through the tap, read its fresh key, and compute the accept the same way.
-tap.reset()
-lk.websocket(tap.url("ws"), "/ws/echo").close()
-req, _ = tap.handshake()
-key2 = dict(line.split(": ", 1) for line in req.strip().split("\r\n")[1:])["Sec-WebSocket-Key"]
-answer = base64.b64encode(hashlib.sha1((key2 + GUID).encode()).digest()).decode()
-lk.check.websocket_accept(key2, answer)
-
-# %% exercise 2
-# 300 > 125 needs the 16-bit extended length (2 + 2 bytes), plus the 4-byte mask of a client frame;
-# the tap measures the real frame to compare.
+# 300 > 125 needs the 16-bit extended length (2 + 2 bytes), plus the 4-byte mask of a client frame.
 my_header_bytes = 2 + 2 + 4
-tap.reset()
-ws.echo(b"y" * 300)
-measured = tap.frames().query("direction == 'up' and opcode == 'BINARY'")["header_bytes"].iloc[0]
-print("the tap measured", measured, "header bytes")
 lk.check.frame_header_bytes(300, masked=True, answer=my_header_bytes)
 
-# %% exercise 3
-# The close frame the strict lab sent when the 1025-byte message broke its 1024-byte limit.
-answer = int(closes.query("direction == 'down'")["close_code"].iloc[0])
-lk.check.close_code("too_big", answer)
+# %% exercise 2
+# Invalid UTF-8 in a text message is "invalid frame payload data"; the lab's close frame confirms it.
+tried = wire.send_frames(tap.url(), "/ws/echo", [("text", b"\xff", True)])
+print("the lab closed with", tried["close_code"])
+my_code = tried["close_code"]
+lk.check.close_code("invalid_utf8", my_code)
 
-# %% exercise 4
-# Bytes of one REST echo (request + response) over bytes of one WebSocket echo (frame up + down).
-lk.check.rest_vs_websocket_bytes(rest_bytes / ws_bytes)
+# %% exercise 3
+# Measure both echoes with a 64-byte payload through the tap, both directions each.
+big = b"x" * 64
+api.post("/api/echo", data=big)
+tap.settle().reset()
+api.post("/api/echo", data=big)
+rest_64 = tap.settle().bytes_up + tap.bytes_down
+tap.reset()
+ws.echo(big)
+ws_64 = tap.settle().bytes_up + tap.bytes_down
+my_ratio = rest_64 / ws_64
+lk.check.rest_vs_websocket_bytes(my_ratio, payload=b"x" * 64)

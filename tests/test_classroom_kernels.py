@@ -1,0 +1,74 @@
+"""`lk.join` in two real kernels: lesson 05's chat client, one class server, messages both ways."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+from jupyter_client.manager import start_new_kernel
+
+pytestmark = pytest.mark.notebook
+
+
+def execute(client, code: str, timeout: float = 60) -> str:
+    """Run `code` in the kernel; returns its stdout; fails the test on an error."""
+    out: list[str] = []
+    errors: list[str] = []
+
+    def hook(msg):
+        kind, content = msg["msg_type"], msg["content"]
+        if kind == "stream" and content["name"] == "stdout":
+            out.append(content["text"])
+        elif kind == "error":
+            errors.append(f"{content['ename']}: {content['evalue']}")
+
+    client.execute_interactive(code, output_hook=hook, timeout=timeout)
+    assert not errors, errors
+    return "".join(out)
+
+
+@pytest.fixture
+def class_server():
+    proc = subprocess.Popen([sys.executable, "-m", "labkit.cli", "serve", "--classroom", "--host",
+                             "127.0.0.1", "--port", "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    url = proc.stdout.readline().strip()
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.mark.timeout(180)
+def test_two_kernels_share_one_room(class_server):
+    kernels = [start_new_kernel(kernel_name="python3") for _ in range(2)]
+    try:
+        (_, a), (_, b) = kernels
+        for client, name in ((a, "ada"), (b, "bo")):
+            execute(client, f"import labkit as lk\nlab = lk.join({class_server!r})\n"
+                            f"me = lk.chat_ws(lab, {name!r})\n")
+        clash = execute(b, "try:\n    lk.chat_ws(lab, '\\u0430da')\n    print('joined')\n"
+                           "except Exception as exc:\n    print('refused', exc)\n")
+        assert clash.startswith("refused") and "409" in clash
+        execute(a, "me.send('hello from kernel A')")
+        execute(b, "me.send('hello from kernel B')")
+        deadline = time.time() + 20
+        seen: dict[str, str] = {}
+        while time.time() < deadline and len(seen) < 2:
+            for label, client in (("a", a), ("b", b)):
+                seen[label] = execute(client, "print(sorted(m['data']['text'] for m in me.messages))")
+            if all("kernel A" in s and "kernel B" in s for s in seen.values()):
+                break
+            time.sleep(0.3)
+        for label in ("a", "b"):
+            assert "hello from kernel A" in seen[label] and "hello from kernel B" in seen[label], seen
+        offset = execute(a, "print(abs(lab.clock_offset_s) < 0.05, lab.url.count('@'))")
+        assert offset.split() == ["True", "1"]
+    finally:
+        for km, client in kernels:
+            client.stop_channels()
+            km.shutdown_kernel(now=True)
