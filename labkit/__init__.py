@@ -20,6 +20,9 @@ QUICK = os.environ.get("LABKIT_QUICK", "") not in ("", "0")
 # public name -> "module:attribute" (or "module" for a submodule), resolved on first use
 _LAZY = {
     "start": "labkit.server.runner:start",
+    "start_cluster": "labkit.cluster:start_cluster",
+    "stop_clusters": "labkit.cluster:stop_clusters",
+    "scaling": "labkit.scaling",
     "stop": "labkit.server.runner:stop",
     "current": "labkit.server.runner:current",
     "LabServer": "labkit.server.runner:LabServer",
@@ -36,6 +39,7 @@ _LAZY = {
     "NetemProxy": "labkit.netem:NetemProxy",
     "tls": "labkit.tls",
     "ping_meter": "labkit.widgets.ping:ping_meter",
+    "ping_summary": "labkit.widgets.ping:summary",
     "feed_run": "labkit.clients.feed:feed_run",
     "feed_source": "labkit.clients.feed:set_source",
     "chat_ws": "labkit.clients.chat:ChatWsClient",
@@ -43,7 +47,18 @@ _LAZY = {
     "feed_dashboard": "labkit.widgets.dashboard:feed_dashboard",
     "chat_widget": "labkit.widgets.chat:chat_widget",
     "rest_lab": "labkit.rest_lab",
+    "bank_lab": "labkit.bank_lab",
+    "bank_widget": "labkit.widgets.bank:bank_widget",
     "tap": "labkit.wire:tap",
+    "subscriber": "labkit.clients.reconnect:subscriber",
+    "subscriber_widget": "labkit.widgets.subscriber:subscriber_widget",
+    "reliability": "labkit.reliability",
+    "browser": "labkit.browser",
+    "game": "labkit.clients.game",
+    "view": "labkit.tables:view",
+    "present": "labkit.plots.base:present",
+    "join": "labkit.classroom:join",
+    "classroom_dashboard": "labkit.widgets.classroom:classroom_dashboard",
 }
 
 

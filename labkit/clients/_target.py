@@ -4,9 +4,13 @@ from __future__ import annotations
 
 
 def base_url(target, scheme: str = "http") -> str:
-    """`target` is a LabServer (uses its url / ws_url) or a URL string; returns it without a trailing /."""
+    """`target` is a LabServer (uses its url / ws_url) or a URL string; returns it without a trailing /.
+    Asked for "ws", an http(s):// URL string becomes its ws(s):// twin (same host and port)."""
     if isinstance(target, str):
-        return target.rstrip("/")
+        url = target.rstrip("/")
+        if scheme == "ws" and url.startswith(("http://", "https://")):
+            url = "ws" + url[4:]
+        return url
     attr = "ws_url" if scheme == "ws" else "url"
     url = getattr(target, attr, None)
     if url is None:

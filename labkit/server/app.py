@@ -14,6 +14,8 @@ from types import ModuleType
 from aiohttp import web
 
 from .config import LabConfig
+from .guard import body_deadline
+from .hostcheck import host_check
 from .keys import CONFIG, WEBSOCKETS
 from .logs import one_line_server_logs
 from .problem import problem_middleware
@@ -27,6 +29,15 @@ FAMILIES = (
     "hub",
     "feed",
     "chat",
+    "workers",
+    "auth",
+    "classroom",
+    "bank",
+    "iot",
+    "rest_ws",
+    "jupyter_proxy",
+    "game",
+    "collab",
 )
 
 FAMILY_MODULES = web.AppKey("family_modules", tuple)
@@ -41,7 +52,9 @@ def make_app(config: LabConfig | None = None) -> web.Application:
     """Build the lab Application for `config` (defaults: loopback, port 0, temporary database)."""
     config = config or LabConfig()
     one_line_server_logs()
-    app = web.Application(middlewares=[problem_middleware], client_max_size=config.max_body)
+    app = web.Application(
+        middlewares=[problem_middleware, host_check, body_deadline], client_max_size=config.max_body
+    )
     app[CONFIG] = config
     app[WEBSOCKETS] = weakref.WeakSet()
     app[FAMILY_MODULES] = families()
