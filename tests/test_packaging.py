@@ -150,7 +150,9 @@ def test_every_import_of_labkit_and_the_lessons_is_declared():
 
 @pytest.fixture(scope="module")
 def fresh_kernel(tmp_path_factory):
-    """A venv with only `pip install .` (no extras) and a kernelspec pointing at its python."""
+    """A venv with only `pip install .` (no extras) and a kernelspec pointing at its python. The
+    versions are held to the term's lock file (`-c`: a constraint adds no package), so the same run
+    proves the declared dependencies suffice and the locked versions run every lesson."""
     if os.environ.get("LABKIT_SKIP_FRESH_VENV") == "1":
         pytest.skip("LABKIT_SKIP_FRESH_VENV=1")
     import venv
@@ -159,7 +161,7 @@ def fresh_kernel(tmp_path_factory):
     venv.EnvBuilder(with_pip=True).create(folder)
     python = folder / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
     install = subprocess.run([str(python), "-m", "pip", "install", "--no-compile",
-                              "--disable-pip-version-check", "--quiet", str(ROOT)],
+                              "--disable-pip-version-check", "--quiet", "-c", str(LOCK_FILE), str(ROOT)],
                              capture_output=True, text=True, timeout=900)
     assert install.returncode == 0, install.stdout[-3000:] + install.stderr[-3000:]
     check = subprocess.run([str(python), "-m", "pip", "check"], capture_output=True, text=True, timeout=120)
@@ -167,6 +169,45 @@ def fresh_kernel(tmp_path_factory):
     subprocess.run([str(python), "-m", "ipykernel", "install", "--prefix", str(folder), "--name",
                     "labkit-fresh"], check=True, capture_output=True, timeout=120)
     return python, folder / "share" / "jupyter"
+
+
+LOCK_FILE = ROOT / "requirements" / "lab-lock.txt"
+
+
+def _locked() -> dict[str, str]:
+    pins = {}
+    for line in LOCK_FILE.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, sep, version = line.partition("==")
+            assert sep and version and " " not in line, f"not an exact pin: {line!r}"
+            assert _canonical(name) not in pins, f"pinned twice: {name}"
+            pins[_canonical(name)] = version
+    return pins
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_the_lock_pins_every_declared_dependency_within_its_range():
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = _locked()
+    for spec in [*project["dependencies"], *project["optional-dependencies"]["lab"]]:
+        req = Requirement(spec)
+        name = _canonical(req.name)
+        assert name in pins, f"{req.name} is declared but not in {LOCK_FILE.name}"
+        assert req.specifier.contains(pins[name], prereleases=True), (
+            f"{LOCK_FILE.name} pins {req.name}=={pins[name]}, outside {req.specifier}")
+
+
+def test_make_lab_lock_installs_the_lock_then_labkit_without_dependencies():
+    plan = subprocess.run(["make", "-n", "-B", "lab", "LOCK=1"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, check=True).stdout
+    lines = [line for line in plan.splitlines() if "pip install" in line]
+    assert lines[-2].endswith(f"pip install -r {LOCK_FILE.relative_to(ROOT)}"), plan
+    assert lines[-1].endswith("pip install --no-deps -e ."), plan
 
 
 def test_the_fresh_venv_holds_no_extras(fresh_kernel):

@@ -8,8 +8,8 @@
   (the table's CHECK constraints say the same a second time).
 - Service integration: the bank hands each payment to a payment provider (a separate HTTP service,
   `provider.py`) and learns the outcome from the provider's signed **webhook**
-  (`POST /api/webhooks/provider`): the HMAC signature is checked (401 when it does not match), and events are de-duplicated by
-  their id, so a webhook delivered three times is applied once.
+  (`POST /api/webhooks/provider`): the HMAC signature is checked (401 when it does not match), and
+  events are de-duplicated by their id, so a webhook delivered three times is applied once.
 - WebSocket for what the server must say first: `WS /ws/bank?account=ID` pushes every change of the
   account (payment pending / succeeded / failed, with the new balance) the moment the webhook lands;
   `WS /ws/bank/support?account=ID&role=customer|agent` is the account's support chat.
