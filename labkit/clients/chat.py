@@ -15,9 +15,10 @@ import asyncio
 import concurrent.futures
 import contextlib
 import json
+import socket
 import time
 import uuid
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 
@@ -274,19 +275,44 @@ def _published(target) -> int:
     return hub_stats(target)["topics"].get("chat", {}).get("published", 0)
 
 
+SLOW_RECEIVE_BUFFER = 16 * 1024
+"""Receive buffer (SO_RCVBUF, bytes) of a member that reads nothing while it sends. The kernel's
+default grows to megabytes on loopback, which would hide the slow consumer behind tens of
+thousands of messages on a fast machine; with a phone-sized buffer it shows after a few hundred."""
+
+
+async def _small_buffer_socket(url: str) -> socket.socket:
+    """A TCP socket to `url`'s host and port whose receive buffer is SLOW_RECEIVE_BUFFER, set
+    before connecting (so the window the peer sees is small from the first byte)."""
+    parts = urlsplit(url)
+    info = (await asyncio.get_running_loop().getaddrinfo(parts.hostname, parts.port,
+                                                          type=socket.SOCK_STREAM))[0]
+    sock = socket.socket(info[0], socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SLOW_RECEIVE_BUFFER)
+    sock.setblocking(False)
+    try:
+        await asyncio.get_running_loop().sock_connect(sock, info[4])
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 async def _flood(url: str, texts: list[str], ids: list[str] | None, read_timeout: float,
                  *, read_while_sending: bool = False) -> dict:
     """Send every text; without `read_while_sending` read nothing meanwhile (a slow consumer of
-    the room's echo) until the room cuts the connection. Then read what had arrived
-    (acknowledgements, the close) until every id is acknowledged or `read_timeout` passes."""
+    the room's echo, with a small receive buffer) until the room cuts the connection. Then read
+    what had arrived (acknowledgements, the close) until every id is acknowledged or
+    `read_timeout` passes."""
     from websockets.asyncio.client import connect
     from websockets.exceptions import ConnectionClosed
 
     acked: dict[str, int] = {}
     seqs: list[int] = []
     counts = {"duplicates": 0, "sent": 0}
+    sock = None if read_while_sending or url.startswith("wss:") else await _small_buffer_socket(url)
     async with connect(url, compression=None, max_queue=4 if not read_while_sending else 1024,
-                       max_size=2**20, ping_interval=None, close_timeout=2) as conn:
+                       max_size=2**20, ping_interval=None, close_timeout=2, sock=sock) as conn:
 
         async def read() -> None:
             try:

@@ -52,6 +52,7 @@ from .keys import CONFIG
 from .problem import ProblemError
 from .provider import SIGNATURE_HEADER, make_provider, verify
 from .rest import NOTES, represent
+from .sqlite_schema import create_schema
 from .validate import (
     json_integer,
     load_json,  # the lab's one JSON reader (depth-limited)
@@ -128,9 +129,7 @@ class BankStore:
         return con
 
     def init(self) -> None:
-        with closing(self._connect()) as con:
-            con.execute("PRAGMA journal_mode=WAL")
-            con.executescript(SCHEMA)
+        create_schema(self.path, SCHEMA, BUSY_TIMEOUT_S)
 
     def _write(self, work):
         with closing(self._connect()) as con:

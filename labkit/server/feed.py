@@ -47,6 +47,7 @@ import json
 import math
 import random
 import re
+import socket
 import weakref
 from collections.abc import Callable
 from importlib import resources
@@ -710,6 +711,22 @@ async def run_websocket(ws: web.WebSocketResponse, pump: asyncio.Task, on_messag
                 await asyncio.shield(closing)
 
 
+STREAM_SEND_BUFFER = 256 * 1024
+"""Kernel send buffer of a push stream's socket (SO_SNDBUF, bytes). Linux grows an unset one up to
+tcp_wmem's maximum (4 MiB by default) per connection, so a client that stopped reading could sit
+on megabytes before anyone noticed; bounded, the Hub's slow-consumer rule (a full queue closes the
+stream with 1008 and the SEQ to resume from) applies after a known amount of memory."""
+
+
+def bound_send_buffer(request: web.Request) -> None:
+    """Cap the kernel send buffer of this request's socket at STREAM_SEND_BUFFER."""
+    transport = request.transport
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_SEND_BUFFER)
+
+
 @contextlib.asynccontextmanager
 async def topic_websocket(request: web.Request, topic: Topic, *, compress: bool = True,
                           first: tuple[dict, ...] = ()):
@@ -730,6 +747,7 @@ async def topic_websocket(request: web.Request, topic: Topic, *, compress: bool 
         raise epoch_problem(exc) from None
     try:
         ws = await accept(request, compress=compress, heartbeat=heartbeat)
+        bound_send_buffer(request)
         for message in first:
             await ws.send_str(json.dumps(message))
         if gap is not None:

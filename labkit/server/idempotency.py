@@ -41,6 +41,7 @@ from pathlib import Path
 from aiohttp import web
 
 from .problem import ProblemError
+from .sqlite_schema import create_schema
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -99,10 +100,7 @@ class IdempotencyStore:
         return sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
 
     def init(self) -> None:
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        with closing(self._connect()) as con:
-            con.execute("PRAGMA journal_mode=WAL")
-            con.executescript(SCHEMA)
+        create_schema(self.path, SCHEMA, BUSY_TIMEOUT_S)
 
     def claim(self, scope: str, key: str, fingerprint: str) -> tuple[str, Stored | None]:
         """Try to own `key`: ("new", None) if this request must run the handler; ("done", answer)

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from .sqlite_schema import create_schema
+
 BUSY_TIMEOUT_S = 10.0
 """Seconds a writer waits for another writer's lock before giving up."""
 
@@ -149,10 +151,7 @@ class NotesStore:
 
     def init(self) -> None:
         """Create the table if needed and switch the file to WAL (a setting the file keeps)."""
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        with closing(self._connect()) as con:
-            con.execute("PRAGMA journal_mode=WAL")
-            con.executescript(SCHEMA)
+        create_schema(self.path, SCHEMA, BUSY_TIMEOUT_S)
 
     def journal_mode(self) -> str:
         with closing(self._connect()) as con:

@@ -26,6 +26,7 @@ import aiohttp
 from aiohttp import web
 
 from .problem import ProblemError
+from .sqlite_schema import create_schema
 from .validate import load_json  # the lab's one JSON reader (depth-limited)
 
 PEER_TIMEOUT_S = 1.0
@@ -120,9 +121,9 @@ async def cluster(request: web.Request) -> web.Response:
 
 
 def _add_shared(path: str) -> int:
+    create_schema(path, "CREATE TABLE IF NOT EXISTS lab_counters (name TEXT PRIMARY KEY, value INTEGER);")
     con = sqlite3.connect(path, timeout=10, isolation_level=None)
     try:
-        con.execute("CREATE TABLE IF NOT EXISTS lab_counters (name TEXT PRIMARY KEY, value INTEGER)")
         row = con.execute("INSERT INTO lab_counters VALUES ('visits', 1) ON CONFLICT(name) "
                           "DO UPDATE SET value = value + 1 RETURNING value").fetchone()
         return row[0]
