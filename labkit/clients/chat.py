@@ -232,6 +232,10 @@ def simulate_room(target, *, ws_members: int = 2, rest_members: int = 2, message
     a fixed gap the messages would fall at the same moments of every poll interval (a gap of half
     the interval puts every other message just after a poll, to wait a whole interval), and the
     pollers' delays would measure that coincidence instead of polling.
+
+    Member names carry a short tag of this run (`ws-1-3f9a`), because a room keeps names unique:
+    on a class server many students simulate rooms at once, and a second run must not collide
+    with the first.
     """
     import random
 
@@ -242,8 +246,9 @@ def simulate_room(target, *, ws_members: int = 2, rest_members: int = 2, message
     with RestClient(target) as api:
         start = api.get(PATH).json()
     since = start[-1]["seq"] if start else 0
-    ws = [ChatWsClient(target, f"ws-{i + 1}") for i in range(ws_members)]
-    rest = [ChatRestClient(target, f"rest-{i + 1}", interval_s=poll_interval_s, since=since)
+    tag = uuid.uuid4().hex[:4]
+    ws = [ChatWsClient(target, f"ws-{i + 1}-{tag}") for i in range(ws_members)]
+    rest = [ChatRestClient(target, f"rest-{i + 1}-{tag}", interval_s=poll_interval_s, since=since)
             for i in range(rest_members)]
     seconds = sum(gaps) + 0.05 * messages + 2 * poll_interval_s + 1.0
     for member in rest:
