@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import html
 import inspect
+import math
 import threading
 from collections import Counter
 from dataclasses import dataclass
@@ -113,6 +114,17 @@ def exercise(name: str, *, answer: str | tuple[str, ...] = "answer", how: str = 
         return checked
 
     return wrap
+
+
+def as_number(answer) -> float | None:
+    """`answer` as a float, or None when it is not a number (a bool, text that is no number, NaN)."""
+    if isinstance(answer, bool):
+        return None
+    try:
+        value = float(answer)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(value) else value
 
 
 def close_to(value, expected: float, *, rel: float = 0.0, abs_: float = 0.0) -> bool:

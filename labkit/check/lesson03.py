@@ -3,23 +3,10 @@ from (the tidy frame of `lk.compare_transports`) and compares with what that run
 
 from __future__ import annotations
 
-import math
-
-from ._core import Feedback, exercise, verdict
+from ._core import Feedback, as_number, exercise, verdict
 
 __all__ = ["new_connection_round_trips", "websocket_break_even", "header_bytes_saved",
            "parallel_prediction", "new_connection_prediction"]
-
-
-
-def _number(answer) -> float | None:
-    if isinstance(answer, bool):
-        return None
-    try:
-        value = float(answer)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(value) else value
 
 
 def _needs(frame, transports, name: str) -> Feedback | None:
@@ -45,7 +32,7 @@ def new_connection_round_trips(answer, frame=None) -> Feedback:
     from ..latency import round_trips_per_connection
 
     measured = round_trips_per_connection(frame)
-    value = _number(answer)
+    value = as_number(answer)
     if value is None:
         return verdict(False, "", "Answer with a number: divide the median round trip of "
                        "rest-new by the median of rest-keepalive.", name)
@@ -77,7 +64,7 @@ def websocket_break_even(answer, frame=None) -> Feedback:
         return problem
     from ..latency import exchange_totals
 
-    value = _number(answer)
+    value = as_number(answer)
     if value is None or value < 1 or value != int(value):
         return verdict(False, "", "Answer with a whole number of messages (1 or more).", name)
     totals = exchange_totals(frame, messages=range(1, 201))
@@ -122,7 +109,7 @@ def header_bytes_saved(answer, frame=None) -> Feedback:
         return median(sel["bytes_up"] + sel["bytes_down"])
 
     expected = wire("rest-keepalive") - wire("websocket")
-    value = _number(answer)
+    value = as_number(answer)
     if value is None:
         return verdict(False, "", "Answer with a number of bytes: median of bytes_up + "
                        "bytes_down for rest-keepalive minus the same for websocket.", name)
@@ -147,7 +134,7 @@ def parallel_prediction(answer_ms, lab=None, *, messages: int = 30, connections:
     name = f"{messages} requests over {connections} connections"
     if lab is None or not hasattr(lab, "port"):
         return verdict(False, "", "Pass the running lab as the second argument.", name)
-    value = _number(answer_ms)
+    value = as_number(answer_ms)
     if value is None or value <= 0:
         return verdict(False, "", "Answer with a positive number of milliseconds.", name)
     from ..latency import compare_patterns
@@ -182,7 +169,7 @@ def new_connection_prediction(answer_ms, lab=None, *, profile: str = "interconti
     name = f"a new connection over {profile}"
     if lab is None or not hasattr(lab, "port"):
         return verdict(False, "", "Pass the running lab as the second argument.", name)
-    value = _number(answer_ms)
+    value = as_number(answer_ms)
     if value is None or value <= 0:
         return verdict(False, "", "Answer with a positive number of milliseconds.", name)
     from ..latency import compare_transports

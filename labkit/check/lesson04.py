@@ -4,21 +4,10 @@ from __future__ import annotations
 
 import math
 
-from ._core import Feedback, close_to, exercise, verdict
+from ._core import Feedback, as_number, close_to, exercise, verdict
 
 __all__ = ["poll_staleness", "requests_per_event", "poll_requests_per_event",
            "long_poll_empty_answers"]
-
-
-
-def _number(answer) -> float | None:
-    if isinstance(answer, bool):
-        return None
-    try:
-        value = float(answer)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(value) else value
 
 
 @exercise("median staleness of a short poller", answer="answer_ms",
@@ -29,7 +18,7 @@ def poll_staleness(answer_ms, interval_s: float) -> Feedback:
     Derivable: an event waits for the next poll, on average half an interval.
     """
     exercise = "median staleness of a short poller"
-    value = _number(answer_ms)
+    value = as_number(answer_ms)
     if value is None:
         return verdict(False, "", "Give a number of milliseconds (replace the placeholder).",
                        exercise)
@@ -47,7 +36,7 @@ def poll_staleness(answer_ms, interval_s: float) -> Feedback:
 def requests_per_event(answer, summary, transport: str = "short poll") -> Feedback:
     """Requests per delivered event of `transport` in the run's summary frame."""
     exercise = f"requests per event ({transport})"
-    value = _number(answer)
+    value = as_number(answer)
     rows = summary[summary["transport"] == transport]
     if rows.empty:
         return verdict(False, "", f"The summary has no {transport!r} row; pass run.summary.",
@@ -71,7 +60,7 @@ def poll_requests_per_event(answer, *, interval_s: float, rate_hz: float) -> Fee
     the feed publishes `rate_hz` events per second on average. (1 / interval_s requests and
     rate_hz events per second: the poller pays for time, not for news.)"""
     exercise = "requests per event of a short poller"
-    value = _number(answer)
+    value = as_number(answer)
     if value is None:
         return verdict(False, "", "Give a number: requests per delivered event.", exercise)
     expected = 1.0 / (interval_s * rate_hz)
@@ -91,7 +80,7 @@ def long_poll_empty_answers(answer, *, wait_s: float, quiet_s: float) -> Feedbac
     """How many empty answers a long poller with wait=`wait_s` gets during `quiet_s` s of
     silence (it asks again at once after each one)."""
     exercise = "empty answers of a long poller"
-    value = _number(answer)
+    value = as_number(answer)
     if value is None or value != int(value):
         return verdict(False, "", "Give a whole number of answers: an answer either came back "
                        "or it did not.", exercise)

@@ -9,7 +9,6 @@ from ._core import Feedback, close_to, exercise, verdict
 __all__ = ["chat_delay_difference", "empty_message_status", "poller_median_delay"]
 
 
-
 @exercise("how much later pollers see a message", answer="answer_ms",
           how="Answer with a number of milliseconds.")
 def chat_delay_difference(answer_ms, frame) -> Feedback:

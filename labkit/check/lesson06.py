@@ -4,18 +4,9 @@ from __future__ import annotations
 
 import statistics
 
-from ._core import Feedback, close_to, exercise, verdict
+from ._core import Feedback, as_number, close_to, exercise, verdict
 
 __all__ = ["idle_connection_kib", "keepalive_worker", "missed_on_worker_2"]
-
-
-def _number(value):
-    if isinstance(value, bool):
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
 
 
 @exercise("messages missed without a backplane", how="Look at the rows of `alone` for worker 2.")
@@ -26,7 +17,7 @@ def missed_on_worker_2(answer, frame) -> Feedback:
     if rows.empty:
         return verdict(False, "", "Pass the frame of chat_across run WITHOUT a backplane.", name)
     expected = int(rows["missed"].sum())
-    value = _number(answer)
+    value = as_number(answer)
     if value is None:
         return verdict(False, "", "Give a number of messages.", name)
     return verdict(value == expected,
@@ -45,7 +36,7 @@ def idle_connection_kib(answer, frame) -> Feedback:
     if off["connections"].nunique() < 2:
         return verdict(False, "", "Pass the idle_memory frame (compression off).", name)
     slope = statistics.linear_regression(off["connections"], off["rss_kib"]).slope
-    value = _number(answer)
+    value = as_number(answer)
     if value is None:
         return verdict(False, "", "Give KiB per connection as a number.", name)
     return verdict(close_to(value, slope, rel=0.15),
@@ -62,7 +53,7 @@ def keepalive_worker(answer, frame) -> Feedback:
     kept = frame[frame["connection"] == "one keep-alive"]["worker"]
     if kept.empty:
         return verdict(False, "", "Pass the frame of keepalive_series.", name)
-    value = _number(answer)
+    value = as_number(answer)
     if value is None:
         return verdict(False, "", "Give the worker's number.", name)
     expected = int(kept.iloc[0])

@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-from ._core import Feedback, close_to, exercise, verdict
+from ._core import Feedback, as_number, close_to, exercise, verdict
 
 __all__ = ["backoff_ceiling", "notes_after_retries", "lost_at_most_once"]
-
-
-def _number(value):
-    if isinstance(value, bool):
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
 
 
 @exercise("largest full-jitter delay", how="Use the formula of backoff_delays: min(cap, base * 2**n).")
@@ -22,7 +13,7 @@ def backoff_ceiling(answer, *, base_s: float, cap_s: float, attempt: int) -> Fee
     (counted from 1), in seconds: min(cap_s, base_s * 2**(attempt - 1))."""
     name = "largest full-jitter delay"
     expected = min(cap_s, base_s * 2 ** (attempt - 1))
-    value = _number(answer)
+    value = as_number(answer)
     if value is None:
         return verdict(False, "", "Give a number of seconds.", name)
     return verdict(close_to(value, expected, rel=0.01, abs_=1e-9),
@@ -39,7 +30,7 @@ def notes_after_retries(answer, *, posts: int, with_key: bool) -> Feedback:
     lost), with or without one Idempotency-Key on every try."""
     name = "notes after retries"
     expected = 1 if with_key else posts
-    value = _number(answer)
+    value = as_number(answer)
     if value is None:
         return verdict(False, "", "Give a whole number of notes.", name)
     return verdict(value == expected,
@@ -58,7 +49,7 @@ def lost_at_most_once(answer, frame) -> Feedback:
     if rows.empty:
         return verdict(False, "", "Pass the frame of semantics_run (it has a mode column).", name)
     expected = int(rows["lost"].iloc[0])
-    value = _number(answer)
+    value = as_number(answer)
     if value is None:
         return verdict(False, "", "Give a whole number of events.", name)
     return verdict(value == expected,

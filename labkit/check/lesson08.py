@@ -2,21 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
-from ._core import Feedback, close_to, exercise, verdict
+from ._core import Feedback, as_number, close_to, exercise, verdict
 
 __all__ = ["move_out_of_turn_status", "cursor_messages_per_second", "optimistic_wrong_seat"]
-
-
-def _number(answer) -> float | None:
-    if isinstance(answer, bool):
-        return None
-    try:
-        value = float(answer)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(value) else value
 
 
 @exercise("a move out of turn", how="POST a move for the seat that is not to play and read the status.")
@@ -33,7 +21,7 @@ def move_out_of_turn_status(answer, target) -> Feedback:
         o = api.post(f"/api/games/{game}/seats", json={"name": "o"}).json()
         status = api.post(f"/api/games/{game}/moves",
                           json={"seat": o["seat"], "token": o["token"], "column": 0}).status
-    value = _number(answer)
+    value = as_number(answer)
     if value is None:
         return verdict(False, "", "Give the status code as a number (make such a move and look).", name)
     return verdict(value == status,
@@ -49,7 +37,7 @@ def cursor_messages_per_second(answer, participants: int = 3, tick_hz: float = 3
     """Cursor messages each participant receives per second when `participants` all move their
     cursor `tick_hz` times a second (the server relays each cursor to everyone else)."""
     name = "cursor messages per second"
-    value = _number(answer)
+    value = as_number(answer)
     if value is None:
         return verdict(False, "", "Give a number of messages per second.", name)
     expected = (participants - 1) * tick_hz
