@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import argparse
 import html
-import os
 import re
 import shutil
 import sys
 import time
 from pathlib import Path
+
+from ._env import environment
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -63,20 +64,13 @@ def execute(path: Path, timeout: int = 120):
     nb = nbformat.read(path, as_version=4)
     nb.cells.insert(0, new_code_cell(SETUP_CELL))
     env = {"LABKIT_QUICK": "1", "LABKIT_PLOTLYJS": "external", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
-    saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
-    try:
-        NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=False,
-                       store_widget_state=False,  # live widgets' state holds a plotly.js each
-                       resources={"metadata": {"path": str(path.parent)}}).execute()
-    except Exception as exc:
-        raise BookError(f"{path.name} did not run: {str(exc)[:1500]}") from None
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    with environment(env):
+        try:
+            NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=False,
+                           store_widget_state=False,  # live widgets' state holds a plotly.js each
+                           resources={"metadata": {"path": str(path.parent)}}).execute()
+        except Exception as exc:
+            raise BookError(f"{path.name} did not run: {str(exc)[:1500]}") from None
     nb.cells.pop(0)
     nb.metadata.pop("widgets", None)
     return nb

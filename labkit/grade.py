@@ -23,6 +23,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ._env import environment
+
 RESULTS_ENV = "LABKIT_GRADE_RESULTS"
 """Environment variable naming the JSON-lines file the recorder appends verdicts to."""
 
@@ -90,19 +92,12 @@ def run_notebook(nb, folder: Path, results: Path, timeout: int = CELL_TIMEOUT_S)
 
     nb.cells.insert(0, new_code_cell(RECORDER_CELL))
     env = {"LABKIT_QUICK": "1", RESULTS_ENV: str(results), "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
-    saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
-    try:
-        NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
-                       resources={"metadata": {"path": str(folder)}}).execute()
-    except DeadKernelError as exc:
-        return [f"the kernel died: {exc}"[:300]]
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    with environment(env):
+        try:
+            NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
+                           resources={"metadata": {"path": str(folder)}}).execute()
+        except DeadKernelError as exc:
+            return [f"the kernel died: {exc}"[:300]]
     return [f"{out.get('ename')}: {out.get('evalue')}"[:300]
             for cell in nb.cells if cell.cell_type == "code"
             for out in cell.get("outputs", []) if out.get("output_type") == "error"]

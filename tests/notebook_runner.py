@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+from labkit._env import environment
 
 NOTEBOOKS_DIR = Path(__file__).parent.parent / "notebooks"
 LESSONS = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]-*.ipynb"))
@@ -20,19 +21,12 @@ NOTEBOOK_TIMEOUT_S = 180
 def run_quick(nb, label: str) -> None:
     """Execute `nb` in place with LABKIT_QUICK=1, working in notebooks/; fail the test on any error."""
     env = {"LABKIT_QUICK": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
-    saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
-    try:
-        NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3", allow_errors=False,
-                       resources={"metadata": {"path": str(NOTEBOOKS_DIR)}}).execute()
-    except (CellExecutionError, CellTimeoutError, DeadKernelError) as exc:
-        pytest.fail(f"{label} failed: {str(exc)[:3000]}")
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    with environment(env):
+        try:
+            NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3", allow_errors=False,
+                           resources={"metadata": {"path": str(NOTEBOOKS_DIR)}}).execute()
+        except (CellExecutionError, CellTimeoutError, DeadKernelError) as exc:
+            pytest.fail(f"{label} failed: {str(exc)[:3000]}")
 
 
 def error_outputs(cells, *, any_stderr: bool = False) -> list:

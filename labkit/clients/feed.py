@@ -21,6 +21,7 @@ import asyncio
 import concurrent.futures
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -261,6 +262,29 @@ class LongPollClient(_HttpMixin, FeedClient):
                     await self._get_events(session, {"since": self.last_seq, "wait": self.wait_s})
 
 
+async def sse_blocks(content, count_bytes: Callable[[int], None] | None = None):
+    """Read a text/event-stream body (`resp.content`) block by block, as the WHATWG rules say: a
+    blank line ends a block, `event:` names it (default "message"), `data:` lines are joined with
+    newlines, comment lines (`: ping`) and `id:`/`retry:` fields carry no data. Yields
+    (event type, data parsed as JSON) per block, or (type, None) for a block without data, so a
+    reader can check its own state at every block. `count_bytes(n)` sees every raw line."""
+    kind, data = "message", []
+    async for raw in content:
+        if count_bytes is not None:
+            count_bytes(len(raw))
+        line = raw.decode().rstrip("\r\n")
+        if line:
+            name, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if name == "data":
+                data.append(value)
+            elif name == "event":
+                kind = value
+            continue
+        yield kind, (json.loads("\n".join(data)) if data else None)
+        kind, data = "message", []
+
+
 @dataclass
 class SseClient(_HttpMixin, FeedClient):
     """One Server-Sent Events stream; reconnects with Last-Event-ID if the server ends it."""
@@ -286,20 +310,11 @@ class SseClient(_HttpMixin, FeedClient):
                     await self._stream(resp, until_seq)
 
     async def _stream(self, resp, until_seq) -> None:
-        kind, data = "message", []
-        async for raw in resp.content:
-            self.bytes_down += len(raw)
-            line = raw.decode().rstrip("\r\n")
-            if line:
-                name, _, value = line.partition(":")
-                value = value[1:] if value.startswith(" ") else value
-                if name == "data":
-                    data.append(value)
-                elif name == "event":
-                    kind = value
-                continue
-            if data:  # a blank line ends an event
-                payload = json.loads("\n".join(data))
+        def count(n: int) -> None:
+            self.bytes_down += n
+
+        async for kind, payload in sse_blocks(resp.content, count):
+            if payload is not None:
                 if kind == "message":
                     self._record(payload, time.time())
                 elif kind == "gap":
@@ -308,7 +323,6 @@ class SseClient(_HttpMixin, FeedClient):
                     self._reset(payload)
                 elif kind == "overflow":
                     self.errors.append("overflow: " + payload.get("detail", ""))
-            kind, data = "message", []
             if self._reached(until_seq):
                 return
 

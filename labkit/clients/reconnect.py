@@ -53,7 +53,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from websockets.uri import parse_uri
 
 from .. import _loop
-from .feed import http_session, target_url
+from .feed import http_session, sse_blocks, target_url
 
 PATHS = {"ws": "/ws/feed", "sse": "/sse/feed", "long_poll": "/api/feed"}
 """Where the feed is read, per transport (all three read the same Hub topic)."""
@@ -433,26 +433,14 @@ class Subscriber:
             await self._pause_after_cut()
 
     async def _read_sse(self, resp) -> Reset | None:
-        kind, data = "message", []
-        async for raw in resp.content:
-            line = raw.decode().rstrip("\r\n")
-            if line:
-                name, _, value = line.partition(":")
-                value = value[1:] if value.startswith(" ") else value
-                if name == "data":
-                    data.append(value)
-                elif name == "event":
-                    kind = value
-                continue
-            if data:
-                payload = json.loads("\n".join(data))
+        async for kind, payload in sse_blocks(resp.content):
+            if payload is not None:
                 if kind == "message":
                     self._deliver(payload, "sse")
                 elif kind == "reset":
                     return Reset(payload.get("epoch"), payload.get("last_seq"))
                 elif kind == "gap":
                     self.gaps += payload.get("missed", 0)
-            kind, data = "message", []
             if self._stop.is_set():
                 return None
         return None
