@@ -7,13 +7,11 @@ import pandas as pd
 from labkit import check
 
 TELEMETRY = pd.DataFrame({"mode": ["rest", "batch", "ws"], "bytes_per_reading": [343.0, 40.6, 70.6]})
-READS = pd.DataFrame({"way": ["REST with cache (304)", "REST without cache", "REST over WebSocket"],
-                      "bytes_per_read": [665.0, 2583.0, 2275.0]})
 
 
 def test_none_is_not_answered_yet(lab):
     for feedback in (check.keyed_retries(None, lab), check.overdraft_status(None, lab),
-                     check.telemetry_ratio(None, TELEMETRY), check.statement_transport(None, READS)):
+                     check.telemetry_ratio(None, TELEMETRY), check.big_note_bytes(None, lab)):
         assert not feedback and not feedback.answered
 
 
@@ -40,10 +38,13 @@ def test_telemetry_ratio():
         assert not check.telemetry_ratio(wrong, TELEMETRY), wrong
 
 
-def test_statement_transport():
-    assert check.statement_transport("REST", READS)
-    assert check.statement_transport(" rest ", READS)
-    for wrong in ("WebSocket", "websocket", "SSE", 1):
-        assert not check.statement_transport(wrong, READS), wrong
-    flipped = READS.assign(bytes_per_read=[3000.0, 2583.0, 2275.0])
-    assert check.statement_transport("WebSocket", flipped)
+def test_big_note_bytes(lab):
+    from labkit.clients.rest_ws import compare_reads
+
+    measured = compare_reads(lab, note_bytes=20_000, reads=3).set_index("way")["bytes_per_read"]
+    right = measured["REST over WebSocket"]
+    assert check.big_note_bytes(right, lab)
+    assert check.big_note_bytes(round(right, -2), lab)
+    small = measured["REST over WebSocket"] / 20_000 * 2_000 + 200  # the 2,000-character note's figure
+    for wrong in (2275, small, right * 1.12, 20_000 * 10, "a lot", True):
+        assert not check.big_note_bytes(wrong, lab), wrong

@@ -1,5 +1,5 @@
 # Solutions to the exercises of 09-capstone-bank.ipynb, one "# %%" section per exercise cell.
-# ruff: noqa: F821 - each section runs inside the lesson, which defines lk, lab, bank, telemetry and reads.
+# ruff: noqa: F821 - each section runs inside the lesson, which defines lk, lab, bank, rest_ws and telemetry.
 
 # %% exercise 1
 # The key makes every retry replay the first answer: one payment, however many tries.
@@ -19,6 +19,7 @@ answer = per["rest"] / per["ws"]
 lk.check.telemetry_ratio(answer, telemetry)
 
 # %% exercise 4
-per = reads.set_index("way")["bytes_per_read"]
-answer = "REST" if per["REST with cache (304)"] < per["REST over WebSocket"] else "WebSocket"
-lk.check.statement_transport(answer, reads)
+# Measure it: every read over the WebSocket carries the whole 20,000-character note.
+big = rest_ws.compare_reads(lab, note_bytes=20_000, reads=3).set_index("way")["bytes_per_read"]
+answer = big["REST over WebSocket"]
+lk.check.big_note_bytes(answer, lab)
