@@ -3,7 +3,8 @@
 
 # %% exercise 1
 # The member on worker 2 received only its own worker's messages: sent by all minus received.
-answer = int(alone[alone["worker"] == 2]["missed"].sum())
+row = alone[alone["worker"] == 2]
+answer = int((row["sent_by_all"] - row["received"]).sum())
 lk.check.missed_on_worker_2(answer, alone)
 
 # %% exercise 2

@@ -23,8 +23,8 @@ def missed_on_worker_2(answer, frame) -> Feedback:
     return verdict(value == expected,
                    f"Yes: {expected} of {int(rows['sent_by_all'].iloc[0])}: worker 2's hub only "
                    "ever saw the messages sent by members connected to worker 2.",
-                   "Filter the rows whose worker is 2 and read the messages that member missed "
-                   "(not what it received).", name,
+                   "Take the row whose worker is 2: the messages it should have seen minus those it "
+                   "received.", name,
                    then="It is sent_by_all minus received, for the member on worker 2.")
 
 
