@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
+import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -43,13 +45,15 @@ async def _stalled(url: str, n: int, start: asyncio.Event) -> list[dict]:
     return await asyncio.gather(*(drain(c) for c in conns))
 
 
+@pytest.mark.timeout(240)
 def test_stalled_subscribers_get_the_1008_close_and_can_resume_from_it(lab):
     n = 20  # each stalled socket holds megabytes in kernel buffers: a bounded count
     loop = _loop.client_loop()
     start = asyncio.Event()
     future = asyncio.run_coroutine_threadsafe(_stalled(lab.ws_url + "/ws/feed", n, start), loop)
-    while len(lab.app[HUB].topic("feed").subscribers) < n:
-        pass
+    deadline = time.monotonic() + 60
+    while len(lab.app[HUB].topic("feed").subscribers) < n and time.monotonic() < deadline:
+        time.sleep(0.01)  # a bare spin would hold the GIL the lab's thread needs
     publish(lab, 600, 64 * 1024)
     loop.call_soon_threadsafe(start.set)
     results = future.result(120)
