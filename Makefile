@@ -48,7 +48,7 @@ doctor: $(LAB_STAMP)
 
 # every lesson run in quick mode and rendered with its outputs, plus the instructor guide
 book: $(TEST_STAMP)
-	$(BIN)/python -m labkit.book --out build/book
+	$(BIN)/python -m labkit.course.book --out build/book
 
 # re-resolve the term's lock file in a throw-away venv (needs the package index)
 lock:

@@ -25,8 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from labkit import _loop, scaling  # noqa: E402
+from labkit import _loop
 from labkit.cluster import Cluster  # noqa: E402
+from labkit.lessons import scaling  # noqa: E402
 
 
 def pct(values, q: float) -> float:

@@ -188,8 +188,8 @@ def run_round(url: str, n: int, events: int, subscribed, fan_out) -> dict:
 
 
 def hub_round(n: int, events: int) -> dict:
-    from labkit.server.hub import HUB
     from labkit.server.runner import LabServer
+    from labkit.streaming.hub import HUB
 
     with LabServer() as lab:
         hub = lab.app[HUB]
@@ -241,8 +241,8 @@ def baseline_round(n: int, events: int) -> dict:
 
 
 def hub_throughput(count: int) -> dict:
-    from labkit.server.hub import HUB
     from labkit.server.runner import LabServer
+    from labkit.streaming.hub import HUB
 
     with LabServer() as lab:
         proc = child("--drink", lab.ws_url + "/ws/feed", str(count))

@@ -22,7 +22,7 @@ from aiohttp import WSMsgType, web
 from echo_floor import PAYLOAD, ThreadedLoop, start_raw_server, time_raw
 
 from labkit import _loop
-from labkit.latency import compare_transports
+from labkit.lessons.latency import compare_transports
 from labkit.measure import percentile
 from labkit.server.runner import LabServer
 

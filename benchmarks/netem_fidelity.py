@@ -35,7 +35,7 @@ from websockets.asyncio.client import connect
 
 from labkit import _loop
 from labkit.measure import percentile
-from labkit.netem import NetemProxy, Profile
+from labkit.net.netem import NetemProxy, Profile
 from labkit.server.config import LabConfig
 from labkit.server.runner import LabServer
 

@@ -22,9 +22,9 @@ import uuid
 
 import requests
 
-from labkit import reliability
+from labkit.lessons import reliability
 from labkit.measure import median, percentile
-from labkit.netem import NetemProxy
+from labkit.net.netem import NetemProxy
 from labkit.server.config import LabConfig
 from labkit.server.runner import LabServer
 

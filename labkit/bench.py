@@ -7,7 +7,7 @@ HTML report.
 It starts its own lab server on 127.0.0.1, measures REST (new connection, keep-alive) and WebSocket
 round trips on loopback and on the chosen emulated network for a few payload sizes, and writes:
 
-- `latency-<profile>.csv`: the tidy frame of `labkit.latency.compare_transports`, one row per round
+- `latency-<profile>.csv`: the tidy frame of `labkit.lessons.latency.compare_transports`, one row per round
   trip (both profiles);
 - `latency-<profile>.json`: machine, versions, date, settings and the summary (n, median, p90, p99,
   IQR) per profile, transport and payload;
@@ -112,10 +112,10 @@ def run_bench(profile: str = "4g", quick: bool = False, out: str | Path = ".",
     """Run the suite (loopback + `profile`), write CSV, JSON and HTML into `out`; return paths."""
     import pandas as pd
 
-    from .latency import compare_transports, exchange_totals, measure_exchange
-    from .netem import profile as resolve_profile
-    from .server.config import LabConfig
-    from .server.runner import LabServer
+    from labkit.lessons.latency import compare_transports, exchange_totals, measure_exchange
+    from labkit.net.netem import profile as resolve_profile
+    from labkit.server.config import LabConfig
+    from labkit.server.runner import LabServer
 
     chosen = resolve_profile(profile)
     suite = SUITES[bool(quick)]
@@ -154,7 +154,7 @@ def run_bench(profile: str = "4g", quick: bool = False, out: str | Path = ".",
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the `bench` sub-command to an argparse sub-parsers object."""
-    from .netem import PROFILES
+    from labkit.net.netem import PROFILES
 
     parser = subparsers.add_parser(
         "bench", help="measure REST vs WebSocket round trips; write CSV, JSON and an HTML report",

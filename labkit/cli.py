@@ -17,10 +17,10 @@ def serve(host: str, port: int, db: str | None, allowed_hosts: tuple[str, ...] =
 
     from aiohttp import web
 
-    from .server.app import make_app
-    from .server.config import LabConfig
-    from .server.guard import GuardedSite, raise_open_file_limit, runner_options
-    from .server.runner import STOP_TIMEOUT, clean_stale_workdirs, make_workdir
+    from labkit.server.app import make_app
+    from labkit.server.config import LabConfig
+    from labkit.server.guard import GuardedSite, raise_open_file_limit, runner_options
+    from labkit.server.runner import STOP_TIMEOUT, clean_stale_workdirs, make_workdir
 
     async def _main() -> None:
         clean_stale_workdirs("labkit-")
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     p_clean = sub.add_parser("clean-notebook", help="strip outputs and widget state from notebooks "
                              "(no FILE: stdin to stdout, as a git clean filter)")
     p_clean.add_argument("files", nargs="*", metavar="FILE")
-    from .grade import add_parser as add_grade_parser
+    from labkit.course.grade import add_parser as add_grade_parser
 
     add_grade_parser(sub)
     from . import bench
@@ -94,12 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "serve" and args.classroom:
-        from .classroom import serve_classroom
+        from labkit.course.classroom import serve_classroom
 
         return serve_classroom(args.host, args.port, args.db, args.token, args.instructor_token,
                                args.allow_origin, args.tls)
     if args.command == "grade":
-        from .grade import run_from_args
+        from labkit.course.grade import run_from_args
 
         return run_from_args(args)
     if args.command == "serve" and args.workers:
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "bench":
         return bench.run_from_args(args)
     if args.command == "clean-notebook":
-        from .nbclean import main as clean_notebooks
+        from labkit.course.nbclean import main as clean_notebooks
 
         return clean_notebooks(args.files)
     if args.command == "doctor":

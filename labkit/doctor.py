@@ -39,9 +39,9 @@ def _version(name: str) -> str | None:
 def loopback_works() -> tuple[bool, str]:
     """Start a lab server, make one REST and one WebSocket round trip, stop it."""
     try:
-        from .clients.rest import RestClient
-        from .clients.ws import WsClient
-        from .server.runner import LabServer
+        from labkit.clients.rest import RestClient
+        from labkit.clients.ws import WsClient
+        from labkit.server.runner import LabServer
 
         with LabServer() as lab, RestClient(lab) as api, WsClient(lab, "/ws/echo") as ws:
             ok = api.get("/healthz").json() == {"status": "ok"} and ws.echo("ping")[0] == "ping"

@@ -23,7 +23,8 @@ def labkit_imports(path: Path) -> set[str]:
                 target = ".".join(base + ([node.module] if node.module else []))
             else:
                 target = node.module or ""
-            names = [f"{target}.{a.name}" for a in node.names] if not node.module else [target]
+            # `from labkit import _loop` names a module as much as `import labkit._loop` does
+            names = [target, *(f"{target}.{a.name}" for a in node.names)]
             found.update(n for n in names if n.startswith("labkit"))
         elif isinstance(node, ast.Import):
             found.update(a.name for a in node.names if a.name.startswith("labkit"))

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from labkit import bench
-from labkit.latency import COLUMNS, TRANSPORTS
+from labkit.lessons.latency import COLUMNS, TRANSPORTS
 
 
 def test_parser_knows_the_options():

@@ -10,7 +10,7 @@ import nbformat
 import pytest
 from browser import CHROMIUM_FLAGS, chromium_path
 
-from labkit import book
+from labkit.course import book
 
 TWO_LESSONS = ["01", "05"]
 

@@ -69,7 +69,7 @@ def test_post_refuses_invalid_messages_with_422(lab, body, field):
 
 
 def _post_schema() -> dict:
-    from labkit.server.chat import OPENAPI_PATHS
+    from labkit.routes.chat import OPENAPI_PATHS
 
     return OPENAPI_PATHS["/api/chat/messages"]["post"]["requestBody"]["content"][
         "application/json"]["schema"]

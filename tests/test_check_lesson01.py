@@ -7,8 +7,8 @@ import json
 import pytest
 
 import labkit as lk
-from labkit import rest_lab
 from labkit.clients.rest import RestClient
+from labkit.lessons import rest as rest_lab
 
 MERGE = {"Content-Type": "application/merge-patch+json"}
 

@@ -10,7 +10,7 @@ import pytest
 
 import labkit as lk
 from labkit import check
-from labkit.wire import WEBSOCKET_GUID, accept_key
+from labkit.net.wire import WEBSOCKET_GUID, accept_key
 
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 RIGHT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="

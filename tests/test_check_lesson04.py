@@ -49,7 +49,7 @@ def test_long_poll_empty_answers_wants_a_whole_number():
 
 def test_staleness_vs_link_counts_events_the_link_alone_cannot_explain():
     from labkit.clients import feed
-    from labkit.netem import Toxics
+    from labkit.net.netem import Toxics
 
     def client(label, staleness_ms):
         c = feed.WsFeedClient("http://127.0.0.1:1", label=label)
@@ -80,7 +80,7 @@ def test_staleness_vs_link_counts_events_the_link_alone_cannot_explain():
 
 def test_staleness_vs_link_tolerance_keeps_harness_overhead_out_of_above_link():
     from labkit.clients import feed
-    from labkit.netem import Toxics
+    from labkit.net.netem import Toxics
 
     c = feed.WsFeedClient("http://127.0.0.1:1", label="WebSocket")
     c.events = [feed.Received(i, 100.0, 100.0 + s / 1000, 1.0) for i, s in enumerate([49, 52, 53], 1)]

@@ -14,9 +14,9 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 
-from labkit.classroom import join_host, join_url
+from labkit.course.classroom import join_host, join_url
 from labkit.measure import clock_offset, estimate_clock_offset
-from labkit.server.core import route_index
+from labkit.routes.core import route_index
 from labkit.server.validate import chat_name, name_keys
 
 STUDENT, OTHER_STUDENT, INSTRUCTOR = "student-token-1", "student-token-2", "instructor-token"

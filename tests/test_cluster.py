@@ -18,8 +18,8 @@ import urllib.request
 import psutil
 import pytest
 
-from labkit import scaling
 from labkit.cluster import Cluster, RedisMissing, start_cluster
+from labkit.lessons import scaling
 
 HAVE_REDIS = shutil.which("redis-server") is not None
 

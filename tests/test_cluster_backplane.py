@@ -8,8 +8,8 @@ import pytest
 from test_cluster import need_redis
 
 from labkit import _loop
-from labkit.server.backplane import RedisBackplane
-from labkit.server.hub import EpochMismatch, Hub
+from labkit.streaming.backplane import RedisBackplane
+from labkit.streaming.hub import EpochMismatch, Hub
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ over HTTP/1.1 the response starts only after the request has ended. Order, never
 
 from __future__ import annotations
 
-from labkit.duplex import upload_during_push
+from labkit.lessons.duplex import upload_during_push
 
 
 def test_the_server_pushes_during_a_websocket_upload_and_http_waits(lab):

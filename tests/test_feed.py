@@ -18,7 +18,7 @@ from websockets.exceptions import ConnectionClosed
 import labkit
 from labkit.clients import feed
 from labkit.clients.rest import RestClient
-from labkit.server.hub import HISTORY_LIMIT, HUB
+from labkit.streaming.hub import HISTORY_LIMIT, HUB
 
 
 def run_async(coro):
@@ -120,7 +120,7 @@ def test_since_ahead_of_the_topic_is_422_naming_the_newest_seq(lab):
 
 
 def test_openapi_documents_the_poll_refusals():
-    from labkit.server.feed import MAX_SEQ, OPENAPI_PATHS
+    from labkit.routes.feed import MAX_SEQ, OPENAPI_PATHS
 
     poll = OPENAPI_PATHS["/api/feed"]["get"]
     since = next(p for p in poll["parameters"] if p["name"] == "since")
@@ -223,7 +223,7 @@ def test_the_series_is_package_data_so_an_installed_labkit_has_it():
 
 
 def _source_schema() -> dict:
-    from labkit.server.feed import OPENAPI_PATHS
+    from labkit.routes.feed import OPENAPI_PATHS
 
     return OPENAPI_PATHS["/api/feed/source"]["post"]["requestBody"]["content"][
         "application/json"]["schema"]
@@ -505,7 +505,7 @@ def test_target_url_gives_the_scheme_each_transport_needs(lab):
 
 
 def test_all_four_transports_read_the_feed_through_a_proxy_url(lab):
-    from labkit.netem import NetemProxy
+    from labkit.net.netem import NetemProxy
 
     with NetemProxy.for_lab(lab, "loopback") as net:
         run = feed.feed_run(net.url(), seconds=0.5, rate_hz=20, poll_interval_s=0.1, kind="replay")

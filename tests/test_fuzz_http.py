@@ -28,9 +28,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from labkit.routes.docs import openapi_document
 from labkit.server.app import make_app
-from labkit.server.docs import openapi_document
-from labkit.server.hub import HUB
+from labkit.streaming.hub import HUB
 
 EXAMPLES_PER_OPERATION = 60
 REFUSED = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429"]
@@ -417,7 +417,7 @@ def test_concurrent_start_and_stop_run_one_server(tmp_path):
 def test_proxy_that_cannot_bind_leaves_no_thread_behind(lab):
     import threading
 
-    from labkit.proxy import TcpProxy
+    from labkit.net.proxy import TcpProxy
 
     with TcpProxy("127.0.0.1", lab.port) as first:
         before = threading.active_count()

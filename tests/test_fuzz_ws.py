@@ -297,7 +297,7 @@ def test_json_nested_too_deep_gets_an_answer_not_a_crash(raw, path, message):
 def test_a_handler_bug_after_the_upgrade_closes_1011_not_an_http_500(raw, monkeypatch, caplog):
     # Once the handshake is done the connection speaks WebSocket: an unexpected error must close
     # it with 1011 (RFC 6455 7.4.1), not write an HTTP response into the frame stream.
-    import labkit.server.session as session
+    import labkit.routes.session as session
 
     def broken(state, command):
         raise RuntimeError("a bug")

@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from labkit.grade import exercises_of, score
+from labkit.course.grade import exercises_of, score
 
 ROOT = Path(__file__).resolve().parent.parent
 LESSON = ROOT / "notebooks" / "00-start-here.ipynb"

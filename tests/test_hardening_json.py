@@ -15,8 +15,8 @@ import socket
 import pytest
 from websockets.asyncio.client import connect
 
+from labkit.routes.docs import openapi_document
 from labkit.server.app import make_app
-from labkit.server.docs import openapi_document
 from labkit.server.validate import MAX_JSON_DEPTH, JSONInputError, load_json
 
 DEEP_ARRAY = b"[" * 100_000 + b"]" * 100_000  # deep enough for Python's parser to give up

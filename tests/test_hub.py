@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from labkit.server.hub import HUB, Ahead, Event, Gap, Hub, Notice, SlowConsumer, Topic
+from labkit.streaming.hub import HUB, Ahead, Event, Gap, Hub, Notice, SlowConsumer, Topic
 
 
 def run_async(coro):
@@ -230,8 +230,8 @@ def test_slow_consumer_policy_still_applies_when_the_sink_declines():
 
 
 def test_subscribe_resuming_tells_of_a_gap_and_refuses_an_unpublished_seq():
-    from labkit.server.hub import subscribe_resuming
     from labkit.server.problem import ProblemError
+    from labkit.streaming.hub import subscribe_resuming
 
     topic = Topic("t", history_limit=3)
     for i in range(6):
@@ -262,7 +262,7 @@ def test_every_event_carries_the_epoch_of_its_topic_and_a_new_topic_gets_a_new_o
 
 
 def test_since_with_another_epoch_is_refused_and_the_current_one_is_accepted():
-    from labkit.server.hub import EpochMismatch
+    from labkit.streaming.hub import EpochMismatch
 
     topic = Topic("t")
     for i in range(5):
@@ -281,7 +281,7 @@ def test_since_with_another_epoch_is_refused_and_the_current_one_is_accepted():
 
 
 def test_resuming_from_another_epoch_is_a_409_problem_naming_the_current_epoch():
-    from labkit.server.hub import EpochMismatch, epoch_problem, subscribe_resuming
+    from labkit.streaming.hub import EpochMismatch, epoch_problem, subscribe_resuming
 
     topic = Topic("t")
     for i in range(4):
@@ -297,7 +297,7 @@ def test_resuming_from_another_epoch_is_a_409_problem_naming_the_current_epoch()
 
 
 def test_a_long_poll_with_another_epoch_is_refused_before_waiting():
-    from labkit.server.hub import EpochMismatch
+    from labkit.streaming.hub import EpochMismatch
 
     async def scenario():
         topic = Topic("t")

@@ -12,8 +12,8 @@ import time
 import pytest
 import requests
 
-from labkit.server import idempotency
-from labkit.server.idempotency import IdempotencyStore, Stored
+from labkit.stores import idempotency
+from labkit.stores.idempotency import IdempotencyStore, Stored
 
 
 def total_notes(url: str) -> int:

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from labkit import check
-from labkit.latency import (
+from labkit.lessons.latency import (
     COLUMNS,
     TRANSPORTS,
     compare_transports,
@@ -160,7 +160,7 @@ def test_checker_header_bytes_saved():
 
 
 def test_compare_patterns_rows_bytes_and_messages(lab):
-    from labkit.latency import PATTERNS, compare_patterns
+    from labkit.lessons.latency import PATTERNS, compare_patterns
 
     frame = compare_patterns(lab, messages=12, payload_bytes=64, parallel=3, profile="loopback",
                              trials=2, progress=False)
@@ -180,7 +180,7 @@ def test_compare_patterns_rows_bytes_and_messages(lab):
 
 
 def test_compare_patterns_refuses_bad_arguments(lab):
-    from labkit.latency import compare_patterns
+    from labkit.lessons.latency import compare_patterns
 
     with pytest.raises(ValueError):
         compare_patterns(lab, patterns=["pipelined"])
@@ -189,7 +189,7 @@ def test_compare_patterns_refuses_bad_arguments(lab):
 
 
 def test_extrapolate_scales_the_median_difference_and_brackets_it():
-    from labkit.latency import extrapolate
+    from labkit.lessons.latency import extrapolate
 
     frame = _synthetic()
     gap = extrapolate(frame, "rest-keepalive", "websocket", messages=10_000, resamples=500)
@@ -204,7 +204,7 @@ def test_extrapolate_scales_the_median_difference_and_brackets_it():
 
 
 def test_extrapolate_interval_widens_with_noise():
-    from labkit.latency import extrapolate
+    from labkit.lessons.latency import extrapolate
 
     def frame(spread):
         rows = [{"transport": t, "payload_bytes": 64, "rtt_ms": base + spread * ((i * 7) % 11 - 5)}
@@ -217,7 +217,7 @@ def test_extrapolate_interval_widens_with_noise():
 
 
 def test_tcp_ip_bytes_model_counts_packets():
-    from labkit.latency import CONNECTION_PACKETS, MSS_BYTES, TCP_IP_HEADER_BYTES, tcp_ip_bytes
+    from labkit.lessons.latency import CONNECTION_PACKETS, MSS_BYTES, TCP_IP_HEADER_BYTES, tcp_ip_bytes
 
     frame = pd.DataFrame({"transport": ["websocket", "rest-new", "rest-keepalive"],
                           "bytes_up": [70, 200, 3000], "bytes_down": [66, 150, 200],
@@ -231,7 +231,7 @@ def test_tcp_ip_bytes_model_counts_packets():
 
 
 def test_summary_leaves_p99_out_below_100_observations():
-    from labkit.latency import summary
+    from labkit.lessons.latency import summary
 
     few = _synthetic()
     assert "p99" not in summary(few) and {"p90", "max"} <= set(summary(few))
@@ -240,7 +240,7 @@ def test_summary_leaves_p99_out_below_100_observations():
 
 
 def test_tls_lab_is_a_second_lab_and_is_reused(lab):
-    from labkit.latency import tls_lab
+    from labkit.lessons.latency import tls_lab
 
     secure = tls_lab()
     assert secure.url.startswith("https://") and secure is tls_lab()

@@ -15,9 +15,9 @@ import pytest
 from websockets.asyncio.client import connect
 
 from labkit import _loop
-from labkit.latency import compare_transports
+from labkit.lessons.latency import compare_transports
 from labkit.measure import median
-from labkit.netem import PROFILES, NetemProxy, Profile, Toxics, profile
+from labkit.net.netem import PROFILES, NetemProxy, Profile, Toxics, profile
 
 RTT = 50.0
 

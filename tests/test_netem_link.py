@@ -16,7 +16,7 @@ import time
 import pytest
 
 from labkit import _loop
-from labkit.netem import KB, PROFILES, NetemProxy, Profile, Toxics, slow_start_rounds
+from labkit.net.netem import KB, PROFILES, NetemProxy, Profile, Toxics, slow_start_rounds
 
 
 async def _get(net: NetemProxy, size: int) -> tuple[bytes, float]:
@@ -152,7 +152,7 @@ def test_the_thread_mode_keeps_the_same_api(lab):
 def test_the_link_process_ends_when_its_owner_dies(lab, ending):
     script = (
         "import os, sys\n"
-        "from labkit.netem import NetemProxy\n"
+        "from labkit.net.netem import NetemProxy\n"
         f"net = NetemProxy('127.0.0.1', {lab.port}, '4g').start()\n"
         "print(net._backend.proc.pid, flush=True)\n"
         f"{ending}\n"

@@ -11,7 +11,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from labkit import _loop
-from labkit.netem import MAX_AIM_EARLY, TOXIC_KINDS, NetemProxy, Profile
+from labkit.net.netem import MAX_AIM_EARLY, TOXIC_KINDS, NetemProxy, Profile
 
 RTT = 20.0
 PROFILE = Profile.symmetric("toxic-test", RTT)

@@ -15,8 +15,8 @@ from aiohttp import web
 from openapi_spec_validator import validate
 
 from labkit.clients.rest import RestClient
+from labkit.routes.docs import openapi_document
 from labkit.server.app import make_app
-from labkit.server.docs import openapi_document
 
 OPERATIONS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 

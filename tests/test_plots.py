@@ -177,7 +177,7 @@ def test_present_enlarges_fonts_of_later_figures():
 
 
 def test_upload_timeline_draws_both_protocols_in_two_lanes():
-    from labkit.duplex import DuplexRun
+    from labkit.lessons.duplex import DuplexRun
 
     events = pd.DataFrame([
         ("WebSocket", "up", "upload chunk", 0.0, 400.0, 16000),

@@ -48,7 +48,7 @@ def test_an_unknown_jitter_is_refused():
 
 
 def test_a_reconnect_storm_comes_in_waves_without_jitter_and_spread_with_it(lab):
-    from labkit import reliability
+    from labkit.lessons import reliability
 
     none = reliability.herd_run(lab, clients=40, jitter="none", down_s=0.7, base_s=0.2,
                                 after_s=4.0)

@@ -8,7 +8,7 @@ import time
 
 from browser import browser  # noqa: F401 - the module-scoped Chromium fixture
 
-from labkit import reliability
+from labkit.lessons import reliability
 
 PAGE = """<!doctype html><meta charset="utf-8"><title>feed</title><script>
 window.feed = {events: [], resets: [], snapshot: null, errors: 0};

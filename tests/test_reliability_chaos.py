@@ -4,7 +4,7 @@ the same run without the client's de-duplication must fail that check (so the ch
 
 from __future__ import annotations
 
-from labkit import reliability
+from labkit.lessons import reliability
 
 
 def test_chaos_run_is_gapless_in_order_without_duplicates(lab):

@@ -12,9 +12,10 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from labkit import _loop, reliability
+from labkit import _loop
 from labkit.clients.chat import slow_sender_run
-from labkit.server.hub import HUB
+from labkit.lessons import reliability
+from labkit.streaming.hub import HUB
 
 
 def publish(lab, n: int, size: int) -> None:

@@ -12,9 +12,9 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from labkit import reliability
 from labkit.clients import feed
 from labkit.clients.rest import RestClient
+from labkit.lessons import reliability
 
 
 def publish(lab, n: int) -> dict:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from labkit import reliability
+from labkit.lessons import reliability
 
 MECHANISMS = {"ws": "ws ping timeout", "sse": "sse read timeout", "long_poll": "long-poll timeout"}
 

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from labkit.clients.rest import RestClient
-from labkit.server.rest import merge_patch
+from labkit.routes.rest import merge_patch
 
 JSON = {"Content-Type": "application/json"}
 MERGE = {"Content-Type": "application/merge-patch+json"}
@@ -425,8 +425,8 @@ def test_an_app_built_without_a_database_path_uses_a_temporary_one():
     """make_app() alone (no runner, db=None) still serves notes, from a file it removes at cleanup."""
     from aiohttp import web
 
+    from labkit.routes.rest import NOTES
     from labkit.server.app import make_app
-    from labkit.server.rest import NOTES
 
     async def run():
         app = make_app()

@@ -248,15 +248,15 @@ def test_make_app_checks_host_and_reads_bodies_within_a_deadline():
 
 
 def test_sse_feed_is_described_event_by_event():
+    from labkit.routes.docs import SSE_EVENT_SCHEMA, openapi_document
     from labkit.server.app import make_app
-    from labkit.server.docs import SSE_EVENT_SCHEMA, openapi_document
 
     doc = openapi_document(make_app())
     stream = doc["paths"]["/sse/feed"]["get"]["responses"]["200"]["content"]["text/event-stream"]
     assert stream["schema"] == SSE_EVENT_SCHEMA
     assert set(SSE_EVENT_SCHEMA["properties"]) == {"event", "data", "id", "retry"}
     # the families' own declarations are not changed by building a document
-    from labkit.server import feed
+    from labkit.routes import feed
 
     declared = feed.OPENAPI_PATHS["/sse/feed"]["get"]["responses"]["200"]["content"]
     assert declared["text/event-stream"]["schema"] is not SSE_EVENT_SCHEMA

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from labkit import rest_lab
 from labkit.clients.rest import RestClient
+from labkit.lessons import rest as rest_lab
 from labkit.tables import shorten, view
 
 

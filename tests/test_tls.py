@@ -9,9 +9,10 @@ import aiohttp
 import pytest
 from websockets.asyncio.client import connect
 
-from labkit import _loop, tls
-from labkit.latency import compare_transports, round_trips_per_connection
-from labkit.netem import Profile
+from labkit import _loop
+from labkit.lessons.latency import compare_transports, round_trips_per_connection
+from labkit.net import tls
+from labkit.net.netem import Profile
 
 
 @pytest.fixture

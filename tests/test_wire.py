@@ -10,7 +10,7 @@ import pytest
 
 from labkit.clients.rest import RestClient
 from labkit.clients.ws import WsClient
-from labkit.wire import WEBSOCKET_GUID, WireTap, accept_key, tap
+from labkit.net.wire import WEBSOCKET_GUID, WireTap, accept_key, tap
 
 
 @pytest.fixture
@@ -170,7 +170,7 @@ def test_tap_twice_gives_back_the_same_running_proxy(lab):
 
 
 def test_a_browser_like_request_head_weighs_what_browsers_send(wiretap):
-    from labkit.wire import BROWSER_HEADERS
+    from labkit.net.wire import BROWSER_HEADERS
 
     with RestClient(wiretap.url(), headers=BROWSER_HEADERS) as browser, \
             RestClient(wiretap.url()) as kit:
@@ -183,7 +183,7 @@ def test_a_browser_like_request_head_weighs_what_browsers_send(wiretap):
 
 
 def test_packet_model_counts_packets_acks_and_the_handshake():
-    from labkit.wire import MSS, SYN_BYTES, TCP_IP_HEADER, packet_model
+    from labkit.net.wire import MSS, SYN_BYTES, TCP_IP_HEADER, packet_model
 
     warm = packet_model([200], [300])
     assert warm["tcp_ip_header_bytes"] == 2 * TCP_IP_HEADER and warm["ack_bytes"] == 2 * TCP_IP_HEADER
@@ -196,7 +196,7 @@ def test_packet_model_counts_packets_acks_and_the_handshake():
 
 
 def test_packet_table_keeps_the_measured_bytes_and_labels_the_model(wiretap):
-    from labkit.wire import packet_table
+    from labkit.net.wire import packet_table
 
     with WsClient(wiretap.url("ws"), "/ws/echo") as ws:
         wiretap.settle().reset()
@@ -210,7 +210,7 @@ def test_packet_table_keeps_the_measured_bytes_and_labels_the_model(wiretap):
 
 
 def test_send_frames_fragments_a_text_message_utf8_is_checked_per_message(wiretap):
-    from labkit.wire import send_frames
+    from labkit.net.wire import send_frames
 
     word = "héllo".encode()
     split = send_frames(wiretap.url(), "/ws/echo", [("text", word[:2], False),
@@ -223,7 +223,7 @@ def test_send_frames_fragments_a_text_message_utf8_is_checked_per_message(wireta
 
 
 def test_deflate_memory_follows_zlibs_formulas():
-    from labkit.wire import deflate_memory
+    from labkit.net.wire import deflate_memory
 
     assert deflate_memory() == {"compressor_bytes": 2**17 + 2**17, "decompressor_bytes": 2**15,
                                 "per_connection_bytes": 2**18 + 2**15}

@@ -34,8 +34,8 @@ def request_heads(tap, client: str = ""):
 def python_request_heads(target, tap_factory, path: str = "/api/games/headers") -> object:
     """The kit's minimal Python clients through a fresh wire tap: one poll (aiohttp) and one upgrade
     (websockets). `tap_factory(target)` starts the tap (lk.tap)."""
-    from ..clients.rest import RestClient
-    from ..clients.ws import WsClient
+    from labkit.clients.rest import RestClient
+    from labkit.clients.ws import WsClient
 
     tap = tap_factory(target)
     try:

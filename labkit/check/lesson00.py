@@ -10,7 +10,7 @@ __all__ = ["unknown_route_status", "sized_reply", "binary_echo"]
 
 
 def _running_lab():
-    from ..server.runner import current
+    from labkit.server.runner import current
 
     return current()
 
@@ -31,7 +31,7 @@ _STATUS_HINTS = {
           how="Make a GET to a path the index does not list (api.get('/where-is-this')) and read .status.")
 def unknown_route_status(code) -> Feedback:
     """Exercise: which status code does the lab answer for a route it does not have?"""
-    from ..clients.rest import RestClient
+    from labkit.clients.rest import RestClient
 
     name = "unknown route"
     if isinstance(code, bool) or not isinstance(code, int):

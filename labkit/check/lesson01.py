@@ -9,7 +9,7 @@ __all__ = ["conditional_get", "idempotent_but_status_changes", "recovered_from_4
 
 
 def _running_lab():
-    from ..server.runner import current
+    from labkit.server.runner import current
 
     return current()
 
@@ -19,7 +19,7 @@ def _running_lab():
 def conditional_get(path, headers, validator: str = "any") -> Feedback:
     """Exercise: the headers that make GET `path` answer 304. The checker sends them itself.
     validator="date": without an ETag (If-None-Match), by the date the note last changed."""
-    from ..clients.rest import RestClient
+    from labkit.clients.rest import RestClient
 
     name = "conditional GET" + (" by date" if validator == "date" else "")
     if not isinstance(headers, dict) or not headers:
@@ -60,7 +60,7 @@ def conditional_get(path, headers, validator: str = "any") -> Feedback:
 def idempotent_but_status_changes(verb) -> Feedback:
     """Exercise: which idempotent verb answers with another status the second time? The checker
     repeats each verb twice against the lab (rest_lab.repeat_effects) and compares."""
-    from ..rest_lab import repeat_effects, repeat_summary
+    from labkit.lessons.rest import repeat_effects, repeat_summary
 
     name = "idempotent, yet a different answer"
     if not isinstance(verb, str) or not verb.strip() or verb.strip() == "?":
@@ -100,7 +100,7 @@ def idempotent_but_status_changes(verb) -> Feedback:
 def recovered_from_412(conflict, client) -> Feedback:
     """Exercise: add one vote to `conflict`'s note starting from its stale ETag, without losing
     the other client's vote. `client` is the RestClient you used; its log must show the 412."""
-    from ..clients.rest import RestClient
+    from labkit.clients.rest import RestClient
 
     name = "recover from 412"
     lab = _running_lab()
@@ -144,7 +144,7 @@ _PUT_SLIPS = {
 def second_conditional_put(status) -> Feedback:
     """Exercise: the same PUT with `If-Match: <the ETag read before>` sent twice: which status does
     the second one get? The checker repeats the experiment on a note of its own."""
-    from ..clients.rest import RestClient
+    from labkit.clients.rest import RestClient
 
     name = "repeated conditional PUT"
     if isinstance(status, bool) or not isinstance(status, int):

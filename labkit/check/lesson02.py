@@ -13,7 +13,7 @@ __all__ = ["websocket_accept", "frame_header_bytes", "close_code", "rest_vs_webs
 
 def _accept_mistakes(key: str) -> dict[str, str]:
     """What the usual slips produce for `key`, each with a hint that names the slip, not the value."""
-    from ..wire import WEBSOCKET_GUID
+    from labkit.net.wire import WEBSOCKET_GUID
 
     joined = (key + WEBSOCKET_GUID).encode()
     return {
@@ -36,7 +36,7 @@ def _accept_mistakes(key: str) -> dict[str, str]:
           "the 20-byte digest.")
 def websocket_accept(key: str, answer) -> Feedback:
     """Exercise: compute Sec-WebSocket-Accept for the Sec-WebSocket-Key `key`."""
-    from ..wire import accept_key
+    from labkit.net.wire import accept_key
 
     name = "Sec-WebSocket-Accept"
     given = answer.decode("ascii", "replace") if isinstance(answer, bytes) else str(answer)
@@ -137,9 +137,9 @@ def close_code(situation: str, answer) -> Feedback:
 def _measure_echo_bytes(lab, payload: bytes) -> tuple[int, int]:
     """Bytes (up + down) of one REST echo on a warm keep-alive connection and of one WebSocket echo,
     measured through a private wire tap in front of `lab`."""
-    from ..clients.rest import RestClient
-    from ..clients.ws import WsClient
-    from ..wire import WireTap
+    from labkit.clients.rest import RestClient
+    from labkit.clients.ws import WsClient
+    from labkit.net.wire import WireTap
 
     with WireTap(lab).start() as t:
         with RestClient(t.url()) as api:
@@ -161,7 +161,7 @@ def rest_vs_websocket_bytes(answer, payload: bytes = b"x" * 16, tolerance: float
 
     The checker measures it again through its own wire tap in front of the running lab.
     """
-    from ..server.runner import current
+    from labkit.server.runner import current
 
     name = "REST vs WebSocket bytes"
     if not close_to(answer, 1.0, abs_=float("inf")):

@@ -29,7 +29,7 @@ def new_connection_round_trips(answer, frame=None) -> Feedback:
     problem = _needs(frame, ["rest-new", "rest-keepalive"], name)
     if problem is not None:
         return problem
-    from ..latency import round_trips_per_connection
+    from labkit.lessons.latency import round_trips_per_connection
 
     measured = round_trips_per_connection(frame)
     value = as_number(answer)
@@ -62,7 +62,7 @@ def websocket_break_even(answer, frame=None) -> Feedback:
     problem = _needs(frame, ["rest-new", "websocket"], name)
     if problem is not None:
         return problem
-    from ..latency import exchange_totals
+    from labkit.lessons.latency import exchange_totals
 
     value = as_number(answer)
     if value is None or value < 1 or value != int(value):
@@ -99,7 +99,7 @@ def header_bytes_saved(answer, frame=None) -> Feedback:
     if frame["bytes_up"].isna().all():
         return verdict(False, "", "This run counted no bytes (profile=None); measure through "
                        "the emulator, e.g. profile='loopback'.", name)
-    from ..measure import median
+    from labkit.measure import median
 
     size = frame["payload_bytes"].min()
     rows = frame[frame["payload_bytes"] == size]
@@ -137,8 +137,8 @@ def parallel_prediction(answer_ms, lab=None, *, messages: int = 30, connections:
     value = as_number(answer_ms)
     if value is None or value <= 0:
         return verdict(False, "", "Answer with a positive number of milliseconds.", name)
-    from ..latency import compare_patterns
-    from ..netem import profile as resolve
+    from labkit.lessons.latency import compare_patterns
+    from labkit.net.netem import profile as resolve
 
     rtt = resolve(profile).rtt_ms
     run = compare_patterns(lab, messages=messages, parallel=connections, profile=profile,
@@ -172,8 +172,8 @@ def new_connection_prediction(answer_ms, lab=None, *, profile: str = "interconti
     value = as_number(answer_ms)
     if value is None or value <= 0:
         return verdict(False, "", "Answer with a positive number of milliseconds.", name)
-    from ..latency import compare_transports
-    from ..measure import median
+    from labkit.lessons.latency import compare_transports
+    from labkit.measure import median
 
     run = compare_transports(lab, profile=profile, transports=["rest-new"], count=3, warmup=1,
                              progress=False)

@@ -34,7 +34,7 @@ def chat_delay_difference(answer_ms, frame) -> Feedback:
 @exercise("an empty chat message", answer="answer", how="Answer with the status code you expect.")
 def empty_message_status(answer, target) -> Feedback:
     """The HTTP status the room answers to an empty message: checked by sending one."""
-    from ..clients.rest import RestClient
+    from labkit.clients.rest import RestClient
 
     exercise = "an empty chat message"
     with RestClient(target) as api:

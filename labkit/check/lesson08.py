@@ -12,7 +12,7 @@ def move_out_of_turn_status(answer, target) -> Feedback:
     """The status the game answers to a REST move made out of turn: checked by making one."""
     import uuid
 
-    from ..clients.rest import RestClient
+    from labkit.clients.rest import RestClient
 
     name = "a move out of turn"
     game = f"check-{uuid.uuid4().hex[:10]}"

@@ -11,7 +11,7 @@ __all__ = ["keyed_retries", "overdraft_status", "telemetry_ratio", "big_note_byt
 @exercise("three tries with one key", how="Give a whole number of payments.")
 def keyed_retries(answer, target) -> Feedback:
     """How many payments the bank creates when one payment is sent three times with one key."""
-    from ..clients.bank import open_account, retry_after_lost_answer
+    from labkit.clients.bank import open_account, retry_after_lost_answer
 
     name = "three tries with one key"
     if isinstance(answer, bool) or not isinstance(answer, int):
@@ -29,8 +29,8 @@ def keyed_retries(answer, target) -> Feedback:
 @exercise("a payment larger than the balance", how="Give the status code as a number.")
 def overdraft_status(answer, target) -> Feedback:
     """The status the bank answers to a payment above the available balance (checked live)."""
-    from ..clients.bank import open_account
-    from ..clients.rest import RestClient
+    from labkit.clients.bank import open_account
+    from labkit.clients.rest import RestClient
 
     name = "a payment larger than the balance"
     account = open_account(target, "checker", 100)["id"]
@@ -65,7 +65,7 @@ def telemetry_ratio(answer, telemetry) -> Feedback:
 @exercise("reading a ten times larger note", how="A number of bytes per read.")
 def big_note_bytes(answer, target) -> Feedback:
     """Bytes per read of a 20,000-character note over /ws/rest (measured by the checker, 5 %)."""
-    from ..clients.rest_ws import compare_reads
+    from labkit.clients.rest_ws import compare_reads
 
     name = "reading a ten times larger note"
     value = as_number(answer)

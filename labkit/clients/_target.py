@@ -22,6 +22,6 @@ def lab_ssl_context(url: str):
     """For https/wss URLs: an SSLContext that also trusts the lab's local CA (`lk.start(tls=True)`)."""
     if not url.startswith(("https://", "wss://")):
         return None
-    from ..tls import client_ssl_context
+    from labkit.net.tls import client_ssl_context
 
     return client_ssl_context()

@@ -23,7 +23,8 @@ import uuid
 import aiohttp
 from websockets.asyncio.client import connect
 
-from .. import _loop
+from labkit import _loop
+
 from ._target import base_url, lab_ssl_context
 
 SETTLE_TIMEOUT_S = 10.0

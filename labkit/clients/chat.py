@@ -22,7 +22,8 @@ from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 
-from .. import _loop
+from labkit import _loop
+
 from .rest import RestClient
 from .ws import WsClient
 

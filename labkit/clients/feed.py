@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 import aiohttp
 from websockets.asyncio.client import connect
 
-from .. import _loop
-from ..measure import percentile
+from labkit import _loop
+from labkit.measure import percentile
+
 from ._target import base_url, lab_ssl_context
 from .rest import request_head_bytes, response_head_bytes
 

@@ -23,8 +23,9 @@ from urllib.parse import urlsplit
 import aiohttp
 from websockets.asyncio.client import connect
 
-from .. import _loop
-from ..proxy import TcpProxy
+from labkit import _loop
+from labkit.net.proxy import TcpProxy
+
 from ._target import base_url
 
 COLUMNS = 7

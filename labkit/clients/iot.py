@@ -19,7 +19,8 @@ import time
 import aiohttp
 from websockets.asyncio.client import connect
 
-from .. import _loop
+from labkit import _loop
+
 from ._target import base_url
 
 MODES = ("rest", "batch", "ws")
@@ -53,7 +54,7 @@ async def _device_ws(ws_url, device, values):
 
 def telemetry(lab, mode: str, devices: int = 20, readings: int = 20) -> dict:
     """Run `devices` devices sending `readings` readings each in `mode`; one summary row."""
-    from ..wire import tap as wire_tap
+    from labkit.net.wire import tap as wire_tap
 
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")

@@ -52,7 +52,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.uri import parse_uri
 
-from .. import _loop
+from labkit import _loop
+
 from .feed import http_session, sse_blocks, target_url
 
 PATHS = {"ws": "/ws/feed", "sse": "/sse/feed", "long_poll": "/api/feed"}

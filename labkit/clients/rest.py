@@ -15,7 +15,8 @@ import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
-from .. import _loop
+from labkit import _loop
+
 from ._target import base_url, lab_ssl_context
 from .http_cache import HttpCache
 

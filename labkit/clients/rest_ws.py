@@ -15,7 +15,8 @@ import json
 
 from websockets.asyncio.client import connect
 
-from .. import _loop
+from labkit import _loop
+
 from ._target import base_url
 
 
@@ -63,7 +64,8 @@ def compare_reads(lab, note_bytes: int = 2000, reads: int = 20):
     """Read one note `reads` times three ways; a tidy frame with one row per way."""
     import pandas as pd
 
-    from ..wire import tap as wire_tap
+    from labkit.net.wire import tap as wire_tap
+
     from .rest import RestClient
 
     note = {"title": "statement", "body": "x" * note_bytes}

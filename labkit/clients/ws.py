@@ -10,7 +10,8 @@ import time
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from .. import _loop
+from labkit import _loop
+
 from ._target import base_url, lab_ssl_context
 
 

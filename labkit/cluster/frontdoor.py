@@ -18,7 +18,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..proxy import Connection, TcpProxy
+from labkit.net.proxy import Connection, TcpProxy
 
 MODES = ("connection", "sticky")
 

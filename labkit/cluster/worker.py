@@ -39,10 +39,11 @@ def raise_fd_limit() -> int:
 async def serve(args: argparse.Namespace) -> None:
     from aiohttp import web
 
-    from ..server import backplane, workers
-    from ..server.app import make_app
-    from ..server.config import LabConfig
-    from ..server.runner import STOP_TIMEOUT
+    from labkit.routes import workers
+    from labkit.server.app import make_app
+    from labkit.server.config import LabConfig
+    from labkit.server.runner import STOP_TIMEOUT
+    from labkit.streaming import backplane
 
     raise_fd_limit()
     app = make_app(LabConfig(host=args.host, port=0, db=args.db))

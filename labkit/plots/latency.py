@@ -1,4 +1,5 @@
-"""Figures for the latency lab: each takes the tidy frame of `labkit.latency` and returns a plotly figure.
+"""Figures for the latency lab: each takes the tidy frame of `labkit.lessons.latency` and returns a
+plotly figure.
 
 ecdf: the whole distribution per transport; by_profile: box or violin per network; rtt_vs_payload:
 median (and p10-p90) against message size; waterfall: where an HTTP request's time goes;
@@ -32,7 +33,7 @@ _color = transport_color
 
 def ecdf(frame, *, value: str = "rtt_ms", log_x: bool = False, title: str | None = None):
     """One ECDF line per transport (and per profile, dashed, when there are several)."""
-    from ..measure import ecdf_frame
+    from labkit.measure import ecdf_frame
 
     go = _go()
     profiles = list(dict.fromkeys(frame["profile"])) if "profile" in frame else [None]
@@ -78,7 +79,7 @@ def by_profile(frame, *, kind: str = "box", value: str = "rtt_ms", log_y: bool =
 
 def rtt_vs_payload(frame, *, value: str = "rtt_ms", title: str | None = None):
     """Median round trip against payload size per transport; the bars span p10 to p90."""
-    from ..measure import percentile
+    from labkit.measure import percentile
 
     go = _go()
     fig = go.Figure()
@@ -102,8 +103,8 @@ def rtt_vs_payload(frame, *, value: str = "rtt_ms", title: str | None = None):
 
 def waterfall(frame, *, title: str | None = None):
     """A browser-style waterfall: the median of each HTTP phase, per REST transport, end to end."""
-    from ..latency import PHASES
-    from ..measure import median
+    from labkit.lessons.latency import PHASES
+    from labkit.measure import median
 
     go = _go()
     rest = frame[frame["transport"].isin(["rest-new", "rest-keepalive"])]
@@ -133,7 +134,7 @@ def waterfall(frame, *, title: str | None = None):
 
 def bytes_per_message(frame, *, title: str | None = None):
     """Median bytes on the wire per round trip, up and down stacked, per transport and payload."""
-    from ..measure import median
+    from labkit.measure import median
 
     go = _go()
     rows = []
@@ -154,9 +155,9 @@ def bytes_per_message(frame, *, title: str | None = None):
 
 def tcp_ip_bytes(frame, *, title: str | None = None):
     """Median bytes per round trip in two layers: the HTTP/WebSocket bytes the proxy counted, and
-    the TCP/IP headers of the packets that carry them (`labkit.latency.tcp_ip_bytes`, a model)."""
-    from ..latency import tcp_ip_bytes as model
-    from ..measure import median
+    the TCP/IP headers of the packets that carry them (`labkit.lessons.latency.tcp_ip_bytes`, a model)."""
+    from labkit.lessons.latency import tcp_ip_bytes as model
+    from labkit.measure import median
 
     go = _go()
     data = model(frame)
@@ -184,9 +185,9 @@ PATTERN_STYLES = {
 
 
 def patterns(frame, *, title: str | None = None):
-    """Median time to send N messages with each pattern (`labkit.latency.compare_patterns`), as
+    """Median time to send N messages with each pattern (`labkit.lessons.latency.compare_patterns`), as
     horizontal bars on a log axis, each labelled with its time and its round trips."""
-    from ..measure import median
+    from labkit.measure import median
 
     go = _go()
     fig = go.Figure()

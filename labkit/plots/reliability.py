@@ -10,7 +10,7 @@ STORM_COLOURS = {"none": "#c0392b", "full": "#1f6fb2", "equal": "#8e44ad"}
 
 def reconnect_storm(bins, *, bin_s: float = 0.1, down_s: float | None = None):
     """Bars of connection attempts per `bin_s` window after a server stop, one colour per jitter
-    setting (`bins`: labkit.reliability.attempts_per_bin). A dotted line marks the restart."""
+    setting (`bins`: labkit.lessons.reliability.attempts_per_bin). A dotted line marks the restart."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
@@ -28,7 +28,7 @@ def reconnect_storm(bins, *, bin_s: float = 0.1, down_s: float | None = None):
 
 
 def fallback_staleness(frame):
-    """Box plot of staleness (ms) per client of labkit.reliability.fallback_run."""
+    """Box plot of staleness (ms) per client of labkit.lessons.reliability.fallback_run."""
     import plotly.express as px
 
     fig = px.box(frame, x="client", y="staleness_ms", color="client", points="all")

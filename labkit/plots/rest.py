@@ -1,7 +1,7 @@
 """Figures for the REST lesson: the request log as bytes and time per exchange, and what a 304 saves.
 
 request_log: takes `RestClient.log_frame()`; conditional_savings: takes the frame of
-`labkit.rest_lab.conditional_savings`.
+`labkit.lessons.rest.conditional_savings`.
 """
 
 from __future__ import annotations

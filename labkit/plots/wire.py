@@ -72,7 +72,7 @@ def upload_during_push(run, *, title: str | None = None):
     """Two timelines (WebSocket above, HTTP/1.1 below), each with its two directions: spans for
     the uploads (from their first to their last byte at the server), a marker for each tick, ack
     and for the moment the server began its HTTP response. `run` is what
-    `labkit.duplex.upload_during_push` returns."""
+    `labkit.lessons.duplex.upload_during_push` returns."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 

@@ -1,6 +1,7 @@
 """make_app(config): the one aiohttp Application of the lab, assembled from route families.
 
-A route family is a module in this package with `setup(app)` (add routes, state and signals) and
+A route family is a module of `labkit.routes` (or, for the two that are middlewares, of this package)
+with `setup(app)` (add routes, state and signals) and
 `OPENAPI_PATHS` (its HTTP routes as OpenAPI path items); WebSocket and SSE families may add
 `ASYNCAPI_CHANNELS`. Adding a family is one module plus one line in FAMILIES.
 """
@@ -22,22 +23,22 @@ from .problem import problem_middleware
 from .websocket import close_all
 
 FAMILIES = (
-    "core",
-    "echo",
-    "rest",
-    "session",
-    "hub",
-    "feed",
-    "chat",
-    "workers",
-    "auth",
-    "classroom",
-    "bank",
-    "iot",
-    "rest_ws",
-    "jupyter_proxy",
-    "game",
-    "collab",
+    "labkit.routes.core",
+    "labkit.routes.echo",
+    "labkit.routes.rest",
+    "labkit.routes.session",
+    "labkit.streaming.hub",
+    "labkit.routes.feed",
+    "labkit.routes.chat",
+    "labkit.routes.workers",
+    "labkit.server.auth",
+    "labkit.routes.classroom",
+    "labkit.routes.bank",
+    "labkit.routes.iot",
+    "labkit.routes.rest_ws",
+    "labkit.server.jupyter_proxy",
+    "labkit.routes.game",
+    "labkit.routes.collab",
 )
 
 FAMILY_MODULES = web.AppKey("family_modules", tuple)
@@ -45,7 +46,7 @@ FAMILY_MODULES = web.AppKey("family_modules", tuple)
 
 def families() -> tuple[ModuleType, ...]:
     """The route family modules, in FAMILIES order."""
-    return tuple(importlib.import_module(f"{__package__}.{name}") for name in FAMILIES)
+    return tuple(importlib.import_module(name) for name in FAMILIES)
 
 
 def make_app(config: LabConfig | None = None) -> web.Application:

@@ -204,7 +204,7 @@ class LabServer:
         await self._runner.setup()
         ssl_context = None
         if self.config.tls:
-            from ..tls import server_ssl_context
+            from labkit.net.tls import server_ssl_context
 
             ssl_context = server_ssl_context()
         site = GuardedSite(self._runner, self.config, ssl_context=ssl_context, reuse_address=True)

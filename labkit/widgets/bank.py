@@ -18,8 +18,9 @@ import time
 import aiohttp
 from websockets.asyncio.client import connect
 
-from .. import _loop
-from ..clients._target import base_url
+from labkit import _loop
+from labkit.clients._target import base_url
+
 from . import REFRESH_S
 
 

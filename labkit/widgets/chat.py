@@ -12,7 +12,8 @@ import asyncio
 import html
 import time
 
-from .. import _loop
+from labkit import _loop
+
 from . import REFRESH_S
 
 TYPING_EVERY_S = 1.0
@@ -27,7 +28,7 @@ class ChatBox:
     def __init__(self, target, name: str = "you", *, seconds: float = 120.0, show: int = 30):
         import ipywidgets as widgets
 
-        from ..clients.chat import ChatWsClient
+        from labkit.clients.chat import ChatWsClient
 
         self.client = ChatWsClient(target, name)
         self.show = show

@@ -13,7 +13,7 @@ import asyncio
 import html
 import time
 
-from .. import _loop
+from labkit import _loop
 
 EVERY_S = 1.0
 """Seconds between two reads of the statistics (and two redraws)."""
@@ -62,7 +62,7 @@ class ClassroomDashboard:
     def __init__(self, target, *, seconds: float = 300.0):
         import ipywidgets as widgets
 
-        from ..clients.rest import RestClient
+        from labkit.clients.rest import RestClient
 
         self.api = RestClient(target)
         self.panel = widgets.HTML("reading the class server…")

@@ -18,7 +18,8 @@ import html
 import statistics
 import time
 
-from .. import _loop
+from labkit import _loop
+
 from . import REFRESH_S
 
 PAD = "style='padding:2px 12px;text-align:right'"
@@ -32,9 +33,9 @@ class FeedDashboard:
         import ipywidgets as widgets
         import plotly.graph_objects as go
 
-        from ..clients.feed import LABELS, TRANSPORTS, start_run
-        from ..plots.base import finish, transport_color
-        from ..plots.push import LIVE_LINE_STYLES
+        from labkit.clients.feed import LABELS, TRANSPORTS, start_run
+        from labkit.plots.base import finish, transport_color
+        from labkit.plots.push import LIVE_LINE_STYLES
 
         self.redraws = 0
         self.figure = go.FigureWidget()
@@ -107,7 +108,7 @@ class FeedDashboard:
     def result(self, timeout: float = 120.0):
         """Wait for the run to end (with a progress bar) and return it (a FeedRun). Interrupting
         the kernel meanwhile stops the run (see `stop`)."""
-        from ..clients.feed import wait_for
+        from labkit.clients.feed import wait_for
 
         left = max(0.0, self.seconds + 0.5 - (time.time() - self.t0))
         try:

@@ -12,8 +12,9 @@ import asyncio
 import itertools
 import time
 
-from .. import _loop
-from ..clients.ws import WsClient
+from labkit import _loop
+from labkit.clients.ws import WsClient
+
 from . import REFRESH_S
 
 
@@ -44,7 +45,7 @@ def summary(frame) -> str:
     """One sentence on `frame` (what ping_meter returned): count, median and the tail the count
     supports (p99 from 100 echoes on, else the slowest, named so). It refuses to present a table
     from an earlier run as the latest when the latest meter was stopped."""
-    from ..measure import percentile
+    from labkit.measure import percentile
 
     run = frame.attrs.get("run")
     if _last["stopped"] and run != _last["run"]:
@@ -72,7 +73,7 @@ def ping_meter(target, seconds: float = 5.0, *, path: str = "/ws/echo", payload:
     import plotly.graph_objects as go
     from IPython.display import display
 
-    from ..plots.base import finish, log_axis, transport_color
+    from labkit.plots.base import finish, log_axis, transport_color
 
     readout = w.HTML("<b>ping meter</b>: connecting…")
     clock = w.FloatProgress(value=0, min=0, max=seconds, description="time", bar_style="info")

@@ -1,0 +1,198 @@
+"""The book: every lesson as a web page WITH its outputs, from a fresh run, plus the instructor guide.
+
+    python -m labkit.course.book                      # all lessons -> build/book/index.html   (make book)
+    python -m labkit.course.book --lessons 00 05      # a subset (the test builds two)
+
+Each lesson runs top to bottom in a real kernel in quick mode (LABKIT_QUICK=1) and is exported with
+nbconvert's HTML exporter. Figures carry an HTML representation beside plotly's JSON one
+(labkit/plots/export.py); plotly.js is written once, to `_static/plotly.min.js`, which every page loads
+from disk, so the book works offline and holds one copy of it. The instructor guide (instructors/*.md)
+is its own part. The executed notebooks are kept beside the pages (`notebooks/`) as static copies.
+
+The build checks what it promises: a page must hold as many drawn figures as its run produced, and
+no page may carry plotly.js itself; otherwise it stops with an error naming the page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from labkit._env import environment
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS = ROOT / "notebooks"
+GUIDE = ROOT / "instructors"
+PLOTLY_MIME = "application/vnd.plotly.v1+json"
+FIGURE_CALL = "Plotly.newPlot("
+SETUP_CELL = ("import labkit.plots.export as _labkit_export\n_labkit_export.enable()\n")
+STYLE = ("body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;"
+         "line-height:1.5}nav a{margin-right:1rem}code{background:#f4f4f4;padding:0 .2em}"
+         "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2rem .5rem}")
+
+
+class BookError(RuntimeError):
+    """The book could not be built as promised; the message names the lesson or page."""
+
+
+def plotly_js() -> Path:
+    """The plotly.js bundle shipped with the installed plotly package."""
+    import plotly
+
+    return Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+
+
+def lessons(selected: list[str] | None = None) -> list[Path]:
+    """Lesson notebooks, all or those whose number (or file name) is in `selected`."""
+    found = sorted(NOTEBOOKS.glob("[0-9][0-9]-*.ipynb"))
+    if selected:
+        found = [p for p in found if p.name[:2] in selected or p.stem in selected]
+    return found
+
+
+def execute(path: Path, timeout: int = 120):
+    """Run one lesson in quick mode (figures with text/html, no plotly.js inside); return the notebook."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbformat.v4 import new_code_cell
+
+    nb = nbformat.read(path, as_version=4)
+    nb.cells.insert(0, new_code_cell(SETUP_CELL))
+    env = {"LABKIT_QUICK": "1", "LABKIT_PLOTLYJS": "external", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+    with environment(env):
+        try:
+            NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=False,
+                           store_widget_state=False,  # live widgets' state holds a plotly.js each
+                           resources={"metadata": {"path": str(path.parent)}}).execute()
+        except Exception as exc:
+            raise BookError(f"{path.name} did not run: {str(exc)[:1500]}") from None
+    nb.cells.pop(0)
+    nb.metadata.pop("widgets", None)
+    return nb
+
+
+def figures_in(nb) -> int:
+    """Figures the run produced (outputs with plotly's JSON)."""
+    return sum(PLOTLY_MIME in out.get("data", {})
+               for cell in nb.cells if cell.cell_type == "code" for out in cell.get("outputs", []))
+
+
+def nav(depth: str) -> str:
+    return (f"<nav><a href='{depth}index.html'>Contents</a>"
+            f"<a href='{depth}index.html#lessons'>Lessons</a>"
+            f"<a href='{depth}index.html#guide'>Instructor guide</a></nav>")
+
+
+def lesson_page(nb, title: str) -> str:
+    """The lesson as HTML (nbconvert, lab template) loading the book's one copy of plotly.js."""
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb, resources={
+        "metadata": {"name": title}})
+    head = ("<script src='../_static/plotly.min.js'></script>"
+            "<style>nav{padding:.5rem 1rem;font-family:system-ui}</style>")
+    body = body.replace("</head>", head + "</head>", 1)
+    return re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + nav("../"), body, count=1)
+
+
+def markdown_page(text: str, title: str) -> str:
+    from nbconvert.filters.markdown_mistune import markdown2html_mistune
+
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{STYLE}</style></head><body>{nav('../')}{markdown2html_mistune(text)}</body></html>")
+
+
+def guide_pages() -> list[Path]:
+    """The instructor guide's pages: README first, then the rest by name."""
+    pages = sorted(GUIDE.glob("*.md"))
+    return sorted(pages, key=lambda p: (p.name != "README.md", p.name))
+
+
+def first_heading(text: str, fallback: str) -> str:
+    match = re.search(r"^#\s+(.+)$", text, re.MULTILINE)
+    return match.group(1).strip() if match else fallback
+
+
+def build(out: Path, selected: list[str] | None = None, *, log=print, keep_going: bool = False) -> dict:
+    """Build the book into `out`; returns {lesson file: figures}, the guide's page count and the
+    lessons that failed (only with `keep_going`; otherwise the first failure raises BookError)."""
+    out = Path(out)
+    if out.exists():
+        shutil.rmtree(out)
+    for folder in ("_static", "lessons", "guide", "notebooks"):
+        (out / folder).mkdir(parents=True)
+    shutil.copy(plotly_js(), out / "_static" / "plotly.min.js")
+    import nbformat
+
+    made: dict[str, int] = {}
+    failed: dict[str, str] = {}
+    lesson_links = []
+    for path in lessons(selected):
+        started = time.monotonic()
+        try:
+            nb = execute(path)
+        except BookError as exc:
+            if not keep_going:
+                raise
+            failed[path.name] = str(exc)[:300]
+            log(f"book: {path.stem}: FAILED, left out")
+            continue
+        expected = figures_in(nb)
+        page = lesson_page(nb, path.stem)
+        drawn = page.count(FIGURE_CALL)
+        if drawn != expected:
+            raise BookError(f"{path.stem}.html draws {drawn} figures, the run made {expected}")
+        if "window.Plotly = Plotly" in page or len(page) > 3_000_000:
+            raise BookError(f"{path.stem}.html carries plotly.js itself")
+        (out / "lessons" / f"{path.stem}.html").write_text(page, encoding="utf-8")
+        nbformat.write(nb, out / "notebooks" / path.name)
+        made[path.name] = expected
+        title = first_heading("".join(c.source for c in nb.cells[:1]), path.stem)
+        lesson_links.append(f"<li><a href='lessons/{path.stem}.html'>{html.escape(title)}</a> "
+                            f"({expected} figures)</li>")
+        log(f"book: {path.stem}: {expected} figures, {time.monotonic() - started:.0f} s")
+    guide_links = []
+    for page in guide_pages():
+        text = page.read_text(encoding="utf-8")
+        title = first_heading(text, page.stem)
+        (out / "guide" / f"{page.stem}.html").write_text(markdown_page(text, title), encoding="utf-8")
+        guide_links.append(f"<li><a href='guide/{page.stem}.html'>{html.escape(title)}</a></li>")
+    index = (f"<!doctype html><html><head><meta charset='utf-8'><title>labkit: the book</title>"
+             f"<style>{STYLE}</style></head><body><h1>labkit: WebSocket vs REST, measured</h1>"
+             "<p>Every lesson with the outputs of one run in quick mode (small trial counts); run "
+             "them yourself for the full sizes. Figures are interactive and work offline.</p>"
+             f"<h2 id='lessons'>Part I: Lessons</h2><ol>{''.join(lesson_links)}</ol>"
+             f"<h2 id='guide'>Part II: Instructor guide</h2><ul>{''.join(guide_links)}</ul>"
+             "</body></html>")
+    (out / "index.html").write_text(index, encoding="utf-8")
+    return {"lessons": made, "guide_pages": len(guide_links), "failed": failed}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m labkit.course.book", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(ROOT / "build" / "book"), help="output folder")
+    parser.add_argument("--lessons", nargs="*", default=None, help="lesson numbers (default: all)")
+    parser.add_argument("--keep-going", action="store_true",
+                        help="leave out a lesson that fails instead of stopping (still exits 1)")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    try:
+        result = build(Path(args.out), args.lessons, keep_going=args.keep_going)
+    except BookError as exc:
+        print(f"book: {exc}", file=sys.stderr)
+        return 1
+    print(f"book: {len(result['lessons'])} lessons, {sum(result['lessons'].values())} figures, "
+          f"{result['guide_pages']} guide pages in {time.monotonic() - started:.0f} s -> "
+          f"{Path(args.out) / 'index.html'}")
+    for name, why in result["failed"].items():
+        print(f"book: {name} failed: {why}", file=sys.stderr)
+    return 1 if result["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

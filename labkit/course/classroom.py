@@ -1,0 +1,278 @@
+"""A class on one lab server: `labkit serve --classroom` for the instructor, `lk.join` for students.
+
+Instructor, in a shell on a machine the students can reach:
+
+    labkit serve --classroom --host 0.0.0.0 --port 8765
+
+prints first the join URL (this machine's address, never 0.0.0.0, with the student token), then a QR
+code of it, then the instructor token. Students, in any lesson:
+
+    lab = lk.join("http://192.168.1.20:8765/?token=...")     # instead of lab = lk.start()
+
+The handle has what the kit's clients use from a LabServer (`url`, `ws_url`, `host`, `port`), so the
+lessons' cells work unchanged and the whole class shares one chat room and one live feed. Its URLs
+carry the token as user info (`http://student:<token>@host:port`), which Python's HTTP and WebSocket
+clients send as an `Authorization` header; a browser's WebSocket, which cannot set headers, uses
+`?token=` (see labkit/server/auth.py). On joining, the handle estimates this machine's clock offset
+from the server's (`clock_offset_s`), so staleness measured across machines is corrected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import ipaddress
+import secrets
+import signal
+import socket
+import sys
+import tempfile
+import time
+from dataclasses import fields
+from pathlib import Path
+from urllib.parse import parse_qs, quote, urlsplit
+
+WILDCARDS = {"", "0.0.0.0", "::", "[::]"}
+"""Bind addresses that mean "every interface": never an address a student can type."""
+
+CLOCK_SAMPLES = 8
+"""Round trips `lk.join` makes to estimate the clock offset (the fastest one is used)."""
+
+
+def new_token() -> str:
+    """A random token, 128 bits, URL-safe."""
+    return secrets.token_urlsafe(16)
+
+
+def outward_address(family: int = socket.AF_INET) -> str | None:
+    """The address of the interface this machine would use to reach other machines.
+
+    A UDP socket `connect` only chooses a route: no packet is sent. None when there is no route."""
+    probe = ("192.0.2.1", 9) if family == socket.AF_INET else ("2001:db8::1", 9)
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.connect(probe)
+            return sock.getsockname()[0]
+    except OSError:
+        return None
+
+
+def join_host(bound_host: str) -> str:
+    """The host students should use for a server bound to `bound_host` (never a wildcard)."""
+    if bound_host not in WILDCARDS:
+        return bound_host
+    family = socket.AF_INET6 if ":" in bound_host else socket.AF_INET
+    for candidate in (outward_address(family), outward_address(socket.AF_INET)):
+        if candidate and candidate not in WILDCARDS:
+            return candidate
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "127.0.0.1"
+
+
+def join_url(host: str, port: int, token: str, *, tls: bool = False) -> str:
+    """`http(s)://host:port/?token=...` for `lk.join` (and a browser: the index is open)."""
+    shown = f"[{host}]" if ":" in host else host
+    return f"http{'s' if tls else ''}://{shown}:{port}/?token={quote(token)}"
+
+
+def qr_text(url: str) -> str:
+    """`url` as a QR code drawn with characters, for a terminal or a projector."""
+    import qrcode
+
+    code = qrcode.QRCode(border=2)
+    code.add_data(url)
+    out = io.StringIO()
+    code.print_ascii(out=out, invert=True)
+    return out.getvalue()
+
+
+def classroom_config(host: str, port: int, db: str, student_tokens, instructor_token: str,
+                     origins=(), tls: bool = False):
+    """The LabConfig of a class server (also accepting the join host in `Host`, where the lab
+    checks it)."""
+    from labkit.server.config import LabConfig
+
+    options = {"host": host, "port": port, "db": db, "tls": tls,
+               "allowed_origins": tuple(origins), "student_tokens": tuple(student_tokens),
+               "instructor_token": instructor_token}
+    if "allowed_hosts" in {f.name for f in fields(LabConfig)}:
+        names = {join_host(host), socket.gethostname(), socket.getfqdn()} - WILDCARDS
+        options["allowed_hosts"] = tuple(sorted(names))
+    return LabConfig(**options)
+
+
+def _ssl_context(hosts):
+    """A server context whose certificate (from the kit's CA) names the join address too."""
+    import ssl
+
+    from labkit.net.tls import HOSTS, authority
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority().issue_cert(*dict.fromkeys([*HOSTS, *hosts])).configure_cert(context)
+    return context
+
+
+def serve_classroom(host: str, port: int, db: str | None, tokens=(), instructor_token: str | None = None,
+                    origins=(), tls: bool = False) -> int:
+    """Run a class server until Ctrl-C / SIGTERM. First stdout line: the join URL."""
+    from aiohttp import web
+
+    from labkit.server.app import make_app
+    from labkit.server.runner import STOP_TIMEOUT
+
+    tokens = tuple(tokens) or (new_token(),)
+    instructor_token = instructor_token or new_token()
+    if instructor_token in tokens:
+        print("labkit serve: the instructor token must differ from every student token.",
+              file=sys.stderr)
+        return 2
+
+    async def _main() -> int:
+        workdir = None if db else tempfile.TemporaryDirectory(prefix="labkit-class-")
+        path = db or str(Path(workdir.name) / "lab.db")
+        config = classroom_config(host, port, path, tokens, instructor_token, origins, tls)
+        where = join_host(host)
+        runner = web.AppRunner(make_app(config), access_log=None, shutdown_timeout=STOP_TIMEOUT)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, port, ssl_context=_ssl_context([where]) if tls else None,
+                              reuse_address=True).start()
+        except OSError as exc:
+            await runner.cleanup()
+            print(f"labkit serve: cannot bind {host}:{port}: {exc.strerror or exc}.", file=sys.stderr)
+            return 2
+        bound_port = runner.addresses[0][1]
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        url = join_url(where, bound_port, tokens[0], tls=tls)
+        print(url, flush=True)
+        print(qr_text(url), flush=True)
+        for extra in tokens[1:]:
+            print(f"another student token: {join_url(where, bound_port, extra, tls=tls)}", flush=True)
+        print(f"students: lab = lk.join({url!r})", file=sys.stderr)
+        print(f"instructor token (keep it to yourself): {instructor_token}", file=sys.stderr)
+        if tls:
+            from labkit.net.tls import ca_pem_path
+
+            print(f"TLS: give students the CA file {ca_pem_path()} and lk.join(url, ca=path)",
+                  file=sys.stderr)
+        if _is_ip(where) and ipaddress.ip_address(where).is_loopback:
+            print("note: bound to loopback, only this machine can join (use --host 0.0.0.0)",
+                  file=sys.stderr)
+        print("labkit classroom server running; Ctrl-C to stop", file=sys.stderr, flush=True)
+        await stop.wait()
+        await runner.cleanup()
+        if workdir is not None:
+            workdir.cleanup()
+        return 0
+
+    return asyncio.run(_main())
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+# -- the student's side ------------------------------------------------------------------------
+class ClassroomLab:
+    """A handle on a class server, used where a lesson uses its own lab (`lab = lk.join(...)`).
+
+    url / ws_url: base URLs with the token as user info (the kit's clients send it); base_url: the
+    same without it; headers: `Authorization: Bearer` for other HTTP tools; clock_offset_s: server
+    clock minus this machine's clock (s), clock_error_s: its bound (half the fastest round trip).
+    """
+
+    def __init__(self, url: str, token: str | None = None, *, ca: str | None = None,
+                 sync_clock: bool = True):
+        parts = urlsplit(url if "://" in url else f"http://{url}")
+        token = token or parse_qs(parts.query).get("token", [None])[0] or parts.password
+        if not token:
+            raise ValueError("lk.join needs the class token: the join URL's ?token=... or token=")
+        if parts.hostname is None or parts.port is None:
+            raise ValueError(f"lk.join needs a URL with a host and a port, got {url!r}")
+        self.token, self.host, self.port = token, parts.hostname, parts.port
+        self.tls = parts.scheme in ("https", "wss")
+        if ca is not None:
+            from labkit.net.tls import trust_file
+
+            trust_file(ca)
+        shown = f"[{self.host}]" if ":" in self.host else self.host
+        self._netloc = f"{shown}:{self.port}"
+        self.clock_offset_s = 0.0
+        self.clock_error_s = float("nan")
+        if sync_clock:
+            self.sync_clock()
+
+    def _base(self, scheme: str, credentials: bool = True) -> str:
+        auth = f"student:{quote(self.token, safe='')}@" if credentials else ""
+        return f"{scheme}{'s' if self.tls else ''}://{auth}{self._netloc}"
+
+    @property
+    def url(self) -> str:
+        return self._base("http")
+
+    @property
+    def ws_url(self) -> str:
+        return self._base("ws")
+
+    @property
+    def base_url(self) -> str:
+        return self._base("http", credentials=False)
+
+    @property
+    def headers(self) -> dict:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    @property
+    def running(self) -> bool:
+        return True
+
+    def sync_clock(self, samples: int = CLOCK_SAMPLES) -> float:
+        """Estimate `clock_offset_s` from `samples` round trips to GET /api/clock (NTP's offset
+        formula on the fastest round trip, Cristian's idea); returns the offset in seconds."""
+        from labkit.clients.rest import RestClient
+        from labkit.measure import estimate_clock_offset
+
+        rows = []
+        with RestClient(self) as api:
+            for _ in range(samples + 1):
+                t0 = time.time()
+                reply = api.get("/api/clock")
+                t3 = time.time()
+                if reply.status != 200:
+                    raise ConnectionError(f"the class server answered {reply.status}: "
+                                          f"{reply.body[:200].decode(errors='replace')}")
+                data = reply.json()
+                rows.append((t0, data["received_ts"], data["sent_ts"], t3))
+        estimate = estimate_clock_offset(rows[1:])  # the first one also opened the connection
+        self.clock_offset_s, self.clock_error_s = estimate["offset_s"], estimate["error_s"]
+        return self.clock_offset_s
+
+    def stop(self) -> None:
+        """Leave: nothing to stop here (the class server is the instructor's)."""
+
+    def status(self) -> dict:
+        return {"running": True, "url": self.base_url, "clock_offset_s": self.clock_offset_s,
+                "clock_error_s": self.clock_error_s}
+
+    def __enter__(self) -> ClassroomLab:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"<ClassroomLab {self.base_url} (token hidden)>"
+
+
+def join(url: str, token: str | None = None, **options) -> ClassroomLab:
+    """Join a class server: `lab = lk.join(join_url)` or `lk.join(url, token)`."""
+    return ClassroomLab(url, token, **options)

@@ -1,0 +1,557 @@
+"""The latency harness: time REST (new connection, keep-alive) and WebSocket round trips, one call.
+
+    df = lk.compare_transports(lab, profile="4g", payloads=[16, 1024], count=30)
+
+Each round trip sends `payload_bytes` and gets the same number back (POST /api/echo for REST, a
+binary message on /ws/echo for WebSocket), timed with perf_counter_ns around the real client call.
+The traffic goes through a NetemProxy with the chosen network profile ("loopback" adds no delay,
+the proxy only counts bytes; profile=None talks to the lab directly and counts nothing).
+
+The result is a tidy DataFrame, one row per round trip:
+
+- transport ("rest-new", "rest-keepalive", "websocket"), profile, payload_bytes, trial, rtt_ms;
+- bytes_up / bytes_down: bytes that crossed the proxy for this round trip (headers, frames, TLS
+  records: everything on the wire above TCP);
+- new_connection: whether this round trip opened a TCP connection;
+- HTTP phases (NaN for WebSocket), from aiohttp's tracing hooks, for a waterfall: tcp_ms (TCP
+  handshake; through the emulator this is the modelled wait, which a real network spends inside
+  connect()), tls_ms, send_ms (request written), wait_ms (until the response headers: the server
+  and one network round trip), receive_ms (reading the body).
+
+The first `warmup` round trips of each transport and payload are dropped (first-use costs: imports,
+caches, the keep-alive connection's opening) and reported in `df.attrs["warmup_dropped"]`.
+`df.attrs["setup_ms"]` keeps the set-up costs the N-messages model needs, as
+{transport: {payload_bytes: [ms, ...]}}: the WebSocket opening handshakes and the keep-alive
+client's first request (which opens its connection).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+
+import aiohttp
+
+from labkit import _loop
+from labkit.net.netem import NetemProxy, Profile
+from labkit.net.netem import profile as resolve_profile
+
+TRANSPORTS = ("rest-new", "rest-keepalive", "websocket")
+"""REST with a new TCP connection per request, REST reusing one connection, one WebSocket."""
+
+COLUMNS = ("transport", "profile", "payload_bytes", "trial", "rtt_ms", "bytes_up", "bytes_down",
+           "new_connection", "tcp_ms", "tls_ms", "send_ms", "wait_ms", "receive_ms", "tls")
+
+PHASES = ("tcp_ms", "tls_ms", "send_ms", "wait_ms", "receive_ms")
+"""HTTP phases, in the order they happen (a browser's network panel shows the same)."""
+
+PROGRESS_MIN_ROUNDS = 100
+"""progress=None shows a bar only for runs of at least this many round trips."""
+
+
+def _ms(start_ns: int, end_ns: int) -> float:
+    return (end_ns - start_ns) / 1e6
+
+
+class _Traced:
+    """aiohttp tracing hooks that stamp perf_counter_ns at every stage of a request."""
+
+    def __init__(self):
+        self.config = aiohttp.TraceConfig()
+        for signal in ("on_request_start", "on_connection_create_start",
+                       "on_connection_create_end", "on_connection_reuseconn",
+                       "on_request_headers_sent", "on_request_chunk_sent", "on_request_end"):
+            getattr(self.config, signal).append(self._stamp(signal.removeprefix("on_")))
+
+    @staticmethod
+    def _stamp(name):
+        async def hook(session, ctx, params) -> None:
+            ctx.trace_request_ctx[name] = time.perf_counter_ns()
+        return hook
+
+
+class _Endpoint:
+    """Where the clients connect (the proxy or the lab), with TLS when the lab serves it."""
+
+    def __init__(self, host: str, port: int, tls: bool):
+        self.host, self.port, self.tls = host, port, tls
+        self.ssl = None
+        if tls:
+            from labkit.net.tls import client_ssl_context
+
+            self.ssl = client_ssl_context()
+
+    def url(self, scheme: str, path: str) -> str:
+        return f"{scheme}{'s' if self.tls else ''}://{self.host}:{self.port}{path}"
+
+
+class _Rest:
+    def __init__(self, endpoint: _Endpoint, keep_alive: bool, limit: int = 1):
+        self.endpoint, self.keep_alive, self.limit = endpoint, keep_alive, limit
+        self.url = endpoint.url("http", "/api/echo")
+        self.session: aiohttp.ClientSession | None = None
+
+    async def open(self) -> float | None:
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(force_close=not self.keep_alive, limit=self.limit,
+                                           ssl=self.endpoint.ssl if self.endpoint.tls else True),
+            trace_configs=[_Traced().config],
+            timeout=aiohttp.ClientTimeout(total=60),
+        )
+        return None
+
+    async def round(self, body: bytes) -> dict:
+        ctx: dict = {}
+        started = time.perf_counter_ns()
+        async with self.session.post(self.url, data=body, trace_request_ctx=ctx,
+                                     headers={"Content-Type": "application/octet-stream"}) as resp:
+            answer = await resp.read()
+        done = time.perf_counter_ns()
+        if resp.status != 200 or len(answer) != len(body):
+            raise RuntimeError(f"echo failed: HTTP {resp.status}, {len(answer)} of {len(body)} bytes")
+        new = "connection_create_end" in ctx
+        ready = ctx.get("connection_create_end", ctx.get("request_start", started))
+        sent = max(ctx.get("request_headers_sent", ready), ctx.get("request_chunk_sent", ready))
+        headers = ctx.get("request_end", done)
+        return {
+            "rtt_ms": _ms(started, done),
+            "new_connection": new,
+            "connect_ms": _ms(ctx["connection_create_start"], ready) if new else 0.0,
+            "send_ms": _ms(ready, sent),
+            "wait_ms": _ms(sent, headers),
+            "receive_ms": _ms(headers, done),
+        }
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+
+
+class _WebSocket:
+    def __init__(self, endpoint: _Endpoint):
+        self.endpoint = endpoint
+        self.conn = None
+
+    async def open(self) -> float:
+        from websockets.asyncio.client import connect
+
+        started = time.perf_counter_ns()
+        self.conn = await connect(self.endpoint.url("ws", "/ws/echo"), compression=None,
+                                  ssl=self.endpoint.ssl, open_timeout=60, max_size=None)
+        return _ms(started, time.perf_counter_ns())
+
+    async def round(self, body: bytes) -> dict:
+        started = time.perf_counter_ns()
+        await self.conn.send(body)
+        answer = await self.conn.recv()
+        done = time.perf_counter_ns()
+        if len(answer) != len(body):
+            raise RuntimeError(f"echo failed: {len(answer)} of {len(body)} bytes came back")
+        return {"rtt_ms": _ms(started, done), "new_connection": False}
+
+    async def close(self) -> None:
+        if self.conn is not None:
+            await self.conn.close()
+
+
+def _client(transport: str, endpoint: _Endpoint):
+    if transport == "rest-new":
+        return _Rest(endpoint, keep_alive=False)
+    if transport == "rest-keepalive":
+        return _Rest(endpoint, keep_alive=True)
+    if transport == "websocket":
+        return _WebSocket(endpoint)
+    raise ValueError(f"unknown transport {transport!r}; choose from {', '.join(TRANSPORTS)}")
+
+
+def _progress(total: int, show: bool | None, desc: str, unit: str = "rt"):
+    """A tqdm bar (a widget in notebooks, text in a terminal) or a stand-in that does nothing."""
+    if show is False or (show is None and total < PROGRESS_MIN_ROUNDS):
+        return _NoBar()
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency; keep working without it
+        return _NoBar()
+    return tqdm(total=total, desc=desc, unit=unit, leave=False)
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _lab_address(lab) -> tuple[str, int, bool]:
+    config = getattr(lab, "config", None)
+    return lab.host, lab.port, bool(getattr(config, "tls", False))
+
+
+def _phases(row: dict, handshake_ms: float, tls: bool) -> dict:
+    """Split the connect and wait phases so the TCP handshake shows where a browser shows it.
+
+    Through the emulator, connect() returns at once (the kernel answered) and the modelled
+    handshake wait happens before the first request byte is forwarded: for plain HTTP it lands in
+    the wait phase, for TLS inside connect (the ClientHello waits). Move it to tcp_ms either way.
+    """
+    if "connect_ms" not in row:
+        return dict.fromkeys(PHASES, float("nan"))
+    connect, wait = row.pop("connect_ms"), row["wait_ms"]
+    if not row["new_connection"]:
+        return {"tcp_ms": 0.0, "tls_ms": 0.0, "send_ms": row["send_ms"], "wait_ms": wait,
+                "receive_ms": row["receive_ms"]}
+    if tls:
+        tcp, tls_ms = handshake_ms, max(0.0, connect - handshake_ms)
+    else:
+        tcp, tls_ms, wait = connect + handshake_ms, 0.0, max(0.0, wait - handshake_ms)
+    return {"tcp_ms": tcp, "tls_ms": tls_ms, "send_ms": row["send_ms"], "wait_ms": wait,
+            "receive_ms": row["receive_ms"]}
+
+
+def compare_transports(lab, *, transports=TRANSPORTS, payloads=(64,), count: int = 20,
+                       warmup: int = 3, profile: str | Profile | None = "loopback",
+                       seed: int = 0, progress: bool | None = None):
+    """Time `count` round trips per transport and payload size through `profile`; a tidy frame.
+
+    lab: a running LabServer (https/wss when it was started with tls=True).
+    transports: any of TRANSPORTS. payloads: sizes in bytes (each way).
+    warmup: round trips done first and dropped, per transport and payload.
+    profile: a netem profile name ("loopback", "lan", "wifi", "4g", "intercontinental"), a
+    netem.Profile, or None to skip the proxy (then bytes_* are not counted).
+    seed: seeds the emulator's jitter. progress: None shows a bar for long runs only.
+    """
+    from labkit.measure import tidy
+
+    if count < 1 or warmup < 0:
+        raise ValueError("count must be >= 1 and warmup >= 0")
+    transports, payloads = list(transports), [int(p) for p in payloads]
+    for t in transports:
+        _client(t, _Endpoint("127.0.0.1", 0, False))  # unknown names fail before anything runs
+    host, port, tls = _lab_address(lab)
+    net = None
+    if profile is not None:
+        net = NetemProxy(host, port, profile, seed=seed).start()
+        endpoint, profile_name = _Endpoint(net.host, net.port, tls), net.profile.name
+    else:
+        endpoint, profile_name = _Endpoint(host, port, tls), "direct"
+    rows: list[dict] = []
+    setup_ms: dict[str, dict[int, list]] = {"rest-keepalive": {}, "websocket": {}}
+    dropped: dict[str, int] = {}
+    total = len(transports) * len(payloads) * (count + warmup)
+    bar = _progress(total, progress, f"round trips ({profile_name})")
+    per_round_limit = 30 + (2 * resolve_profile(profile).rtt_ms / 1000 if profile else 0)
+    try:
+        for transport in transports:
+            for size in payloads:
+                body = bytes(size)
+                client = _client(transport, endpoint)
+                handshake = _loop.run(client.open(), timeout=per_round_limit)
+                if handshake is not None:
+                    setup_ms[transport].setdefault(size, []).append(handshake)
+                try:
+                    for i in range(warmup + count):
+                        seen = len(net.connections) if net else 0
+                        up, down = (net.bytes_up, net.bytes_down) if net else (0, 0)
+                        row = _loop.run(client.round(body), timeout=per_round_limit)
+                        bar.update()
+                        if transport == "rest-keepalive" and i == 0:
+                            setup_ms[transport].setdefault(size, []).append(row["rtt_ms"])
+                        if i < warmup:
+                            continue
+                        wait = 0.0
+                        if net:
+                            wait = sum(net.handshake_ms.get(c.id, 0.0)
+                                       for c in net.connections[seen:])
+                        phases = _phases(row, wait, tls)
+                        rows.append({
+                            "transport": transport, "profile": profile_name,
+                            "payload_bytes": size, "trial": i - warmup,
+                            "rtt_ms": row["rtt_ms"],
+                            "bytes_up": net.bytes_up - up if net else None,
+                            "bytes_down": net.bytes_down - down if net else None,
+                            "new_connection": row["new_connection"],
+                            **phases, "tls": tls,
+                        })
+                    dropped[f"{transport} {size} B"] = warmup
+                finally:
+                    _loop.run(client.close(), timeout=per_round_limit)
+    finally:
+        bar.close()
+        if net is not None:
+            net.stop()
+    frame = tidy(rows, COLUMNS)
+    frame.attrs.update({
+        "warmup_dropped": dropped,
+        "setup_ms": setup_ms,
+        "profile": net.profile.describe() if net else "direct (no proxy)",
+        "rtt_configured_ms": net.profile.rtt_ms if net else 0.0,
+    })
+    return frame
+
+
+def exchange_totals(frame, messages=(1, 10, 100, 1_000, 10_000)):
+    """Model the time to exchange N messages one after another, per transport, from a run.
+
+    total(N) = set-up + N x (median round trip), with set-up = 0 for rest-new (every request pays
+    its own connection, which its round trip already contains), the first request for
+    rest-keepalive (which opens the connection) minus one ordinary round trip, and the opening
+    handshake for websocket. Uses the smallest payload in `frame`. Returns a tidy frame
+    (transport, messages, total_ms, per_message_ms, setup_ms, source="model").
+    """
+    from labkit.measure import median, tidy
+
+    size = int(frame["payload_bytes"].min())
+    smallest = frame[frame["payload_bytes"] == size]
+    setup = frame.attrs.get("setup_ms", {})
+    rows = []
+    for transport, group in smallest.groupby("transport", sort=False):
+        per = median(group["rtt_ms"])
+        first = median(setup.get(transport, {}).get(size, []))
+        if math.isnan(first) or transport == "rest-new":
+            extra = 0.0  # nothing recorded, or every request pays its own connection
+        elif transport == "rest-keepalive":
+            extra = max(0.0, first - per)
+        else:
+            extra = first
+        for n in messages:
+            rows.append({"transport": transport, "messages": int(n),
+                         "total_ms": extra + n * per, "per_message_ms": per, "setup_ms": extra,
+                         "source": "model"})
+    return tidy(rows)
+
+
+def measure_exchange(lab, *, messages=(1, 10), transports=TRANSPORTS,
+                     profile: str | Profile | None = "loopback", payload_bytes: int = 64,
+                     seed: int = 0):
+    """Really exchange N messages per transport (set-up included), timed end to end.
+
+    A check on `exchange_totals`: same tidy columns, source="measured". Keep N small on slow
+    profiles (N messages on 4G take N x ~50 ms, twice that for rest-new).
+    """
+    from labkit.measure import tidy
+
+    host, port, tls = _lab_address(lab)
+    net = NetemProxy(host, port, profile, seed=seed).start() if profile is not None else None
+    endpoint = _Endpoint(net.host, net.port, tls) if net else _Endpoint(host, port, tls)
+    body = bytes(payload_bytes)
+
+    async def exchange(transport: str, n: int) -> float:
+        client = _client(transport, endpoint)
+        started = time.perf_counter_ns()
+        try:
+            await client.open()
+            for _ in range(n):
+                await client.round(body)
+            return _ms(started, time.perf_counter_ns())
+        finally:
+            await client.close()
+
+    rows = []
+    try:
+        for transport in transports:
+            for n in messages:
+                total = _loop.run(exchange(transport, int(n)), timeout=120)
+                rows.append({"transport": transport, "messages": int(n), "total_ms": total,
+                             "per_message_ms": total / int(n), "setup_ms": float("nan"),
+                             "source": "measured"})
+    finally:
+        if net is not None:
+            net.stop()
+    return tidy(rows)
+
+
+PATTERNS = ("websocket lock-step", "websocket streamed", "rest keep-alive", "rest parallel")
+"""How N messages can be sent: one WebSocket waiting for each answer before the next message
+(lock-step), one WebSocket sending all N then reading all N (streamed), one keep-alive HTTP/1.1
+connection (one request in flight at a time), and `parallel` keep-alive connections at once (what a
+browser does: 6 per host over HTTP/1.1)."""
+
+
+async def _pattern_total(pattern: str, endpoint: _Endpoint, body: bytes, messages: int,
+                         parallel: int) -> tuple[float, float]:
+    """(set-up ms, ms for `messages` echoes over the already open connection(s)) for `pattern`."""
+    if pattern.startswith("websocket"):
+        ws = _WebSocket(endpoint)
+        setup = await ws.open()
+        try:
+            started = time.perf_counter_ns()
+            if pattern == "websocket lock-step":
+                for _ in range(messages):
+                    await ws.round(body)
+            else:
+                async def read_all() -> None:
+                    for _ in range(messages):
+                        if len(await ws.conn.recv()) != len(body):
+                            raise RuntimeError("echo failed: a message came back cut")
+
+                reader = asyncio.ensure_future(read_all())
+                for _ in range(messages):
+                    await ws.conn.send(body)
+                await reader
+            return setup, _ms(started, time.perf_counter_ns())
+        finally:
+            await ws.close()
+    lanes = 1 if pattern == "rest keep-alive" else parallel
+    rest = _Rest(endpoint, keep_alive=True, limit=lanes)
+    await rest.open()
+    try:
+        started = time.perf_counter_ns()  # set-up: open every connection (one request each)
+        await asyncio.gather(*(rest.round(body) for _ in range(lanes)))
+        setup = _ms(started, time.perf_counter_ns())
+        started = time.perf_counter_ns()
+        await asyncio.gather(*(rest.round(body) for _ in range(messages)))
+        return setup, _ms(started, time.perf_counter_ns())
+    finally:
+        await rest.close()
+
+
+def compare_patterns(lab, *, messages: int = 100, payload_bytes: int = 64, parallel: int = 6,
+                     profile: str | Profile | None = "4g", trials: int = 1, seed: int = 0,
+                     patterns=PATTERNS, progress: bool | None = True):
+    """Time N echoes of `payload_bytes` each way with every pattern of PATTERNS, through `profile`.
+
+    Connections are opened first (their cost is `setup_ms`); `total_ms` times the N messages on
+    the open connection(s), end to end, so it shows how the messages are sent, not how the
+    connection was made. bytes_up / bytes_down: HTTP or WebSocket bytes that crossed the emulated
+    link during the N messages (TCP/IP headers not included; see `tcp_ip_bytes`). One row per
+    pattern and trial; `round_trips` is total_ms over the configured round trip.
+    """
+    from labkit.measure import tidy
+
+    unknown = [p for p in patterns if p not in PATTERNS]
+    if unknown or messages < 1 or parallel < 1 or trials < 1:
+        raise ValueError(f"patterns are {', '.join(PATTERNS)}; messages, parallel and trials >= 1")
+    host, port, tls = _lab_address(lab)
+    net = NetemProxy(host, port, profile, seed=seed).start() if profile is not None else None
+    endpoint = _Endpoint(net.host, net.port, tls) if net else _Endpoint(host, port, tls)
+    rtt = net.profile.rtt_ms if net else 0.0
+    body, rows = bytes(payload_bytes), []
+    limit = 60 + messages * (2 * rtt / 1000 + 0.1)
+    bar = _progress(len(patterns) * trials, progress, f"{messages} messages per pattern",
+                    unit="pattern")
+    try:
+        for trial in range(trials):
+            for pattern in patterns:
+                up, down = (net.bytes_up, net.bytes_down) if net else (0, 0)
+                setup, total = _loop.run(_pattern_total(pattern, endpoint, body, messages, parallel),
+                                         timeout=limit)
+                bar.update()
+                rows.append({
+                    "pattern": pattern, "connections": parallel if pattern == "rest parallel" else 1,
+                    "messages": messages, "payload_bytes": payload_bytes, "trial": trial,
+                    "total_ms": total, "setup_ms": setup, "per_message_ms": total / messages,
+                    "round_trips": total / rtt if rtt else math.nan,
+                    "bytes_up": net.bytes_up - up if net else None,
+                    "bytes_down": net.bytes_down - down if net else None,
+                    "profile": net.profile.name if net else "direct"})
+    finally:
+        bar.close()
+        if net is not None:
+            net.stop()
+    frame = tidy(rows)
+    frame.attrs["rtt_configured_ms"] = rtt
+    return frame
+
+
+def extrapolate(frame, slower: str, faster: str, messages: int = 10_000, *, resamples: int = 2000,
+                confidence: float = 0.95, seed: int = 0) -> dict:
+    """How much longer N messages take with `slower` than with `faster` (lock-step), with a
+    bootstrap interval: N x (median round trip of `slower` - median of `faster`), the medians
+    recomputed on `resamples` resamples (with replacement) of each transport's round trips.
+
+    Returns {"messages", "difference_ms" (the point estimate), "low_ms", "high_ms", "confidence",
+    "n_slower", "n_faster"}. A small per-message difference times a large N makes a large number:
+    the interval says how much of it the data really support.
+    """
+    import random
+
+    from labkit.measure import median, percentile
+
+    size = frame["payload_bytes"].min()
+    rows = frame[frame["payload_bytes"] == size]
+    a = rows.loc[rows["transport"] == slower, "rtt_ms"].dropna().tolist()
+    b = rows.loc[rows["transport"] == faster, "rtt_ms"].dropna().tolist()
+    if not a or not b:
+        raise ValueError(f"the frame needs round trips of both {slower!r} and {faster!r}")
+    rng = random.Random(seed)
+    diffs = [median(rng.choices(a, k=len(a))) - median(rng.choices(b, k=len(b)))
+             for _ in range(resamples)]
+    tail = (1 - confidence) / 2 * 100
+    return {"messages": messages, "difference_ms": messages * (median(a) - median(b)),
+            "low_ms": messages * percentile(diffs, tail),
+            "high_ms": messages * percentile(diffs, 100 - tail),
+            "confidence": confidence, "n_slower": len(a), "n_faster": len(b)}
+
+
+TCP_IP_HEADER_BYTES = 52
+"""Per packet: IPv4 header (20 B) + TCP header (20 B) + the timestamps option Linux sends (12 B)."""
+MSS_BYTES = 1448
+"""Payload per TCP segment on a 1500-byte Ethernet MTU with those headers (1500 - 52)."""
+CONNECTION_PACKETS = 3 + 4
+"""A new connection's packets that carry no data: SYN, SYN-ACK, ACK, then FIN, ACK, FIN, ACK."""
+
+
+def tcp_ip_bytes(frame):
+    """A model of the TCP/IP bytes under each row's HTTP/WebSocket bytes (a copy with columns).
+
+    Adds packets (data segments up + down, one pure ACK for the answer, plus CONNECTION_PACKETS on
+    a new connection), tcp_ip_bytes (packets x TCP_IP_HEADER_BYTES) and wire_bytes (bytes_up +
+    bytes_down + tcp_ip_bytes). A model, not a capture: it assumes the request's ACK rides on the
+    answer, full-size segments of MSS_BYTES, IPv4, and no retransmissions; Ethernet framing
+    (38 B per packet with preamble and gap) is not counted.
+    """
+    out = frame.copy()
+    segments = ((out["bytes_up"] + MSS_BYTES - 1) // MSS_BYTES
+                + (out["bytes_down"] + MSS_BYTES - 1) // MSS_BYTES)
+    new = out["new_connection"].astype(bool) if "new_connection" in out else False
+    out["packets"] = segments + 1 + CONNECTION_PACKETS * new
+    out["tcp_ip_bytes"] = out["packets"] * TCP_IP_HEADER_BYTES
+    out["wire_bytes"] = out["bytes_up"] + out["bytes_down"] + out["tcp_ip_bytes"]
+    return out
+
+
+MIN_N_FOR_P99 = 100
+"""Fewer observations than this cannot carry a 99th percentile (it would be one of the slowest
+one or two values): `summary` leaves p99 out and the max is named instead."""
+
+
+def summary(frame, value: str = "rtt_ms", by=("transport",)):
+    """`labkit.measure.summary` with p99 only when every group has at least MIN_N_FOR_P99
+    observations (otherwise the column is dropped: read p90 and max)."""
+    from labkit.measure import summary as full
+
+    table = full(frame, value, by=list(by))
+    if table["n"].min() < MIN_N_FOR_P99:
+        table = table.drop(columns="p99")
+    return table
+
+
+_tls_lab = None
+
+
+def tls_lab():
+    """A second lab server serving https/wss, beside the kernel's lab (which stays as it was, so
+    a cell run again after a TLS section still measures plain HTTP). Started once, reused."""
+    global _tls_lab
+    if _tls_lab is None or not _tls_lab.running:
+        from labkit.server.config import LabConfig
+        from labkit.server.runner import LabServer
+
+        _tls_lab = LabServer(LabConfig(tls=True)).start()
+    return _tls_lab
+
+
+def round_trips_per_connection(frame) -> float:
+    """From a run: a new-connection request's median round trip in keep-alive round trips."""
+    from labkit.measure import median, ratio
+
+    new = median(frame.loc[frame["transport"] == "rest-new", "rtt_ms"])
+    reused = median(frame.loc[frame["transport"] == "rest-keepalive", "rtt_ms"])
+    return ratio(new, reused)
+
+
+__all__ = ["COLUMNS", "PATTERNS", "PHASES", "TRANSPORTS", "compare_patterns", "compare_transports",
+           "exchange_totals", "extrapolate", "measure_exchange", "round_trips_per_connection",
+           "summary", "tcp_ip_bytes", "tls_lab"]

@@ -1,0 +1,476 @@
+"""Lesson 07's experiments: each fault of a real network next to its remedy, measured.
+
+Every function runs against a lab (`lk.start()`), on 127.0.0.1 only, is bounded in clients and
+time, stops by itself and returns plain numbers or a tidy frame:
+
+- `detection_run`: a blackholed connection (netem "timeout" toxic), found by which heartbeat, when;
+- `idle_timeout_run`: a load balancer's idle timeout, with and without heartbeats;
+- `herd_run`: N WebSocket clients after a server restart: connection attempts per 100 ms;
+- `epoch_run`: resuming across a lab restart on each transport (the reset, the re-sync);
+- `retry_post_run`: a POST whose answer is lost, retried, with and without an Idempotency-Key;
+- `fallback_run`: WebSocket refused by a plain-HTTP proxy: the fallback and its staleness;
+- `slow_consumer_run`: a WebSocket that stops reading: bounded memory, the 1008 close, the resume;
+- `semantics_run`: at-most-once, at-least-once and effectively-once under the same cuts;
+- `chaos_run`: many subscribers, restarts and random resets; per subscriber: delivered = published?
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import random
+import time
+
+from labkit import _loop
+from labkit.clients.feed import hub_stats, set_source
+from labkit.clients.reconnect import Subscriber
+
+
+@contextlib.contextmanager
+def progress(desc: str, expected_s: float):
+    """A progress bar of elapsed seconds (about `expected_s` in all) while the block runs, for the
+    lesson's cells that take a few seconds."""
+    import threading
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=round(expected_s, 1), desc=desc, unit="s", leave=False,
+               bar_format="{desc}: {bar} {n:.0f}/{total:.0f} s")
+    done = threading.Event()
+    started = time.monotonic()
+
+    def tick() -> None:
+        while not done.wait(0.2):
+            bar.n = min(round(time.monotonic() - started, 1), bar.total)
+            bar.refresh()
+
+    ticker = threading.Thread(target=tick, daemon=True)
+    ticker.start()
+    try:
+        yield bar
+    finally:
+        done.set()
+        ticker.join(1)
+        bar.close()
+
+
+SETTLE_S = 0.3
+"""Pause that lets clients connect (or a toxic reach open connections) before a step (s)."""
+
+
+def _source(lab) -> dict:
+    from labkit.clients.feed import _http_json
+
+    return _loop.run(_http_json(lab, "GET", "/api/feed/source"))
+
+
+def _wait(predicate, limit_s: float, step_s: float = 0.05) -> bool:
+    """Wait until `predicate()` is true, at most `limit_s` seconds; returns whether it became true."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step_s)
+    return predicate()
+
+
+def _publish(lab, events: int, rate_hz: float, seed: int = 1, limit_s: float | None = None) -> dict:
+    """Publish `events` feed events at `rate_hz` and wait until the ticker is done; returns the
+    source state (epoch, last_seq)."""
+    set_source(lab, rate_hz, ticks=events, seed=seed)
+    _wait(lambda: not _source(lab)["running"], limit_s or (events / rate_hz * 3 + 5), 0.1)
+    return _source(lab)
+
+
+@contextlib.contextmanager
+def _netem(lab, net=None):
+    """`net` with every toxic cleared afterwards, or a new proxy in front of `lab` (stopped after)."""
+    if net is not None:
+        try:
+            yield net
+        finally:
+            net.clear()
+        return
+    from labkit.net.netem import NetemProxy
+
+    with NetemProxy.for_lab(lab).start() as fresh:
+        yield fresh
+
+
+def restart_with_downtime(lab, down_s: float) -> None:
+    """Stop the lab, keep its port and data, wait `down_s` seconds, start it again."""
+    port = lab.port
+    lab.stop(keep_data=True)
+    lab.config = dataclasses.replace(lab.config, port=port)
+    time.sleep(down_s)
+    lab.start()
+
+
+# -- heartbeats ------------------------------------------------------------------------------------
+def detection_run(lab, transport: str = "ws", heartbeat_s: float | None = 0.5,
+                  limit_s: float = 5.0, wait_s: float = 1.0, net=None) -> dict:
+    """Blackhole a live connection and see whether (and how) the client finds out.
+
+    Returns transport, heartbeat_s, detected, mechanism, detect_s (from the blackhole to the
+    detection, or None), and budget_s, the most it should take: a WebSocket ping interval +
+    ping timeout + close timeout (3 x heartbeat_s, capped close), SSE's read timeout (heartbeat_s),
+    a long poll's `wait_s` + heartbeat_s. `net`: a running NetemProxy to use (else a new one)."""
+    with _netem(lab, net) as net:
+        sub = Subscriber(net.url(), transport, heartbeat_s=heartbeat_s, base_s=0.05, cap_s=0.5,
+                         seed=1, name=transport, wait_s=wait_s).start(limit_s + 5)
+        _wait(lambda: sub.connects >= 1, 5.0)
+        time.sleep(SETTLE_S)
+        cut_at = time.time()
+        net.toxic("timeout")
+        _wait(lambda: bool(sub.detections), limit_s)
+        sub.stop()
+    found = sub.detections[0] if sub.detections else None
+    budget = None if heartbeat_s is None else {
+        "ws": 2 * heartbeat_s + min(1.0, heartbeat_s), "sse": heartbeat_s,
+        "long_poll": wait_s + heartbeat_s}[transport]
+    return {"transport": transport, "heartbeat_s": heartbeat_s, "detected": found is not None,
+            "mechanism": found["mechanism"] if found else None,
+            "detect_s": found["at"] - cut_at if found else None, "budget_s": budget,
+            "watched_s": limit_s}
+
+
+def idle_timeout_run(lab, idle_s: float = 1.0, heartbeat_s: float | None = 0.3,
+                     seconds: float = 3.0, net=None) -> dict:
+    """A WebSocket on a quiet feed behind a proxy that closes connections idle for `idle_s`:
+    with heartbeats every `heartbeat_s` (< idle_s) the connection lives; without, it is cut
+    and the client must reconnect. Returns connects (1 = never cut) and cuts."""
+    with _netem(lab, net) as net:
+        net.toxic("idle_timeout", seconds=idle_s)
+        sub = Subscriber(net.url(), "ws", heartbeat_s=heartbeat_s, base_s=0.05, cap_s=0.5,
+                         seed=2).start(seconds + 5)
+        time.sleep(seconds)
+        sub.stop()
+    return {"idle_timeout_s": idle_s, "heartbeat_s": heartbeat_s, "seconds": seconds,
+            "connects": sub.connects, "cuts": max(0, sub.connects - 1)}
+
+
+# -- reconnect storms --------------------------------------------------------------------------------
+def herd_run(lab, clients: int = 300, *, jitter: str = "full", down_s: float = 1.0,
+             base_s: float = 0.5, cap_s: float = 4.0, after_s: float = 4.0, seed: int = 1):
+    """`clients` WebSocket subscribers; the lab stops for `down_s` and comes back on the same port.
+
+    Returns a frame with one row per connection attempt after the stop: t_s (since the stop),
+    client, jitter. Without jitter every client retries at the same instants (waves); with full
+    jitter the attempts spread out."""
+    import pandas as pd
+
+    rng = random.Random(seed)
+    subs = [Subscriber(lab, "ws", heartbeat_s=None, base_s=base_s, cap_s=cap_s, jitter=jitter,
+                       seed=rng.randrange(2**32), name=f"c{i}") for i in range(clients)]
+    for sub in subs:
+        sub.start(down_s + after_s + 30)
+    _wait(lambda: all(s.connects >= 1 for s in subs), 30.0)
+    stopped = time.time()
+    restart_with_downtime(lab, down_s)
+    _wait(lambda: all(s.connects >= 2 for s in subs), after_s)
+    for sub in subs:
+        sub.stop()
+    rows = [{"t_s": t - stopped, "client": s.name, "jitter": jitter}
+            for s in subs for t in s.attempts if t >= stopped]
+    frame = pd.DataFrame(rows, columns=["t_s", "client", "jitter"])
+    frame.attrs["reconnected"] = sum(s.connects >= 2 for s in subs)
+    frame.attrs["clients"] = clients
+    return frame
+
+
+def attempts_per_bin(frame, bin_s: float = 0.1):
+    """Connection attempts per `bin_s` window, per jitter setting (a tidy frame for a plot)."""
+    import pandas as pd
+
+    out = frame.assign(bin_s=(frame["t_s"] // bin_s) * bin_s)
+    counts = out.groupby(["jitter", "bin_s"]).size().rename("attempts").reset_index()
+    return pd.DataFrame(counts)
+
+
+# -- epochs, idempotency, fallback ----------------------------------------------------------------
+def epoch_run(lab, transport: str = "ws", events: int = 20, rate_hz: float = 100.0) -> dict:
+    """A subscriber reads `events`, the lab restarts (its history is gone), `events` more are
+    published. Returns the resyncs, and whether every delivered event belongs to the epoch it was
+    read in with SEQs 1..events in order (no old event, no gap, no duplicate)."""
+    sub = Subscriber(lab, transport, heartbeat_s=1.0, base_s=0.05, cap_s=0.5, seed=3,
+                     name=transport).start(60)
+    _wait(lambda: sub.connects >= 1, 10.0)
+    time.sleep(SETTLE_S)
+    before = _publish(lab, events, rate_hz)
+    _wait(lambda: sub.last_seq == before["last_seq"], 10.0)
+    lab.restart()
+    after = _publish(lab, events, rate_hz)
+    _wait(lambda: sub.epoch == after["epoch"] and sub.last_seq == after["last_seq"], 10.0)
+    sub.stop()
+    by_epoch: dict[str, list[int]] = {}
+    for epoch, seq, *_ in sub.delivered:
+        by_epoch.setdefault(epoch, []).append(seq)
+    expected = list(range(1, events + 1))
+    return {"transport": transport, "epochs": list(by_epoch), "resyncs": sub.resyncs,
+            "old_epoch_ok": by_epoch.get(before["epoch"]) == expected,
+            "new_epoch_ok": by_epoch.get(after["epoch"]) == expected,
+            "duplicates_delivered": sub.duplicates_delivered, "gaps": sub.gaps}
+
+
+def retry_post_run(lab, with_key: bool, timeout_s: float = 0.5, net=None) -> dict:
+    """A client POSTs a note; the answer is lost on the way back (a blackhole downstream), so it
+    times out and retries on a new connection. Returns notes created and the answers seen."""
+    import uuid
+
+    import requests
+
+    before = requests.get(lab.url + "/api/notes", timeout=10).json()["total"]
+    headers = {"Idempotency-Key": f'"{uuid.uuid4()}"'} if with_key else {}
+    body = {"title": "pay the rent", "body": "sent once, retried after a timeout"}
+    outcomes = []
+    with _netem(lab, net) as net:
+        net.toxic("timeout", direction="down")
+        try:
+            requests.post(net.url() + "/api/notes", json=body, headers=headers, timeout=timeout_s)
+            outcomes.append("answered")
+        except requests.RequestException:
+            outcomes.append("timed out")
+        net.clear()
+        retry = requests.post(net.url() + "/api/notes", json=body, headers=headers, timeout=10)
+        replayed = " (replayed)" if "Idempotent-Replayed" in retry.headers else ""
+        outcomes.append(f"{retry.status_code}{replayed}")
+    after = requests.get(lab.url + "/api/notes", timeout=10).json()["total"]
+    return {"idempotency_key": with_key, "attempts": outcomes, "notes_created": after - before}
+
+
+def fallback_run(lab, seconds: float = 3.0, rate_hz: float = 20.0, net=None) -> dict:
+    """Behind a proxy that refuses WebSocket upgrades, an "auto" client falls back to SSE; a long
+    poller and a direct WebSocket read the same events. Returns the fallback steps and a frame
+    of staleness per path (ms, received minus published, same machine clock)."""
+    import pandas as pd
+
+    with _netem(lab, net) as net:
+        net.toxic("refuse_upgrade")
+        subs = [Subscriber(net.url(), "auto", name="auto (behind the proxy)"),
+                Subscriber(net.url(), "long_poll", name="long poll (behind the proxy)"),
+                Subscriber(lab, "ws", name="WebSocket (direct)")]
+        for sub in subs:
+            sub.start(seconds + 10)
+        _wait(lambda: all(s.connects >= 1 for s in subs), 10.0)
+        time.sleep(SETTLE_S)
+        _publish(lab, max(1, round(seconds * rate_hz)), rate_hz)
+        time.sleep(SETTLE_S)
+        for sub in subs:
+            sub.stop()
+    rows = [{"client": s.name, "transport": via, "staleness_ms": (recv - ts) * 1000.0}
+            for s in subs for _, _, ts, recv, via in s.delivered]
+    return {"fallbacks": subs[0].fallbacks, "settled_on": subs[0].used,
+            "staleness": pd.DataFrame(rows, columns=["client", "transport", "staleness_ms"])}
+
+
+# -- slow consumers ----------------------------------------------------------------------------------
+RECEIVE_BUFFER = 4096
+"""SO_RCVBUF (bytes) of the stalling reader's socket: a small receive window, as on a thin link, so
+that the lab's small feed events back up at the server instead of in this machine's kernel."""
+
+
+async def _stall_then_read(url: str, stall_s: float) -> dict:
+    import socket
+    from urllib.parse import urlsplit
+
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    parts = urlsplit(url)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (parts.hostname, parts.port))
+    seqs = []
+    async with connect(url, sock=sock, compression=None, max_queue=1, max_size=2**20,
+                       ping_interval=None) as conn:
+        await asyncio.sleep(stall_s)  # stops reading: the server's queue for it fills
+        try:
+            while True:
+                message = json.loads(await asyncio.wait_for(conn.recv(), 5))
+                if "seq" in message:
+                    seqs.append(message["seq"])
+        except (ConnectionClosed, TimeoutError):
+            pass
+    return {"seqs": seqs, "close_code": conn.close_code, "close_reason": conn.close_reason}
+
+
+def slow_consumer_run(lab, messages: int = 3000, size: int = 450) -> dict:
+    """A WebSocket member of the chat room posts `messages` texts of `size` characters as fast as
+    it can and reads nothing meanwhile, so it is a slow consumer of the room's echo (the lab's
+    rate limit must allow the burst: lk.start(chat_rate=..., chat_burst=...)). When it falls
+    `queue_limit` messages behind, the room drops its queue (memory stays bounded) and closes it
+    with 1008 naming the SEQ to resume from. It reads what had reached it before the close, then
+    resumes with one REST poll after the last SEQ it really got (and the epoch): it gets the rest,
+    or, if it fell further behind than the room's history, a 410 that says what it missed.
+
+    Returns what it got, the close, the room's counters and the resume."""
+    import uuid
+    from urllib.parse import urlencode
+
+    from labkit.clients.chat import _flood
+    from labkit.clients.feed import target_url
+
+    url = target_url(lab, "ws") + "/ws/chat?" + urlencode({"name": f"slow-{uuid.uuid4().hex[:6]}"})
+    room = hub_stats(lab)["topics"].get("chat", {})
+    start = room.get("last_seq", 0)
+    dropped_before = room.get("counters", {}).get("ws", {}).get("dropped", 0)
+    texts = [f"{n:05d} " + "x" * max(0, size - 6) for n in range(messages)]
+    first = _loop.run(_flood(url, texts, None, 3.0), timeout=90)
+    room = hub_stats(lab)["topics"]["chat"]
+    got = [seq for seq in first["seqs"] if seq > start]
+    last_got = got[-1] if got else start
+    status, body = _loop.run(_get(lab, f"/api/chat/messages?since={last_got}&epoch={room['epoch']}"),
+                             30)
+    after = [e["seq"] for e in body] if status == 200 else []
+    return {"sent": first["sent"], "published": room["last_seq"] - start,
+            "received_before_close": len(got), "close_code": first["close_code"],
+            "close_reason": first["close_reason"], "queue_limit": room["queue_limit"],
+            "dropped": room["counters"]["ws"]["dropped"] - dropped_before,
+            "resumed_from": last_got, "resume_status": status,
+            "received_after_resume": len(after), "missed": body.get("missed") if status == 410 else 0,
+            "complete_in_order": got + after == list(range(start + 1, room["last_seq"] + 1))}
+
+
+async def _get(lab, path: str) -> tuple[int, object]:
+    from labkit.clients.feed import http_session, target_url
+
+    base = target_url(lab)
+    async with http_session(base) as session, session.get(base + path) as resp:
+        return resp.status, await resp.json(content_type=None)
+
+
+# -- delivery semantics and chaos -------------------------------------------------------------------
+def _cut_randomly(subs, seconds: float, every_s: float, share: float, rng: random.Random) -> int:
+    """Every `every_s` seconds cut the connections of a random `share` of `subs`; returns cuts."""
+    cuts = 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(every_s)
+        for sub in rng.sample(subs, max(1, round(share * len(subs)))):
+            sub.cut()
+            cuts += 1
+    return cuts
+
+
+def semantics_run(lab, events: int = 300, rate_hz: float = 100.0, cut_every_s: float = 0.4,
+                  seed: int = 4):
+    """Three readers of the same feed, one per delivery semantics, cut at the same moments.
+    One row per mode: published, delivered to the app, lost, duplicates delivered."""
+    import pandas as pd
+
+    modes = ("at_most_once", "at_least_once", "effectively_once")
+    subs = [Subscriber(lab, "ws", mode=m, heartbeat_s=None, base_s=0.02, cap_s=0.2,
+                       checkpoint_every=10, seed=seed, name=m) for m in modes]
+    for sub in subs:
+        sub.start(events / rate_hz + 30)
+    _wait(lambda: all(s.connects >= 1 for s in subs), 10.0)
+    time.sleep(SETTLE_S)
+    first = _source(lab)["last_seq"] + 1
+    set_source(lab, rate_hz, ticks=events, seed=seed)
+    cuts = _cut_randomly(subs, events / rate_hz, cut_every_s, 1.0, random.Random(seed))
+    last = _wait_source_done(lab)
+    _wait(lambda: all(s.last_seq == last for s in subs[1:]), 10.0)
+    time.sleep(SETTLE_S)
+    for sub in subs:
+        sub.stop()
+    rows = []
+    for sub in subs:
+        seqs = [seq for _, seq, *_ in sub.delivered if seq >= first]
+        unique = set(seqs)
+        rows.append({"mode": sub.mode, "published": last - first + 1, "delivered": len(seqs),
+                     "unique": len(unique), "lost": (last - first + 1) - len(unique),
+                     "duplicates_delivered": len(seqs) - len(unique), "cuts": cuts // len(subs)})
+    return pd.DataFrame(rows)
+
+
+def _wait_source_done(lab, limit_s: float = 60.0) -> int:
+    _wait(lambda: not _source(lab)["running"], limit_s, 0.1)
+    return _source(lab)["last_seq"]
+
+
+@dataclasses.dataclass
+class ChaosResult:
+    """Per-subscriber outcome of `chaos_run` (`frame`) and what was done to them."""
+
+    frame: object
+    published: dict
+    restarts: int
+    cuts: int
+
+    @property
+    def all_ok(self) -> bool:
+        return bool(self.frame["ok"].all())
+
+
+def chaos_run(lab, subscribers: int = 200, restarts: int = 3, seconds: float = 20.0,
+              rate_hz: float = 40.0, transports=("ws", "sse", "long_poll"), dedup: bool = True,
+              cut_every_s: float = 0.25, cut_share: float = 0.05, seed: int = 7,
+              progress: bool = False) -> ChaosResult:
+    """`subscribers` readers (transports in turn) while the lab restarts `restarts` times and random
+    connections are cut, for about `seconds`. Each phase between restarts publishes its events;
+    before a restart the readers get a few seconds to catch up (history is lost in a restart).
+
+    Per subscriber: for every epoch, were the SEQs delivered to the app exactly 1..published, in
+    order, with no duplicate? `dedup=False` switches the readers' de-duplication off (they resume
+    from a checkpoint every 10 events, so the wire does repeat events)."""
+    import pandas as pd
+
+    rng = random.Random(seed)
+    subs = [Subscriber(lab, transports[i % len(transports)], heartbeat_s=2.0, base_s=0.05,
+                       cap_s=1.0, seed=rng.randrange(2**32), dedup=dedup, name=f"s{i}")
+            for i in range(subscribers)]
+    for sub in subs:
+        sub.start(seconds * 3 + 60)
+    _wait(lambda: all(s.connects >= 1 for s in subs), 30.0)
+    time.sleep(SETTLE_S)
+    before = _source(lab)  # events of this epoch published before the run are not expected
+    first_seq = {before["epoch"]: before["last_seq"] + 1}
+    phases = restarts + 1
+    per_phase = max(1, round(seconds / phases * rate_hz))
+    published: dict[str, int] = {}
+    cuts = 0
+    bar = _bar(phases, "chaos phases") if progress else None
+    for phase in range(phases):
+        set_source(lab, rate_hz, ticks=per_phase, seed=seed + phase)
+        cuts += _cut_randomly(subs, per_phase / rate_hz, cut_every_s, cut_share, rng)
+        _wait(lambda: not _source(lab)["running"], 30.0, 0.1)
+        state = _source(lab)
+        published[state["epoch"]] = state["last_seq"]
+        _wait(lambda st=state: all(s.epoch == st["epoch"] and s.last_seq == st["last_seq"]
+                                   for s in subs), 15.0, 0.1)
+        if phase < restarts:
+            lab.restart()
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    for sub in subs:
+        sub.stop()
+    rows = []
+    for sub in subs:
+        by_epoch: dict[str, list[int]] = {}
+        for epoch, seq, *_ in sub.delivered:
+            by_epoch.setdefault(epoch, []).append(seq)
+        delivered = sum(len(v) for v in by_epoch.values())
+        exact = all(by_epoch.get(e) == list(range(first_seq.get(e, 1), n + 1))
+                    for e, n in published.items())
+        rows.append({"subscriber": sub.name, "transport": sub.transport,
+                     "published": sum(n - first_seq.get(e, 1) + 1 for e, n in published.items()),
+                     "delivered": delivered,
+                     "in_order": all(v == sorted(v) for v in by_epoch.values()),
+                     "duplicates_delivered": sub.duplicates_delivered,
+                     "duplicates_dropped": sub.duplicates_seen - sub.duplicates_delivered,
+                     "resyncs": sub.resyncs, "gaps": sub.gaps, "connects": sub.connects,
+                     "ok": exact and sub.duplicates_delivered == 0})
+    result = ChaosResult(pd.DataFrame(rows), published, restarts, cuts)
+    result.subscribers = subs
+    return result
+
+
+def _bar(total: int, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, leave=False)

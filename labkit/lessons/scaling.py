@@ -1,0 +1,450 @@
+"""Experiments of lesson 06 (scaling out), run against a cluster from the client side.
+
+Every function talks to the cluster only through sockets (its front door, or one worker's own port
+for a measurement that must hit one process) and returns a tidy pandas frame or a dict. The
+worker that answered comes from the `Lab-Worker` header and the chat welcome's `worker` field.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import statistics
+import time
+
+import aiohttp
+
+from labkit import _loop
+
+_NO_KEEPALIVE = {"force_close": True}
+
+
+def _frame(rows):
+    import pandas as pd
+
+    return pd.DataFrame(rows)
+
+
+def _run(coro, timeout: float = 300):
+    return _loop.run(coro, timeout=timeout)
+
+
+# -- REST across workers --------------------------------------------------------------------------
+async def _requests(url: str, calls: list[tuple[str, str, dict | None]], keep_alive: bool) -> list:
+    connector = aiohttp.TCPConnector(limit=1, **({} if keep_alive else _NO_KEEPALIVE))
+    rows = []
+    async with aiohttp.ClientSession(connector=connector) as session:
+        for i, (method, path, body) in enumerate(calls):
+            async with session.request(method, url + path, json=body) as r:
+                data = await r.json()
+                rows.append({"request": i + 1, "worker": int(r.headers["Lab-Worker"]),
+                             "status": r.status, "answer": data})
+    return rows
+
+
+def rest_across_workers(target, requests: int = 9, keep_alive: bool = False):
+    """Create one note, then read it `requests` times (each on a new connection unless
+    `keep_alive`): which worker answered and whether it found the note."""
+    url = target.url
+
+    async def go():
+        made = await _requests(url, [("POST", "/api/notes", {"title": "shared state"})], True)
+        note_id = made[0]["answer"]["id"]
+        rows = await _requests(url, [("GET", f"/api/notes/{note_id}", None)] * requests, keep_alive)
+        return [{"request": r["request"], "worker": r["worker"], "status": r["status"],
+                 "title": r["answer"].get("title")} for r in rows]
+
+    return _frame(_run(go()))
+
+
+def counter_run(target, store: str, requests: int = 9):
+    """POST /api/cluster/counter `requests` times on new connections: the value each worker
+    answered with, for a counter in one worker's memory ("memory") or in SQLite ("shared")."""
+    calls = [("POST", "/api/cluster/counter", {"store": store})] * requests
+    rows = _run(_requests(target.url, calls, keep_alive=False))
+    return _frame([{"store": store, "request": r["request"], "worker": r["worker"],
+                    "value": r["answer"]["value"]} for r in rows])
+
+
+def keepalive_series(target, requests: int = 10):
+    """The same GET sent `requests` times over one keep-alive connection and over new connections
+    each time: which worker answered each (L4 balancing moves connections, not requests)."""
+    calls = [("GET", "/healthz", None)] * requests
+
+    async def go():
+        kept = await _requests(target.url, calls, keep_alive=True)
+        fresh = await _requests(target.url, calls, keep_alive=False)
+        return ([{"connection": "one keep-alive", "request": r["request"], "worker": r["worker"]}
+                 for r in kept] + [{"connection": "new each time", "request": r["request"],
+                                    "worker": r["worker"]} for r in fresh])
+
+    return _frame(_run(go()))
+
+
+# -- chat and feed across workers -----------------------------------------------------------------
+async def open_websocket(url: str, **options):
+    """A WebSocket (websockets library, no compression unless asked) and the worker behind it."""
+    from websockets.asyncio.client import connect
+
+    options.setdefault("compression", None)
+    ws = await connect(url, open_timeout=20, max_queue=None, **options)
+    return int(ws.response.headers["Lab-Worker"]), ws
+
+
+async def _json_messages(ws, until, timeout: float) -> list[dict]:
+    """JSON messages from `ws` until `until(messages)` holds, the socket closes or `timeout` s."""
+    from websockets.exceptions import ConnectionClosed
+
+    got: list[dict] = []
+    deadline = time.monotonic() + timeout
+    while not until(got):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        try:
+            got.append(json.loads(await asyncio.wait_for(ws.recv(), left)))
+        except (TimeoutError, ConnectionClosed):
+            break
+    return got
+
+
+def chat_across(target, members: int = 3, messages: int = 5, settle_s: float = 1.0):
+    """`members` chat members join over WebSocket (the front door spreads them over workers);
+    each sends `messages` messages. Per member: its worker, messages sent by everyone, messages it
+    received, how many it missed, and the order it saw them in (texts, to compare members)."""
+    url = target.ws_url
+
+    async def go():
+        sockets = []
+        for m in range(members):
+            worker, ws = await open_websocket(f"{url}/ws/chat?name=member{m + 1}")
+            json.loads(await ws.recv())  # the welcome
+            sockets.append((m + 1, worker, ws))
+        total = members * messages
+        for i in range(messages):
+            for m, _worker, ws in sockets:
+                await ws.send(json.dumps({"type": "message", "text": f"m{m}-{i}"}))
+
+        def done(got):
+            return sum(x.get("type") == "message" for x in got) >= total
+
+        seen = await asyncio.gather(*(_json_messages(ws, done, settle_s) for *_, ws in sockets))
+        for *_, ws in sockets:
+            await ws.close()
+        rows = []
+        for (m, worker, _ws), got in zip(sockets, seen, strict=True):
+            texts = [x["data"]["text"] for x in got if x.get("type") == "message"]
+            rows.append({"member": m, "worker": worker, "sent_by_all": total,
+                         "received": len(texts), "missed": total - len(texts), "order": texts})
+        return rows
+
+    return _frame(_run(go()))
+
+
+def feed_across(target, subscribers: int = 6, events: int = 20, rate_hz: float = 200.0,
+                settle_s: float = 1.0):
+    """`subscribers` feed WebSockets through the front door; one worker's ticker publishes
+    `events` events. Per subscriber: its worker and how many of the events it received."""
+    url, ws_url = target.url, target.ws_url
+
+    async def go():
+        subs = [await open_websocket(f"{ws_url}/ws/feed") for _ in range(subscribers)]
+        async with (aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as s,
+                    s.post(f"{url}/api/feed/source",
+                           json={"rate_hz": rate_hz, "ticks": events, "seed": 6}) as r):
+            publisher = int(r.headers["Lab-Worker"])
+        got = await asyncio.gather(*(_json_messages(
+            ws, lambda g: sum("seq" in x for x in g) >= events, settle_s + events / rate_hz)
+            for _w, ws in subs))
+        for _w, ws in subs:
+            await ws.close()
+        return [{"subscriber": i + 1, "worker": w, "publisher_worker": publisher,
+                 "published": events, "received": sum("seq" in x for x in g),
+                 "missed": events - sum("seq" in x for x in g)}
+                for i, ((w, _ws), g) in enumerate(zip(subs, got, strict=True))]
+
+    return _frame(_run(go()))
+
+
+# -- what the backplane costs ---------------------------------------------------------------------
+def delivery_delays(post_url: str, listen_ws_url: str, messages: int = 200) -> list[float]:
+    """Post `messages` chat messages one at a time to `post_url` and time (ms) until each arrives
+    on a chat WebSocket at `listen_ws_url` (another worker, or the same one): POST sent ->
+    message received, measured in this process with perf_counter."""
+
+    async def go():
+        _worker, ws = await open_websocket(f"{listen_ws_url}/ws/chat?name=listener")
+        json.loads(await ws.recv())
+        delays = []
+        async with aiohttp.ClientSession() as session:
+            for i in range(messages):
+                text = f"t{i}-{random.random()}"
+                t0 = time.perf_counter()
+                async with session.post(f"{post_url}/api/chat/messages",  # one name per message:
+                                        json={"name": f"poster{i}", "text": text}) as r:
+                    await r.read()  # the room limits each member's rate
+                if r.status != 201:
+                    raise RuntimeError(f"posting failed: HTTP {r.status}")
+                while True:
+                    msg = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                    if msg.get("type") == "message" and msg["data"]["text"] == text:
+                        break
+                delays.append((time.perf_counter() - t0) * 1000)
+        await ws.close()
+        return delays
+
+    return _run(go())
+
+
+def backplane_cost(in_process, through_redis, messages: int = 200, rounds: int = 4):
+    """Delivery delay side by side: poster and listener on worker 1 of `in_process` (no
+    backplane) vs poster on worker 1 and listener on worker 2 of `through_redis`, measured in
+    alternating rounds so that both paths see the same machine load. Rows: path, message,
+    delay_ms."""
+    one = in_process.workers[0].url
+    first, second = through_redis.workers[0].url, through_redis.workers[1].url
+    paths = (("in-process (one worker)", one, one), ("worker 1 -> Redis -> worker 2", first, second))
+    per_round = max(1, messages // rounds)
+    rows = []
+    for _ in range(rounds):
+        for name, post, listen in paths:
+            start = sum(r["path"] == name for r in rows)
+            delays = delivery_delays(post, listen.replace("http", "ws"), per_round)
+            rows += [{"path": name, "message": start + i, "delay_ms": d}
+                     for i, d in enumerate(delays)]
+    return _frame(rows)
+
+
+# -- memory per idle connection -------------------------------------------------------------------
+def rss_kib(pid: int) -> float:
+    """Resident memory of process `pid` in KiB."""
+    import psutil
+
+    return psutil.Process(pid).memory_info().rss / 1024
+
+
+def idle_memory(worker, counts=(0, 1000, 2000, 5000), compression: bool = False,
+                said_hello: bool = False, path: str = "/ws/echo", progress=None):
+    """RSS of one worker (`worker`: a cluster Worker, with .url and .pid) holding 0, 1,000, ...
+    idle WebSockets opened straight to it. With `said_hello` each socket first exchanges one
+    echo message (a server allocates its compressor on the first message it compresses, so a
+    socket that never spoke hides that cost). Rows: connections, rss_kib, compression,
+    said_hello. The sockets of this process (the client side) are not in the figure."""
+    from labkit.cluster.worker import raise_fd_limit
+
+    raise_fd_limit()
+    url = worker.url.replace("http", "ws") + path
+    options = {"compression": "deflate" if compression else None}
+
+    async def go():
+        sockets, rows = [], []
+        gate = asyncio.Semaphore(100)
+
+        async def one():
+            async with gate:
+                ws = (await open_websocket(url, **options))[1]
+                if said_hello:
+                    await ws.send("hello")
+                    await ws.recv()
+                return ws
+
+        try:
+            for n in sorted(counts):
+                sockets += await asyncio.gather(*(one() for _ in range(n - len(sockets))))
+                await asyncio.sleep(0.3)
+                rows.append({"connections": n, "rss_kib": rss_kib(worker.pid),
+                             "compression": "on" if compression else "off",
+                             "said_hello": said_hello})
+                if progress is not None:
+                    progress(n)
+        finally:
+            await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+        return rows
+
+    return _frame(_run(go(), timeout=600))
+
+
+def kib_per_connection(frame) -> float:
+    """Slope of RSS over connections (KiB per idle WebSocket), least squares."""
+    slope = statistics.linear_regression(frame["connections"], frame["rss_kib"]).slope
+    return round(slope, 1)
+
+
+def fd_limit() -> dict:
+    """This process's limit of open files (soft, hard): every socket is one file descriptor."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return {"soft": soft, "hard": hard}
+
+
+async def _feed_last_seq(session, url: str) -> int:
+    async with session.get(f"{url}/api/feed/source") as r:
+        return (await r.json())["last_seq"]
+
+
+# -- a worker dies under load ---------------------------------------------------------------------
+class _Subscriber:
+    """A feed subscriber that reconnects through the front door and resumes from its last SEQ."""
+
+    def __init__(self, url: str, since: int):
+        self.url, self.last, self.seqs = url, since, []
+        self.workers: list[int] = []
+        self.reconnects = 0
+        self.gaps = 0
+
+    async def run(self, until_seq: int, deadline: float) -> None:
+        from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
+        while self.last < until_seq and time.monotonic() < deadline:
+            try:
+                worker, ws = await open_websocket(f"{self.url}/ws/feed?since={self.last}")
+            except (OSError, InvalidHandshake, TimeoutError):
+                await asyncio.sleep(random.uniform(0.05, 0.2))
+                continue
+            self.workers.append(worker)
+            try:
+                while self.last < until_seq:
+                    left = deadline - time.monotonic()
+                    msg = json.loads(await asyncio.wait_for(ws.recv(), max(left, 0.01)))
+                    if "seq" in msg:
+                        self.seqs.append(msg["seq"])
+                        self.last = max(self.last, msg["seq"])
+                    elif msg.get("type") == "gap":
+                        self.gaps += 1
+            except (ConnectionClosed, OSError):
+                self.reconnects += 1
+                await asyncio.sleep(random.uniform(0.02, 0.2))  # jitter: not all at once
+            except TimeoutError:
+                break
+            finally:
+                await ws.close()
+
+
+def kill_under_load(cluster, subscribers: int = 300, events: int = 400, rate_hz: float = 100.0,
+                    kill_worker: int = 2, kill_after: int = 100, progress=None):
+    """`subscribers` feed WebSockets through the front door; worker 1 publishes `events` events;
+    after `kill_after` of them worker `kill_worker` gets SIGKILL. Its subscribers reconnect (to
+    the others) and resume with since=. Per subscriber: first worker, reconnects, received, lost
+    (SEQs never received) and duplicated (SEQs received twice)."""
+    publisher = cluster.worker(1).url
+
+    async def go():
+        async with aiohttp.ClientSession() as session:
+            base = await _feed_last_seq(session, publisher)
+            subs = [_Subscriber(cluster.ws_url, base) for _ in range(subscribers)]
+            deadline = time.monotonic() + events / rate_hz + 60
+            tasks = [asyncio.create_task(s.run(base + events, deadline)) for s in subs]
+            while sum(bool(s.workers) for s in subs) < subscribers and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            async with session.post(f"{publisher}/api/feed/source",
+                                    json={"rate_hz": rate_hz, "ticks": events, "seed": 7}) as r:
+                await r.read()
+            while await _feed_last_seq(session, publisher) < base + kill_after:
+                await asyncio.sleep(0.02)
+            await asyncio.to_thread(cluster.kill, kill_worker)
+            if progress is not None:
+                progress(f"worker {kill_worker} killed (SIGKILL)")
+            await asyncio.gather(*tasks)
+        expected = set(range(base + 1, base + events + 1))
+        return [{"subscriber": i + 1, "first_worker": s.workers[0] if s.workers else None,
+                 "reconnects": s.reconnects, "received": len(s.seqs),
+                 "lost": len(expected - set(s.seqs)), "duplicated": len(s.seqs) - len(set(s.seqs)),
+                 "in_order": s.seqs == sorted(s.seqs), "gap_notices": s.gaps}
+                for i, s in enumerate(subs)]
+
+    return _frame(_run(go(), timeout=events / rate_hz + 180))
+
+
+# -- throughput -----------------------------------------------------------------------------------
+def rest_rate(target, seconds: float = 3.0, concurrency: int = 24, path: str = "/api/notes",
+              direct: bool = False):
+    """REST requests per second: `concurrency` keep-alive connections each sending GET `path`
+    back to back, through the front door (spread when they open), or with `direct=True` (a
+    cluster only) straight to the workers' own ports, shared out evenly (no front door)."""
+    urls = [w.url for w in target.workers] if direct else [target.url]
+
+    async def go():
+        connector = aiohttp.TCPConnector(limit=concurrency)
+        done = 0
+        async with aiohttp.ClientSession(connector=connector) as session:
+            stop_at = time.perf_counter() + seconds
+
+            async def loop(url):
+                nonlocal done
+                while time.perf_counter() < stop_at:
+                    async with session.get(url + path) as r:
+                        await r.read()
+                    done += 1
+
+            start = time.perf_counter()
+            await asyncio.gather(*(loop(urls[i % len(urls)]) for i in range(concurrency)))
+            return done / (time.perf_counter() - start)
+
+    return _run(go())
+
+
+def throughput(sizes=(1, 2, 3), seconds: float = 3.0, concurrency: int = 24, direct: bool = False,
+               progress=None):
+    """REST requests/s with 1, 2, 3 workers (a fresh cluster each, no backplane), through the
+    front door (or `direct` to the workers), plus the CPU cores of this machine. Rows: workers,
+    requests_per_s, cores, via."""
+    from labkit.cluster import Cluster
+
+    rows = []
+    for n in sizes:
+        with Cluster(n) as cluster:
+            rest_rate(cluster, 0.3, concurrency, direct=direct)  # warm-up, not counted
+            rate = rest_rate(cluster, seconds, concurrency, direct=direct)
+        rows.append({"workers": n, "requests_per_s": round(rate), "cores": os.cpu_count(),
+                     "via": "direct" if direct else "front door"})
+        if progress is not None:
+            progress(f"{n} worker(s): {rate:.0f} requests/s")
+    return _frame(rows)
+
+
+def redis_ready() -> bool:
+    """Whether the Redis parts can run here; if not, print once what to install (never raise)."""
+    from labkit.cluster import INSTALL_HELP, available
+
+    if available():
+        return True
+    print(INSTALL_HELP)
+    return False
+
+
+def one_order(frame) -> bool:
+    """Whether every member of a `chat_across` frame saw the same messages in the same order."""
+    return len({tuple(order) for order in frame["order"]}) == 1
+
+
+def websocket_workers(target, sockets: int = 6, messages: int = 3):
+    """Open `sockets` chat WebSockets through the front door and send `messages` messages on
+    each: the worker named by the upgrade's Lab-Worker header and by the welcome, per socket.
+    One socket is one TCP connection, so everything on it stays with that worker."""
+
+    async def go():
+        rows = []
+        for s in range(sockets):
+            header_worker, ws = await open_websocket(f"{target.ws_url}/ws/chat?name=socket{s + 1}")
+            welcome = json.loads(await ws.recv())
+            for i in range(messages):
+                await ws.send(json.dumps({"type": "message", "text": f"s{s}-{i}"}))
+            rows.append({"socket": s + 1, "upgrade_answered_by": header_worker,
+                         "welcome_worker": welcome["worker"], "messages_sent": messages})
+            await ws.close()
+        return rows
+
+    return _frame(_run(go()))
+
+
+def delay_summary(frame) -> dict:
+    """Per path: n, median and the p99 of delay_ms (p90, named so, when n < 100)."""
+    out = {}
+    for path, delays in frame.groupby("path")["delay_ms"]:
+        tail = "p99" if len(delays) >= 100 else "p90"
+        out[path] = {"n": len(delays), "median_ms": round(float(delays.median()), 2),
+                     f"{tail}_ms": round(float(delays.quantile(0.99 if tail == "p99" else 0.9)), 2)}
+    return out

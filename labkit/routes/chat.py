@@ -1,0 +1,356 @@
+"""Route family "chat": one chat room, reachable over REST and over WebSocket.
+
+Every message goes through the Hub topic "chat", which gives it its SEQ, so REST pollers and
+WebSocket users see the same messages in the same order.
+
+- `GET /api/chat/messages?since=SEQ[&wait=S]`: messages after SEQ (a short or long poll)
+- `POST /api/chat/messages` {"name", "text"}: 201 with the stored message
+- `WS /ws/chat?name=N[&since=SEQ]`: send {"type": "message", "text": ...} or {"type": "typing"};
+  receive {"type": "message", "seq", "ts", "data": {"name", "text"}}, {"type": "typing", "name"}
+  (ephemeral: never stored, never seen over REST), {"type": "error", "detail"} for a bad message.
+  A message may carry a client `"id"`: the room answers {"type": "ack", "id", "seq", "duplicate"}
+  and publishes a resent id only once, so a sender that lost its connection resends what was not
+  acknowledged without doubling anything (at-least-once sending, de-duplicated here).
+
+Names are 1-32 characters, texts 1-500; each must contain a non-space character and no control
+character (texts may hold newlines and tabs); surrounding spaces are trimmed before storing. A bad
+one gets 422 over HTTP and an error message over WebSocket (the connection stays open). The
+OpenAPI schema states the same rules (`NAME_SCHEMA`, `TEXT_SCHEMA`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import re
+import time
+from collections import OrderedDict
+
+from aiohttp import web
+
+from labkit.server.keys import CONFIG
+from labkit.server.problem import ProblemError
+from labkit.server.validate import (
+    CONTROL_CHARS_BUT_NEWLINE_TAB,
+    NAME_FORBIDDEN,
+    NOT_BLANK,
+    JSONInputError,
+    chat_name,
+    chat_text_for_display,
+    load_json,
+    name_key,
+    name_keys,
+)
+from labkit.streaming.hub import HUB, Event, Notice, Topic, event_schema
+
+from .core import websocket_route
+from .feed import (
+    EPOCH_PARAM,
+    HEARTBEAT_PARAM,
+    JSON_BODY_ERRORS,
+    SINCE_PARAM,
+    poll_operation,
+    poll_response,
+    pump_to_websocket,
+    read_json_object,
+    run_websocket,
+    topic_websocket,
+)
+from .workers import worker_id
+
+TOPIC = "chat"
+MAX_NAME = 32
+MAX_TEXT = 500
+HISTORY_LIMIT = 500
+"""Messages the room keeps for late joiners and pollers."""
+
+routes = web.RouteTableDef()
+
+
+def _text_schema(limit: int, control: str, what: str) -> dict:
+    return {"type": "string", "minLength": 1, "maxLength": limit, "pattern": NOT_BLANK,
+            "not": {"pattern": control},
+            "description": f"1-{limit} characters, not only spaces, no control characters{what}; "
+                           "surrounding spaces are trimmed"}
+
+
+NAME_SCHEMA = _text_schema(MAX_NAME, NAME_FORBIDDEN, ", format, bidi or invisible characters; "
+                                                      "NFKC-normalised; unique in the room")
+TEXT_SCHEMA = _text_schema(MAX_TEXT, CONTROL_CHARS_BUT_NEWLINE_TAB, " but newline and tab")
+
+
+def _check(field: str, value, schema: dict, empty: str) -> tuple[str | None, list[dict]]:
+    """`value` trimmed, or why it breaks `schema` (the same rules the OpenAPI document states)."""
+    if not isinstance(value, str):
+        return None, [{"field": field, "message": "a string is required"}]
+    if not re.search(schema["pattern"], value):
+        return None, [{"field": field, "message": empty}]
+    if len(value) > schema["maxLength"]:
+        return None, [{"field": field, "message": f"at most {schema['maxLength']} characters"}]
+    if re.search(schema["not"]["pattern"], value):
+        return None, [{"field": field, "message": "no control characters"}]
+    return value.strip(), []
+
+
+def check_name(name) -> tuple[str | None, list[dict]]:
+    """The normalised name, or the reasons it is refused (validate.chat_name: no invisible, format
+    or bidi characters, nothing that only looks like a name)."""
+    if isinstance(name, str) and len(name) <= MAX_NAME:
+        return chat_name(name, MAX_NAME)  # the most precise reason first
+    return _check("name", name, NAME_SCHEMA, "empty: say who you are")
+
+
+MEMBERS = web.AppKey("chat_members", dict)
+"""Each of name_keys(name) -> (name, WebSocketResponse) of each member in the room over WebSocket."""
+
+
+def name_taken(name: str) -> ProblemError:
+    return ProblemError(409, f"name: {name!r} is taken in this room (or looks like a name that is)",
+                        errors=[{"field": "name", "message": "taken"}])
+
+
+def check_text(text) -> tuple[str | None, list[dict]]:
+    """The trimmed text without bidi overrides, or the reasons it is refused."""
+    text, errors = _check("text", text, TEXT_SCHEMA, "empty: there is nothing to send")
+    return (chat_text_for_display(text), []) if text is not None else (None, errors)
+
+
+def _topic(request: web.Request) -> Topic:
+    return request.app[HUB].topic(TOPIC, history_limit=HISTORY_LIMIT)
+
+
+@routes.get("/api/chat/messages")
+async def messages_get(request: web.Request) -> web.Response:
+    """Messages after ?since=SEQ (all kept ones without it); with &wait=S a long poll."""
+    return await poll_response(request, _topic(request))
+
+
+@routes.post("/api/chat/messages")
+async def messages_post(request: web.Request) -> web.Response:
+    """Post {"name", "text"} to the room; 201 with the message and its SEQ."""
+    topic = _topic(request)
+    topic.counters("rest").requests += 1
+    body = await read_json_object(request)
+    name, errors = check_name(body.get("name"))
+    text, text_errors = check_text(body.get("text"))
+    errors += text_errors
+    errors += [{"field": k, "message": "unknown field"} for k in sorted(set(body) - {"name", "text"})]
+    if errors:
+        raise ProblemError(422, "; ".join(f"{e['field']}: {e['message']}" for e in errors),
+                           errors=errors)
+    if name_keys(name) & request.app[MEMBERS].keys():
+        raise name_taken(name)
+    if wait := request.app[RATES].wait(name_key(name)):
+        raise ProblemError(429, f"{name!r} is sending faster than this room allows ({RATES_RULE}); "
+                                f"retry in {wait:.1f} s.", headers={"Retry-After": str(math.ceil(wait))},
+                           retry_after=wait)
+    event = await request.app[HUB].apublish(TOPIC, {"name": name, "text": text})
+    return web.Response(text=event.json, status=201, content_type="application/json")
+
+
+def render(item) -> str | None:
+    """What a WebSocket user receives for a hub item."""
+    if isinstance(item, Event):
+        return '{"type":"message",' + item.json[1:]
+    if isinstance(item, Notice):
+        return json.dumps(item.data)
+    return None
+
+
+@routes.get("/ws/chat")
+@websocket_route
+async def chat_ws(request: web.Request) -> web.WebSocketResponse:
+    """Join the room as ?name=N: send messages and typing signals, receive everything live."""
+    hub = request.app[HUB]
+    topic = _topic(request)
+    name, errors = check_name(request.query.get("name"))
+    if errors:
+        raise ProblemError(422, f"name: {errors[0]['message']}", errors=errors)
+    keys, members = name_keys(name), request.app[MEMBERS]
+    if keys & members.keys():
+        raise name_taken(name)
+    welcome = {"type": "welcome", "name": name, "last_seq": topic.last_seq, "max_text": MAX_TEXT,
+               "worker": worker_id(request.app), "epoch": topic.epoch}
+    async with topic_websocket(request, topic, first=(welcome,)) as (ws, sub, replay, counters):
+        if keys & members.keys():  # taken while this one's handshake was under way
+            await ws.close(code=1008, message=b"name taken")
+            return ws
+        members.update(dict.fromkeys(keys, (name, ws)))
+        pump = asyncio.create_task(pump_to_websocket(request, ws, sub, replay, counters, render))
+
+        async def error(detail: str, **extra) -> None:
+            await ws.send_str(json.dumps({"type": "error", "detail": detail, **extra}))
+
+        async def on_message(raw: str) -> None:
+            try:
+                msg = load_json(raw)
+            except JSONInputError:
+                return await error("send JSON such as {\"type\": \"message\", \"text\": \"hi\"}")
+            kind = msg.get("type") if isinstance(msg, dict) else None
+            if kind == "typing":
+                hub.notify(TOPIC, {"type": "typing", "name": name}, skip=sub)
+            elif kind == "message":
+                text, errs = check_text(msg.get("text"))
+                msg_id = msg.get("id")
+                if msg_id is not None and not valid_message_id(msg_id):
+                    errs = errs + [{"field": "id", "message": ID_RULE}]
+                if errs:
+                    return await error(f"{errs[0]['field']}: {errs[0]['message']}", errors=errs)
+                if wait := request.app[RATES].wait(name_key(name)):
+                    return await error(f"too fast ({RATES_RULE}): this message was not sent; "
+                                       f"retry in {wait:.1f} s", retry_after=wait)
+                await publish_once(hub, ws, request.app[SENT_IDS], name, text, msg_id)
+            else:
+                await error('"type" must be "message" or "typing"',
+                            errors=[{"field": "type", "message": "unknown"}])
+
+        try:
+            await run_websocket(ws, pump, on_message)
+        finally:
+            for member_key in keys:
+                if members.get(member_key, (None, None))[1] is ws:
+                    del members[member_key]
+    return ws
+
+
+RATES_RULE = "each member may send chat_rate messages per second, in bursts of up to chat_burst"
+MAX_TRACKED_MEMBERS = 10_000
+"""Members whose sending rate is tracked at once (idle ones are forgotten first)."""
+
+
+class MemberRates:
+    """A token bucket per member: `burst` messages at once, then `rate` per second on average.
+
+    `wait(member)` takes one token and returns 0, or returns the seconds until one is free (and
+    takes nothing). One member's flood then cannot push everyone else's messages out of the
+    room's history before the REST pollers have seen them."""
+
+    def __init__(self, rate: float, burst: int):
+        self.rate, self.burst = rate, max(1, burst)
+        self.buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def wait(self, member: str) -> float:
+        now = time.monotonic()
+        tokens, then = self.buckets.pop(member, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - then) * self.rate)
+        waiting = 0.0 if tokens >= 1 else (1 - tokens) / self.rate if self.rate > 0 else math.inf
+        self.buckets[member] = (tokens - 1 if not waiting else tokens, now)
+        if len(self.buckets) > MAX_TRACKED_MEMBERS:
+            self.buckets.popitem(last=False)  # the member who sent least recently
+        return waiting
+
+
+RATES = web.AppKey("chat_rates", MemberRates)
+
+
+ID_RULE = "a string of 1-64 characters from A-Z a-z 0-9 _ - . :"
+MAX_REMEMBERED_IDS = 10_000
+"""Client message ids the room remembers (oldest forgotten first) to spot a resent message."""
+
+
+def valid_message_id(msg_id) -> bool:
+    return isinstance(msg_id, str) and re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", msg_id) is not None
+
+
+class SentIds:
+    """(sender name, client message id) -> SEQ the message got, for the last MAX_REMEMBERED_IDS
+    messages: a resend of an accepted message is acknowledged again, never published twice.
+    Kept in this process (a resend that reaches another worker is not recognised)."""
+
+    def __init__(self, limit: int = MAX_REMEMBERED_IDS):
+        self.limit = limit
+        self._seqs: OrderedDict[tuple[str, str], int] = OrderedDict()
+
+    def get(self, name: str, msg_id: str) -> int | None:
+        return self._seqs.get((name, msg_id))
+
+    def remember(self, name: str, msg_id: str, seq: int) -> None:
+        self._seqs[(name, msg_id)] = seq
+        while len(self._seqs) > self.limit:
+            self._seqs.popitem(last=False)
+
+
+SENT_IDS = web.AppKey("chat_sent_ids", SentIds)
+
+
+async def publish_once(hub, ws: web.WebSocketResponse, sent: SentIds, name: str, text: str,
+                       msg_id: str | None) -> None:
+    """Publish a chat message; with a client id, acknowledge it ({"type": "ack", "id", "seq",
+    "duplicate"}) and publish a resent id only once (at-least-once sending + de-duplication)."""
+    seq = None if msg_id is None else sent.get(name, msg_id)
+    duplicate = seq is not None
+    if not duplicate:
+        seq = (await hub.apublish(TOPIC, {"name": name, "text": text})).seq
+        if msg_id is not None:
+            sent.remember(name, msg_id, seq)
+    if msg_id is not None:
+        with contextlib.suppress(ConnectionResetError, RuntimeError):  # a closing socket
+            await ws.send_str(json.dumps({"type": "ack", "id": msg_id, "seq": seq,
+                                          "duplicate": duplicate}))
+
+
+def setup(app: web.Application) -> None:
+    app.add_routes(routes)
+    app[MEMBERS] = {}
+    config = app[CONFIG]
+    app[RATES] = MemberRates(config.chat_rate, config.chat_burst)
+    app[SENT_IDS] = SentIds()
+
+
+_MESSAGE = event_schema({"type": "object", "properties": {"name": {"type": "string"},
+                                                          "text": {"type": "string"}}})
+_get = poll_operation("Messages of the room (short or long poll)", "chatMessagesGet", "Messages")
+OPENAPI_PATHS = {
+    "/api/chat/messages": {
+        "get": _get,
+        "post": {
+            "summary": "Post a message to the room",
+            "operationId": "chatMessagesPost",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["name", "text"], "additionalProperties": False,
+                "properties": {
+                    "name": NAME_SCHEMA,
+                    "text": TEXT_SCHEMA,
+                },
+            }}}},
+            "responses": {
+                "201": {"description": "The stored message with its SEQ",
+                        "content": {"application/json": {"schema": _MESSAGE}}},
+                **JSON_BODY_ERRORS,
+                "429": {"$ref": "#/components/responses/Problem"},
+            },
+        },
+    }
+}
+
+ASYNCAPI_CHANNELS = {
+    "chatWebSocket": {
+        "address": "/ws/chat",
+        "title": "The chat room over WebSocket",
+        "description": "Join with ?name=N (1-32 characters) and optional ?since=SEQ. The same "
+                       "messages, in the same order, as GET /api/chat/messages.",
+        "bindings": {"ws": {"query": {"type": "object", "required": ["name"], "properties": {
+            "name": NAME_SCHEMA, "since": SINCE_PARAM["schema"],
+            "epoch": EPOCH_PARAM["schema"], "heartbeat": HEARTBEAT_PARAM["schema"]}}}},
+        "messages": {
+            "send": {"name": "send", "payload": {"type": "object", "properties": {
+                "type": {"const": "message"}, "text": TEXT_SCHEMA,
+                "id": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$",
+                       "description": "optional client message id: the room answers with an "
+                                      "ack and publishes a resent id only once"}}}},
+            "ack": {"name": "ack", "payload": {"type": "object", "properties": {
+                "type": {"const": "ack"}, "id": {"type": "string"}, "seq": {"type": "integer"},
+                "duplicate": {"type": "boolean"}}}},
+            "typing": {"name": "typing", "payload": {"type": "object", "properties": {
+                "type": {"const": "typing"}, "name": {"type": "string"}}}},
+            "message": {"name": "message", "payload": {**_MESSAGE, "properties": {
+                **_MESSAGE["properties"], "type": {"const": "message"}}}},
+            "error": {"name": "error", "payload": {"type": "object", "properties": {
+                "type": {"const": "error"}, "detail": {"type": "string"}}}},
+        },
+        "receives": ["send", "typing"],
+        "sends": ["message", "typing", "error", "ack"],
+    }
+}

@@ -1,0 +1,109 @@
+"""Route family "classroom": what a class server needs beyond the lessons' routes.
+
+- `GET /api/clock`: the server's clock, read when the request arrived and when the answer left, so a
+  client on another machine can estimate its clock offset (NTP's formula, see measure.clock_offset).
+- `GET /api/classroom` (instructor): who is connected over which transport, how many bytes wait in
+  each one's socket (the slowest readers have the most), and the events published per topic.
+- `DELETE /api/chat/members/{name}` (instructor): remove a member from the chat room (close 1008).
+
+Who may call what is decided by auth.py; here the routes only do their work.
+"""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import WSCloseCode, web
+
+from labkit.server.auth import CONNECTIONS, classroom
+from labkit.server.problem import ProblemError
+from labkit.server.validate import name_keys
+from labkit.streaming.hub import HUB
+
+from .chat import MEMBERS
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/api/clock")
+async def clock(request: web.Request) -> web.Response:
+    """The server's time.time() when the request arrived and when the answer was made (s)."""
+    received = time.time()
+    return web.json_response({"received_ts": received, "sent_ts": time.time()},
+                             headers={"Cache-Control": "no-store"})
+
+
+def _backlog(request: web.Request) -> int:
+    transport = request.transport
+    return transport.get_write_buffer_size() if transport is not None else 0
+
+
+@routes.get("/api/classroom")
+async def classroom_stats(request: web.Request) -> web.Response:
+    """Open streams (who, transport, bytes waiting to be sent), chat members and events per topic."""
+    now = time.time()
+    connections = [
+        {"principal": c["principal"], "role": c["role"], "transport": c["transport"],
+         "path": c["path"], "name": c["name"], "peer": c["peer"],
+         "connected_s": round(now - c["since"], 3), "backlog_bytes": _backlog(c["request"])}
+        for c in request.app[CONNECTIONS].values()
+    ]
+    topics = {name: {"published": stats["published"], "subscribers": stats["subscribers"]}
+              for name, stats in request.app[HUB].stats().items()}
+    return web.json_response({
+        "ts": now, "classroom": classroom(request.app), "connections": connections,
+        "chat_members": sorted({name for name, _ in request.app[MEMBERS].values()}),
+        "topics": topics,
+    }, headers={"Cache-Control": "no-store"})
+
+
+@routes.delete("/api/chat/members/{name}")
+async def remove_member(request: web.Request) -> web.Response:
+    """Remove a member from the chat room: their WebSocket is closed with 1008; 204."""
+    name = request.match_info["name"]
+    members = request.app[MEMBERS]
+    found = [members[key] for key in name_keys(name) if key in members] if name.strip() else []
+    if not found:
+        raise ProblemError(404, f"no member called {name[:40]!r} is in the room")
+    ws = found[0][1]
+    for key in [key for key, (_, other) in members.items() if other is ws]:
+        del members[key]
+    await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"removed by the instructor")
+    return web.Response(status=204)
+
+
+def setup(app: web.Application) -> None:
+    app.add_routes(routes)
+
+
+_JSON = {"application/json": {"schema": {"type": "object"}}}
+_PROBLEM = {"application/problem+json": {"schema": {"type": "object"}}}
+_AUTH_ERRORS = {
+    "401": {"description": "Classroom mode: no token, or a wrong one", "content": _PROBLEM},
+    "403": {"description": "Classroom mode: only the instructor may do this", "content": _PROBLEM},
+}
+OPENAPI_PATHS = {
+    "/api/clock": {"get": {
+        "summary": "The server's clock (for a client's clock-offset estimate)",
+        "operationId": "clock",
+        "responses": {"200": {"description": "received_ts and sent_ts, seconds", "content": {
+            "application/json": {"schema": {"type": "object", "required": ["received_ts", "sent_ts"],
+                                            "properties": {"received_ts": {"type": "number"},
+                                                           "sent_ts": {"type": "number"}}}}}},
+                      "401": _AUTH_ERRORS["401"]},
+    }},
+    "/api/classroom": {"get": {
+        "summary": "Who is connected over which transport, and how far behind each one is",
+        "operationId": "classroomStats",
+        "responses": {"200": {"description": "Connections, chat members, topics", "content": _JSON},
+                      **_AUTH_ERRORS},
+    }},
+    "/api/chat/members/{name}": {"delete": {
+        "summary": "Remove a member from the chat room (instructor)",
+        "operationId": "chatMemberRemove",
+        "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "responses": {"204": {"description": "Removed: their WebSocket was closed with 1008"},
+                      "404": {"description": "No such member in the room", "content": _PROBLEM},
+                      **_AUTH_ERRORS},
+    }},
+}

@@ -1,0 +1,234 @@
+"""The Hub's bridge to Redis, so that several worker processes share one history per topic.
+
+Without a backplane every lab process numbers its own events: two workers behind one front door
+have two unrelated "feed" topics, and a subscriber on worker 2 never sees what worker 1 published.
+With it, a bridged topic (the feed and the chat room) lives in Redis, the way Centrifugo's Redis
+engine keeps a channel:
+
+- `labkit:<topic>:meta`, a hash: `epoch` (random, created once; a new one only if Redis lost the
+  topic) and `seq`, the last SEQ handed out.
+- `labkit:<topic>:stream`, a Redis Stream of events (`seq`, `ts`, `data` as JSON), trimmed to the
+  topic's history limit.
+
+Publishing runs one Lua script (atomic in Redis): take the next SEQ, append the event to the stream.
+So the stream order IS the SEQ order, one global order whichever worker published. Every worker
+runs one reader task (`XREAD BLOCK` on all bridged streams) that stores each event in its local
+`Topic` exactly as if it had published it, so everything the transports do (replay, `since=`,
+long polls, slow consumers) works unchanged, on any worker, from the same SEQs and the same epoch.
+
+A client that resumes on another worker (`?since=`, `Last-Event-ID`) may be a little ahead of that
+worker's copy (it read SEQ 50 on worker 1 while worker 2 has stored 48): `catch_up_middleware`
+first asks Redis for the newest SEQ and waits until the local copy has it, so the resume gets
+nothing twice and nothing missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from typing import Any
+
+from aiohttp import web
+
+from .hub import HUB, Event, Hub, Topic, new_epoch
+
+log = logging.getLogger("labkit.server")
+
+PREFIX = "labkit:"
+CATCH_UP_TIMEOUT_S = 2.0
+"""How long a resuming request waits for this worker's copy to reach Redis's newest SEQ."""
+READ_BLOCK_MS = 1000
+"""How long one XREAD waits for new events before asking again."""
+
+# KEYS: meta hash, stream. ARGV: fresh epoch (used only if the topic has none), ts, data, maxlen.
+_PUBLISH = """
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('HSET', KEYS[1], 'epoch', epoch)
+end
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'seq', seq, 'epoch', epoch,
+           'ts', ARGV[2], 'data', ARGV[3])
+return {seq, epoch}
+"""
+
+
+def keys(topic: str) -> tuple[str, str]:
+    """Redis keys of a topic: (meta hash, stream)."""
+    return f"{PREFIX}{topic}:meta", f"{PREFIX}{topic}:stream"
+
+
+class RedisBackplane:
+    """Bridges chosen topics of one Hub to Redis at `url` (redis://host:port/db)."""
+
+    def __init__(self, url: str, topics: dict[str, dict] | None = None):
+        self.url = url
+        self.topic_limits = topics if topics is not None else default_topics()
+        """Bridged topic names -> the limits to create them with (as `Hub.topic` takes them)."""
+        self.redis = None
+        self.hub: Hub | None = None
+        self._script = None
+        self._last_ids: dict[str, str] = {}
+        self._waiters: dict[tuple[str, int], asyncio.Future] = {}
+        self._reader: asyncio.Task | None = None
+        self.received = 0
+        """Events this worker has read from Redis."""
+
+    # -- life cycle ------------------------------------------------------------------------
+    async def attach(self, hub: Hub) -> None:
+        """Connect, create the bridged topics with Redis's epoch and kept history, start reading."""
+        import redis.asyncio as aioredis
+
+        self.hub = hub
+        self.redis = aioredis.Redis.from_url(self.url, decode_responses=True)
+        self._script = self.redis.register_script(_PUBLISH)
+        for name, limits in self.topic_limits.items():
+            meta, stream = keys(name)
+            await self.redis.hsetnx(meta, "epoch", new_epoch())
+            epoch = await self.redis.hget(meta, "epoch")
+            topic = hub.topics.get(name)
+            if topic is None:
+                topic = hub.topic(name, **limits)
+            topic.epoch, topic.bridge = epoch, self
+            topic.history.clear()
+            kept = await self.redis.xrevrange(stream, count=topic.history_limit)
+            for _entry_id, fields in reversed(kept):
+                topic.keep(_event(fields))
+            self._last_ids[stream] = kept[0][0] if kept else "0-0"
+        self._reader = asyncio.get_running_loop().create_task(self._read())
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+            self._reader = None
+        for future in self._waiters.values():
+            future.cancel()
+        if self.redis is not None:
+            await self.redis.aclose()
+            self.redis = None
+
+    # -- publish and read ------------------------------------------------------------------
+    async def publish(self, topic: Topic, data: Any) -> Event:
+        """Number `data` in Redis's one order and return the Event once it is stored here too."""
+        meta, stream = keys(topic.name)
+        payload = json.dumps(data, separators=(",", ":"))
+        seq, epoch = await self._script(keys=[meta, stream],
+                                        args=[new_epoch(), repr(time.time()), payload,
+                                              topic.history_limit])
+        seq = int(seq)
+        if topic.last_seq >= seq and topic.epoch == epoch:
+            return _find(topic, seq)
+        key = (topic.name, seq)
+        future = self._waiters.setdefault(key, asyncio.get_running_loop().create_future())
+        try:
+            return await asyncio.wait_for(future, CATCH_UP_TIMEOUT_S * 5)
+        finally:
+            self._waiters.pop(key, None)
+
+    async def _read(self) -> None:
+        """Store every event of the bridged streams, in stream order, in the local topics."""
+        names = {keys(name)[1]: name for name in self.topic_limits}
+        while True:
+            try:
+                batches = await self.redis.xread(dict(self._last_ids), block=READ_BLOCK_MS,
+                                                 count=1000)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - Redis away for a moment: say so, retry
+                log.warning("backplane: reading from Redis failed (%s); retrying", exc)
+                await asyncio.sleep(0.2)
+                continue
+            for stream, entries in batches or []:
+                topic = self.hub.topic(names[stream])
+                for entry_id, fields in entries:
+                    self._last_ids[stream] = entry_id
+                    self._deliver(topic, _event(fields))
+
+    def _deliver(self, topic: Topic, event: Event) -> None:
+        if event.epoch != topic.epoch:  # Redis lost the topic and began a new history
+            topic.epoch = event.epoch
+            topic.history.clear()
+        if event.seq <= topic.last_seq:
+            return  # already stored (never deliver twice)
+        topic.keep(event)
+        self.received += 1
+        future = self._waiters.pop((topic.name, event.seq), None)
+        if future is not None and not future.done():
+            future.set_result(event)
+
+    async def catch_up(self) -> None:
+        """Wait until every bridged topic here holds the newest SEQ Redis has handed out."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name in self.topic_limits:
+                pipe.hget(keys(name)[0], "seq")
+            newest = await pipe.execute()
+        deadline = asyncio.get_running_loop().time() + CATCH_UP_TIMEOUT_S
+        for name, seq in zip(self.topic_limits, newest, strict=True):
+            topic = self.hub.topic(name)
+            while seq is not None and topic.last_seq < int(seq):
+                if asyncio.get_running_loop().time() > deadline:
+                    return
+                await asyncio.sleep(0.002)
+
+    def stats(self) -> dict:
+        return {"url": self.url, "topics": sorted(self.topic_limits), "received": self.received}
+
+
+def _event(fields: dict) -> Event:
+    return Event(int(fields["seq"]), float(fields["ts"]), json.loads(fields["data"]),
+                 fields["epoch"])
+
+
+def _find(topic: Topic, seq: int) -> Event:
+    for event in reversed(topic.history):
+        if event.seq == seq:
+            return event
+    raise LookupError(f"SEQ {seq} of {topic.name!r} is no longer kept")
+
+
+def default_topics() -> dict[str, dict]:
+    """The topics a cluster shares: the feed and the chat room, with their own history limits."""
+    from labkit.routes.chat import HISTORY_LIMIT as CHAT_HISTORY
+    from labkit.routes.chat import TOPIC as CHAT
+    from labkit.routes.feed import TOPIC as FEED
+
+    return {FEED: {}, CHAT: {"history_limit": CHAT_HISTORY}}
+
+
+BACKPLANE = web.AppKey("backplane", RedisBackplane)
+
+
+def _resuming(request: web.Request) -> bool:
+    return "since" in request.query or "Last-Event-ID" in request.headers
+
+
+@web.middleware
+async def catch_up_middleware(request: web.Request, handler):
+    """Before a resume (`since=` or `Last-Event-ID`), let this worker's copy reach Redis's newest
+    SEQ, so a client coming from another worker is never "ahead" here."""
+    backplane = request.app.get(BACKPLANE)
+    if backplane is not None and _resuming(request):
+        with contextlib.suppress(Exception):  # Redis away: serve from what is stored here
+            await backplane.catch_up()
+    return await handler(request)
+
+
+def use_redis(app: web.Application, url: str, topics: dict[str, dict] | None = None) -> None:
+    """Bridge `app`'s hub to Redis at `url` (call before the app starts)."""
+    app[BACKPLANE] = RedisBackplane(url, topics)
+    app.middlewares.append(catch_up_middleware)
+
+    async def _attach(app: web.Application) -> None:
+        await app[BACKPLANE].attach(app[HUB])
+
+    async def _close(app: web.Application) -> None:
+        await app[BACKPLANE].close()
+
+    app.on_startup.append(_attach)
+    app.on_cleanup.append(_close)
