@@ -78,8 +78,8 @@ def _request(raw: str) -> tuple[object, str, str, object]:
     """(id, method, path, body) of a request message; ProblemError 400 when it is not one."""
     try:
         msg = load_json(raw)
-    except (ValueError, RecursionError):
-        raise ProblemError(400, "send a JSON request such as "
+    except (ValueError, RecursionError) as exc:
+        raise ProblemError(400, f"not JSON the lab accepts ({exc}); send a JSON request such as "
                            '{"id": 1, "method": "GET", "path": "/api/notes"}') from None
     if not isinstance(msg, dict):
         raise ProblemError(400, "a request is a JSON object")

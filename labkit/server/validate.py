@@ -6,7 +6,8 @@
 - `NOT_BLANK` / `CONTROL_CHARS`: regex classes used both by the server's text checks and by the
   OpenAPI `pattern`s, spelled out so that they mean the same in Python, ECMA and Rust regex.
 - `load_json`: the one JSON reader of every entry point (HTTP bodies and WebSocket messages): strict
-  JSON (no NaN/Infinity) nested at most `MAX_JSON_DEPTH` levels; anything else raises `JSONInputError`.
+  JSON (no NaN/Infinity) nested at most `MAX_JSON_DEPTH` levels, with numbers of sane length (see
+  `MAX_JSON_INT_DIGITS`, `MAX_JSON_FLOAT_CHARS`); anything else raises `JSONInputError`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,15 @@ CONTROL_CHARS_BUT_NEWLINE_TAB = r"[\x00-\x08\x0b-\x1f\x7f-\x9f]"
 MAX_JSON_DEPTH = 32
 """Deepest nesting of arrays/objects any JSON input may have (the lab's own documents need 3)."""
 
+MAX_JSON_INT_DIGITS = 30
+"""Most digits (sign not counted) a JSON integer may have. The lab's largest numbers are 2**63 (19
+digits); past Python's int-digit limit (4,300) int() raises a ValueError json.loads lets through (a
+500), and below it a long integer still costs quadratic time to convert."""
+
+MAX_JSON_FLOAT_CHARS = 40
+"""Longest text a JSON number with a fraction or exponent may be written in: a double holds 17
+significant digits, so more than this is no data, only work for the parser."""
+
 
 class JSONInputError(ValueError):
     """The input is not JSON the lab accepts; the message says why, in one line for a person."""
@@ -38,6 +48,24 @@ class JSONInputError(ValueError):
 
 def _reject_constant(name: str):
     raise JSONInputError(f"{name} is not valid JSON")
+
+
+def _parse_int(text: str) -> int:
+    digits = len(text) - text.startswith("-")
+    if digits > MAX_JSON_INT_DIGITS:
+        raise JSONInputError(f"a number has {digits} digits; integers may have at most "
+                             f"{MAX_JSON_INT_DIGITS}")
+    return int(text)
+
+
+def _parse_float(text: str) -> float:
+    if len(text) > MAX_JSON_FLOAT_CHARS:
+        raise JSONInputError(f"a number is written in {len(text)} characters; numbers with a fraction "
+                             f"or exponent may take at most {MAX_JSON_FLOAT_CHARS}")
+    value = float(text)
+    if math.isinf(value):
+        raise JSONInputError(f"the number {text} is too large for a double (it would be infinity)")
+    return value
 
 
 def _depth_over(value, limit: int) -> bool:
@@ -60,7 +88,9 @@ def _depth_over(value, limit: int) -> bool:
 def load_json(data: bytes | str, *, max_depth: int = MAX_JSON_DEPTH):
     """Parse `data` as strict JSON nested at most `max_depth` levels; `JSONInputError` otherwise.
 
-    Bytes must be UTF-8. NaN and Infinity are refused (they are not JSON). Over-deep input is
+    Bytes must be UTF-8. NaN and Infinity are refused (they are not JSON), and so are integers of more
+    than MAX_JSON_INT_DIGITS digits and other numbers longer than MAX_JSON_FLOAT_CHARS characters or
+    too large for a double. Over-deep input is
     refused whether Python's parser gives up on it (RecursionError) or not, so no handler ever walks
     a structure deep enough to exhaust the stack.
     """
@@ -69,7 +99,8 @@ def load_json(data: bytes | str, *, max_depth: int = MAX_JSON_DEPTH):
     except UnicodeDecodeError as exc:
         raise JSONInputError(f"not valid UTF-8 (byte {exc.start})") from None
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(text, parse_constant=_reject_constant, parse_int=_parse_int,
+                           parse_float=_parse_float)
     except RecursionError:
         value, too_deep = None, True
     except json.JSONDecodeError as exc:
