@@ -2,8 +2,9 @@
 
 `WS /ws/rest` takes JSON requests {"id", "method", "path", "body"?} and answers each with
 {"id", "status", "body"} (or {"id", "status", "error"} with the problem details), carrying the same
-notes operations as `/api/notes` with the same store and the same validation, so both give the same
-results. The request `id` is the client's correlation id: answers may be matched to requests by it.
+notes operations as `/api/notes` with the same store, the same validation and size bounds, and the
+same ownership rule (`auth.require_owner`), so both give the same results. The request `id` is the
+client's correlation id: answers may be matched to requests by it.
 
 What is *not* here, on purpose, because a WebSocket message has no standard for it: HTTP status
 semantics that proxies and tools understand (the "status" member is only this protocol's
@@ -19,12 +20,13 @@ import re
 
 from aiohttp import WSMsgType, web
 
+from labkit.server import auth
 from labkit.server.problem import ProblemError
 from labkit.server.validate import load_json  # the lab's one JSON reader (depth-limited)
 from labkit.server.websocket import accept
 
 from .core import websocket_route
-from .rest import DEFAULT_PER_PAGE, MAX_PER_PAGE, NOTES, READ_ONLY, merge_patch, validate
+from .rest import DEFAULT_PER_PAGE, MAX_PER_PAGE, NOTES, READ_ONLY, _write, bounded, merge_patch
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 ONE = re.compile(r"/api/notes/([0-9]{1,18})")
@@ -35,22 +37,27 @@ def _missing(nid: int) -> ProblemError:
     return ProblemError(404, f"There is no note {nid}.")
 
 
-async def handle(app: web.Application, method: str, path: str, body) -> tuple[int, object]:
-    """Run one notes operation; (status, body) as the REST route would answer (ProblemError raised
-    for a refusal)."""
-    store = app[NOTES]
+async def handle(request: web.Request, method: str, path: str, body) -> tuple[int, object]:
+    """Run one notes operation for the sender of the WebSocket's handshake `request`; (status, body)
+    as the REST route would answer (ProblemError raised for a refusal). Who may change or delete a
+    note is the REST rule itself (`auth.require_owner`), and a note made here belongs to its sender
+    as one made by REST does (`auth.remember_owner`)."""
+    store = request.app[NOTES]
     match = ONE.fullmatch(path)
     if path == "/api/notes":
         if method == "GET":
             notes, total = await asyncio.to_thread(store.page, 0, min(DEFAULT_PER_PAGE, MAX_PER_PAGE))
             return 200, {"items": [n.as_dict() for n in notes], "total": total}
         if method == "POST":
-            note = await asyncio.to_thread(store.create, validate(body))
+            note = await _write(store.create, bounded(request, body))
+            auth.remember_owner(request, f"/api/notes/{note.id}")
             return 201, note.as_dict()
         raise ProblemError(405, f"{method} is not allowed on /api/notes", allow=["GET", "POST"])
     if match is None:
         raise ProblemError(404, f"No resource at {path[:100]!r}: use /api/notes or /api/notes/{{id}}.")
     nid = int(match.group(1))
+    if method in ("PUT", "PATCH", "DELETE"):
+        auth.require_owner(request, f"/api/notes/{nid}")
     if method == "GET":
         note = await asyncio.to_thread(store.get, nid)
         if note is None:
@@ -62,12 +69,12 @@ async def handle(app: web.Application, method: str, path: str, body) -> tuple[in
         return 204, None
     if method in ("PUT", "PATCH"):
         if method == "PUT":
-            fields = validate(body)
+            fields = bounded(request, body)
             compute = lambda current: fields  # noqa: E731
         else:
             patch = {k: v for k, v in body.items() if k not in READ_ONLY} if isinstance(body, dict) else body
-            compute = lambda current: validate(merge_patch(current.fields(), patch))  # noqa: E731
-        result = await asyncio.to_thread(store.update, nid, compute)
+            compute = lambda current: bounded(request, merge_patch(current.fields(), patch))  # noqa: E731
+        result = await _write(store.update, nid, compute)
         if result is None:
             raise _missing(nid)
         return 200, result[0].as_dict()
@@ -104,7 +111,7 @@ async def rest_over_websocket(request: web.Request) -> web.WebSocketResponse:
         request_id = None
         try:
             request_id, method, path, body = _request(msg.data)
-            status, answer = await handle(request.app, method, path, body)
+            status, answer = await handle(request, method, path, body)
             reply = {"id": request_id, "status": status, "body": answer}
         except ProblemError as exc:
             request_id = exc.extra.pop("request_id", request_id)

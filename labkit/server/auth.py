@@ -12,9 +12,11 @@
   answered 201 with a `Location` owns that resource; PUT, PATCH and DELETE on it are the owner's or
   the instructor's. Each student token is one owner (give `--token` several times for several).
 
-Routes that need a finer rule ask `is_instructor(request)`. Without classroom mode everybody is the
-instructor of their own lab, as before. The middleware also keeps a list of open streams (WebSocket,
-SSE, long polls) for the instructor's dashboard (`CONNECTIONS`).
+Routes that need a finer rule ask `is_instructor(request)`; routes that carry changes outside HTTP
+methods (the `/ws/rest` messages) ask the same `require_owner` / `remember_owner` the middleware
+does. Without classroom mode everybody is the instructor of their own lab, as before. The middleware
+also keeps a list of open streams (WebSocket, SSE, long polls) for the instructor's dashboard
+(`CONNECTIONS`).
 """
 
 from __future__ import annotations
@@ -69,7 +71,30 @@ def is_instructor(request: web.Request) -> bool:
 
 def owns(request: web.Request, path: str) -> bool:
     """True when the request's sender created the resource at `path` (or is the instructor)."""
-    return is_instructor(request) or request.app[OWNERS].get(path) == request.get(PRINCIPAL)
+    if is_instructor(request):
+        return True
+    principal = request.get(PRINCIPAL)
+    return principal is not None and request.app[OWNERS].get(path) == principal
+
+
+OWNER_ONLY = "only whoever created this resource, or the instructor, may change or delete it."
+
+
+def require_owner(request: web.Request, path: str) -> None:
+    """The one ownership rule: 403 unless the request's sender may change or delete the resource
+    at `path` (they created it, or they are the instructor). The middleware asks it for every HTTP
+    PUT, PATCH and DELETE; a route that carries such operations another way (`/ws/rest` messages)
+    asks it for each one."""
+    if not owns(request, path):
+        raise ProblemError(403, OWNER_ONLY)
+
+
+def remember_owner(request: web.Request, path: str) -> None:
+    """Record the request's sender as the owner of the resource just created at `path` (the
+    middleware does it for every HTTP POST answered 201 with a Location)."""
+    principal = request.get(PRINCIPAL)
+    if principal is not None:
+        request.app[OWNERS][path] = principal
 
 
 def _is_stream(request: web.Request) -> bool:
@@ -163,16 +188,13 @@ def _refuse_students(request: web.Request) -> None:
     if (request.method, _route(request)) in INSTRUCTOR_ONLY:
         raise ProblemError(403, f"{request.method} {_route(request)} is the instructor's to do.")
     if request.method in ("PUT", "PATCH", "DELETE"):
-        owner = request.app[OWNERS].get(request.path)
-        if owner != request[PRINCIPAL]:
-            raise ProblemError(403, "only whoever created this resource, or the instructor, may "
-                                    "change or delete it.")
+        require_owner(request, request.path)
 
 
 def _remember_owner(request: web.Request, response: web.StreamResponse) -> None:
     location = response.headers.get("Location") if request.method == "POST" else None
     if response.status == 201 and location:
-        request.app[OWNERS][request.url.join(URL(location)).path] = request[PRINCIPAL]
+        remember_owner(request, request.url.join(URL(location)).path)
 
 
 def setup(app: web.Application) -> None:
