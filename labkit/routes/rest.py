@@ -197,7 +197,7 @@ def bounded(request: web.Request, doc) -> dict:
     return fields
 
 
-async def _write(operation, *args):
+async def write_guarded(operation, *args):
     """Run a store write in a worker thread; a full store becomes 507 problem+json."""
     try:
         return await asyncio.to_thread(operation, *args)
@@ -368,7 +368,7 @@ async def create_note(request: web.Request) -> web.Response:
 
 async def _create_note(request: web.Request) -> web.Response:
     fields = bounded(request, await read_json(request, JSON))
-    note = await _write(store(request).create, fields)
+    note = await write_guarded(store(request).create, fields)
     location = f"/api/notes/{note.id}"
     return _note_response(request, note, 201,
                           {"Location": location, "Content-Location": location})
@@ -400,7 +400,7 @@ async def _update(request: web.Request, compute) -> web.Response:
         check_preconditions(request, current)
         return compute(current)
 
-    result = await _write(store(request).update, nid, change)
+    result = await write_guarded(store(request).update, nid, change)
     if result is None:
         raise _missing(nid)
     note, _changed = result

@@ -26,7 +26,7 @@ from labkit.server.validate import load_json  # the lab's one JSON reader (depth
 from labkit.server.websocket import accept
 
 from .core import websocket_route
-from .rest import DEFAULT_PER_PAGE, MAX_PER_PAGE, NOTES, READ_ONLY, _write, bounded, merge_patch
+from .rest import DEFAULT_PER_PAGE, MAX_PER_PAGE, NOTES, READ_ONLY, bounded, merge_patch, write_guarded
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 ONE = re.compile(r"/api/notes/([0-9]{1,18})")
@@ -49,7 +49,7 @@ async def handle(request: web.Request, method: str, path: str, body) -> tuple[in
             notes, total = await asyncio.to_thread(store.page, 0, min(DEFAULT_PER_PAGE, MAX_PER_PAGE))
             return 200, {"items": [n.as_dict() for n in notes], "total": total}
         if method == "POST":
-            note = await _write(store.create, bounded(request, body))
+            note = await write_guarded(store.create, bounded(request, body))
             auth.remember_owner(request, f"/api/notes/{note.id}")
             return 201, note.as_dict()
         raise ProblemError(405, f"{method} is not allowed on /api/notes", allow=["GET", "POST"])
@@ -74,7 +74,7 @@ async def handle(request: web.Request, method: str, path: str, body) -> tuple[in
         else:
             patch = {k: v for k, v in body.items() if k not in READ_ONLY} if isinstance(body, dict) else body
             compute = lambda current: bounded(request, merge_patch(current.fields(), patch))  # noqa: E731
-        result = await _write(store.update, nid, compute)
+        result = await write_guarded(store.update, nid, compute)
         if result is None:
             raise _missing(nid)
         return 200, result[0].as_dict()
