@@ -15,26 +15,19 @@ def serve(host: str, port: int, db: str | None, allowed_hosts: tuple[str, ...] =
     behind are removed at the next start (`runner.clean_stale_workdirs`)."""
     import shutil
 
-    from aiohttp import web
-
     from labkit.server.app import make_app
     from labkit.server.config import LabConfig
-    from labkit.server.guard import GuardedSite, raise_open_file_limit, runner_options
-    from labkit.server.runner import STOP_TIMEOUT, clean_stale_workdirs, make_workdir
+    from labkit.server.guard import serve_app
+    from labkit.server.runner import clean_stale_workdirs, make_workdir
 
     async def _main() -> None:
         clean_stale_workdirs("labkit-")
         workdir = None if db else make_workdir("labkit-serve-")
         config = LabConfig(host=host, port=port, db=db or str(workdir / "lab.db"),
                            allowed_hosts=tuple(allowed_hosts))
-        raise_open_file_limit()
-        runner = web.AppRunner(make_app(config), access_log=None, shutdown_timeout=STOP_TIMEOUT,
-                               **runner_options(config))
-        await runner.setup()
         try:
-            await GuardedSite(runner, config).start()
+            served = await serve_app(make_app(config), host, port, config=config)
         except OSError as exc:
-            await runner.cleanup()
             if workdir is not None:
                 shutil.rmtree(workdir, ignore_errors=True)
             print(f"labkit serve: cannot bind {host}:{port}: {exc.strerror or exc}. "
@@ -44,12 +37,11 @@ def serve(host: str, port: int, db: str | None, allowed_hosts: tuple[str, ...] =
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):  # before the URL: a stop may come right after it
             loop.add_signal_handler(sig, stop.set)
-        bound = runner.addresses[0]
-        shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
-        print(f"http://{shown}:{bound[1]}", flush=True)
+        shown = f"[{host}]" if ":" in host else host
+        print(f"http://{shown}:{served.port}", flush=True)
         print("labkit lab server running; Ctrl-C to stop", file=sys.stderr, flush=True)
         await stop.wait()
-        await runner.cleanup()
+        await served.close()
         if workdir is not None:
             shutil.rmtree(workdir, ignore_errors=True)
 

@@ -24,12 +24,12 @@ if limit:
     import resource
     resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
 from labkit.server.config import LabConfig
-from labkit.server.guard import connection_cap
+from labkit.server.listen import connection_cap
 from labkit.server.runner import LabServer
 
 config = LabConfig(**options)
 lab = LabServer(config).start()
-print(json.dumps({"port": lab.port, "cap": connection_cap(config)}), flush=True)
+print(json.dumps({"port": lab.port, "cap": connection_cap(config.max_connections)}), flush=True)
 hogged = []
 for line in sys.stdin:  # the "kernel": it must keep answering whatever the lab's clients do
     command = line.strip()
@@ -115,7 +115,7 @@ def get(port: int, target: str = "/healthz") -> bytes:
 # -- file descriptors ---------------------------------------------------------------------------------
 @pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_NOFILE is POSIX")
 def test_connections_beyond_the_cap_are_refused_and_the_process_keeps_its_descriptors():
-    lab = LabProcess(open_files=256, head_timeout=60, keepalive_timeout=60)
+    lab = LabProcess(open_files=256, head_timeout=60, keepalive_timeout=60, per_peer_share=1.0)
     idle: list[socket.socket] = []
     try:
         assert 64 <= lab.cap <= 256 - 64  # a quarter of the limit stays free for the rest of the process
@@ -174,12 +174,12 @@ def test_out_of_descriptors_the_lab_backs_off_and_recovers():
 
 def test_the_cap_follows_the_open_file_limit():
     from labkit.server.config import LabConfig
-    from labkit.server.guard import MIN_RESERVED_FDS, connection_cap, open_file_limits
+    from labkit.server.listen import MIN_RESERVED_FDS, connection_cap, open_file_limits
 
     soft, _ = open_file_limits()
-    cap = connection_cap(LabConfig())
+    cap = connection_cap(LabConfig().max_connections)
     assert cap <= soft - max(MIN_RESERVED_FDS, soft // 4)
-    assert connection_cap(LabConfig(max_connections=10)) == 10
+    assert connection_cap(10) == 10
 
 
 def test_starting_the_lab_raises_the_soft_open_file_limit():

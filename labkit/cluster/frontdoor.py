@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from labkit.net.proxy import Connection, TcpProxy
+from labkit.server.listen import Limits
 
 MODES = ("connection", "sticky")
 
@@ -40,10 +41,10 @@ class FrontDoor(TcpProxy):
     """Listen on `host:port` and hand each new connection to one of `backends`."""
 
     def __init__(self, backends: list[Backend], balance: str = "connection", *,
-                 host: str = "127.0.0.1", port: int = 0):
+                 host: str = "127.0.0.1", port: int = 0, limits: Limits = Limits()):
         if balance not in MODES:
             raise ValueError(f"balance must be one of {MODES}, not {balance!r}")
-        super().__init__("127.0.0.1", backends[0].port, host=host, port=port)
+        super().__init__("127.0.0.1", backends[0].port, host=host, port=port, limits=limits)
         self.backends, self.balance = backends, balance
         self.refused = 0
         """Connections closed at once because no worker was alive."""

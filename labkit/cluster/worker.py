@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import ctypes
 import os
-import resource
 import signal
 import sys
 
@@ -27,33 +26,27 @@ def die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def raise_fd_limit() -> int:
-    """Raise the soft limit of open files to the hard one (each socket is one); return it."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        return hard
-    return soft
+WORKER_MAX_CONNECTIONS = 16384
+"""A worker's connection cap before the open-file limit lowers it: above the lab's 4,096, so lesson
+06 can hold thousands of idle sockets on one worker (its only peer is the front door, whose own
+cap and per-peer share guard the cluster from outside)."""
 
 
 async def serve(args: argparse.Namespace) -> None:
-    from aiohttp import web
-
     from labkit.routes import workers
     from labkit.server.app import make_app
     from labkit.server.config import LabConfig
-    from labkit.server.runner import STOP_TIMEOUT
+    from labkit.server.guard import serve_app
     from labkit.streaming import backplane
 
-    raise_fd_limit()
-    app = make_app(LabConfig(host=args.host, port=0, db=args.db))
+    config = LabConfig(host=args.host, port=0, db=args.db, max_connections=WORKER_MAX_CONNECTIONS,
+                       per_peer_share=1.0)
+    app = make_app(config)
     workers.configure(app, args.id, args.cluster_file, args.backplane, args.balance)
     if args.backplane:
         backplane.use_redis(app, args.backplane)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=STOP_TIMEOUT)
-    await runner.setup()
-    await web.TCPSite(runner, args.host, 0).start()
-    print(runner.addresses[0][1], flush=True)
+    served = await serve_app(app, args.host, 0, config=config)
+    print(served.port, flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -71,7 +64,7 @@ async def serve(args: argparse.Namespace) -> None:
 
     loop.add_reader(stdin, parent_gone)
     await stop.wait()
-    await runner.cleanup()
+    await served.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -117,10 +117,8 @@ def _ssl_context(hosts):
 def serve_classroom(host: str, port: int, db: str | None, tokens=(), instructor_token: str | None = None,
                     origins=(), tls: bool = False) -> int:
     """Run a class server until Ctrl-C / SIGTERM. First stdout line: the join URL."""
-    from aiohttp import web
-
     from labkit.server.app import make_app
-    from labkit.server.runner import STOP_TIMEOUT
+    from labkit.server.guard import serve_app
 
     tokens = tuple(tokens) or (new_token(),)
     instructor_token = instructor_token or new_token()
@@ -134,16 +132,13 @@ def serve_classroom(host: str, port: int, db: str | None, tokens=(), instructor_
         path = db or str(Path(workdir.name) / "lab.db")
         config = classroom_config(host, port, path, tokens, instructor_token, origins, tls)
         where = join_host(host)
-        runner = web.AppRunner(make_app(config), access_log=None, shutdown_timeout=STOP_TIMEOUT)
-        await runner.setup()
         try:
-            await web.TCPSite(runner, host, port, ssl_context=_ssl_context([where]) if tls else None,
-                              reuse_address=True).start()
+            served = await serve_app(make_app(config), host, port, config=config,
+                                     ssl_context=_ssl_context([where]) if tls else None)
         except OSError as exc:
-            await runner.cleanup()
             print(f"labkit serve: cannot bind {host}:{port}: {exc.strerror or exc}.", file=sys.stderr)
             return 2
-        bound_port = runner.addresses[0][1]
+        bound_port = served.port
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -165,7 +160,7 @@ def serve_classroom(host: str, port: int, db: str | None, tokens=(), instructor_
                   file=sys.stderr)
         print("labkit classroom server running; Ctrl-C to stop", file=sys.stderr, flush=True)
         await stop.wait()
-        await runner.cleanup()
+        await served.close()
         if workdir is not None:
             workdir.cleanup()
         return 0

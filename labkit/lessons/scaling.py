@@ -232,9 +232,9 @@ def idle_memory(worker, counts=(0, 1000, 2000, 5000), compression: bool = False,
     echo message (a server allocates its compressor on the first message it compresses, so a
     socket that never spoke hides that cost). Rows: connections, rss_kib, compression,
     said_hello. The sockets of this process (the client side) are not in the figure."""
-    from labkit.cluster.worker import raise_fd_limit
+    from labkit.server.listen import raise_open_file_limit
 
-    raise_fd_limit()
+    raise_open_file_limit()
     url = worker.url.replace("http", "ws") + path
     options = {"compression": "deflate" if compression else None}
 

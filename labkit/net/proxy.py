@@ -7,6 +7,11 @@ both proxies: they subclass this and override the hooks `on_connect`, `on_chunk`
 A proxy runs on its own daemon thread and loop, like the lab server, so it behaves like a separate
 box on the network whatever the cell or the client is doing. (It still shares this interpreter's
 GIL: NetemProxy, whose timing matters, runs its proxy in a process of its own.)
+
+A proxy listens through the kit's one serving path (`labkit.server.listen`): a connection cap, a fair
+share per client address, and a back-off when out of descriptors, like every other listener of the
+kit. Being L4, it adds its own idle rule: a connection that carried no byte either way for
+`idle_timeout` seconds is closed (what load balancers and NAT boxes do; long enough for every lesson).
 """
 
 from __future__ import annotations
@@ -20,11 +25,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from labkit.server.listen import Limits, Listener, listen
+
 UP, DOWN = "up", "down"
 """Directions: up is client -> server, down is server -> client."""
 
 READ_SIZE = 65536
 """Most bytes one read takes from a socket (one chunk for `on_chunk` / `deliver`)."""
+IDLE_TIMEOUT_S = 600.0
+"""Seconds a proxied connection may carry no byte in either direction before the proxy closes it."""
 
 
 @dataclass
@@ -40,6 +49,7 @@ class Connection:
     client: asyncio.StreamWriter | None = field(default=None, repr=False, compare=False)
     server: asyncio.StreamWriter | None = field(default=None, repr=False, compare=False)
     task: asyncio.Task | None = field(default=None, repr=False, compare=False)
+    last_active: float = field(default_factory=time.monotonic, repr=False, compare=False)
 
     def as_dict(self) -> dict:
         """The plain fields (what can cross a process boundary)."""
@@ -50,12 +60,17 @@ class Connection:
 class TcpProxy:
     """Listen on `host:port` (port 0: any free one) and forward each connection to `target`."""
 
-    def __init__(self, target_host: str, target_port: int, *, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, target_host: str, target_port: int, *, host: str = "127.0.0.1", port: int = 0,
+                 limits: Limits = Limits(), idle_timeout: float | None = IDLE_TIMEOUT_S):
         self.target = (target_host, target_port)
         self.host, self.port = host, port
+        self.limits, self.idle_timeout = limits, idle_timeout
         self.connections: list[Connection] = []
+        self.idle_closed = 0
+        """Connections closed by the idle rule."""
         self._ids = itertools.count(1)
-        self._server: asyncio.AbstractServer | None = None
+        self._server: Listener | None = None
+        self._sweeper: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._tasks: set[asyncio.Task] = set()
@@ -129,14 +144,40 @@ class TcpProxy:
             conn.task.cancel()
 
     # -- async life cycle (inside a running loop) ------------------------------------------------
+    @property
+    def listener(self) -> Listener | None:
+        """The guarded listener while serving (its counters: live, refused, pauses)."""
+        return self._server
+
     async def serve(self) -> TcpProxy:
-        """Start listening on the current loop."""
-        self._server = await asyncio.start_server(self._handle, self.host, self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
+        """Start listening on the current loop, through the kit's one serving path."""
+        loop = asyncio.get_running_loop()
+
+        def factory() -> asyncio.Protocol:
+            return asyncio.StreamReaderProtocol(asyncio.StreamReader(limit=READ_SIZE, loop=loop),
+                                                self._handle, loop=loop)
+
+        self._server = await listen(factory, self.host, self.port, limits=self.limits)
+        self.port = self._server.port
+        if self.idle_timeout is not None:
+            self._sweeper = loop.create_task(self._sweep_idle(self.idle_timeout))
         return self
+
+    async def _sweep_idle(self, idle_timeout: float) -> None:
+        """Close connections that carried nothing either way for `idle_timeout` seconds."""
+        while True:
+            await asyncio.sleep(min(idle_timeout / 4, 30.0))
+            now = time.monotonic()
+            for conn in list(self.connections):
+                if conn.closed_ns is None and now - conn.last_active > idle_timeout:
+                    self.idle_closed += 1
+                    self.cut(conn, "idle")
 
     async def aclose(self) -> None:
         """Stop listening and cut every proxied connection."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         if self._server is not None:
             self._server.close()
         for task in list(self._tasks):
@@ -178,6 +219,7 @@ class TcpProxy:
     async def _pump(self, conn, direction, reader, writer) -> None:
         try:
             while data := await reader.read(READ_SIZE):
+                conn.last_active = time.monotonic()
                 conn.bytes[direction] += len(data)
                 self.on_chunk(conn, direction, data, time.perf_counter_ns())
                 await self.deliver(conn, direction, data, writer)

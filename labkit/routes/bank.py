@@ -37,6 +37,7 @@ import aiohttp
 from aiohttp import web
 
 from labkit.server import auth
+from labkit.server.guard import serve_app
 from labkit.server.keys import CONFIG
 from labkit.server.problem import ProblemError
 from labkit.server.validate import (
@@ -495,13 +496,10 @@ async def _open(app: web.Application) -> None:
         from labkit.net.tls import client_ssl_context
 
         trust = client_ssl_context()
-    provider_runner = web.AppRunner(make_provider(secret, trust), access_log=None)
-    await provider_runner.setup()
-    site = web.TCPSite(provider_runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = provider_runner.addresses[0][:2]
+    provider = await serve_app(make_provider(secret, trust), "127.0.0.1", 0)
+    host, port = "127.0.0.1", provider.port
     app[BANK_STATE] = {
-        "secret": secret, "provider_runner": provider_runner, "provider_url": f"http://{host}:{port}",
+        "secret": secret, "provider": provider, "provider_url": f"http://{host}:{port}",
         "session": aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=PROVIDER_TIMEOUT_S)),
         "webhooks": {"received": 0, "applied": 0, "duplicates": 0, "refused": 0, "outage": 0},
         "fail_next": 0,
@@ -511,7 +509,7 @@ async def _open(app: web.Application) -> None:
 async def _close(app: web.Application) -> None:
     state = app.get(BANK_STATE)
     if state is not None:
-        await state["provider_runner"].cleanup()
+        await state["provider"].close()
         await state["session"].close()
 
 

@@ -12,7 +12,13 @@ MAX_WS_MESSAGE_BYTES = 1024 * 1024
 
 MAX_CONNECTIONS = 4096
 """Most connections served at once; the lab lowers it further to stay clear of the open-file limit
-(see `guard.connection_cap`). One more gets 503 problem+json and is closed."""
+(see `listen.connection_cap`). One more gets 503 problem+json and is closed."""
+PER_PEER_SHARE = 0.5
+"""Largest share of the connection cap one peer address may hold; one more from it gets 503."""
+WS_HEARTBEAT_S = 30.0
+"""Seconds between the pings every WebSocket gets unless its route asks for ?heartbeat=; a peer that
+does not answer within half of it is closed (aiohttp's heartbeat), so idle sockets whose client is
+gone do not hold slots."""
 HEAD_TIMEOUT_S = 10.0
 """Seconds a request head may take, from the connection's start or from its first byte on a kept-alive
 connection; then 408 and closed."""
@@ -46,9 +52,10 @@ class LabConfig:
     max_body: largest HTTP body in bytes. max_ws_message: largest WebSocket message in bytes.
     allowed_hosts: Host names accepted besides loopback ones (DNS-rebinding guard, hostcheck.py);
     "*" accepts any. The bound `host` itself is always accepted.
-    max_connections, head_timeout, body_timeout, keepalive_timeout, write_timeout: connection limits
-    (guard.py; the constants above say what each does). max_note_bytes, max_store_bytes: bounds of
-    the notes store. chat_rate, chat_burst: each chat member's message rate (a token bucket).
+    max_connections, per_peer_share, head_timeout, body_timeout, keepalive_timeout, write_timeout,
+    ws_heartbeat: connection limits (listen.py, guard.py; the constants above say what each does).
+    max_note_bytes, max_store_bytes: bounds of the notes store. chat_rate, chat_burst: each chat
+    member's message rate (a token bucket).
     student_tokens, instructor_token: classroom mode (labkit/server/auth.py) when instructor_token is
     set: every route but / and /healthz then needs one of these tokens.
     """
@@ -66,6 +73,8 @@ class LabConfig:
     body_timeout: float = BODY_TIMEOUT_S
     keepalive_timeout: float = KEEPALIVE_TIMEOUT_S
     write_timeout: float = WRITE_TIMEOUT_S
+    per_peer_share: float = PER_PEER_SHARE
+    ws_heartbeat: float = WS_HEARTBEAT_S
     max_note_bytes: int = MAX_NOTE_BYTES
     max_store_bytes: int = MAX_STORE_BYTES
     chat_rate: float = CHAT_RATE_PER_S

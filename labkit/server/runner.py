@@ -23,10 +23,10 @@ from aiohttp import web
 
 from .app import make_app
 from .config import LabConfig
-from .guard import GuardedSite, raise_open_file_limit, runner_options
+from .guard import STOP_TIMEOUT_S, Served, serve_app
 from .jupyter_proxy import JUPYTER_ORIGINS
 
-STOP_TIMEOUT = 0.5
+STOP_TIMEOUT = STOP_TIMEOUT_S
 """Seconds the server gives running handlers to finish once stopping has begun."""
 
 OWNER_FILE = "owner.pid"
@@ -79,7 +79,7 @@ class LabServer:
         self.config = config or LabConfig()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
+        self._served: Served | None = None
         self._workdir: Path | None = None
         self.port: int | None = None
         self.app: web.Application | None = None
@@ -196,24 +196,14 @@ class LabServer:
         effective = replace(self.config, db=str(self.db_path))
         self.app = make_app(effective)
         self.app[JUPYTER_ORIGINS].update(self._page_origins)
-        raise_open_file_limit()
-        self._runner = web.AppRunner(
-            self.app, handle_signals=False, access_log=None, shutdown_timeout=STOP_TIMEOUT,
-            **runner_options(self.config),
-        )
-        await self._runner.setup()
         ssl_context = None
         if self.config.tls:
             from labkit.net.tls import server_ssl_context
 
             ssl_context = server_ssl_context()
-        site = GuardedSite(self._runner, self.config, ssl_context=ssl_context, reuse_address=True)
-        try:
-            await site.start()
-        except BaseException:
-            await self._runner.cleanup()
-            raise
-        self.port = self._runner.addresses[0][1]
+        self._served = await serve_app(self.app, self.config.host, self.config.port, config=self.config,
+                                       ssl_context=ssl_context)
+        self.port = self._served.port
 
     def stop(self, *, keep_data: bool = False) -> None:
         """Close every WebSocket with 1001, free the port, end the thread. Safe to call twice."""
@@ -221,12 +211,12 @@ class LabServer:
             if self._loop is None:
                 return
             self._refuse_own_thread("stop()")
-            if self._runner is not None and self._loop.is_running():
-                future = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)
+            if self._served is not None and self._loop.is_running():
+                future = asyncio.run_coroutine_threadsafe(self._served.close(), self._loop)
                 with contextlib.suppress(Exception):  # stopping must always finish
                     future.result(5)
             self._halt_loop()
-            self._runner = None
+            self._served = None
             if self._workdir is not None and not keep_data:
                 shutil.rmtree(self._workdir, ignore_errors=True)
                 self._workdir = None

@@ -99,7 +99,8 @@ async def accept(request: web.Request, **options) -> web.WebSocketResponse:
         )
     # aiohttp refuses a message of exactly max_msg_size bytes; the lab's limit is inclusive.
     options.setdefault("max_msg_size", config.max_ws_message + 1)
-    options.setdefault("heartbeat", None)
+    if options.get("heartbeat") is None:  # every socket gets one: idle peers that are gone are closed
+        options["heartbeat"] = config.ws_heartbeat
     options.setdefault("timeout", CLOSE_TIMEOUT)
     check_handshake(request)
     ws = web.WebSocketResponse(**options)
