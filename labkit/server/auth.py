@@ -45,7 +45,7 @@ INSTRUCTOR_ONLY = frozenset({
     ("GET", "/api/classroom"),
     ("POST", "/api/bank/webhook-outage"),
 })
-"""(method, route) pairs only the instructor may call."""
+"""(method, route) pairs only the instructor may call. A GET entry covers HEAD too (`rule_method`)."""
 
 ROLE = web.RequestKey("role", str)
 """"instructor" or "student" (everyone is "instructor" outside classroom mode)."""
@@ -143,7 +143,7 @@ def _transport(request: web.Request) -> str | None:
         return "WebSocket"
     if request.path.startswith("/sse/"):
         return "SSE"
-    if request.method == "GET" and "wait" in request.query:
+    if rule_method(request.method) == "GET" and "wait" in request.query:
         return "long poll"
     return None
 
@@ -182,10 +182,16 @@ async def auth_middleware(request: web.Request, handler):
         request.app[CONNECTIONS].pop(conn_id, None)
 
 
+def rule_method(method: str) -> str:
+    """The method whose rule a request obeys: HEAD is GET without the body (aiohttp answers it with
+    the GET handler), so it obeys GET's rule exactly; every other method its own."""
+    return "GET" if method == "HEAD" else method
+
+
 def _refuse_students(request: web.Request) -> None:
     if is_instructor(request):
         return
-    if (request.method, _route(request)) in INSTRUCTOR_ONLY:
+    if (rule_method(request.method), _route(request)) in INSTRUCTOR_ONLY:
         raise ProblemError(403, f"{request.method} {_route(request)} is the instructor's to do.")
     if request.method in ("PUT", "PATCH", "DELETE"):
         require_owner(request, request.path)
