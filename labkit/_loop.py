@@ -15,7 +15,8 @@ import atexit
 import concurrent.futures
 import threading
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 _loop: asyncio.AbstractEventLoop | None = None
 _thread: threading.Thread | None = None
@@ -57,7 +58,7 @@ def run(coro, timeout: float | None = DEFAULT_TIMEOUT):
         raise TimeoutError(f"no answer within {timeout} s") from None
 
 
-def _close_soon(aclose: Callable[[], Awaitable]) -> None:
+def _close_soon(aclose: Callable[[], Coroutine[Any, Any, Any]]) -> None:
     """Start `aclose()` on the clients' loop without waiting (finalizers run on any thread)."""
     loop = _loop
     if loop is None or not loop.is_running():
@@ -73,7 +74,7 @@ def _forget(future: concurrent.futures.Future) -> None:
         _closing.discard(future)
 
 
-def close_when_collected(owner, aclose: Callable[[], Awaitable]) -> weakref.finalize:
+def close_when_collected(owner, aclose: Callable[[], Coroutine[Any, Any, Any]]) -> weakref.finalize:
     """Run the coroutine function `aclose` on the clients' loop once `owner` is garbage-collected,
     or at interpreter exit if `owner` is still alive. `aclose` must not refer to `owner` (or it
     would keep it alive) and must be harmless when the resource is already closed."""
@@ -102,7 +103,8 @@ def _shutdown() -> None:
         closing = list(_closing)
     concurrent.futures.wait(closing, timeout=EXIT_CLOSE_TIMEOUT)
     _loop.call_soon_threadsafe(_loop.stop)
-    _thread.join(EXIT_CLOSE_TIMEOUT)
+    if _thread is not None:
+        _thread.join(EXIT_CLOSE_TIMEOUT)
     if not _loop.is_running():
         _loop.close()
 

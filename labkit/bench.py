@@ -26,8 +26,17 @@ import platform
 import sys
 from importlib import metadata
 from pathlib import Path
+from typing import TypedDict
 
-SUITES = {
+
+class Suite(TypedDict):
+    payloads: tuple[int, ...]
+    count: int
+    warmup: int
+    messages: tuple[int, ...]
+
+
+SUITES: dict[bool, Suite] = {
     # quick: a smoke run (CI, a first look); full: enough round trips for stable tails
     True: {"payloads": (64, 4096), "count": 8, "warmup": 2, "messages": (1, 5)},
     False: {"payloads": (16, 1024, 16384, 65536), "count": 50, "warmup": 5, "messages": (1, 10, 50)},
@@ -47,7 +56,7 @@ def machine_info() -> dict:
                     break
     except OSError:
         pass
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in PACKAGES:
         try:
             versions[name] = metadata.version(name)

@@ -23,7 +23,8 @@ def serve(host: str, port: int, db: str | None, allowed_hosts: tuple[str, ...] =
     async def _main() -> None:
         clean_stale_workdirs("labkit-")
         workdir = None if db else make_workdir("labkit-serve-")
-        config = LabConfig(host=host, port=port, db=db or str(workdir / "lab.db"),
+        db_path = str(workdir / "lab.db") if workdir is not None else db or ""
+        config = LabConfig(host=host, port=port, db=db_path,
                            allowed_hosts=tuple(allowed_hosts))
         try:
             served = await serve_app(make_app(config), host, port, config=config)

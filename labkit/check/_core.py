@@ -57,7 +57,7 @@ class Feedback:
         return f"{self.mark}{' (' + self.exercise + ')' if self.exercise else ''}: {self.message}"
 
 
-_wrong = Counter()
+_wrong: Counter[str] = Counter()
 _wrong_lock = threading.Lock()
 
 

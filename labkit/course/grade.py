@@ -14,6 +14,7 @@ and gives the points when it exits 0: one test per exercise with `--exercise NAM
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import json
 import os
@@ -68,7 +69,7 @@ def install_recorder(path: str | None = None) -> int:
                         out.write(json.dumps(line) + "\n")
                 return result
 
-            recorded._graded = True
+            recorded._graded = True  # type: ignore[attr-defined]  # a marker on the function: wrap once
             setattr(check, name, recorded)
             wrapped += 1
     return wrapped
@@ -136,8 +137,15 @@ def grade(path: str | Path, *, timeout: int = CELL_TIMEOUT_S) -> dict:
     return report
 
 
-def add_parser(sub) -> None:
-    p = sub.add_parser("grade", help="run a submitted notebook and score its exercises (JSON)")
+GRADE_HELP = "run a submitted notebook and score its exercises (JSON)"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """The `labkit grade` subcommand, added to the `labkit` command's subparsers."""
+    add_arguments(sub.add_parser("grade", help=GRADE_HELP))
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("notebook", help="the student's .ipynb")
     p.add_argument("--exercise", default=None, help="score only this checker (exit 0 when correct)")
     p.add_argument("--pass-mark", type=int, default=None,
@@ -145,7 +153,7 @@ def add_parser(sub) -> None:
     p.add_argument("--timeout", type=int, default=CELL_TIMEOUT_S, help="seconds per cell")
 
 
-def run_from_args(args) -> int:
+def run_from_args(args: argparse.Namespace) -> int:
     try:
         report = grade(args.notebook, timeout=args.timeout)
     except Exception as exc:  # noqa: BLE001 - a grader reports, it does not crash
@@ -163,7 +171,12 @@ def run_from_args(args) -> int:
     return 0 if report["total"] >= needed else 1
 
 
-if __name__ == "__main__":
-    from labkit.cli import main
+def main(argv: list[str] | None = None) -> int:
+    """`python -m labkit.course.grade NOTEBOOK ...`: the same as `labkit grade NOTEBOOK ...`."""
+    parser = argparse.ArgumentParser(prog="labkit grade", description=GRADE_HELP)
+    add_arguments(parser)
+    return run_from_args(parser.parse_args(argv))
 
-    sys.exit(main(["grade", *sys.argv[1:]]))
+
+if __name__ == "__main__":
+    sys.exit(main())

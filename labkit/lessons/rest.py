@@ -13,15 +13,19 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from labkit.clients.rest import RestClient
 from labkit.tables import shorten, view
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
 OPERATION_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 
-def _frame(rows):
+def _frame(rows: list[dict] | dict[str, Any]) -> pd.DataFrame:
     import pandas as pd
 
     return pd.DataFrame(rows)
@@ -34,7 +38,7 @@ def _new_note(api: RestClient, **fields) -> str:
     return reply.headers["Location"]
 
 
-def status_tour(target) -> object:
+def status_tour(target) -> pd.DataFrame:
     """Make one request for each status the notes API can answer; a row per request."""
     with RestClient(target) as api:
         location = _new_note(api, body="tour")
@@ -96,7 +100,7 @@ def log_view(client: RestClient, last: int | None = None):
     return view(table, width=44)
 
 
-def repeat_effects(target, times: int = 3) -> object:
+def repeat_effects(target, times: int = 3) -> pd.DataFrame:
     """Send each verb's request `times` times; record status and the server state after each.
 
     `notes` counts notes on the server; `state` is the ETag of the note the request touched (for
@@ -122,14 +126,13 @@ def repeat_effects(target, times: int = 3) -> object:
                 total = api.get("/api/notes?per_page=1").json()["total"]
                 touched = reply.headers.get("Location") if method == "POST" else path
                 after = api.get(touched) if touched else None
-                found = after is not None and after.status == 200
-                state = after.headers["ETag"] if found else "(gone)"
+                state = after.headers["ETag"] if after is not None and after.status == 200 else "(gone)"
                 rows.append({"verb": method, "repetition": attempt, "status": reply.status,
                              "notes": total, "state": state})
     return _frame(rows)
 
 
-def repeat_summary(effects) -> object:
+def repeat_summary(effects) -> pd.DataFrame:
     """One row per verb of `repeat_effects`: the statuses, the note count after the first and the
     last repetition, how many distinct states were seen, and whether repeating changed anything."""
     rows = []
@@ -150,7 +153,7 @@ def non_idempotent_verbs(effects) -> list[str]:
     return summary.loc[~summary["idempotent"], "verb"].tolist()
 
 
-def conditional_savings(target, *, body_bytes: int = 50_000, trials: int = 20) -> object:
+def conditional_savings(target, *, body_bytes: int = 50_000, trials: int = 20) -> pd.DataFrame:
     """GET one note `trials` times plainly and `trials` times with If-None-Match; a row per GET."""
     rows = []
     with RestClient(target) as api:
@@ -183,7 +186,7 @@ def savings_summary(frame) -> dict:
     }
 
 
-def operations(document: dict) -> object:
+def operations(document: dict) -> pd.DataFrame:
     """One row per operation of an OpenAPI document: method, path, operationId, summary."""
     rows = [
         {"method": method.upper(), "path": path, "operationId": op.get("operationId", ""),

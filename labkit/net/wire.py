@@ -25,6 +25,7 @@ import threading
 import time
 import zlib
 from bisect import bisect_right
+from typing import Any
 from urllib.parse import urlsplit
 
 import h11
@@ -153,7 +154,8 @@ class _ConnParser:
         self.server = h11.Connection(h11.SERVER)  # reads what the client sent
         self.client = h11.Connection(h11.CLIENT)  # reads what the server sent
         self.http_fed = {UP: 0, DOWN: 0}
-        self.current = {UP: None, DOWN: None}
+        # the HTTP message being read in each direction: its event, where its head starts and ends
+        self.current: dict[str, dict[str, Any] | None] = {UP: None, DOWN: None}
         self.frame_readers: dict[str, _FrameReader] = {}
         self.raw = {UP: bytearray(), DOWN: bytearray()}  # HTTP bytes not yet part of a finished message
         self.raw_base = {UP: 0, DOWN: 0}
@@ -221,7 +223,9 @@ class _ConnParser:
                 self.server.send(h11.Response(status_code=event.status_code, reason=event.reason,
                                               headers=_strip_body_headers(event.headers)))
         elif isinstance(event, h11.Data):
-            self.current[direction]["content"] += len(event.data)
+            current = self.current[direction]
+            assert current is not None, "h11 reports body data only inside a message"
+            current["content"] += len(event.data)
         elif isinstance(event, h11.EndOfMessage):
             self._finish(direction, now)
             if direction == DOWN:
@@ -321,8 +325,9 @@ def _target_address(target) -> tuple[str, int]:
         return target[0], int(target[1])
     if isinstance(target, str):
         parts = urlsplit(target if "://" in target else f"http://{target}")
-        return parts.hostname, parts.port
-    host, port = getattr(target, "host", None), getattr(target, "port", None)
+        host, port = parts.hostname, parts.port
+    else:
+        host, port = getattr(target, "host", None), getattr(target, "port", None)
     if host is None or port is None:
         raise TypeError(f"expected a lab server, a URL or (host, port), got {target!r}")
     return host, port
@@ -366,6 +371,15 @@ class WireTap(TcpProxy):
     async def on_disconnect(self, conn: Connection) -> None:
         with self._lock:
             self._pending.append((conn.id, None, time.perf_counter_ns(), b""))
+
+    # TcpProxy's start() and __enter__ return the proxy itself, typed as a TcpProxy: a tap's are taps
+    def start(self) -> WireTap:
+        """Run the tap on its own thread and loop; returns once it listens."""
+        super().start()
+        return self
+
+    def __enter__(self) -> WireTap:
+        return self.start()
 
     @property
     def running(self) -> bool:
@@ -640,7 +654,7 @@ def send_frames(target, path: str, frames: list[tuple[str, bytes, bool]], *,
 
     host, port = _target_address(target)
     protocol = ClientProtocol(parse_uri(f"ws://{host}:{port}{path}"))
-    out = {"messages": [], "close_code": None, "close_reason": ""}
+    out: dict[str, Any] = {"messages": [], "close_code": None, "close_reason": ""}
     with socket.create_connection((host, port), timeout=timeout) as sock:
         protocol.send_request(protocol.connect())
 
