@@ -93,7 +93,7 @@ def ecdf_frame(frame, value: str = "rtt_ms", by: Sequence[str] = ("transport",))
     """Tidy ECDF: columns `*by`, `value`, `ecdf` (fraction <= value), one row per observation."""
     import pandas as pd
 
-    rows = []
+    rows: list[dict] = []
     for key, group in _groups(frame, by):
         labels = dict(zip(by, key, strict=True))
         xs, ps = ecdf(group[value])

@@ -12,10 +12,10 @@ def base_url(target, scheme: str = "http") -> str:
             url = "ws" + url[4:]
         return url
     attr = "ws_url" if scheme == "ws" else "url"
-    url = getattr(target, attr, None)
-    if url is None:
+    found = getattr(target, attr, None)
+    if found is None:
         raise TypeError(f"expected a lab server or a URL, got {target!r}")
-    return url.rstrip("/")
+    return str(found).rstrip("/")
 
 
 def lab_ssl_context(url: str):

@@ -266,8 +266,8 @@ def simulate_room(target, *, ws_members: int = 2, rest_members: int = 2, message
     time.sleep(poll_interval_s + 0.3)  # one more poll round, so pollers see the last message
     for member in rest:
         member.stop()
-    for member in ws:
-        member.close()
+    for ws_member in ws:
+        ws_member.close()
     for member in rest:
         member.close()
     rows = [row for m in members for row in m.rows() if row["seq"] > since]
@@ -367,7 +367,7 @@ def slow_sender_run(target, name: str = "flooder", *, messages: int = 3000, size
     result = {"messages": messages, "sent": first["sent"], "published_before_cut": published_first,
               "acked_before_cut": len(first["acked"]), "close_code": first["close_code"],
               "close_reason": first["close_reason"], "resent": 0, "acked_as_duplicate": 0}
-    if ids:
+    if msg_ids is not None:  # ids=True
         acked = dict(first["acked"])
         for _ in range(20):  # the room may still hold the old connection's name for a moment
             pending = [n for n in range(messages) if msg_ids[n] not in acked]

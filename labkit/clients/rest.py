@@ -75,6 +75,7 @@ def request_head_bytes(method: str, path: str, headers) -> int:
 
 def response_head_bytes(response: aiohttp.ClientResponse) -> int:
     """Size of the status line plus headers exactly as they arrived."""
+    assert response.version is not None, "a response that arrived has its HTTP version"
     version = f"HTTP/{response.version.major}.{response.version.minor}"
     status_line = f"{version} {response.status} {response.reason}"
     raw = sum(len(k) + 2 + len(v) + 2 for k, v in response.raw_headers)
@@ -153,7 +154,7 @@ class RestClient:
         conditional = entry is not None and not any(
             h.lower() in ("if-none-match", "if-modified-since") for h in hdrs
         )
-        if conditional:
+        if entry is not None and conditional:
             hdrs.update(entry.validators())
         ctx: dict = {"reused": False, "head_bytes": 0}
         async with session.request(

@@ -74,19 +74,20 @@ def compare_reads(lab, note_bytes: int = 2000, reads: int = 20):
         tap = wire_tap(lab)
         try:
             if way == "REST over WebSocket":
-                api = RestOverWs(tap.url("ws"))
-                nid = api.call("POST", "/api/notes", note)["body"]["id"]
+                over_ws = RestOverWs(tap.url("ws"))
+                nid = over_ws.call("POST", "/api/notes", note)["body"]["id"]
                 tap.settle()
                 tap.reset()
-                answers = [api.call("GET", f"/api/notes/{nid}") for _ in range(reads)]
+                answers = [over_ws.call("GET", f"/api/notes/{nid}") for _ in range(reads)]
                 with_body = sum(1 for a in answers if a.get("body"))
-                api.close()
+                over_ws.close()
             else:
                 api = RestClient(tap.url(), cache=way == "REST with cache (304)")
                 nid = api.post("/api/notes", json=note).json()["id"]
                 tap.settle()
                 tap.reset()
-                answers = [api.get(f"/api/notes/{nid}") for _ in range(reads)]
+                for _ in range(reads):
+                    api.get(f"/api/notes/{nid}")
                 with_body = int((api.log_frame(last=reads)["response_body_bytes"] > 0).sum())
                 api.close()
             tap.settle()

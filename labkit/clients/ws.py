@@ -51,7 +51,7 @@ class WsClient:
         self._held = _Connection()
         self._closed_code: int | None = None
         _loop.close_when_collected(self, self._held.aclose)
-        self.connect_ms: float | None = None
+        self.connect_ms = 0.0  # set by connect(), right below
         self.connect()
 
     def connect(self) -> WsClient:

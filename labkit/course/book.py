@@ -157,11 +157,11 @@ def build(out: Path, selected: list[str] | None = None, *, log=print, keep_going
                             f"({expected} figures)</li>")
         log(f"book: {path.stem}: {expected} figures, {time.monotonic() - started:.0f} s")
     guide_links = []
-    for page in guide_pages():
-        text = page.read_text(encoding="utf-8")
-        title = first_heading(text, page.stem)
-        (out / "guide" / f"{page.stem}.html").write_text(markdown_page(text, title), encoding="utf-8")
-        guide_links.append(f"<li><a href='guide/{page.stem}.html'>{html.escape(title)}</a></li>")
+    for guide in guide_pages():
+        text = guide.read_text(encoding="utf-8")
+        title = first_heading(text, guide.stem)
+        (out / "guide" / f"{guide.stem}.html").write_text(markdown_page(text, title), encoding="utf-8")
+        guide_links.append(f"<li><a href='guide/{guide.stem}.html'>{html.escape(title)}</a></li>")
     index = (f"<!doctype html><html><head><meta charset='utf-8'><title>labkit: the book</title>"
              f"<style>{STYLE}</style></head><body><h1>labkit: WebSocket vs REST, measured</h1>"
              "<p>Every lesson with the outputs of one run in quick mode (small trial counts); run "

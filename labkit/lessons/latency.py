@@ -29,13 +29,18 @@ from __future__ import annotations
 
 import asyncio
 import math
+import ssl
 import time
+from typing import TYPE_CHECKING
 
 import aiohttp
 
 from labkit import _loop
 from labkit.net.netem import NetemProxy, Profile
 from labkit.net.netem import profile as resolve_profile
+
+if TYPE_CHECKING:
+    from websockets.asyncio.client import ClientConnection
 
 TRANSPORTS = ("rest-new", "rest-keepalive", "websocket")
 """REST with a new TCP connection per request, REST reusing one connection, one WebSocket."""
@@ -76,7 +81,7 @@ class _Endpoint:
 
     def __init__(self, host: str, port: int, tls: bool):
         self.host, self.port, self.tls = host, port, tls
-        self.ssl = None
+        self.ssl: ssl.SSLContext | None = None
         if tls:
             from labkit.net.tls import client_ssl_context
 
@@ -95,13 +100,16 @@ class _Rest:
     async def open(self) -> float | None:
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(force_close=not self.keep_alive, limit=self.limit,
-                                           ssl=self.endpoint.ssl if self.endpoint.tls else True),
+                                           ssl=self.endpoint.ssl if self.endpoint.ssl is not None
+                                           else True),
             trace_configs=[_Traced().config],
             timeout=aiohttp.ClientTimeout(total=60),
         )
         return None
 
     async def round(self, body: bytes) -> dict:
+        if self.session is None:
+            raise RuntimeError("open() the client first")
         ctx: dict = {}
         started = time.perf_counter_ns()
         async with self.session.post(self.url, data=body, trace_request_ctx=ctx,
@@ -131,7 +139,7 @@ class _Rest:
 class _WebSocket:
     def __init__(self, endpoint: _Endpoint):
         self.endpoint = endpoint
-        self.conn = None
+        self.conn: ClientConnection | None = None
 
     async def open(self) -> float:
         from websockets.asyncio.client import connect
@@ -141,10 +149,16 @@ class _WebSocket:
                                   ssl=self.endpoint.ssl, open_timeout=60, max_size=None)
         return _ms(started, time.perf_counter_ns())
 
+    @property
+    def connection(self) -> ClientConnection:
+        if self.conn is None:
+            raise RuntimeError("open() the WebSocket first")
+        return self.conn
+
     async def round(self, body: bytes) -> dict:
         started = time.perf_counter_ns()
-        await self.conn.send(body)
-        answer = await self.conn.recv()
+        await self.connection.send(body)
+        answer = await self.connection.recv()
         done = time.perf_counter_ns()
         if len(answer) != len(body):
             raise RuntimeError(f"echo failed: {len(answer)} of {len(body)} bytes came back")
@@ -383,12 +397,12 @@ async def _pattern_total(pattern: str, endpoint: _Endpoint, body: bytes, message
             else:
                 async def read_all() -> None:
                     for _ in range(messages):
-                        if len(await ws.conn.recv()) != len(body):
+                        if len(await ws.connection.recv()) != len(body):
                             raise RuntimeError("echo failed: a message came back cut")
 
                 reader = asyncio.ensure_future(read_all())
                 for _ in range(messages):
-                    await ws.conn.send(body)
+                    await ws.connection.send(body)
                 await reader
             return setup, _ms(started, time.perf_counter_ns())
         finally:

@@ -22,10 +22,14 @@ import dataclasses
 import json
 import random
 import time
+from typing import TYPE_CHECKING
 
 from labkit import _loop
 from labkit.clients.feed import hub_stats, set_source
 from labkit.clients.reconnect import Subscriber
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @contextlib.contextmanager
@@ -36,14 +40,15 @@ def progress(desc: str, expected_s: float):
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=round(expected_s, 1), desc=desc, unit="s", leave=False,
+    total = round(expected_s, 1)
+    bar = tqdm(total=total, desc=desc, unit="s", leave=False,
                bar_format="{desc}: {bar} {n:.0f}/{total:.0f} s")
     done = threading.Event()
     started = time.monotonic()
 
     def tick() -> None:
         while not done.wait(0.2):
-            bar.n = min(round(time.monotonic() - started, 1), bar.total)
+            bar.n = min(round(time.monotonic() - started, 1), total)
             bar.refresh()
 
     ticker = threading.Thread(target=tick, daemon=True)
@@ -395,10 +400,12 @@ def _wait_source_done(lab, limit_s: float = 60.0) -> int:
 class ChaosResult:
     """Per-subscriber outcome of `chaos_run` (`frame`) and what was done to them."""
 
-    frame: object
+    frame: pd.DataFrame
     published: dict
     restarts: int
     cuts: int
+    subscribers: list[Subscriber] = dataclasses.field(default_factory=list, repr=False, compare=False)
+    """The readers themselves (their counters and what each one delivered)."""
 
     @property
     def all_ok(self) -> bool:
@@ -465,9 +472,7 @@ def chaos_run(lab, subscribers: int = 200, restarts: int = 3, seconds: float = 2
                      "duplicates_dropped": sub.duplicates_seen - sub.duplicates_delivered,
                      "resyncs": sub.resyncs, "gaps": sub.gaps, "connects": sub.connects,
                      "ok": exact and sub.duplicates_delivered == 0})
-    result = ChaosResult(pd.DataFrame(rows), published, restarts, cuts)
-    result.subscribers = subs
-    return result
+    return ChaosResult(pd.DataFrame(rows), published, restarts, cuts, subscribers=subs)
 
 
 def _bar(total: int, desc: str):

@@ -13,12 +13,11 @@ import os
 import random
 import statistics
 import time
+from collections.abc import Sequence
 
 import aiohttp
 
 from labkit import _loop
-
-_NO_KEEPALIVE = {"force_close": True}
 
 
 def _frame(rows):
@@ -32,8 +31,8 @@ def _run(coro, timeout: float = 300):
 
 
 # -- REST across workers --------------------------------------------------------------------------
-async def _requests(url: str, calls: list[tuple[str, str, dict | None]], keep_alive: bool) -> list:
-    connector = aiohttp.TCPConnector(limit=1, **({} if keep_alive else _NO_KEEPALIVE))
+async def _requests(url: str, calls: Sequence[tuple[str, str, dict | None]], keep_alive: bool) -> list:
+    connector = aiohttp.TCPConnector(limit=1, force_close=not keep_alive)
     rows = []
     async with aiohttp.ClientSession(connector=connector) as session:
         for i, (method, path, body) in enumerate(calls):
@@ -90,6 +89,7 @@ async def open_websocket(url: str, **options):
 
     options.setdefault("compression", None)
     ws = await connect(url, open_timeout=20, max_queue=None, **options)
+    assert ws.response is not None, "connect() returns once the handshake's response came"
     return int(ws.response.headers["Lab-Worker"]), ws
 
 
@@ -207,7 +207,7 @@ def backplane_cost(in_process, through_redis, messages: int = 200, rounds: int =
     first, second = through_redis.workers[0].url, through_redis.workers[1].url
     paths = (("in-process (one worker)", one, one), ("worker 1 -> Redis -> worker 2", first, second))
     per_round = max(1, messages // rounds)
-    rows = []
+    rows: list[dict] = []
     for _ in range(rounds):
         for name, post, listen in paths:
             start = sum(r["path"] == name for r in rows)
@@ -290,7 +290,8 @@ class _Subscriber:
     """A feed subscriber that reconnects through the front door and resumes from its last SEQ."""
 
     def __init__(self, url: str, since: int):
-        self.url, self.last, self.seqs = url, since, []
+        self.url, self.last = url, since
+        self.seqs: list[int] = []
         self.workers: list[int] = []
         self.reconnects = 0
         self.gaps = 0

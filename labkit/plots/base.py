@@ -11,6 +11,7 @@ drawn. `present()` enlarges every later figure's fonts for a projector.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 OKABE_ITO = {
     "black": "#000000", "orange": "#E69F00", "sky blue": "#56B4E9", "bluish green": "#009E73",
@@ -166,7 +167,7 @@ def log_axis(fig, axis: str = "y", *, lo: float | None = None, hi: float | None 
         lo = min(values) if lo is None and values else lo
         hi = max(values) if hi is None and values else hi
     ticks = log_ticks(lo, hi) if lo and hi else []
-    settings = {"type": "log", "minor": {"showgrid": False, "ticks": ""}}
+    settings: dict[str, Any] = {"type": "log", "minor": {"showgrid": False, "ticks": ""}}
     if ticks:
         settings.update(tickmode="array", tickvals=ticks, ticktext=[_label(t) for t in ticks])
     update(**settings, **where)

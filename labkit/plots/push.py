@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 from .base import color_map, finish
+
+
+class LineStyle(TypedDict, total=False):
+    width: float
+    dash: str
 
 
 def staleness_ecdf(events):
@@ -65,7 +72,7 @@ def cost_model(model):
                   "server CPU (ms per second, log scale)", legend="transport")
 
 
-LIVE_LINE_STYLES = {
+LIVE_LINE_STYLES: dict[str, LineStyle] = {
     "short poll": {"width": 2.5, "dash": "solid"},
     "long poll": {"width": 9.0, "dash": "solid"},
     "SSE": {"width": 5.0, "dash": "solid"},

@@ -33,7 +33,7 @@ def table_html(rows: list[dict], title: str) -> str:
             value = row.get(column)
             text = html.escape("–" if value is None else str(value))
             if column == "state":
-                text = f"<b style='color:{COLOURS.get(value, '#000')}'>{text}</b>"
+                text = f"<b style='color:{COLOURS.get(str(value), '#000')}'>{text}</b>"
             cells.append(f"<td style='padding:2px 8px;text-align:right'>{text}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return (f"<b>{html.escape(title)}</b><table style='border-collapse:collapse;font-size:90%'>"
