@@ -171,3 +171,100 @@ def test_a_client_that_hangs_up_mid_transfer_does_not_break_the_proxy(lab):
             time.sleep(0.02)
         assert net.connections[0].closed_ns is not None  # the cut connection was wound up
         assert net.bytes_down > 0
+
+
+_MANY_IDLE_SCRIPT = r"""
+import json, os, resource, socket, sys, time
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (2048, hard))  # the proxy process inherits it
+from labkit.net.netem import NetemProxy
+
+lab_port, count = int(sys.argv[1]), int(sys.argv[2])
+report = {"opened": 0, "peak_fds": 0}
+net = NetemProxy("127.0.0.1", lab_port, "loopback").start()
+pid = net._backend.proc.pid
+clients = []
+
+def proxy_fds():
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return 0
+
+try:
+    for _ in range(count):
+        try:
+            clients.append(socket.create_connection((net.host, net.port), timeout=10))
+        except OSError as exc:
+            report["connect_error"] = repr(exc)
+            break
+    report["opened"] = len(clients)
+    # wait (bounded) until the proxy holds both sockets of every connection, or has died
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and net._backend.proc.poll() is None:
+        report["peak_fds"] = max(report["peak_fds"], proxy_fds())
+        if report["peak_fds"] >= 2 * count:
+            break
+        time.sleep(0.05)
+    report["alive"] = net._backend.proc.poll() is None
+    try:
+        with open(f"/proc/{pid}/limits") as limits:
+            line = next(x for x in limits if x.startswith("Max open files"))
+        report["proxy_soft_limit"] = line.split()[3]  # a number, or "unlimited"
+    except OSError as exc:  # the process is gone
+        report["proxy_soft_limit"] = repr(exc)
+    try:
+        with socket.create_connection((net.host, net.port), timeout=10) as fresh:
+            fresh.sendall(b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            answer = b""
+            while chunk := fresh.recv(65536):
+                answer += chunk
+        report["answer"] = answer.decode(errors="replace")
+    except OSError as exc:
+        report["answer"] = repr(exc)
+    try:
+        net.toxic("idle_timeout", seconds=60)
+        report["toxics_on"] = sorted(net.active_toxics)
+        net.clear()
+        report["toxics_after_clear"] = sorted(net.active_toxics)
+        report["accepted"] = len(net.connections)
+    except Exception as exc:
+        report["toxic_error"] = repr(exc)
+finally:
+    for client in clients:
+        client.close()
+    net.stop()
+print(json.dumps(report), flush=True)
+"""
+
+
+@pytest.mark.xdist_group("serial")
+def test_hundreds_of_idle_connections_do_not_kill_the_link(lab):
+    """700 idle connections need ~1,400 descriptors in the proxy process, beyond select()'s
+    FD_SETSIZE of 1,024: the link must stay up, serve a new request and take toxics."""
+    import json
+    import os
+    import resource
+    import subprocess
+    import sys
+
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("counts descriptors in /proc")
+    count = 700
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard < 2048:
+        pytest.skip("the hard open-file limit is below 2,048")
+    run = subprocess.run([sys.executable, "-c", _MANY_IDLE_SCRIPT, str(lab.port), str(count)],
+                         capture_output=True, text=True, timeout=100)
+    assert run.returncode == 0, run.stderr[-2000:]
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    assert report["opened"] == count, report
+    assert report["peak_fds"] >= 2 * count, report  # both sockets of each: past FD_SETSIZE
+    assert report["alive"], report
+    if hard == resource.RLIM_INFINITY or hard > 2048:  # the proxy raised the soft limit it inherited
+        limit = report["proxy_soft_limit"]
+        assert limit == "unlimited" or int(limit) > 2048, report
+    assert report["answer"].endswith('{"status": "ok"}'), report
+    assert report["toxics_on"] == ["idle_timeout"], report
+    assert report["toxics_after_clear"] == [], report
+    assert report["accepted"] == count + 1, report
