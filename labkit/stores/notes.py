@@ -6,13 +6,17 @@ writer work at once), and what lets a restarted server carry on where the last o
 Writes run inside `BEGIN IMMEDIATE`, so a read-check-write (an If-Match) is atomic across threads
 and processes. Calls block: the HTTP layer runs them in a worker thread.
 
-Bounds: with `max_store_bytes`, a write that would take the stored titles, bodies and tags (UTF-8
-bytes) past it raises `StoreFull` and writes nothing (checked inside the write's transaction).
+Bounds: with `max_store_bytes`, a write that would take the store past it raises `StoreFull` and
+writes nothing (checked inside the write's transaction). The store is what `store_used_bytes`
+counts: the notes' titles, bodies and tags (UTF-8 bytes) and the idempotency keys kept in the same
+file (labkit/stores/idempotency.py: each stored answer, or the room reserved for one being made), so
+neither can grow the file past the bound behind the other's back.
 `representation_bytes(fields)` is the size a note with these fields has in the API, at most.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import sqlite3
@@ -47,6 +51,25 @@ EDITABLE = ("title", "body", "tags", "votes")
 _STORED_BYTES = ("LENGTH(CAST(title AS BLOB)) + LENGTH(CAST(body AS BLOB)) "
                  "+ LENGTH(CAST(tags AS BLOB))")
 """SQL: the bytes one row's client data takes (what `max_store_bytes` counts)."""
+
+KEYS_TABLE = "idempotency_keys"
+"""The idempotency store's table in the same file; its `size` column counts toward the bound."""
+
+
+def store_used_bytes(con: sqlite3.Connection) -> int:
+    """The bytes `max_store_bytes` bounds, read on `con` (inside the caller's transaction): the notes'
+    client data plus the `size` of every idempotency key row (stored answer or reservation). A
+    table that is not there (yet) counts 0."""
+    tables = {row[0] for row in con.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('notes', ?)", (KEYS_TABLE,))}
+    used = 0
+    if "notes" in tables:
+        used += con.execute(f"SELECT COALESCE(SUM({_STORED_BYTES}), 0) FROM notes").fetchone()[0]
+    if KEYS_TABLE in tables:
+        # an older file's key table has no `size` until the idempotency store migrates it
+        with contextlib.suppress(sqlite3.OperationalError):
+            used += con.execute(f"SELECT COALESCE(SUM(size), 0) FROM {KEYS_TABLE}").fetchone()[0]
+    return used
 
 
 class StoreFull(Exception):
@@ -135,14 +158,14 @@ class NotesStore:
         """Raise StoreFull when `adding` bytes (after `freeing`) would pass the limit (in a write txn)."""
         if self.max_store_bytes is None or adding <= freeing:
             return
-        used = con.execute(f"SELECT COALESCE(SUM({_STORED_BYTES}), 0) FROM notes").fetchone()[0]
+        used = store_used_bytes(con)
         if used - freeing + adding > self.max_store_bytes:
             raise StoreFull(used, adding - freeing, self.max_store_bytes)
 
     def used_bytes(self) -> int:
-        """Bytes the stored notes take (the measure `max_store_bytes` bounds)."""
+        """Bytes the store holds by the measure `max_store_bytes` bounds (`store_used_bytes`)."""
         with closing(self._connect()) as con:
-            return con.execute(f"SELECT COALESCE(SUM({_STORED_BYTES}), 0) FROM notes").fetchone()[0]
+            return store_used_bytes(con)
 
     def _connect(self) -> sqlite3.Connection:
         con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
