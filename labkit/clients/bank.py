@@ -163,7 +163,7 @@ def webhook_redelivery(target, account_id: str, deliveries: int = 3, amount: int
     as duplicates, and how many times the account's stream showed the payment settled."""
     url, ws_url = base_url(target), base_url(target, "ws")
 
-    async def _run():
+    async def _run() -> dict:
         async with _session(url) as session:
             bank = (await _json(session, "GET", f"{url}/api/bank"))[1]
             provider = bank["provider_url"]
@@ -175,7 +175,7 @@ def webhook_redelivery(target, account_id: str, deliveries: int = 3, amount: int
                         "account": account_id, "payee": "Redelivery test", "amount": amount})
                     seen: list = []
                     await asyncio.wait_for(_settled(ws, payment["id"], seen), SETTLE_TIMEOUT_S)
-                    attempts = []
+                    attempts: list[dict] = []
                     deadline = time.monotonic() + SETTLE_TIMEOUT_S
                     while len([a for a in attempts if a.get("status") == 200]) < deliveries \
                             and time.monotonic() < deadline:

@@ -183,8 +183,8 @@ class FeedClient:
         }
 
 
-class _HttpMixin:
-    """Count request and response heads the way the REST client does."""
+class _HttpMixin(FeedClient):
+    """Count request and response heads the way the REST client does (for the HTTP clients)."""
 
     def _session(self) -> aiohttp.ClientSession:
         trace = aiohttp.TraceConfig()
@@ -617,10 +617,12 @@ def server_costs(target, transports=TRANSPORTS, *, clients: int = 20, seconds: f
     """
     import pandas as pd
 
-    options = {"seconds": seconds, "rate_hz": rate_hz, "poll_interval_s": poll_interval_s,
-               "seed": seed}
-    idle = server_cost(target, transports[0], clients=0, **options)
-    rows = [idle] + [server_cost(target, t, clients=clients, **options) for t in transports]
+    def cost(transport: str, clients: int) -> dict:
+        return server_cost(target, transport, clients=clients, seconds=seconds, rate_hz=rate_hz,
+                           poll_interval_s=poll_interval_s, seed=seed)
+
+    idle = cost(transports[0], 0)
+    rows = [idle] + [cost(t, clients) for t in transports]
     frame = pd.DataFrame(rows)
     frame["cpu_ms_above_idle"] = frame["server_cpu_ms"] - idle["server_cpu_ms"]
     frame["cpu_us_per_event"] = (frame["cpu_ms_above_idle"] * 1000.0
@@ -645,7 +647,7 @@ def idle_costs(target, transports=TRANSPORTS, *, clients: int = 20, seconds: flo
 
     def silent(transport: str | None) -> dict:
         options = {"short_poll": {"interval_s": poll_interval_s},
-                   "long_poll": {"wait_s": wait_s}}.get(transport, {})
+                   "long_poll": {"wait_s": wait_s}}.get(transport, {}) if transport else {}
         readers = [make_client(transport, target, **options) for _ in range(clients)] \
             if transport else []
         async def read() -> None:

@@ -60,7 +60,20 @@ def _legal_columns(state: dict) -> list[int]:
     return [c for c in range(COLUMNS) if not state["board"][0][c]]
 
 
-class _WsPlayer:
+class _Player:
+    """What both kinds of player keep: the newest state of the game (None until it has joined)."""
+
+    state: dict | None
+
+    @property
+    def shown(self) -> dict:
+        """The newest state, which every player has once open() has returned."""
+        if self.state is None:
+            raise RuntimeError("this player has not joined a game: open() it first")
+        return self.state
+
+
+class _WsPlayer(_Player):
     """One player over WebSocket: a reader task keeps the newest state and when each version came."""
 
     def __init__(self, url: str):
@@ -114,7 +127,7 @@ class _WsPlayer:
             await self.reader
 
 
-class _PollPlayer:
+class _PollPlayer(_Player):
     """One player over REST: polls GET /api/games/G every `poll_ms` (If-None-Match: 304 while
     nothing changed) and POSTs its moves."""
 
@@ -143,11 +156,11 @@ class _PollPlayer:
             self.changed.set()
 
     async def _poll(self) -> None:
-        etag = None
+        etag: str | None = None
         while True:
             started = time.monotonic()
             with contextlib.suppress(aiohttp.ClientError):
-                headers = {"If-None-Match": etag} if etag else {}
+                headers: dict[str, str] = {"If-None-Match": etag} if etag else {}
                 async with self.session.get(f"{self.url}/api/games/{self.game}", headers=headers) as r:
                     self.requests += 1
                     if r.status == 200:
@@ -189,9 +202,11 @@ async def _play(target, transport: str, poll_ms: float | None, moves: int, seed:
     try:
         while len(rows) < moves:
             game = f"bench-{uuid.uuid4().hex[:12]}"
+            players: list[_WsPlayer | _PollPlayer]
             if transport == "websocket":
                 players = [_WsPlayer(c.url("ws")) for c in counters]
             else:
+                assert poll_ms is not None, "game_delays() asks for poll_ms when polling"
                 players = [_PollPlayer(c.url(), poll_ms) for c in counters]
             for player, seat in zip(players, "XO", strict=True):
                 await player.open(game, seat)
@@ -200,7 +215,7 @@ async def _play(target, transport: str, poll_ms: float | None, moves: int, seed:
                 turn = 0
                 while len(rows) < moves:
                     mover, other = players[turn], players[1 - turn]
-                    state = mover.state
+                    state = mover.shown
                     if state["winner"] or not _legal_columns(state):
                         break
                     await asyncio.sleep(rng.uniform(0, think_ms / 1000))  # the player thinks
@@ -306,15 +321,15 @@ async def _bots(target, game: str, seed: int) -> dict:
                 seen.append(msg["state"])
 
     watching = asyncio.create_task(watch())
-    await players[0].until_version(players[1].state["version"])
+    await players[0].until_version(players[1].shown["version"])
     turn = 0
-    while not players[turn].state["winner"]:
-        version = players[turn].state["version"] + 1
-        await players[turn].move(rng.choice(_legal_columns(players[turn].state)))
+    while not players[turn].shown["winner"]:
+        version = players[turn].shown["version"] + 1
+        await players[turn].move(rng.choice(_legal_columns(players[turn].shown)))
         for player in players:
             await player.until_version(version)
         turn = 1 - turn
-    final = players[0].state
+    final = players[0].shown
     deadline = time.monotonic() + 5
     while (not seen or seen[-1]["version"] < final["version"]) and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
@@ -322,7 +337,7 @@ async def _bots(target, game: str, seed: int) -> dict:
     watching.cancel()
     for player in players:
         await player.close()
-    boards = [players[0].state["board"], players[1].state["board"], seen[-1]["board"]]
+    boards = [players[0].shown["board"], players[1].shown["board"], seen[-1]["board"]]
     return {"game": game, "winner": final["winner"], "moves": final["moves"],
             "boards_agree": boards[0] == boards[1] == boards[2], "spectator_updates": len(seen)}
 
@@ -347,24 +362,24 @@ async def _race(target, trials: int, column: int) -> list[dict]:
         for player, seat in zip(players, "XO", strict=True):
             await player.open(game, seat)
         await players[0].until_version(2)
-        version = players[0].state["version"]
-        guesses = [_drop_row(p.state["board"], column) for p in players]  # what each shows at once
+        version = players[0].shown["version"]
+        guesses = [_drop_row(p.shown["board"], column) for p in players]  # what each shows at once
         sent = time.perf_counter_ns()
         await asyncio.gather(*(p.move(column) for p in players))  # both click the same column at once
         answered = [await players[0].until_version(version + 1)]
         deadline = time.monotonic() + 10  # O hears either a refusal or the state holding its disc
-        while not players[1].errors and players[1].state["version"] < version + 2:
+        while not players[1].errors and players[1].shown["version"] < version + 2:
             await players[1]._wait_change(max(0.01, deadline - time.monotonic()))
         answered.append(time.perf_counter_ns())
-        await players[0].until_version(players[1].state["version"])
-        final = players[0].state["board"]
+        await players[0].until_version(players[1].shown["version"])
+        final = players[0].shown["board"]
         for seat, player, guess, end in zip("XO", players, guesses, answered, strict=True):
             right = final[guess][column] == seat
             outcome = ("as shown" if right else "refused: rolled back" if player.errors
                        else "landed elsewhere")
             rows.append({"trial": trial + 1, "seat": seat, "shown_after_ms": 0.0,
                          "server_answer_ms": (end - sent) / 1e6, "outcome": outcome,
-                         "boards_agree": player.state["board"] == final})
+                         "boards_agree": player.shown["board"] == final})
         for player in players:
             await player.close()
     return rows

@@ -72,7 +72,7 @@ class CacheEntry:
 class HttpCache:
     """Stored GET answers by (URL, Accept). `lookup`, `store`, `refresh`, `invalidate`."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.entries: dict[tuple[str, str], CacheEntry] = {}
 
     @staticmethod

@@ -43,8 +43,9 @@ import contextlib
 import json
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Generator
 from dataclasses import dataclass, field
+from typing import Any, cast
 from urllib.parse import urlencode
 
 import aiohttp
@@ -71,7 +72,7 @@ OPEN_TIMEOUT_S = 5.0
 
 
 def backoff_delays(base_s: float = 0.1, cap_s: float = 5.0, *, jitter: str = "full",
-                   rng: random.Random | None = None) -> Iterator[float]:
+                   rng: random.Random | None = None) -> Generator[float, None, None]:
     """Delays before reconnection attempts 1, 2, 3, ...: exponential, capped, with jitter.
 
     ceiling(n) = min(cap_s, base_s * 2**n) for attempt n = 0, 1, 2, ...;
@@ -155,7 +156,7 @@ class Subscriber:
     errors: list[str] = field(default_factory=list, init=False)
     done: bool = field(default=False, init=False)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.transport not in (*TRANSPORTS, "auto"):
             raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)} or auto")
         if self.mode not in MODES:
@@ -164,10 +165,22 @@ class Subscriber:
             self.dedup = self.mode == "effectively_once"
         self._rng = random.Random(self.seed)
         self._stop: asyncio.Event | None = None
-        self._future = None
+        self._future: concurrent.futures.Future[Subscriber] | None = None
         self._session: aiohttp.ClientSession | None = None
-        self._cut = None
+        self._cut: Callable[[], object] | None = None
         """Closes the live connection at once (chaos tests cut it from outside)."""
+
+    @property
+    def _http(self) -> aiohttp.ClientSession:
+        """The HTTP session of the current run (arun() opens it)."""
+        if self._session is None:
+            raise RuntimeError("the subscriber is not running: start() it")
+        return self._session
+
+    def _stopped(self) -> bool:
+        """Whether stop() was called during the current run (arun() makes the event first)."""
+        assert self._stop is not None, "arun() makes the stop event before reading"
+        return self._stop.is_set()
 
     # -- the app side ----------------------------------------------------------------------
     def _deliver(self, event: dict, via: str) -> None:
@@ -206,7 +219,7 @@ class Subscriber:
         """Snapshot + delta: take the kept events of the new history, then resume after them."""
         self.state = "resyncing"
         self.resyncs += 1
-        async with self._session.get(target_url(self.target) + PATHS["long_poll"],
+        async with self._http.get(target_url(self.target) + PATHS["long_poll"],
                                      timeout=aiohttp.ClientTimeout(total=OPEN_TIMEOUT_S)) as resp:
             snapshot = await resp.json() if resp.status == 200 else []
             epoch = resp.headers.get("Feed-Epoch", reset.epoch)
@@ -224,7 +237,7 @@ class Subscriber:
 
     async def _start_point(self) -> None:
         """First contact: learn the current epoch and last SEQ, start after it (from now on)."""
-        async with self._session.get(target_url(self.target) + PATHS["long_poll"] + "?since=0",
+        async with self._http.get(target_url(self.target) + PATHS["long_poll"] + "?since=0",
                                      timeout=aiohttp.ClientTimeout(total=OPEN_TIMEOUT_S)) as resp:
             await resp.read()
             self.epoch = resp.headers.get("Feed-Epoch")
@@ -232,7 +245,7 @@ class Subscriber:
 
     def _query(self) -> dict:
         since = self._resume_from()
-        query = {} if since is None else {"since": since}
+        query: dict[str, int | float | str] = {} if since is None else {"since": since}
         if since is not None and self.epoch is not None:
             query["epoch"] = self.epoch
         return query
@@ -248,7 +261,7 @@ class Subscriber:
                 self._session = session
                 await self._with_retries(self._start_point)
                 step = 0
-                while not self._stop.is_set():
+                while not self._stopped():
                     self.used = order[step]
                     try:
                         await getattr(self, "_run_" + self.used)()
@@ -354,13 +367,15 @@ class Subscriber:
                           reconnect_delays=lambda: backoff_delays(
                               self.base_s, self.cap_s, jitter=self.jitter, rng=self._rng))
         try:
-            async with contextlib.aclosing(factory.__aiter__()) as connections:
+            # connect's __aiter__ is an async generator, typed as a plain AsyncIterator
+            connections_gen = cast(AsyncGenerator[Any, None], factory.__aiter__())
+            async with contextlib.aclosing(connections_gen) as connections:
                 async for conn in connections:
                     self._connected()
                     reset = await self._read_ws(conn)
                     if reset is not None:
                         await self._resync(reset)
-                    if self._stop.is_set():
+                    if self._stopped():
                         return
                     await self._pause_after_cut()
                     # resume where this connection stopped (as websockets does for a redirect)
@@ -404,12 +419,12 @@ class Subscriber:
         query = {} if self.heartbeat_s is None else {"heartbeat": self.heartbeat_s / 2}
         url = target_url(self.target) + PATHS["sse"] + ("?" + urlencode(query) if query else "")
         read_timeout = self.heartbeat_s  # silence longer than this: the stream is dead
-        while not self._stop.is_set():
+        while not self._stopped():
             self.attempts.append(time.time())
             try:
                 timeout = aiohttp.ClientTimeout(total=None, sock_connect=OPEN_TIMEOUT_S,
                                                 sock_read=read_timeout)
-                async with self._session.get(url, headers=self._sse_headers(),
+                async with self._http.get(url, headers=self._sse_headers(),
                                              timeout=timeout) as resp:
                     if resp.status != 200 or resp.content_type != "text/event-stream":
                         if resp.status >= 500:
@@ -417,7 +432,8 @@ class Subscriber:
                                                               status=resp.status)
                         raise Unusable(f"SSE answered HTTP {resp.status} {resp.content_type}")
                     self._connected()
-                    self._cut = resp.connection.transport.abort if resp.connection else None
+                    transport = resp.connection.transport if resp.connection else None
+                    self._cut = transport.abort if transport is not None else None
                     reset = await self._read_sse(resp)
                 self._cut = None
                 if reset is not None:
@@ -429,7 +445,7 @@ class Subscriber:
                     self.detections.append({"mechanism": "sse read timeout", "at": time.time()})
                 self.errors.append(f"{type(exc).__name__}: {exc}")
             self._cut = None
-            if self._stop.is_set():
+            if self._stopped():
                 return
             await self._pause_after_cut()
 
@@ -442,7 +458,7 @@ class Subscriber:
                     return Reset(payload.get("epoch"), payload.get("last_seq"))
                 elif kind == "gap":
                     self.gaps += payload.get("missed", 0)
-            if self._stop.is_set():
+            if self._stopped():
                 return None
         return None
 
@@ -451,13 +467,14 @@ class Subscriber:
         url = target_url(self.target) + PATHS["long_poll"]
         total = None if self.heartbeat_s is None else self.wait_s + self.heartbeat_s
         failed = False
-        while not self._stop.is_set():
+        while not self._stopped():
             if failed and self.mode == "at_most_once":  # after a cut: from the newest SEQ on
                 await self._with_retries(self._start_point)
             since = self._resume_from() if failed else self.last_seq
             # the first poll after (re)connecting is answered at once: it proves the path works
             reconnecting = failed or self.connects == 0
-            query = {"since": since or 0, "wait": 0 if reconnecting else self.wait_s}
+            query: dict[str, int | float | str] = {"since": since or 0,
+                                                   "wait": 0 if reconnecting else self.wait_s}
             if self.epoch is not None:
                 query["epoch"] = self.epoch
             self.attempts.append(time.time())
@@ -467,9 +484,10 @@ class Subscriber:
                 try:
                     status, body = await request
                 except asyncio.CancelledError:
-                    if asyncio.current_task().cancelling():
+                    task = asyncio.current_task()
+                    if task is not None and task.cancelling():
                         raise  # this reader itself is being cancelled
-                    if self._stop.is_set():
+                    if self._stopped():
                         return
                     raise aiohttp.ClientConnectionError("the connection was cut") from None
                 finally:
@@ -495,8 +513,8 @@ class Subscriber:
                 failed = True
                 await self._pause_after_cut()
 
-    async def _poll_once(self, url: str, query: dict, total: float | None) -> tuple[int, object]:
-        async with self._session.get(url, params=query,
+    async def _poll_once(self, url: str, query: dict, total: float | None) -> tuple[int, Any]:
+        async with self._http.get(url, params=query,
                                      timeout=aiohttp.ClientTimeout(total=total)) as resp:
             return resp.status, await resp.json(content_type=None)
 
