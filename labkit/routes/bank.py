@@ -41,6 +41,7 @@ from labkit.server.guard import serve_app
 from labkit.server.keys import CONFIG
 from labkit.server.problem import ProblemError
 from labkit.server.validate import (
+    csv_cell,
     json_integer,
     load_json,  # the lab's one JSON reader (depth-limited)
 )
@@ -303,7 +304,8 @@ async def statement(request: web.Request) -> web.Response:
         writer = csv.writer(out, lineterminator="\r\n")
         writer.writerow(["id", "payee", "amount", "currency", "status", "created"])
         for p in payments:
-            writer.writerow([p["id"], p["payee"], p["amount"], p["currency"], p["status"], p["created"]])
+            writer.writerow([csv_cell(cell) for cell in (  # no formulas into a spreadsheet
+                p["id"], p["payee"], p["amount"], p["currency"], p["status"], p["created"])])
         body, content_type = out.getvalue().encode(), "text/csv"
     else:
         body, content_type = json.dumps(payments).encode(), "application/json"

@@ -30,7 +30,14 @@ from aiohttp import web
 
 from labkit.server.keys import CONFIG
 from labkit.server.problem import ProblemError
-from labkit.server.validate import NOT_BLANK, JSONInputError, json_integer, load_json, query_integer
+from labkit.server.validate import (
+    NOT_BLANK,
+    JSONInputError,
+    csv_cell,
+    json_integer,
+    load_json,
+    query_integer,
+)
 from labkit.stores import idempotency
 from labkit.stores.notes import EDITABLE, Note, NotesStore, StoreFull, representation_bytes, strong_etag
 
@@ -320,8 +327,9 @@ def _csv(notes: list[Note]) -> bytes:
     writer.writerow(["id", "title", "body", "tags", "votes", "version", "created", "updated"])
     for note in notes:
         d = note.as_dict()
-        writer.writerow([d["id"], d["title"], d["body"], ";".join(d["tags"]), d["votes"],
-                         d["version"], d["created"], d["updated"]])
+        writer.writerow([csv_cell(cell) for cell in (
+            d["id"], d["title"], d["body"], ";".join(d["tags"]), d["votes"], d["version"],
+            d["created"], d["updated"])])
     return out.getvalue().encode()
 
 

@@ -148,6 +148,20 @@ def query_number(raw: str, name: str, low: float, high: float) -> float:
     return value
 
 
+# -- CSV exports ---------------------------------------------------------------------------------
+CSV_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""What a spreadsheet may read a cell as a formula by (OWASP, "CSV Injection")."""
+
+
+def csv_cell(value):
+    """`value` safe for a CSV cell a spreadsheet will open: a string starting with = + - @ TAB or CR
+    gets a leading single quote, so it shows as the text it is instead of running as a formula
+    (`=HYPERLINK(...)`, `=cmd|...`); anything else (numbers included) is returned unchanged."""
+    if isinstance(value, str) and value.startswith(CSV_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 # -- names that cannot impersonate (chat members; see labkit/server/chat.py) ---------------------
 DEFAULT_IGNORABLE = (
     (0x00AD, 0x00AD), (0x034F, 0x034F), (0x061C, 0x061C), (0x115F, 0x1160), (0x17B4, 0x17B5),
