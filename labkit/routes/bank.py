@@ -49,7 +49,7 @@ from labkit.stores import idempotency
 from labkit.stores.sqlite import create_schema
 from labkit.streaming.hub import HUB, event_schema
 
-from .bank_provider import SIGNATURE_HEADER, make_provider, verify
+from .bank_provider import SIGNATURE_HEADER, charge_token, make_provider, verify
 from .chat import TEXT_SCHEMA, check_text, render
 from .core import websocket_route
 from .feed import (
@@ -350,7 +350,8 @@ async def _send_to_provider(request: web.Request, payment: dict) -> None:
     charge = {"payment_id": payment["id"], "amount": payment["amount"], "currency": payment["currency"],
               "payee": payment["payee"], "webhook_url": webhook}
     try:
-        async with state["session"].post(f"{state['provider_url']}/charges", json=charge) as reply:
+        async with state["session"].post(f"{state['provider_url']}/charges", json=charge, headers={
+                "Authorization": f"Bearer {charge_token(state['secret'])}"}) as reply:  # the bank's own
             if reply.status == 202:
                 return
             reason = f"the provider answered {reply.status}"
