@@ -48,6 +48,11 @@ from labkit.server.validate import (
 from labkit.stores import idempotency
 from labkit.stores.sqlite import create_schema
 from labkit.streaming.hub import HUB, event_schema
+from labkit.streaming.sockets import (
+    pump_to_websocket,
+    run_websocket,
+    topic_websocket,
+)
 
 from .bank_provider import SIGNATURE_HEADER, charge_token, make_provider, verify
 from .chat import TEXT_SCHEMA, check_text, render
@@ -55,10 +60,7 @@ from .core import websocket_route
 from .feed import (
     JSON_BODY_ERRORS,
     SINCE_PARAM,
-    pump_to_websocket,
     read_json_object,
-    run_websocket,
-    topic_websocket,
 )
 from .rest import NOTES, represent
 

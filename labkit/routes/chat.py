@@ -44,6 +44,11 @@ from labkit.server.validate import (
     name_keys,
 )
 from labkit.streaming.hub import HUB, Event, Notice, Topic, event_schema
+from labkit.streaming.sockets import (
+    pump_to_websocket,
+    run_websocket,
+    topic_websocket,
+)
 
 from .core import websocket_route
 from .feed import (
@@ -53,10 +58,7 @@ from .feed import (
     SINCE_PARAM,
     poll_operation,
     poll_response,
-    pump_to_websocket,
     read_json_object,
-    run_websocket,
-    topic_websocket,
 )
 from .workers import worker_id
 

@@ -14,7 +14,6 @@ cursors are "latest wins" and may be dropped by a slow link without harm.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import re
@@ -26,6 +25,7 @@ from aiohttp import WSMsgType, web
 from labkit.server.problem import ProblemError
 from labkit.server.validate import load_json  # the lab's one JSON reader (depth-limited)
 from labkit.server.websocket import accept
+from labkit.streaming.sockets import Outbox, outbox
 
 from .core import websocket_route
 from .game import NAME_SCHEMA, check_name
@@ -49,11 +49,13 @@ class Room:
         return sorted(self.sockets.values())
 
     async def send(self, message: dict, *, skip: web.WebSocketResponse | None = None) -> None:
+        """Hand `message` to every member's outbox (never waits for a member: a stuck one is
+        closed as a slow consumer by its own outbox, the others get it at once)."""
         text = json.dumps(message)
         for ws in list(self.sockets):
-            if ws is not skip and not ws.closed:
-                with contextlib.suppress(ConnectionError, RuntimeError):
-                    await ws.send_str(text)
+            box = outbox(ws)
+            if ws is not skip and box is not None:
+                box.send(text)
 
 
 ROOMS = web.AppKey("collab_rooms", OrderedDict)
@@ -104,14 +106,17 @@ async def collab_ws(request: web.Request) -> web.WebSocketResponse:
     name, errors = check_name(request.query.get("name"))
     if errors:
         raise ProblemError(422, f"name: {errors[0]['message']}", errors=errors)
-    ws = await accept(request, compress=False)
+    ws = await accept(request, compress=False, autoclose=False)
+    box = Outbox(request, ws, reason=lambda: (f"too slow: GET /api/collab/{room.id}?since=N "
+                                              "loads the strokes you missed"))
     room.sockets[ws] = name
     try:
-        await ws.send_str(json.dumps({"type": "welcome", "you": name,
-                                      "participants": room.participants(),
-                                      "last_seq": room.last_seq, "strokes": room.strokes}))
+        box.send(json.dumps({"type": "welcome", "you": name, "participants": room.participants(),
+                             "last_seq": room.last_seq, "strokes": room.strokes}), bounded=False)
         await room.send({"type": "join", "name": name, "ts": time.time()}, skip=ws)
         async for msg in ws:
+            if box.state != "open":
+                continue  # being closed as a slow consumer: read until its Close, not acted on
             if msg.type is WSMsgType.TEXT:
                 await _on_message(room, ws, name, msg.data)
             elif msg.type is WSMsgType.BINARY:
@@ -119,6 +124,7 @@ async def collab_ws(request: web.Request) -> web.WebSocketResponse:
     finally:
         room.sockets.pop(ws, None)
         await room.send({"type": "leave", "name": name, "ts": time.time()})
+        await box.finish()
     return ws
 
 
@@ -150,8 +156,9 @@ async def _on_message(room: Room, ws: web.WebSocketResponse, name: str, raw: str
 
 
 async def _error(ws: web.WebSocketResponse, detail: str) -> None:
-    with contextlib.suppress(ConnectionError, RuntimeError):
-        await ws.send_str(json.dumps({"type": "error", "detail": detail}))
+    box = outbox(ws)
+    if box is not None:
+        box.send(json.dumps({"type": "error", "detail": detail}))
 
 
 def setup(app: web.Application) -> None:

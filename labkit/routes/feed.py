@@ -40,26 +40,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
-import dataclasses
 import functools
 import io
 import json
 import math
 import random
-import re
-import socket
-import weakref
-from collections.abc import Callable
 from importlib import resources
-from typing import Any
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import web
 from aiohttp_sse import EventSourceResponse
-from websockets.frames import Close, Frame, Opcode
 
 from labkit.server.problem import ProblemError
-from labkit.server.validate import JSONInputError, json_integer, load_json, query_integer, query_number
-from labkit.server.websocket import accept
+from labkit.server.validate import JSONInputError, json_integer, load_json, query_number
 from labkit.streaming.hub import (
     HUB,
     QUEUE_LIMIT,
@@ -69,7 +61,6 @@ from labkit.streaming.hub import (
     Gap,
     Notice,
     SlowConsumer,
-    Subscription,
     Topic,
     ahead_problem,
     epoch_problem,
@@ -77,28 +68,32 @@ from labkit.streaming.hub import (
     gap_problem,
     subscribe_resuming,
 )
+from labkit.streaming.sockets import (
+    EPOCH_PATTERN,
+    MAX_HEARTBEAT_S,
+    MAX_SEQ,
+    MIN_HEARTBEAT_S,
+    SEND_TIMEOUT_S,
+    parse_epoch,
+    parse_heartbeat,
+    parse_seq,
+    pump_sse,
+    pump_to_websocket,
+    run_websocket,
+    sse_id,
+    topic_websocket,
+)
 
 from .core import websocket_route
 
 TOPIC = "feed"
 MAX_WAIT_S = 30.0
 """Longest a long poll may ask to be held (seconds)."""
-MAX_SEQ = 2**63 - 1
-"""Largest SEQ a client may name (a topic would need centuries to get there)."""
 MAX_RATE_HZ = 1000.0
 """Fastest ticker rate the source accepts (events per second)."""
-SLOW_CLOSE_CODE = WSCloseCode.POLICY_VIOLATION
-"""Close code (1008) a WebSocket gets when it falls too far behind (slow-consumer policy)."""
-SEND_TIMEOUT_S = 5.0
-"""A write a client does not accept within this many seconds ends its stream."""
 SSE_PING_S = 15.0
 """An idle SSE stream gets a comment line this often (seconds), so proxies keep it open."""
-MIN_HEARTBEAT_S, MAX_HEARTBEAT_S = 0.05, 300.0
 """Range of `?heartbeat=S` (seconds) on the WebSocket and SSE routes."""
-SLOW_CLOSE_GRACE_S = 30.0
-"""How long the 1008 Close frame of a slow consumer may wait behind its buffered events (s)."""
-EPOCH_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
-"""What an epoch token looks like (a client may only echo one it was given)."""
 SAMPLE_SERIES = "data/feed-sample.csv"
 """The replayable series, inside the labkit package (so an installed labkit has it too)."""
 KINDS = ("walk", "replay")
@@ -225,29 +220,10 @@ def _topic(request: web.Request) -> Topic:
     return request.app[HUB].topic(TOPIC)
 
 
-def parse_seq(raw: str | None, name: str = "since") -> int | None:
-    """A SEQ from the query or a header: None when absent; 422 naming `name` unless it is written
-    as plain digits from 0 to MAX_SEQ (an empty value is not "absent": it is refused too)."""
-    return None if raw is None else query_integer(raw, name, 0, MAX_SEQ)
 
 
-def parse_epoch(raw: str | None, name: str = "epoch") -> str | None:
-    """An epoch token from the query: None when absent; 422 naming `name` unless it is 1-64
-    letters, digits, "_" or "-"."""
-    if raw is None:
-        return None
-    if not re.match(EPOCH_PATTERN, raw):
-        raise ProblemError(422, f"{name} must be an epoch token as the server sent it "
-                           "(1-64 letters, digits, _ or -)",
-                           errors=[{"field": name, "message": "not an epoch token"}])
-    return raw
 
 
-def parse_heartbeat(raw: str | None) -> float | None:
-    """`?heartbeat=S` (seconds): None when absent; 422 unless a number in the allowed range."""
-    if raw is None:
-        return None
-    return query_number(raw, "heartbeat", MIN_HEARTBEAT_S, MAX_HEARTBEAT_S)
 
 
 def _parse_wait(raw: str | None) -> float:
@@ -355,9 +331,6 @@ SSE_RETRY_MS = 1000
 """Reconnection delay an SSE stream asks browsers to use (the `retry:` field, milliseconds)."""
 
 
-def sse_id(epoch: str, seq: int) -> str:
-    """The SSE event id of an event: "<epoch>:<seq>"."""
-    return f"{epoch}:{seq}"
 
 
 def _sse_since(request: web.Request) -> tuple[int | None, str | None, str]:
@@ -411,7 +384,7 @@ async def feed_sse(request: web.Request) -> web.StreamResponse:
         if gap is not None:
             await send(json.dumps(gap.as_dict()), event="gap")
         try:  # the same fast path as the WebSocket's: each event encoded once, written by publish
-            await _pump_frames(request, None, sub, replay, counters, framing=SSE_FRAMING)
+            await pump_sse(request, sub, replay, counters)
         except SlowConsumer as exc:
             await send(json.dumps({"detail": str(exc), "last_seq": sub.last_seq}),
                        event="overflow")
@@ -425,337 +398,40 @@ async def feed_sse(request: web.Request) -> web.StreamResponse:
     return response
 
 
-async def pump_to_websocket(request: web.Request, ws: web.WebSocketResponse, sub: Subscription,
-                            replay: list, counters, render=lambda item: item.json) -> None:
-    """Send the replay, then every item the subscription gets, until it closes or overflows.
-
-    `request` is the handler's request: its `transport` is the client's socket (the fast path
-    writes frames to it; a client that will not take a Close frame is cut off through it).
-    `render(item)` gives the text a subscriber receives for a hub item (None: send nothing).
-
-    A slow consumer is closed with 1008 and a reason that says which SEQ to resume from.
-
-    Fast path (sockets without compression; the feed never compresses): a server's frames are not
-    masked, so one event's frame is the same bytes for every subscriber. Each item is rendered and
-    framed once (`Event.encoded`) and:
-    - while this subscriber has nothing queued and its socket's write buffer is at or under the
-      transport's high-water mark, publish hands the frame to the socket itself (`sub.sink`), with
-      no task switch, as websockets' `broadcast()` does: the first frame of a loop iteration is
-      written at once, later ones are joined into one write at the end of the iteration (one
-      callback per topic flushes every subscriber that held frames back: `hub.Burst`), so a burst
-      of events costs two system calls per socket, not one per event, and a single event
-      schedules one callback however many subscribers it reaches;
-    - otherwise the item is queued (bounded: a full queue is the slow-consumer case) and this pump
-      drains the whole queue into one write, first waiting for the socket to drain below its
-      low-water mark. The sink declines while anything is queued, so order is kept.
-    A socket that negotiated compression takes the plain path: one `send_str` per item.
-    """
-    closing: list[asyncio.Task] = []
-
-    def on_overflow() -> None:
-        # The pump may be waiting for this very client to drain: close from another task.
-        closing.append(asyncio.ensure_future(linger_close(
-            request, ws, SLOW_CLOSE_CODE, _slow_reason(sub), SLOW_CLOSE_GRACE_S)))
-        SLOW_CLOSES[ws] = closing[-1]
-
-    sub.on_overflow = on_overflow
-    try:
-        if ws.compress:
-            await _pump_compressed(ws, sub, replay, counters, render)
-        else:
-            await _pump_frames(request, ws, sub, replay, counters, render)
-    except SlowConsumer:
-        if closing:  # shielded: the handler ending must not cut the close handshake short
-            await asyncio.shield(asyncio.gather(*closing, return_exceptions=True))
-    except (ConnectionResetError, RuntimeError):
-        return  # the client went away while we were writing
-    finally:
-        sub.sink = None
 
 
-def text_frame(text: str) -> bytes:
-    """An unmasked, unfragmented WebSocket text frame (what a server sends) holding `text`."""
-    return Frame(Opcode.TEXT, text.encode()).serialize(mask=False)
 
 
-@dataclasses.dataclass(frozen=True)
-class Framing:
-    """How a fast-path stream puts hub items on its socket: `encode(item)` gives an item's bytes
-    (None: send nothing), computed once per item under `key` however many subscribers it reaches;
-    `wrap(data)` frames the bytes of one write (e.g. as an HTTP/1.1 chunk); `payload(item, data)`
-    is what `counters.bytes_sent` counts for it."""
-
-    key: object
-    encode: Callable[[Any], bytes | None]
-    wrap: Callable[[bytes], bytes] = bytes
-    payload: Callable[[Any, bytes], int] = lambda item, data: len(data)
 
 
-def _websocket_framing(render) -> Framing:
-    def encode(item) -> bytes | None:
-        text = render(item)
-        return None if text is None else text_frame(text)
-
-    return Framing(render, encode, payload=lambda item, frame: len(frame) - _header_len(frame))
 
 
-def sse_event_bytes(item) -> bytes | None:
-    """An event of the SSE stream as bytes: `id: <epoch>:<seq>` and its JSON as `data:`; a reset
-    Notice as an `event: reset`; other Notices are not for SSE (None)."""
-    if isinstance(item, Event):
-        return f"id: {sse_id(item.epoch, item.seq)}\ndata: {item.json}\n\n".encode()
-    if isinstance(item.data, dict) and item.data.get("type") == "reset":
-        return (f"event: reset\nid: {sse_id(item.data['epoch'], item.data['last_seq'])}\n"
-                f"data: {json.dumps(item.data)}\n\n").encode()
-    return None
 
 
-def _http_chunk(data: bytes) -> bytes:
-    """`data` as one chunk of an HTTP/1.1 chunked body (how the SSE response is streamed)."""
-    return b"%x\r\n%b\r\n" % (len(data), data)
 
 
-SSE_FRAMING = Framing("sse", sse_event_bytes, wrap=_http_chunk,
-                      payload=lambda item, data: len(item.json) if isinstance(item, Event)
-                      else len(data))
-"""The SSE stream's fast path: an event's block is the same bytes for every subscriber (its id
-and data), so it is encoded once and written to each socket as a chunk of the response body."""
 
 
-async def _pump_frames(request: web.Request, ws: web.WebSocketResponse | None, sub: Subscription,
-                       replay: list, counters, render=None, *, framing: Framing | None = None
-                       ) -> None:
-    """The fast path of `pump_to_websocket` (and of the SSE stream, with `framing=SSE_FRAMING`
-    and no `ws`): pre-encoded frames written to the socket itself."""
-    transport, writer = request.transport, request.writer
-    if transport is None:
-        return
-    framing = framing or _websocket_framing(render)
-    high_water = transport.get_write_buffer_limits()[1]
-    burst = sub.topic.burst
-    pending: list[bytes] = []  # frames held back until the end of this loop iteration
-    pending_size = [0]
-    wrote_in = [-1]  # burst.token of the loop iteration in which the sink last wrote directly
-
-    def encode(item) -> bytes | None:
-        return item.encoded(framing.key, framing.encode)
-
-    def account(item, frame: bytes) -> None:
-        if isinstance(item, Event):  # the frame is (about to be) in the socket's buffer
-            sub.last_seq = item.seq
-            counters.delivered += 1
-        counters.bytes_sent += framing.payload(item, frame)
-
-    def can_write() -> bool:
-        return not (ws is not None and ws.closed) and not transport.is_closing()
-
-    def flush() -> None:
-        """Write the frames the sink held back in one go (a burst of events: one write)."""
-        if pending and can_write():
-            transport.write(framing.wrap(b"".join(pending)))
-        pending.clear()
-        pending_size[0] = 0
-
-    def sink(item) -> bool:
-        """Take the item if the socket has room, else decline so that the hub queues it. The first
-        frame of a loop iteration is written at once (lowest latency for a single event); later
-        ones are held back and written together when the topic's `Burst` ends the iteration."""
-        if not can_write() or transport.get_write_buffer_size() + pending_size[0] > high_water:
-            return False
-        frame = encode(item)
-        if frame is None:
-            return True
-        if pending or wrote_in[0] == burst.token:
-            if not pending:
-                burst.hold(flush)
-            pending.append(frame)
-            pending_size[0] += len(frame)
-        else:
-            wrote_in[0] = burst.token
-            burst.wrote()
-            transport.write(framing.wrap(frame))
-        account(item, frame)
-        return True
-
-    def write_batch(items) -> None:
-        flush()  # frames the sink took come first
-        frames = []
-        for item in items:
-            frame = encode(item)
-            if frame is not None:
-                frames.append(frame)
-                account(item, frame)
-        if frames:
-            transport.write(framing.wrap(b"".join(frames)))
-
-    tell_overflow = sub.on_overflow
-
-    def on_overflow() -> None:
-        flush()  # what the close reason says was delivered must be in the socket before the Close
-        if tell_overflow is not None:
-            tell_overflow()
-
-    sub.on_overflow = on_overflow
-    if not can_write():
-        return
-    write_batch(replay)
-    sub.sink = sink
-    try:
-        while True:
-            await sub.wait()
-            if transport.get_write_buffer_size() > high_water:
-                await writer.drain()  # the queue may fill meanwhile: the slow-consumer case
-            items = sub.take()
-            if sub.closed or not can_write():
-                return
-            write_batch(items)
-    finally:
-        sub.sink = None
-        flush()
 
 
-def _header_len(frame: bytes) -> int:
-    """Length of the header of an unmasked frame (2, 4 or 10 bytes, by its length byte)."""
-    length = frame[1] & 0x7F
-    return 2 if length < 126 else 4 if length == 126 else 10
 
 
-async def _pump_compressed(ws: web.WebSocketResponse, sub: Subscription, replay: list, counters,
-                           render) -> None:
-    """The plain path of `pump_to_websocket` (a compressed socket): one `send_str` per item."""
-    items = replay
-    while True:
-        for item in items:
-            text = render(item)
-            if text is None:
-                continue
-            if isinstance(item, Event):
-                sub.last_seq = item.seq
-                counters.delivered += 1
-            await ws.send_str(text)
-            counters.bytes_sent += len(text)
-        items = await sub.get()
-        if not items:
-            return
 
 
-SLOW_CLOSES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-"""WebSocket -> its slow-consumer close task, which the handler waits for before it ends (an
-ended handler closes the socket, and with the client's input unread that is an RST)."""
 
 
-def _slow_reason(sub: Subscription) -> str:
-    return f"too slow: resume with since={sub.last_seq}&epoch={sub.topic.epoch}"
 
 
-async def close_or_abort(request: web.Request, ws: web.WebSocketResponse, code: int,
-                         reason: str, timeout: float = SEND_TIMEOUT_S) -> None:
-    """Close `ws` with `code`; a peer that does not take the Close frame within `timeout` s
-    is cut off (its socket, `request.transport`, is aborted)."""
-    try:
-        async with asyncio.timeout(timeout):
-            await ws.close(code=code, message=reason.encode()[:123])
-    except (TimeoutError, ConnectionResetError, RuntimeError):
-        transport = request.transport
-        if transport is not None:
-            transport.abort()
 
 
-async def linger_close(request: web.Request, ws: web.WebSocketResponse, code: int, reason: str,
-                       timeout: float) -> None:
-    """Close a slow consumer so that the Close reaches it: send the Close frame (it waits behind
-    the events already buffered, a bounded amount, until the client reads them) and keep reading
-    what the client still sends (the handler's loop reads and drops it: `run_websocket`) until the
-    client's own Close arrives. A peer that does neither within `timeout` s is cut off.
-
-    Why not `ws.close()`: while the handler waits in `receive()`, aiohttp's close() ends that wait
-    and closes the socket at once. A socket closed with unread input makes the kernel send an RST,
-    and the RST makes the client's kernel discard the Close and every event still buffered for it:
-    the client sees a bare EOF (what most cut clients used to get)."""
-    transport = request.transport
-    if transport is None or transport.is_closing():
-        return
-    # aiohttp has no public "send the Close, keep reading" call: write the frame to the socket
-    # (after the events already in its buffer, which the fast path wrote the same way)
-    transport.write(Frame(Opcode.CLOSE, Close(code, reason[:120]).serialize()).serialize(mask=False))
-    try:
-        async with asyncio.timeout(timeout):
-            while not ws.closed:  # the handler's receive() gets the client's Close and closes
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        transport.abort()
 
 
-async def run_websocket(ws: web.WebSocketResponse, pump: asyncio.Task, on_message) -> None:
-    """Read the client's messages with `on_message` while `pump` sends; end both together. A
-    client being closed as a slow consumer (`linger_close`) has what it still sends read and
-    dropped until its Close arrives."""
-    try:
-        async for msg in ws:
-            if ws in SLOW_CLOSES:
-                continue  # cut off: read (so its socket never resets) but not acted on
-            if msg.type is WSMsgType.TEXT:
-                await on_message(msg.data)
-            elif msg.type is WSMsgType.BINARY:
-                await ws.close(code=WSCloseCode.UNSUPPORTED_DATA,
-                               message=b"binary messages are not accepted here")
-                break
-            if pump.done() and ws not in SLOW_CLOSES:
-                break
-    finally:
-        pump.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await pump
-        closing = SLOW_CLOSES.pop(ws, None)
-        if closing is not None:  # a slow consumer's close handshake: let it finish (bounded)
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(closing)
 
 
-STREAM_SEND_BUFFER = 256 * 1024
-"""Kernel send buffer of a push stream's socket (SO_SNDBUF, bytes). Linux grows an unset one up to
-tcp_wmem's maximum (4 MiB by default) per connection, so a client that stopped reading could sit
-on megabytes before anyone noticed; bounded, the Hub's slow-consumer rule (a full queue closes the
-stream with 1008 and the SEQ to resume from) applies after a known amount of memory."""
 
 
-def bound_send_buffer(request: web.Request) -> None:
-    """Cap the kernel send buffer of this request's socket at STREAM_SEND_BUFFER."""
-    transport = request.transport
-    sock = transport.get_extra_info("socket") if transport is not None else None
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_SEND_BUFFER)
 
 
-@contextlib.asynccontextmanager
-async def topic_websocket(request: web.Request, topic: Topic, *, compress: bool = True,
-                          first: tuple[dict, ...] = ()):
-    """Subscribe after ?since=SEQ, open the WebSocket, send `first` messages and any gap notice,
-    then yield (ws, subscription, replay, counters); the subscription is closed on the way out.
-
-    Shared by every WebSocket route that streams a hub topic (the feed, the chat room). Refusals
-    (a bad or never-published SEQ, an `epoch` that is not the current one: 409) happen before the
-    upgrade, as problem+json. `?heartbeat=S`: ping every S seconds, drop a peer that stops
-    answering (aiohttp's heartbeat).
-    """
-    since = parse_seq(request.query.get("since"))
-    epoch = parse_epoch(request.query.get("epoch"))
-    heartbeat = parse_heartbeat(request.query.get("heartbeat"))
-    try:
-        sub, replay, gap = subscribe_resuming(topic, "ws", since, epoch=epoch)
-    except EpochMismatch as exc:  # another incarnation's SEQ: refused before the upgrade
-        raise epoch_problem(exc) from None
-    try:
-        ws = await accept(request, compress=compress, heartbeat=heartbeat)
-        bound_send_buffer(request)
-        for message in first:
-            await ws.send_str(json.dumps(message))
-        if gap is not None:
-            await ws.send_str(json.dumps({"type": "gap", **gap.as_dict()}))
-        yield ws, sub, replay, topic.counters("ws")
-    finally:
-        sub.close()
 
 
 def render_feed(item) -> str | None:

@@ -23,8 +23,6 @@ changes (moves and seats), so a poller can tell "nothing new" from "something ne
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import re
 import secrets
@@ -40,6 +38,7 @@ from labkit.server.validate import (
     load_json,  # the lab's one JSON reader (depth-limited)
 )
 from labkit.server.websocket import accept
+from labkit.streaming.sockets import Outbox, outbox
 
 from .core import websocket_route
 from .feed import JSON_BODY_ERRORS, read_json_object
@@ -72,7 +71,6 @@ class Game:
         self.seats: dict[str, str | None] = dict.fromkeys(SEATS)
         self.tokens: dict[str, str] = {}
         self.sockets: dict[web.WebSocketResponse, str | None] = {}  # socket -> seat (None: watcher)
-        self._sending = asyncio.Lock()  # broadcasts go out whole and in the order of the changes
 
     def take_seat(self, name: str, wanted: str | None = None) -> str | None:
         """A free seat for `name` (the `wanted` one if free), or None when both are taken."""
@@ -136,13 +134,14 @@ class Game:
         }
 
     async def broadcast(self, message: dict) -> None:
-        """Send `message` to every socket following this game (players and spectators)."""
+        """Hand `message` to the outbox of every socket following this game (players and
+        spectators). Never waits for a member, so the order of changes is the order of the calls
+        and one member that stopped reading delays nobody (its outbox closes it with 1008)."""
         text = json.dumps(message)
-        async with self._sending:
-            for ws in list(self.sockets):
-                if not ws.closed:
-                    with contextlib.suppress(ConnectionError, RuntimeError):
-                        await ws.send_str(text)
+        for ws in list(self.sockets):
+            box = outbox(ws)
+            if box is not None:
+                box.send(text)
 
 
 GAMES = web.AppKey("games", OrderedDict)
@@ -245,25 +244,29 @@ async def game_ws(request: web.Request) -> web.WebSocketResponse:
     if role == "play" and seat is None:
         raise ProblemError(409, "that seat is taken (or both are): join with role=watch to follow the game")
     try:
-        ws = await accept(request, compress=False)
+        ws = await accept(request, compress=False, autoclose=False)
     except BaseException:
         game.leave(seat)
         raise
+    box = Outbox(request, ws, reason=lambda: f"too slow: GET /api/game/{game.id} gives the state")
     game.sockets[ws] = seat
     game.version += seat is None  # a new spectator changes the state too (its count)
     try:
-        await ws.send_str(json.dumps({"type": "welcome", "seat": seat, "name": name, "state": game.state()}))
+        box.send(json.dumps({"type": "welcome", "seat": seat, "name": name, "state": game.state()}))
         await game.broadcast({"type": "state", "state": game.state(), "move": None, "ts": time.time()})
         async for msg in ws:
+            if box.state != "open":
+                continue  # being closed as a slow consumer: read until its Close, not acted on
             if msg.type is WSMsgType.TEXT:
                 await _on_message(game, ws, seat, msg.data)
             elif msg.type is WSMsgType.BINARY:
-                await ws.send_str(json.dumps({"type": "error", "detail": "send JSON text, not binary"}))
+                box.send(json.dumps({"type": "error", "detail": "send JSON text, not binary"}))
     finally:
         game.sockets.pop(ws, None)
         game.version += seat is None
         game.leave(seat)
         await game.broadcast({"type": "state", "state": game.state(), "move": None, "ts": time.time()})
+        await box.finish()
     return ws
 
 
@@ -286,8 +289,9 @@ async def _on_message(game: Game, ws: web.WebSocketResponse, seat: str | None, r
 
 
 async def _error(ws: web.WebSocketResponse, detail: str, ref) -> None:
-    with contextlib.suppress(ConnectionError, RuntimeError):
-        await ws.send_str(json.dumps({"type": "error", "detail": detail, "id": ref}))
+    box = outbox(ws)
+    if box is not None:
+        box.send(json.dumps({"type": "error", "detail": detail, "id": ref}))
 
 
 def setup(app: web.Application) -> None:

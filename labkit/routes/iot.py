@@ -30,16 +30,18 @@ from aiohttp import web
 from labkit.server.problem import ProblemError
 from labkit.server.validate import load_json  # the lab's one JSON reader (depth-limited)
 from labkit.streaming.hub import HUB, event_schema
+from labkit.streaming.sockets import (
+    pump_to_websocket,
+    run_websocket,
+    topic_websocket,
+)
 
 from .core import websocket_route
 from .feed import (
     JSON_BODY_ERRORS,
     poll_operation,
     poll_response,
-    pump_to_websocket,
     read_json_object,
-    run_websocket,
-    topic_websocket,
 )
 
 MAX_DEVICES = 10_000

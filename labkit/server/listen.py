@@ -219,6 +219,11 @@ class Listener:
                 return
             self._backoff = 0.0
             conn.setblocking(False)
+            if conn.family in (socket.AF_INET, socket.AF_INET6):
+                # asyncio sets TCP_NODELAY only on sockets whose proto is IPPROTO_TCP, and an
+                # accepted socket of `socket.create_server` says 0: without this, Nagle's algorithm
+                # holds small writes (a TLS record, an echo) for the peer's delayed ACK.
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             peer = addr[0] if isinstance(addr, tuple) else str(addr)
             task = self._loop.create_task(self._serve(conn, self._protocol_for(peer)))
             self._tasks.add(task)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import ipaddress
 from urllib.parse import urlsplit
 
@@ -111,9 +112,14 @@ async def accept(request: web.Request, **options) -> web.WebSocketResponse:
 
 
 async def close_all(app: web.Application) -> None:
-    """on_shutdown hook: close every open WebSocket with 1001 Going Away."""
+    """on_shutdown hook: close every open WebSocket with 1001 Going Away, waiting at most
+    CLOSE_TIMEOUT for all of them together (a stopping lab never hangs on a peer that does not
+    answer); the runner then drops what is left."""
     sockets = [ws for ws in list(app[WEBSOCKETS]) if not ws.closed]
-    await asyncio.gather(
-        *(ws.close(code=WSCloseCode.GOING_AWAY, message=b"lab server stopping") for ws in sockets),
-        return_exceptions=True,
-    )
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(CLOSE_TIMEOUT):
+            await asyncio.gather(
+                *(ws.close(code=WSCloseCode.GOING_AWAY, message=b"lab server stopping")
+                  for ws in sockets),
+                return_exceptions=True,
+            )
