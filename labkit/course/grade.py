@@ -23,6 +23,7 @@ import re
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from labkit._env import environment
 
@@ -140,7 +141,7 @@ def grade(path: str | Path, *, timeout: int = CELL_TIMEOUT_S) -> dict:
 GRADE_HELP = "run a submitted notebook and score its exercises (JSON)"
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: Any) -> None:  # argparse's subparsers action (its class is private)
     """The `labkit grade` subcommand, added to the `labkit` command's subparsers."""
     add_arguments(sub.add_parser("grade", help=GRADE_HELP))
 

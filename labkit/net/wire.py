@@ -384,7 +384,7 @@ class WireTap(TcpProxy):
     @property
     def running(self) -> bool:
         """True between start() and stop()."""
-        return self._loop is not None
+        return self.loop is not None
 
     # -- counters --------------------------------------------------------------------------------
     @property
