@@ -38,7 +38,7 @@ lab: $(if $(LOCK),$(LOCK_STAMP),$(LAB_STAMP))
 
 test: $(TEST_STAMP)
 	$(BIN)/ruff check labkit tests benchmarks notebooks
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=25
 
 bench: $(LAB_STAMP)
 	$(BIN)/python benchmarks/echo_floor.py

@@ -1,12 +1,43 @@
-"""Shared fixtures: a real lab server on 127.0.0.1, port 0, for each test that asks for one."""
+"""Shared fixtures: a real lab server on 127.0.0.1, port 0, for each test that asks for one; the
+run's fresh venv and its one run of each lesson (see notebook_runner.py)."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("LABKIT_QUICK", "1")
+
+
+def _shared_tmp(tmp_path_factory) -> Path:
+    """A folder every pytest-xdist worker of this run sees (the run's own without xdist)."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    folder = shared / "shared"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def lesson_kernel(tmp_path_factory):
+    """The kernel the lessons run in: the fresh venv's (only `pip install .`), built once per run
+    whatever the number of workers; this venv's python3 under LABKIT_SKIP_FRESH_VENV=1."""
+    import notebook_runner
+
+    if notebook_runner.SKIP_FRESH_VENV:
+        return notebook_runner.this_venvs_kernel()
+    return notebook_runner.shared_fresh_venv(_shared_tmp(tmp_path_factory))
+
+
+@pytest.fixture(scope="session")
+def lesson_run(tmp_path_factory, lesson_kernel):
+    """lesson_run(path) -> the lesson's one LessonRun of this test run (made on first use)."""
+    import notebook_runner
+
+    shared = _shared_tmp(tmp_path_factory)
+    return lambda path: notebook_runner.shared_lesson_run(Path(path), shared, lesson_kernel)
 
 
 @pytest.fixture
@@ -39,3 +70,28 @@ def make_lab(tmp_path):
     yield _make
     for server in servers:
         server.stop()
+
+
+# -- pytest-xdist: what runs on one worker, one test at a time ----------------------------------------
+# `make test` runs `-n 2 --dist loadgroup`. Tests that are timing-sensitive (the emulator's delays,
+# browsers) or heavy (hundreds of connections, clusters of processes, two kernels at once) share the
+# xdist group "serial": they run one after another on one worker, never two of them side by side.
+SERIAL_MODULES = {
+    "test_netem", "test_netem_link", "test_netem_toxics",  # the emulator's delays and stalls
+    "test_cluster", "test_cluster_backplane",  # worker processes and redis-server
+    "test_hardening_limits",  # hundreds of connections, descriptor caps, memory
+    "test_classroom_kernels", "test_classroom_load",  # two kernels; a class of clients
+    "test_reliability_delivery",  # a stalled subscriber under a 600-event flood
+}
+SERIAL_TESTS = {
+    "test_1000_websockets_and_50_pollers_all_get_every_event_in_order",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = getattr(getattr(item, "module", None), "__name__", "").rsplit(".", 1)[-1]
+        serial = (module in SERIAL_MODULES or getattr(item, "originalname", item.name) in SERIAL_TESTS
+                  or item.get_closest_marker("browser") is not None)
+        if serial and item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group("serial"))

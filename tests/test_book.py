@@ -1,5 +1,11 @@
-"""The book builds (on two lessons, to stay affordable in CI), each lesson page holds its plots, the
-pages load the one copy of plotly.js, and in a real browser with the network cut the figures draw."""
+"""The book builds (on two lessons), each lesson page holds its plots, the pages load the one copy of
+plotly.js, and in a real browser with the network cut the figures draw.
+
+The build runs `book.build` itself on the outputs of the two lessons' one run of this test session
+(tests/notebook_runner.py runs each lesson once, with the book's figure export switched on), so no
+lesson executes again here; `book.execute`, the step that run stands in for, is checked on its own,
+in a real kernel, on a one-figure notebook.
+"""
 
 from __future__ import annotations
 
@@ -9,21 +15,54 @@ from pathlib import Path
 import nbformat
 import pytest
 from browser import CHROMIUM_FLAGS, chromium_path
+from notebook_runner import LESSON_TIMEOUT_S, lesson_copy
 
 from labkit.course import book
 
-TWO_LESSONS = ["01", "05"]
+TWO_LESSONS = ["01", "02"]
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
+def built(tmp_path_factory, lesson_run):
+    def executed(path: Path, timeout: int = 120):
+        run = lesson_run(path)
+        if run.error is not None:
+            raise book.BookError(f"{path.name} did not run: {run.error[:1500]}")
+        return lesson_copy(run.nb)
+
     out = tmp_path_factory.mktemp("book")
-    result = book.build(out, TWO_LESSONS, log=lambda *_: None)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(book, "execute", executed)
+        result = book.build(out, TWO_LESSONS, log=lambda *_: None)
     return out, result
 
 
 @pytest.mark.notebook
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(120)
+def test_execute_runs_a_notebook_with_figures_for_the_book(tmp_path):
+    """What the book does to each lesson: quick mode, figures with text/html beside plotly's JSON and
+    no plotly.js inside them, its own setup cell taken out again, no widget state kept."""
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# A figure"),
+        nbformat.v4.new_code_cell("import os, plotly.graph_objects as go\nprint(os.environ['LABKIT_QUICK'])\n"
+                                  "go.Figure(go.Scatter(y=[1, 3, 2]))"),
+    ])
+    path = tmp_path / "one-figure.ipynb"
+    nbformat.write(nb, path)
+    executed = book.execute(path)
+    assert [c.cell_type for c in executed.cells] == ["markdown", "code"]
+    assert "widgets" not in executed.metadata
+    outputs = executed.cells[1].outputs
+    assert [o.get("text") for o in outputs if o.output_type == "stream"] == ["1\n"]
+    figures = [o for o in outputs if book.PLOTLY_MIME in o.get("data", {})]
+    assert len(figures) == 1 == book.figures_in(executed)
+    html = figures[0]["data"]["text/html"]
+    assert "Plotly.newPlot(" in html
+    assert len(html) < 100_000, "plotly.js (megabytes) went into the figure"
+
+
+@pytest.mark.notebook
+@pytest.mark.timeout(LESSON_TIMEOUT_S)
 def test_the_book_has_both_parts(built):
     out, result = built
     assert sorted(result["lessons"]) == sorted(p.name for p in book.lessons(TWO_LESSONS))
@@ -37,7 +76,7 @@ def test_the_book_has_both_parts(built):
 
 
 @pytest.mark.notebook
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(LESSON_TIMEOUT_S)
 def test_every_lesson_page_holds_its_plots(built):
     out, result = built
     assert sum(result["lessons"].values()) > 0, "the chosen lessons draw figures"
@@ -53,7 +92,7 @@ def test_every_lesson_page_holds_its_plots(built):
 
 @pytest.mark.browser
 @pytest.mark.notebook
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(LESSON_TIMEOUT_S)
 def test_the_figures_draw_offline_in_a_browser(built):
     if chromium_path() is None:
         pytest.skip("Chromium is not installed (apt-get install chromium); .ci/run installs it")

@@ -1,36 +1,28 @@
-"""`labkit grade` on three notebooks built from lesson 00 and its solution file: solved, half-solved
-and unanswered; each runs in a real kernel, the report and the exit status follow the answers."""
+"""`labkit grade`: the scores lesson 00's real verdicts earn solved, half-solved and unanswered, and
+the command itself in a real kernel, its report and its exit status following the answers.
+
+Lesson 00 is not executed here: its one run of this test session (tests/notebook_runner.py) installs
+the grader's own recorder, and runs each exercise cell unanswered, then its instructor solution, so
+the recorder holds, per exercise, the unanswered and the solved verdicts of a real kernel. The
+command runs on a notebook of four cells that calls lesson 00's checkers: right, unanswered, a
+failing cell, wrong.
+"""
 
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import nbformat
 import pytest
+from notebook_runner import LESSON_TIMEOUT_S
 
 from labkit.course.grade import exercises_of, score
 
 ROOT = Path(__file__).resolve().parent.parent
 LESSON = ROOT / "notebooks" / "00-start-here.ipynb"
-SOLUTION = ROOT / "instructors" / "solutions" / "00-start-here.py"
-SECTION = re.compile(r"^# %%.*$", re.MULTILINE)
-
-
-def build(tmp_path: Path, solved: int, label: str) -> Path:
-    """Lesson 00 with its first `solved` exercise cells replaced by the solution's sections."""
-    nb = nbformat.read(LESSON, as_version=4)
-    sections = [part.strip("\n") + "\n" for part in SECTION.split(SOLUTION.read_text())[1:]]
-    cells = [c for c in nb.cells if c.cell_type == "code" and "lk.check." in c.source]
-    assert len(cells) == len(sections) >= 2
-    for cell, section in list(zip(cells, sections, strict=True))[:solved]:
-        cell.source = section
-    path = tmp_path / f"{label}.ipynb"
-    nbformat.write(nb, path)
-    return path
 
 
 def grade(path: Path, *args: str) -> tuple[int, dict]:
@@ -40,29 +32,59 @@ def grade(path: Path, *args: str) -> tuple[int, dict]:
 
 
 @pytest.mark.notebook
-@pytest.mark.timeout(400)
-def test_grade_solved_half_and_unanswered(tmp_path):
-    total = len(exercises_of(nbformat.read(LESSON, as_version=4)))
+@pytest.mark.timeout(LESSON_TIMEOUT_S)
+def test_lesson_00_scores_solved_half_and_unanswered(lesson_run):
+    run = lesson_run(LESSON)
+    assert run.error is None, f"lesson 00's run failed: {run.error}"
+    expected = exercises_of(nbformat.read(LESSON, as_version=4))
+    total = len(expected)
+    assert total >= 2
     half = total // 2 or 1
+    unanswered = {name: [v for v in run.verdicts if v["exercise"] == name][0] for name in expected}
+    solved = {name: [v for v in run.verdicts if v["exercise"] == name][-1] for name in expected}
 
-    code, solved = grade(build(tmp_path, total, "solved"))
-    assert code == 0
-    assert (solved["total"], solved["max_total"]) == (total, total)
-    assert {e["status"] for e in solved["exercises"]} == {"correct"}
+    report = score(expected, list(solved.values()))
+    assert (report["total"], report["max_total"]) == (total, total)
+    assert {e["status"] for e in report["exercises"]} == {"correct"}
 
-    code, partial = grade(build(tmp_path, half, "half"))
-    assert code == 1
+    # the last verdict counts: every exercise unanswered first, then the first half solved
+    partial = score(expected, [*unanswered.values(), *(solved[n] for n in expected[:half])])
     assert partial["total"] == half
     assert [e["status"] for e in partial["exercises"]] == ["correct"] * half + ["not answered"] * (
         total - half)
-    first, last = partial["exercises"][0]["exercise"], partial["exercises"][-1]["exercise"]
-    assert grade(build(tmp_path, half, "half-first"), "--exercise", first)[0] == 0
-    assert grade(build(tmp_path, half, "half-last"), "--exercise", last)[0] == 1
 
-    code, empty = grade(build(tmp_path, 0, "unanswered"))
-    assert code == 1
+    empty = score(expected, list(unanswered.values()))
     assert empty["total"] == 0 and empty["max_total"] == total
     assert {e["status"] for e in empty["exercises"]} == {"not answered"}
+    assert all("Replace None" in e["message"] for e in empty["exercises"])
+
+
+CELLS = [
+    "import labkit as lk",
+    "answer = b'\\x00\\xff'\nlk.check.binary_echo(answer)",
+    "reply = None\nlk.check.sized_reply(reply, 1000)",
+    "1 / 0",
+    "status = 'four hundred and four'\nlk.check.unknown_route_status(status)",
+]
+
+
+@pytest.mark.notebook
+@pytest.mark.timeout(400)
+def test_the_command_runs_the_notebook_and_exits_by_the_points(tmp_path):
+    path = tmp_path / "submitted.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in CELLS]), path)
+
+    code, report = grade(path)
+    assert code == 1
+    assert [(e["exercise"], e["status"], e["points"]) for e in report["exercises"]] == [
+        ("binary_echo", "correct", 1), ("sized_reply", "not answered", 0),
+        ("unknown_route_status", "wrong", 0)]
+    assert (report["total"], report["max_total"]) == (1, 3)
+    assert len(report["errors"]) == 1 and report["errors"][0].startswith("ZeroDivisionError")
+
+    assert grade(path, "--exercise", "binary_echo")[0] == 0
+    code, one = grade(path, "--exercise", "sized_reply")
+    assert code == 1 and (one["total"], one["max_total"]) == (0, 1)
 
 
 def test_score_counts_the_last_verdict_and_missing_checkers():

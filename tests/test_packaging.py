@@ -13,6 +13,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from notebook_runner import LESSON_TIMEOUT_S
 
 ROOT = Path(__file__).parent.parent
 
@@ -87,10 +88,11 @@ def test_lazy_names_resolve():
 # 1. Static, in a second: every module that labkit, the lessons and the instructor solutions import
 #    belongs to a declared distribution (lessons and labkit's module-level imports: the core
 #    `dependencies`; imports inside functions: `dependencies` or an extra).
-# 2. Real, about two minutes: a fresh venv holding only `pip install .` (no extras: what a student's
-#    kernel gets) plus its own kernel runs every lesson top to bottom in quick mode. This is what
+# 2. Real: a fresh venv holding only `pip install .` (no extras: what a student's kernel gets) plus
+#    its own kernel is where every lesson runs its one run of the test session (the `lesson_kernel`
+#    fixture, tests/notebook_runner.py; the checks are in tests/test_notebooks.py). This is what
 #    catches a dependency no import statement shows (pandas' DataFrame.style needs jinja2).
-#    LABKIT_SKIP_FRESH_VENV=1 skips it locally; CI runs it.
+#    LABKIT_SKIP_FRESH_VENV=1 runs the lessons in this venv's kernel instead, locally; CI never sets it.
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb"))
 SOLUTION_DIRS = [ROOT / "instructors" / "solutions"]
 
@@ -148,29 +150,6 @@ def test_every_import_of_labkit_and_the_lessons_is_declared():
     assert not missing, f"imported by labkit, declared nowhere in pyproject.toml: {missing}"
 
 
-@pytest.fixture(scope="module")
-def fresh_kernel(tmp_path_factory):
-    """A venv with only `pip install .` (no extras) and a kernelspec pointing at its python. The
-    versions are held to the term's lock file (`-c`: a constraint adds no package), so the same run
-    proves the declared dependencies suffice and the locked versions run every lesson."""
-    if os.environ.get("LABKIT_SKIP_FRESH_VENV") == "1":
-        pytest.skip("LABKIT_SKIP_FRESH_VENV=1")
-    import venv
-
-    folder = tmp_path_factory.mktemp("fresh") / "venv"
-    venv.EnvBuilder(with_pip=True).create(folder)
-    python = folder / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-    install = subprocess.run([str(python), "-m", "pip", "install", "--no-compile",
-                              "--disable-pip-version-check", "--quiet", "-c", str(LOCK_FILE), str(ROOT)],
-                             capture_output=True, text=True, timeout=900)
-    assert install.returncode == 0, install.stdout[-3000:] + install.stderr[-3000:]
-    check = subprocess.run([str(python), "-m", "pip", "check"], capture_output=True, text=True, timeout=120)
-    assert check.returncode == 0, check.stdout + check.stderr
-    subprocess.run([str(python), "-m", "ipykernel", "install", "--prefix", str(folder), "--name",
-                    "labkit-fresh"], check=True, capture_output=True, timeout=120)
-    return python, folder / "share" / "jupyter"
-
-
 LOCK_FILE = ROOT / "requirements" / "lab-lock.txt"
 
 
@@ -210,33 +189,17 @@ def test_make_lab_lock_installs_the_lock_then_labkit_without_dependencies():
     assert lines[-1].endswith("pip install --no-deps -e ."), plan
 
 
-def test_the_fresh_venv_holds_no_extras(fresh_kernel):
-    python, _ = fresh_kernel
-    code = ("import importlib.util as u; "
-            "print([m for m in ('jupyterlab', 'pytest', 'schemathesis', 'playwright') if u.find_spec(m)])")
-    out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=60, check=True)
-    assert out.stdout.strip() == "[]"
-
-
 @pytest.mark.notebook
-@pytest.mark.timeout(300)
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_every_lesson_runs_in_a_venv_with_only_the_declared_dependencies(fresh_kernel, path, monkeypatch):
-    import nbformat
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
-
-    python, data_dir = fresh_kernel
-    monkeypatch.setenv("JUPYTER_PATH", str(data_dir))  # where the kernelspec "labkit-fresh" lives
-    monkeypatch.setenv("LABKIT_QUICK", "1")
-    nb = nbformat.read(path, as_version=4)
-    # the first code cell proves which labkit the kernel imports: the installed copy, not the checkout
-    prefix = str(python.parent.parent)
-    nb.cells.insert(0, nbformat.v4.new_code_cell(
-        f"import sys, labkit\nassert sys.executable.startswith({prefix!r}), sys.executable\n"
-        "assert 'site-packages' in labkit.__file__, labkit.__file__"))
-    try:
-        NotebookClient(nb, timeout=90, kernel_name="labkit-fresh", allow_errors=False,
-                       resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
-    except CellExecutionError as exc:
-        pytest.fail(f"{path.stem} fails with only the declared dependencies: {str(exc)[:3000]}")
+@pytest.mark.timeout(LESSON_TIMEOUT_S)
+def test_the_fresh_venv_holds_no_extras(lesson_kernel):
+    """The venv every lesson runs in (tests/test_notebooks.py): `pip install .`, no extras."""
+    if lesson_kernel.jupyter_path is None:
+        pytest.skip("LABKIT_SKIP_FRESH_VENV=1: the lessons run in this venv's kernel")
+    code = ("import importlib.util as u; "
+            "print([m for m in ('jupyterlab', 'pytest', 'schemathesis', 'playwright') "
+            "if u.find_spec(m)], u.find_spec('labkit').origin)")
+    out = subprocess.run([str(lesson_kernel.python), "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True, cwd=lesson_kernel.python.parent)  # not the checkout
+    extras, origin = out.stdout.rsplit(" ", 1)
+    assert extras == "[]"
+    assert "site-packages" in origin and not origin.startswith(str(ROOT / "labkit")), origin
