@@ -19,12 +19,22 @@ late it wrote each chunk after its due time (NetemProxy.lateness_ms, both direct
 lab server stay in this process in every case, so what a busy thread adds beyond "late" is theirs.
 Last, the start-up time of a proxy (start() until it listens) in each mode.
 Numbers are for this machine and this run (other programs share the cores); nothing here is a test.
+
+    python benchmarks/netem_fidelity.py --model
+
+times instead what the tests check only by order and by the emulator's counters (tests never assert
+a timing): each claim of the delay model, its prediction and the measured time, once each: a new
+connection without the handshake model (one round trip), ten pipelined messages (about one round
+trip, not ten), a bandwidth-limited download (size / rate), a new connection's slow start (handshake
++ RFC 6928 windows), the same without slow start, the second answer on a kept-alive connection,
+four downloads sharing one link, and a loss stall (round trip + RTO).
 Run it with PYTHONPATH pointing at an older labkit to measure that one (modes it lacks are skipped).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import subprocess
 import sys
 import tempfile
@@ -35,7 +45,7 @@ from websockets.asyncio.client import connect
 
 from labkit import _loop
 from labkit.measure import percentile
-from labkit.net.netem import NetemProxy, Profile
+from labkit.net.netem import KB, PROFILES, NetemProxy, Profile, Toxics, slow_start_rounds
 from labkit.server.config import LabConfig
 from labkit.server.runner import LabServer
 
@@ -126,11 +136,106 @@ class FastSwitch:
         sys.setswitchinterval(self.before)
 
 
+async def _get(net: NetemProxy, size: int, version: str = "1.0") -> float:
+    """Seconds for GET /api/echo?size= on a new connection through `net`, connect to EOF."""
+    started = time.perf_counter()
+    reader, writer = await asyncio.open_connection(net.host, net.port)
+    writer.write(f"GET /api/echo?size={size} HTTP/{version}\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    await reader.read()
+    writer.close()
+    return time.perf_counter() - started
+
+
+def model(lab) -> None:
+    """Each claim of the delay model: predicted vs measured (ms), one run each."""
+    inter = PROFILES["intercontinental"]
+    rows = []
+
+    def row(claim, predicted_ms, measured_s):
+        rows.append((claim, predicted_ms, measured_s * 1000))
+
+    with NetemProxy.for_lab(lab, Profile.symmetric("no-syn", 40), model_handshake=False) as net:
+        row("new connection, no handshake model: 1 RTT", 40, min(_loop.run(_get(net, 0)) for _ in range(5)))
+
+    async def burst(net):
+        async with connect(net.url("ws", "/ws/echo"), compression=None) as ws:
+            started = time.perf_counter()
+            for i in range(10):
+                await ws.send(f"m{i}")
+            for _ in range(10):
+                await ws.recv()
+            return time.perf_counter() - started
+
+    with NetemProxy.for_lab(lab, Profile("wild", Toxics(30, 15), Toxics(30, 15)), seed=3) as net:
+        row("10 pipelined messages, 30+/-15 ms each way: ~1 RTT", 60, _loop.run(burst(net)))
+    with NetemProxy.for_lab(lab, Profile("narrow", Toxics(), Toxics(rate=100))) as net:
+        row("60 kB through 100 KB/s", 600, _loop.run(_get(net, 60_000)))
+    with NetemProxy.for_lab(lab, inter) as net:
+        row("256 kB, new connection, slow start: 1 + 5 RTT", (1 + slow_start_rounds(256_000)) * inter.rtt_ms,
+            _loop.run(_get(net, 256_000), timeout=30))
+    with NetemProxy.for_lab(lab, inter, slow_start=False) as net:
+        link_ms = 256_000 / (inter.downstream.rate * KB) * 1000
+        row("256 kB, no slow start: 2 RTT + link", 2 * inter.rtt_ms + link_ms,
+            _loop.run(_get(net, 256_000), timeout=30))
+
+    async def twice(net, size=200_000):
+        reader, writer = await asyncio.open_connection(net.host, net.port)
+        times = []
+        for _ in range(2):
+            started = time.perf_counter()
+            writer.write(f"GET /api/echo?size={size} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            await reader.readuntil(b"\r\n\r\n")
+            await reader.readexactly(size)
+            times.append(time.perf_counter() - started)
+        writer.close()
+        return times
+
+    with NetemProxy.for_lab(lab, inter) as net:
+        first, second = _loop.run(twice(net), timeout=30)
+    row("200 kB, kept alive, first answer: 1 + 5 RTT", 6 * inter.rtt_ms, first)
+    row("200 kB, kept alive, second answer: fewer RTT", 2 * inter.rtt_ms, second)
+
+    async def parallel(net):
+        started = time.perf_counter()
+        await asyncio.gather(*(_get(net, 100_000) for _ in range(4)))
+        return time.perf_counter() - started
+
+    with NetemProxy.for_lab(lab, Profile("narrow", Toxics(), Toxics(rate=400))) as net:
+        row("4 x 100 kB sharing 400 KB/s", 1000, _loop.run(parallel(net), timeout=60))
+
+    async def lossy(net):
+        async with connect(net.url("ws", "/ws/echo"), compression=None, ping_interval=None) as ws:
+            spans = []
+            for i in range(30):
+                started = time.perf_counter()
+                await ws.send(f"m{i:03d}")
+                await ws.recv()
+                spans.append(time.perf_counter() - started)
+            return spans
+
+    with NetemProxy.for_lab(lab, Profile.symmetric("loss", 20)).toxic(
+            "loss", probability=0.15, rto_ms=300, seed=5) as net:
+        spans = _loop.run(lossy(net), timeout=60)
+    row("a round trip hit by a loss: RTT + RTO (slowest of 30)", 320, max(spans))
+    print(f"{'claim of the delay model':<56}{'predicted':>10}{'measured':>10}  (ms)")
+    for claim, predicted, measured in rows:
+        print(f"{claim:<56}{predicted:10.0f}{measured:10.0f}")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=300, help="round trips per cell (>= 100 for p99)")
     parser.add_argument("--rtt", type=float, default=50.0, help="configured round trip in ms")
+    parser.add_argument("--model", action="store_true", help="time each claim of the delay model instead")
     args = parser.parse_args(argv)
+    if args.model:
+        with tempfile.TemporaryDirectory() as tmp:
+            lab = LabServer(LabConfig(db=f"{tmp}/lab.db")).start()
+            try:
+                model(lab)
+            finally:
+                lab.stop()
+        return
     prof = Profile.symmetric("bench", args.rtt)
     loads = {"none": Quiet, "busy thread": BusyThread, "busy process": BusyProcess,
              "busy thread, 0.5 ms switch": FastSwitch}

@@ -66,7 +66,10 @@ def test_two_kernels_share_one_room(class_server):
             time.sleep(0.3)
         for label in ("a", "b"):
             assert "hello from kernel A" in seen[label] and "hello from kernel B" in seen[label], seen
-        offset = execute(a, "print(abs(lab.clock_offset_s) < 0.05, lab.url.count('@'))")
+        # one machine, one clock: the estimate is off by at most half its fastest round trip (so by
+        # less than half of the whole sync), however busy the machine is
+        offset = execute(a, "import time\nstarted = time.time()\nestimate = lab.sync_clock()\n"
+                            "print(abs(estimate) <= (time.time() - started) / 2, lab.url.count('@'))")
         assert offset.split() == ["True", "1"]
     finally:
         for km, client in kernels:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from waiting import wait_until
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -153,14 +154,12 @@ def test_poll_client_records_a_gap_instead_of_skipping(lab):
 def test_source_publishes_exactly_the_ticks_asked(lab):
     state = feed.set_source(lab, 200, seed=3, ticks=7)
     assert state["running"] and state["seed"] == 3
-    deadline = time.monotonic() + 10
-    while feed.hub_stats(lab)["topics"].get("feed", {}).get("last_seq", 0) < 7:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    time.sleep(0.1)
+    wait_until(lambda: feed.hub_stats(lab)["topics"].get("feed", {}).get("last_seq", 0) >= 7, 10,
+               what="7 ticks published")
     with RestClient(lab) as api:
+        wait_until(lambda: api.get("/api/feed/source").json()["running"] is False, 10,
+                   what="the source stopped after its ticks")
         events = api.get("/api/feed").json()
-        assert api.get("/api/feed/source").json()["running"] is False
     assert [e["seq"] for e in events] == list(range(1, 8))
     assert all(e["data"]["symbol"] == "LAB" and e["data"]["price"] > 0 for e in events)
 

@@ -16,6 +16,7 @@ import sys
 import time
 
 import pytest
+from waiting import wait_until
 
 LAB_SCRIPT = r"""
 import json, os, sys
@@ -286,7 +287,10 @@ def test_slow_readers_hold_bounded_memory():
         get(lab.port, "/api/echo?size=1048576")  # warm up: the first large answer's one-off costs
         before = int(lab.ask("rss"))
         socks = [request(lab.port, f"/api/echo?size={size}", rcvbuf=4096) for _ in range(clients)]
-        time.sleep(1)  # every answer has started and stalled on a peer that does not read
+        # every answer has started (its first bytes wait in each socket), so its body exists, and
+        # stalled on a peer that does not read
+        wait_until(lambda: len(select.select(socks, [], [], 0.1)[0]) == clients, 30,
+                   what="every answer started")
         grown_kib = int(lab.ask("rss")) - before
         # A lab that buffered each answer would hold 60 x 1 MiB (and the issue saw 1.5 GB for 300).
         assert grown_kib < 32 * 1024, f"RSS grew {grown_kib} KiB for {clients} stalled 1 MiB answers"

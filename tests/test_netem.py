@@ -2,22 +2,23 @@
 bandwidth, the modelled TCP handshake, and delayed bytes delivered before the close. The shared
 link and slow start are in test_netem_link.py, the faults in test_netem_toxics.py.
 
-Fidelity tests compare measured round trips with the delays the emulator was configured with
-(tens of ms): they check the emulator, not the speed of the machine.
+The tests check the delay model by order and by the emulator's own counters (the delays it drew, the
+handshakes it modelled, the slices it wrote), never against a wall-clock bound: how closely measured
+round trips follow the configured ones is benchmarks/netem_fidelity.py's business.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
+from waiting import wait_until
 from websockets.asyncio.client import connect
 
 from labkit import _loop
 from labkit.lessons.latency import compare_transports
 from labkit.measure import median
-from labkit.net.netem import PROFILES, NetemProxy, Profile, Toxics, profile
+from labkit.net.netem import KB, PROFILES, SLICE_SECONDS, NetemProxy, Profile, Toxics, profile
 
 RTT = 50.0
 
@@ -33,43 +34,38 @@ def test_profiles_have_sources_and_lookup_is_forgiving():
         profile("5g-ultra")
 
 
-def test_fidelity_round_trips_match_the_configured_rtt(lab):
-    # 16 round trips each. A busy machine only adds time, to some samples more than others: the
-    # fastest tenth shows what the emulator itself adds (a wrong delay would move it), the median
-    # gets more room for the neighbours of a shared machine
-    frame = compare_transports(lab, profile=Profile.symmetric("fidelity", RTT), count=16,
-                               warmup=2)
+def test_round_trips_follow_the_model_in_order_and_in_the_emulators_counts(lab):
+    """Through a 50 ms round trip: every transport's round trips are counted, and a new connection
+    (the modelled TCP handshake, then the request) answers after a kept-alive one, and is itself
+    slower than its own handshake. How close the numbers come to 50 ms: benchmarks/netem_fidelity.py."""
+    frame = compare_transports(lab, profile=Profile.symmetric("fidelity", RTT), count=16, warmup=2)
+    assert frame.groupby("transport").size().to_dict() == {
+        "websocket": 16, "rest-keepalive": 16, "rest-new": 16}
     rtt = {t: median(g["rtt_ms"]) for t, g in frame.groupby("transport")}
-    fast = {t: g["rtt_ms"].quantile(0.1) for t, g in frame.groupby("transport")}
-    for transport in ("websocket", "rest-keepalive"):
-        assert fast[transport] == pytest.approx(RTT, rel=0.05), transport
-        assert rtt[transport] == pytest.approx(RTT, rel=0.1), transport
-    # a new connection pays the modelled TCP handshake, then the request: about two round trips
-    assert 1.8 <= rtt["rest-new"] / RTT <= 2.4
+    assert rtt["rest-new"] > rtt["rest-keepalive"]
+    assert rtt["rest-new"] > rtt["websocket"]
     new = frame[frame.transport == "rest-new"]
-    assert new["tcp_ms"].median() == pytest.approx(RTT, rel=0.1)
+    assert (new["tcp_ms"] < new["rtt_ms"]).all()  # the handshake is a part of the new connection's time
 
 
 def test_without_handshake_model_a_new_connection_costs_one_round_trip(lab):
-    net = NetemProxy.for_lab(lab, Profile.symmetric("no-syn", 40), model_handshake=False).start()
-
-    async def one_request():
+    """The emulator's own count: no handshake wait for any of five connections without the model,
+    one round trip (20 ms each way) for each with it."""
+    async def one_request(net):
         reader, writer = await asyncio.open_connection(net.host, net.port)
-        started = time.perf_counter()
         writer.write(b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
         data = await reader.read()
         writer.close()
-        return data, (time.perf_counter() - started) * 1000
+        return data
 
-    try:
-        answers = [_loop.run(one_request()) for _ in range(5)]
-    finally:
-        net.stop()
-    assert all(data.startswith(b"HTTP/1.") and data.endswith(b'{"status": "ok"}')
-               for data, _ in answers)
-    # one round trip, not two: the fastest of five (a busy machine only ever adds time)
-    assert min(elapsed for _, elapsed in answers) < 1.5 * 40
-    assert net.handshake_ms == {i: 0.0 for i in range(1, 6)}
+    waits = {}
+    for model in (False, True):
+        with NetemProxy.for_lab(lab, Profile.symmetric("syn", 40), model_handshake=model) as net:
+            answers = [_loop.run(one_request(net)) for _ in range(5)]
+            waits[model] = net.handshake_ms
+        assert all(data.startswith(b"HTTP/1.") and data.endswith(b'{"status": "ok"}') for data in answers)
+    assert waits[False] == {i: 0.0 for i in range(1, 6)}
+    assert waits[True] == {i: 40.0 for i in range(1, 6)}
 
 
 def test_delayed_bytes_arrive_before_the_close(lab):
@@ -89,20 +85,22 @@ def test_delayed_bytes_arrive_before_the_close(lab):
 
 
 def test_delays_pipeline_and_keep_order_under_jitter(lab):
-    """Ten messages sent back to back come back in order after about one round trip, not ten."""
+    """Ten messages sent back to back, through delays drawn from 30 +/- 15 ms each way, come back
+    in order; every delay the emulator drew lies in the configured range. (That they take about one
+    round trip, not ten, is timed by benchmarks/netem_fidelity.py.)"""
     wild = Profile("wild", Toxics(30, 15), Toxics(30, 15))
     with NetemProxy.for_lab(lab, wild, seed=3) as net:
         async def burst():
             async with connect(net.url("ws", "/ws/echo"), compression=None) as ws:
-                started = time.perf_counter()
                 for i in range(10):
                     await ws.send(f"m{i}")
-                answers = [await ws.recv() for _ in range(10)]
-                return answers, (time.perf_counter() - started) * 1000
+                return [await ws.recv() for _ in range(10)]
 
-        answers, elapsed = _loop.run(burst())
+        answers = _loop.run(burst())
+        delays = net.delays_ms
     assert answers == [f"m{i}" for i in range(10)]
-    assert elapsed < 3 * (60 + 30)  # serialised delivery would take ~10 round trips
+    for direction in ("up", "down"):
+        assert delays[direction] and all(15 <= d <= 45 for d in delays[direction]), delays
 
 
 def _jitter_draws(lab, seed: int) -> tuple[list, list]:
@@ -129,21 +127,30 @@ def test_jitter_is_reproducible_with_a_seed(lab):
 
 
 def test_bandwidth_limit_shapes_a_large_transfer(lab):
+    """The narrow link writes the answer in slices of SLICE_SECONDS of link time (counted by the
+    emulator), and an unlimited link started at the same moment delivers the same answer first."""
     size, rate = 60_000, 100  # bytes, KB/s: 0.6 s of link time
     narrow = Profile("narrow", Toxics(), Toxics(rate=rate))
-    with NetemProxy.for_lab(lab, narrow) as net:
-        async def download():
-            reader, writer = await asyncio.open_connection(net.host, net.port)
-            started = time.perf_counter()
-            writer.write(f"GET /api/echo?size={size} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".encode())
-            data = await reader.read()
-            writer.close()
-            return data, time.perf_counter() - started
+    finished: list[str] = []
 
-        data, elapsed = _loop.run(download())
-    expected = len(data) / (rate * 1000)
-    assert data.endswith(b"x" * size)
-    assert 0.9 * expected <= elapsed <= 1.5 * expected + 0.2
+    async def download(net, name):
+        reader, writer = await asyncio.open_connection(net.host, net.port)
+        writer.write(f"GET /api/echo?size={size} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        data = await reader.read()
+        finished.append(name)
+        writer.close()
+        return data
+
+    async def both(slow, fast):
+        return await asyncio.gather(download(slow, "narrow"), download(fast, "unlimited"))
+
+    with NetemProxy.for_lab(lab, narrow) as slow, NetemProxy.for_lab(lab, "loopback") as fast:
+        data, other = _loop.run(both(slow, fast), timeout=30)
+        slices = len(slow.lateness_ms["down"])
+    assert data.endswith(b"x" * size) and other == data
+    assert finished == ["unlimited", "narrow"]
+    step = int(rate * KB * SLICE_SECONDS)  # bytes per slice
+    assert slices >= len(data) // step, (slices, len(data), step)
 
 
 def test_a_client_that_hangs_up_mid_transfer_does_not_break_the_proxy(lab):
@@ -166,10 +173,8 @@ def test_a_client_that_hangs_up_mid_transfer_does_not_break_the_proxy(lab):
 
         assert _loop.run(leave_early()).startswith(b"HTTP/1.")
         assert _loop.run(health(), timeout=10).endswith(b'{"status": "ok"}')
-        deadline = time.monotonic() + 5
-        while net.connections[0].closed_ns is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert net.connections[0].closed_ns is not None  # the cut connection was wound up
+        # the cut connection is wound up
+        wait_until(lambda: net.connections[0].closed_ns is not None, 5, what="the cut connection closed")
         assert net.bytes_down > 0
 
 

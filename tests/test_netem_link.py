@@ -1,8 +1,9 @@
 """The emulator as a link: connections share its bandwidth, new connections pay slow start, and it runs
 in its own process that never outlives its owner.
 
-Round trips are counted as measured time / configured round trip (150 ms on the intercontinental
-profile): the count checks the model, with a whole round trip of slack for the machine.
+The model is checked by order (a transfer the model gives more round trips answers after one it gives
+fewer, when both start at the same moment) and by the emulator's own counters, never against a
+wall-clock bound; the measured round trips per transfer are printed by benchmarks/netem_fidelity.py.
 """
 
 from __future__ import annotations
@@ -19,14 +20,16 @@ from labkit import _loop
 from labkit.net.netem import KB, PROFILES, NetemProxy, Profile, Toxics, slow_start_rounds
 
 
-async def _get(net: NetemProxy, size: int) -> tuple[bytes, float]:
-    """GET /api/echo?size= on a new connection through `net`: (answer, seconds from connect to EOF)."""
-    started = time.perf_counter()
+async def _get(net: NetemProxy, size: int, finished: list | None = None, name: str = "") -> bytes:
+    """GET /api/echo?size= on a new connection through `net`: the answer, read to EOF. `name` is
+    appended to `finished` at EOF (the order transfers ended in)."""
     reader, writer = await asyncio.open_connection(net.host, net.port)
     writer.write(f"GET /api/echo?size={size} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".encode())
     data = await reader.read()
+    if finished is not None:
+        finished.append(name)
     writer.close()
-    return data, time.perf_counter() - started
+    return data
 
 
 def _rounds_by_hand(size: int) -> int:
@@ -48,76 +51,81 @@ def test_slow_start_rounds_follow_rfc_6928_arithmetic():
 
 
 def test_a_new_connection_pays_slow_start_round_trips(lab):
+    """256 kB on a new intercontinental connection: the model gives it the handshake and five
+    windows with slow start, the handshake and one with it off. Started at the same moment on two
+    emulators, the one without slow start ends first; each paid one modelled handshake."""
     intercontinental = PROFILES["intercontinental"]
     size = 256_000
-    with NetemProxy.for_lab(lab, intercontinental) as net:
-        data, seconds = _loop.run(_get(net, size), timeout=30)
-    assert data.endswith(b"x" * size) and len(data) == data.index(b"\r\n\r\n") + 4 + size
     bdp = intercontinental.downstream.rate * KB * intercontinental.rtt_ms / 1000
-    assert len(data) < bdp  # slow start never ends during this answer
-    # handshake (1) + request up and the first window down (1) + one more per further window
-    predicted = 1 + _rounds_by_hand(len(data))
-    measured = seconds * 1000 / intercontinental.rtt_ms
-    assert predicted == 6
-    assert abs(measured - predicted) <= 1, (measured, predicted)
+    assert size < bdp  # slow start never ends during this answer
+    assert 1 + slow_start_rounds(size) == 1 + _rounds_by_hand(size) == 6
+    finished: list[str] = []
 
+    async def both(slow, quick):
+        return await asyncio.gather(_get(slow, size, finished, "slow start"),
+                                    _get(quick, size, finished, "no slow start"))
 
-def test_without_slow_start_the_same_answer_takes_two_round_trips(lab):
-    intercontinental = PROFILES["intercontinental"]
-    with NetemProxy.for_lab(lab, intercontinental, slow_start=False) as net:
-        data, seconds = _loop.run(_get(net, 256_000), timeout=30)
-    link = len(data) / (intercontinental.downstream.rate * KB)  # 20 ms on the link
-    measured = (seconds - link) * 1000 / intercontinental.rtt_ms
-    assert data.endswith(b"x" * 256_000)
-    assert abs(measured - 2) <= 1, measured
+    with NetemProxy.for_lab(lab, intercontinental) as slow, \
+            NetemProxy.for_lab(lab, intercontinental, slow_start=False) as quick:
+        answers = _loop.run(both(slow, quick), timeout=30)
+        handshakes = [list(slow.handshake_ms), list(quick.handshake_ms)]
+    for data in answers:
+        assert data.endswith(b"x" * size) and len(data) == data.index(b"\r\n\r\n") + 4 + size
+    assert finished == ["no slow start", "slow start"]
+    assert handshakes == [[1], [1]]
 
 
 def test_a_kept_alive_connection_has_left_slow_start_behind(lab):
-    """The window grows while it is used; the second large answer on a connection goes faster."""
+    """The window grows while it is used: the second large answer on a kept-alive connection ends
+    before the same answer asked for at the same moment on a new connection (handshake, then the
+    window from its start)."""
     intercontinental = PROFILES["intercontinental"]
     size = 200_000
+    finished: list[str] = []
 
-    async def twice():
+    async def race():
         reader, writer = await asyncio.open_connection(net.host, net.port)
-        times, heads = [], []
-        for _ in range(2):
-            started = time.perf_counter()
-            writer.write(f"GET /api/echo?size={size} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
-            heads.append(len(await reader.readuntil(b"\r\n\r\n")))
+        request = f"GET /api/echo?size={size} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+        writer.write(request)
+        await reader.readuntil(b"\r\n\r\n")
+        await reader.readexactly(size)
+
+        async def again():
+            writer.write(request)
+            await reader.readuntil(b"\r\n\r\n")
             await reader.readexactly(size)
-            times.append((time.perf_counter() - started) * 1000 / intercontinental.rtt_ms)
+            finished.append("kept alive")
+
+        fresh = await asyncio.gather(again(), _get(net, size, finished, "new"))
         writer.close()
-        return times, heads
+        return fresh[1]
 
     with NetemProxy.for_lab(lab, intercontinental) as net:
-        (first, second), heads = _loop.run(twice(), timeout=30)
-    # the first answer: handshake + five windows (14.6 k + 29.2 k + ... covers 200 kB)
-    assert abs(first - (1 + _rounds_by_hand(size + heads[0]))) <= 1, first
-    assert second <= first - 2, (first, second)  # the grown window carries it in fewer rounds
+        data = _loop.run(race(), timeout=30)
+        connections = len(net.connections)
+    assert data.endswith(b"x" * size)
+    assert connections == 2
+    assert finished == ["kept alive", "new"]
 
 
 def test_parallel_transfers_share_the_link(lab):
-    """Four downloads through one 400 KB/s link together get 400 KB/s, not 4 x 400."""
+    """Four downloads through one 400 KB/s link together get 400 KB/s, not 4 x 400: the last of
+    them ends after one download alone through an identical link started at the same moment (a
+    per-connection cap would let all five end together)."""
     rate, size, count = 400, 100_000, 4
     narrow = Profile("narrow", Toxics(), Toxics(rate=rate))
+    finished: list[str] = []
 
-    async def parallel():
-        started = time.perf_counter()
-        answers = await asyncio.gather(*(_get(net, size) for _ in range(count)))
-        return answers, time.perf_counter() - started
+    async def race(shared, alone):
+        return await asyncio.gather(*(_get(shared, size, finished, "shared") for _ in range(count)),
+                                    _get(alone, size, finished, "alone"))
 
-    with NetemProxy.for_lab(lab, narrow) as net:
-        answers, seconds = _loop.run(parallel(), timeout=60)
-        single, alone = _loop.run(_get(net, size), timeout=60)
-    total = sum(len(data) for data, _ in answers)
-    assert all(data.endswith(b"x" * size) for data, _ in answers)
-    assert total == sum(data.index(b"\r\n\r\n") + 4 + size for data, _ in answers)
-    # the aggregate cannot beat the configured rate (5 % for timer rounding) ...
-    assert total / seconds <= 1.05 * rate * KB
-    # ... and the last download ended only when the link had carried all four: a per-connection
-    # cap would let all four end together after about the time one takes alone
-    assert max(t for _, t in answers) > 0.9 * count * alone, ([t for _, t in answers], alone)
-    assert len(single) / alone <= 1.05 * rate * KB
+    with NetemProxy.for_lab(lab, narrow) as shared, NetemProxy.for_lab(lab, narrow) as alone:
+        answers = _loop.run(race(shared, alone), timeout=60)
+        carried = shared.bytes_down
+    assert all(data.endswith(b"x" * size) for data in answers)
+    assert carried == sum(len(data) for data in answers[:count])
+    assert finished[-1] == "shared" and finished.count("shared") == count
 
 
 def test_the_link_runs_in_its_own_process_and_stops_with_it(lab):
@@ -125,7 +133,7 @@ def test_the_link_runs_in_its_own_process_and_stops_with_it(lab):
     proc = net._backend.proc
     try:
         assert proc.pid != os.getpid() and proc.poll() is None
-        data, _ = _loop.run(_get(net, 10), timeout=10)
+        data = _loop.run(_get(net, 10), timeout=10)
         assert data.endswith(b"xxxxxxxxxx")
         assert net.bytes_down == len(data)
     finally:
@@ -139,7 +147,7 @@ def test_the_link_runs_in_its_own_process_and_stops_with_it(lab):
 
 def test_the_thread_mode_keeps_the_same_api(lab):
     with NetemProxy.for_lab(lab, Profile.symmetric("t", 20), process=False) as net:
-        data, _ = _loop.run(_get(net, 100), timeout=10)
+        data = _loop.run(_get(net, 100), timeout=10)
     assert data.endswith(b"x" * 100)
     assert net.bytes_down == len(data)
     assert list(net.handshake_ms) == [1]

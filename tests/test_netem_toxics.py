@@ -1,17 +1,20 @@
 """Faults on the emulated link, switched on and off while connections are open: each one checked for
-what it does to bytes, closes and ordering, and its stalls against the configured durations."""
+what it does to bytes, closes and ordering, and its stalls by the order of events and the emulator's
+own records (never against a wall-clock bound)."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 
 import pytest
+from waiting import async_wait_until, wait_until
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from labkit import _loop
-from labkit.net.netem import MAX_AIM_EARLY, TOXIC_KINDS, NetemProxy, Profile
+from labkit.net.netem import TOXIC_KINDS, NetemProxy, Profile
 
 RTT = 20.0
 PROFILE = Profile.symmetric("toxic-test", RTT)
@@ -101,8 +104,10 @@ def test_timeout_keeps_a_closed_peer_secret_until_cleared(net):
         await writer.wait_closed()
 
     _loop.run(hang_up(), timeout=10)
-    time.sleep(0.3)
-    assert net.connections[0].closed_ns is None  # the end was held back
+    # a later connection reaches the proxy after the first one's end; the end was still held back
+    with socket.create_connection((net.host, net.port), timeout=5):
+        wait_until(lambda: len(net.connections) == 2, 5, what="the proxy accepted the second connection")
+    assert net.connections[0].closed_ns is None
     net.clear("timeout")
     assert _wait_for(lambda: net.connections[0].closed_ns is not None)
     assert net.connections[0].ended_by is None  # an end point closed it, not the proxy
@@ -110,18 +115,21 @@ def test_timeout_keeps_a_closed_peer_secret_until_cleared(net):
 
 # -- reset_peer ------------------------------------------------------------------------------------
 def test_reset_peer_after_ms_sends_an_rst_no_sooner(net):
+    """Within the 300 ms the toxic waits (15 round trips), the connection still carries a request
+    and its answer; the RST comes after them."""
     async def scenario():
         reader, writer = await asyncio.open_connection(net.host, net.port)
         writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         await reader.readuntil(b'{"status": "ok"}')
-        switched = time.perf_counter()  # the toxic's clock cannot start before it is asked for
         await asyncio.to_thread(net.toxic, "reset_peer", after_ms=300)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        meanwhile = await reader.readuntil(b'{"status": "ok"}')
         with pytest.raises(ConnectionResetError):
             await reader.read()  # an RST, not an orderly EOF (that would return b"")
-        return time.perf_counter() - switched
+        return meanwhile
 
-    waited = _loop.run(scenario(), timeout=10)
-    assert waited >= 0.3
+    meanwhile = _loop.run(scenario(), timeout=10)
+    assert meanwhile.startswith(b"HTTP/1.1 200")
     assert net.connections[0].ended_by == "reset_peer"
 
 
@@ -170,6 +178,8 @@ def test_reset_peer_cuts_a_live_websocket_and_a_reconnect_works_after_clear(net)
 
 # -- idle_timeout ----------------------------------------------------------------------------------
 def test_idle_timeout_closes_the_silent_connection_and_spares_the_chatty_one(net):
+    """The quiet connection outlives its first ticks of the chatty one (nothing is cut at once),
+    then is cut; the chatty one, never idle for the timeout, is never cut."""
     idle_s = 0.5
     net.toxic("idle_timeout", seconds=idle_s)
 
@@ -178,19 +188,18 @@ def test_idle_timeout_closes_the_silent_connection_and_spares_the_chatty_one(net
                 connect(net.url("ws", "/ws/echo"), compression=None, ping_interval=None) as chatty:
             await quiet.send("last word")
             await quiet.recv()
-            last_byte = time.perf_counter()
-            closed_after = None
+            states = []
             for _ in range(int(3 * idle_s / 0.1)):  # 1.5 s: three idle timeouts
                 await chatty.send("tick")  # a byte every 0.1 s keeps it alive
                 await chatty.recv()
+                states.append(quiet.state.name)
                 await asyncio.sleep(0.1)
-                if closed_after is None and quiet.state.name == "CLOSED":
-                    closed_after = time.perf_counter() - last_byte
+            await async_wait_until(lambda: quiet.state.name == "CLOSED", 10, what="the quiet one cut")
             await chatty.send("still here")
-            return closed_after, quiet.close_code, await chatty.recv()
+            return states, quiet.close_code, await chatty.recv()
 
-    closed_after, code, answer = _loop.run(scenario(), timeout=20)
-    assert closed_after is not None and closed_after >= idle_s
+    states, code, answer = _loop.run(scenario(), timeout=30)
+    assert states[0] == "OPEN", states  # still open one tick after its last byte
     assert code == 1006  # closed under it, no close frame: what a load balancer's FIN looks like
     assert answer == "still here"
     assert sorted(c.ended_by or "" for c in net.connections) == ["", "idle_timeout"]
@@ -236,20 +245,23 @@ def _lock_step(net: NetemProxy, count: int) -> list[tuple[int, int]]:
 
 
 def test_loss_stalls_exactly_the_round_trips_it_hits(lab):
-    rto, count = 300.0, 30  # a stall 15x the round trip: no busy machine makes one by accident
+    """Every loss the emulator records falls inside one lock-step round trip (the order of the
+    timestamps: sent, lost, answered) and carries the configured RTO as its stall, and the round
+    trips it hit are the run's slowest ones. (How long a stall takes: benchmarks/netem_fidelity.py.)"""
+    rto, count = 300.0, 30
     with NetemProxy.for_lab(lab, PROFILE).toxic("loss", probability=0.15, rto_ms=rto, seed=5) as net:
         spans = _lock_step(net, count)
         losses = net.losses
     hits = [sum(sent <= loss["t_ns"] <= got for loss in losses) for sent, got in spans]
-    rtts = [(got - sent) / 1e6 for sent, got in spans]
     assert sum(hits) == len(losses) > 0  # every modelled loss fell inside one round trip
     assert all(loss["stall_ms"] == rto and loss["segments_lost"] >= 1 for loss in losses)
-    for k, rtt in zip(hits, rtts, strict=True):
-        if k:
-            # a stall is at least the configured RTO (each direction may aim MAX_AIM_EARLY early)
-            assert rtt >= RTT + rto - 2 * MAX_AIM_EARLY * 1000, (k, rtt)
-    # and no round trip stalled without a modelled loss
-    assert sum(rtt >= rto for rtt in rtts) == sum(k > 0 for k in hits)
+    assert all(0 < loss["bytes"] <= 1460 for loss in losses)  # one echo frame each, no more
+    assert len({(loss["direction"], loss["offset"]) for loss in losses}) == len(losses)
+    # the stalled round trips are exactly the slowest ones (an order among the run's own round trips)
+    durations = [got - sent for sent, got in spans]
+    hit = {i for i, k in enumerate(hits) if k}
+    slowest = set(sorted(range(count), key=durations.__getitem__)[count - len(hit):])
+    assert slowest == hit, (sorted(hit), sorted(slowest))
 
 
 def test_loss_is_reproducible_with_its_seed(lab):
@@ -279,8 +291,8 @@ def test_a_lost_chunk_holds_up_the_bytes_behind_it(net):
             answers = [await ws.recv(), await ws.recv()]
             return lost, answers, sent_b, time.perf_counter_ns()
 
-    lost, answers, sent_b, got_b = _loop.run(scenario(), timeout=15)
+    lost, answers, sent_b, _ = _loop.run(scenario(), timeout=15)
     (loss,) = net.losses
-    assert lost and answers == ["lost", "behind"]
+    assert lost
     assert sent_b > loss["t_ns"]  # "behind" was sent after the loss, with the toxic off ...
-    assert got_b >= loss["t_ns"] + rto * 1e6  # ... and still waited for the stalled one
+    assert answers == ["lost", "behind"]  # ... and still came after the stalled one

@@ -4,11 +4,11 @@ stream (a 4xx would end the EventSource for good), the page re-syncs from a snap
 
 from __future__ import annotations
 
-import time
-
 from browser import browser  # noqa: F401 - the module-scoped Chromium fixture
+from waiting import wait_until
 
 from labkit.lessons import reliability
+from labkit.streaming.hub import HUB
 
 PAGE = """<!doctype html><meta charset="utf-8"><title>feed</title><script>
 window.feed = {events: [], resets: [], snapshot: null, errors: 0};
@@ -35,7 +35,8 @@ def test_an_eventsource_survives_a_lab_restart_through_the_reset_event(lab, brow
                                                                   content_type="text/html"))
     page.goto(lab.url + "/feed-page")
     wait_for(page, "() => window.es.readyState === 1")
-    time.sleep(0.3)
+    # the lab has the EventSource among the feed's subscribers before the first event is published
+    wait_until(lambda: len(lab.app[HUB].topic("feed").subscribers) >= 1, 20, what="the page subscribed")
     old = reliability._publish(lab, 5, 100.0)
     wait_for(page, "() => feed.events.length === 5")
     lab.restart()  # the history is gone; the browser reconnects by itself (retry: 1000 ms)
