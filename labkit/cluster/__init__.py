@@ -96,7 +96,13 @@ class Cluster:
 
     @property
     def db_path(self) -> Path:
-        return Path(self._db) if self._db else self.folder / "lab.db"
+        return Path(self._db) if self._db else self._started_folder() / "lab.db"
+
+    def _started_folder(self) -> Path:
+        """The temporary folder of a started cluster (worker logs, cluster.json, the default db)."""
+        if self.folder is None:
+            raise RuntimeError("the cluster has no folder before start()")
+        return self.folder
 
     @property
     def running(self) -> bool:
@@ -145,7 +151,7 @@ class Cluster:
                "--cluster-file", str(cluster_file), "--balance", self.balance]
         if self.redis_url:
             cmd += ["--backplane", self.redis_url]
-        log = open(self.folder / f"worker-{n}.log", "wb")  # noqa: SIM115 - the child keeps it
+        log = open(self._started_folder() / f"worker-{n}.log", "wb")  # noqa: SIM115 - the child keeps it
         try:
             process = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                        stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -154,10 +160,13 @@ class Cluster:
         return Worker(n, process)
 
     def _read_port(self, worker: Worker) -> int:
-        ready, _, _ = select.select([worker.process.stdout], [], [], START_TIMEOUT_S)
-        line = worker.process.stdout.readline().decode().strip() if ready else ""
+        stdout = worker.process.stdout
+        if stdout is None:  # _spawn starts every worker with stdout=PIPE
+            raise RuntimeError(f"worker {worker.id} has no stdout pipe")
+        ready, _, _ = select.select([stdout], [], [], START_TIMEOUT_S)
+        line = stdout.readline().decode().strip() if ready else ""
         if not line.isdigit():
-            log = (self.folder / f"worker-{worker.id}.log").read_text()[-1500:]
+            log = (self._started_folder() / f"worker-{worker.id}.log").read_text()[-1500:]
             raise RuntimeError(f"worker {worker.id} did not start:\n{log}")
         return int(line)
 

@@ -18,7 +18,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from labkit.net.proxy import Connection, TcpProxy
+from labkit.net.proxy import DEFAULT_LIMITS, Connection, TcpProxy
 from labkit.server.listen import Limits
 
 MODES = ("connection", "sticky")
@@ -41,7 +41,7 @@ class FrontDoor(TcpProxy):
     """Listen on `host:port` and hand each new connection to one of `backends`."""
 
     def __init__(self, backends: list[Backend], balance: str = "connection", *,
-                 host: str = "127.0.0.1", port: int = 0, limits: Limits = Limits()):
+                 host: str = "127.0.0.1", port: int = 0, limits: Limits = DEFAULT_LIMITS):
         if balance not in MODES:
             raise ValueError(f"balance must be one of {MODES}, not {balance!r}")
         super().__init__("127.0.0.1", backends[0].port, host=host, port=port, limits=limits)
@@ -75,7 +75,10 @@ class FrontDoor(TcpProxy):
         await super()._handle(client_reader, client_writer)
 
     async def on_connect(self, conn: Connection) -> None:
-        backend = self._backend_of[conn.id] = self._chosen
+        backend = self._chosen
+        if backend is None:  # _handle sets it before TcpProxy._handle calls on_connect
+            raise RuntimeError("FrontDoor.on_connect called without a chosen backend")
+        self._backend_of[conn.id] = backend
         backend.open += 1
         backend.total += 1
 

@@ -84,10 +84,13 @@ class RedisServer:
     def _wait_ready(self) -> bool:
         import redis
 
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=0.5)
+        process, port = self.process, self.port
+        if process is None or port is None:  # start() sets both before it waits
+            raise RuntimeError("RedisServer._wait_ready called before the process was started")
+        client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=0.5)
         deadline = time.monotonic() + START_TIMEOUT_S
         try:
-            while time.monotonic() < deadline and self.process.poll() is None:
+            while time.monotonic() < deadline and process.poll() is None:
                 try:
                     if client.ping():
                         return True
@@ -101,7 +104,8 @@ class RedisServer:
         if self.process is None:
             return
         if self.process.poll() is None:
-            self.process.stdin.close()  # the guard stops redis-server at EOF
+            if self.process.stdin is not None:  # always set: started with stdin=PIPE
+                self.process.stdin.close()  # the guard stops redis-server at EOF
             try:
                 self.process.wait(5)
             except subprocess.TimeoutExpired:

@@ -24,6 +24,7 @@ import struct
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Self
 
 from labkit.server.listen import Limits, Listener, listen
 
@@ -34,6 +35,8 @@ READ_SIZE = 65536
 """Most bytes one read takes from a socket (one chunk for `on_chunk` / `deliver`)."""
 IDLE_TIMEOUT_S = 600.0
 """Seconds a proxied connection may carry no byte in either direction before the proxy closes it."""
+DEFAULT_LIMITS = Limits()
+"""The listener limits of a proxy given none (Limits is frozen: one shared instance is safe)."""
 
 
 @dataclass
@@ -61,7 +64,7 @@ class TcpProxy:
     """Listen on `host:port` (port 0: any free one) and forward each connection to `target`."""
 
     def __init__(self, target_host: str, target_port: int, *, host: str = "127.0.0.1", port: int = 0,
-                 limits: Limits = Limits(), idle_timeout: float | None = IDLE_TIMEOUT_S):
+                 limits: Limits = DEFAULT_LIMITS, idle_timeout: float | None = IDLE_TIMEOUT_S):
         self.target = (target_host, target_port)
         self.host, self.port = host, port
         self.limits, self.idle_timeout = limits, idle_timeout
@@ -149,7 +152,7 @@ class TcpProxy:
         """The guarded listener while serving (its counters: live, refused, pauses)."""
         return self._server
 
-    async def serve(self) -> TcpProxy:
+    async def serve(self) -> Self:
         """Start listening on the current loop, through the kit's one serving path."""
         loop = asyncio.get_running_loop()
 
@@ -189,6 +192,8 @@ class TcpProxy:
 
     async def _handle(self, client_reader, client_writer) -> None:
         task = asyncio.current_task()
+        if task is None:  # _handle is always run as a task (a connection callback of the stream)
+            raise RuntimeError("TcpProxy._handle must run inside a task")
         self._tasks.add(task)
         conn = Connection(next(self._ids), time.perf_counter_ns(), client=client_writer, task=task)
         self.connections.append(conn)
@@ -232,7 +237,7 @@ class TcpProxy:
                 writer.write_eof()
 
     # -- sync life cycle (its own thread) ----------------------------------------------------------
-    def start(self) -> TcpProxy:
+    def start(self) -> Self:
         """Run the proxy on its own thread and loop; returns once it listens."""
         if self._thread is not None:
             return self
@@ -255,6 +260,8 @@ class TcpProxy:
         """Stop the proxy started with start(); safe to call twice."""
         if self._loop is None:
             return
+        if self._thread is None:  # start() sets both and clears both on failure; stop() clears both
+            raise RuntimeError("TcpProxy has an event loop but no thread")
         try:
             asyncio.run_coroutine_threadsafe(self.aclose(), self._loop).result(10)
         finally:
@@ -264,7 +271,7 @@ class TcpProxy:
                 self._loop.close()
             self._loop = self._thread = None
 
-    def __enter__(self) -> TcpProxy:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc) -> None:

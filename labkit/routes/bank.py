@@ -276,7 +276,7 @@ async def open_account(request: web.Request) -> web.Response:
     owner = _short_text(body.get("owner"), "owner", errors)
     opening = _amount(body.get("opening_balance", 0), "opening_balance", errors, low=0)
     _unknown(body, {"owner", "opening_balance"}, errors)
-    if errors:
+    if errors or owner is None or opening is None:  # a None always comes with its error
         raise _refuse(errors)
     account = await asyncio.to_thread(request.app[BANK].open_account, owner, opening)
     return web.json_response(account, status=201, headers={"Location": f"/api/accounts/{account['id']}"})
@@ -315,7 +315,7 @@ async def statement(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/payments")
-async def create_payment(request: web.Request) -> web.Response:
+async def create_payment(request: web.Request) -> web.StreamResponse:
     """Pay {"account", "payee", "amount", "currency"}: the amount is held and sent to the provider;
     201 + Location with status "pending". Honours Idempotency-Key."""
     return await idempotency.idempotent(request, "payments", lambda: _pay(request))
@@ -330,7 +330,7 @@ async def _pay(request: web.Request) -> web.Response:
     if body.get("currency", CURRENCY) != CURRENCY:
         errors.append({"field": "currency", "message": f"this bank pays in {CURRENCY} only"})
     _unknown(body, {"account", "payee", "amount", "currency"}, errors)
-    if errors:
+    if errors or account_id is None or payee is None or amount is None:  # a None comes with its error
         raise _refuse(errors)
     if not auth.owns(request, f"/api/accounts/{account_id}"):
         raise ProblemError(403, "only whoever opened this account (or the instructor) may pay from it")
@@ -346,7 +346,10 @@ async def _pay(request: web.Request) -> web.Response:
 async def _send_to_provider(request: web.Request, payment: dict) -> None:
     """Hand the payment to the provider over REST; its outcome comes back later as a webhook."""
     state = request.app[BANK_STATE]
-    host, port = request.transport.get_extra_info("sockname")[:2]
+    transport = request.transport
+    if transport is None:  # the client closed its connection before the payment was sent on
+        raise RuntimeError("the request's connection is closed: no address for the webhook")
+    host, port = transport.get_extra_info("sockname")[:2]
     host = f"[{host}]" if ":" in host else host
     webhook = f"{'https' if request.secure else 'http'}://{host}:{port}/api/webhooks/provider"
     charge = {"payment_id": payment["id"], "amount": payment["amount"], "currency": payment["currency"],

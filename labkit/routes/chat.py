@@ -139,7 +139,7 @@ async def messages_post(request: web.Request) -> web.Response:
     text, text_errors = check_text(body.get("text"))
     errors += text_errors
     errors += [{"field": k, "message": "unknown field"} for k in sorted(set(body) - {"name", "text"})]
-    if errors:
+    if errors or name is None or text is None:  # a None always comes with its errors
         raise ProblemError(422, "; ".join(f"{e['field']}: {e['message']}" for e in errors),
                            errors=errors)
     if name_keys(name) & request.app[MEMBERS].keys():
@@ -170,6 +170,8 @@ async def chat_ws(request: web.Request) -> web.WebSocketResponse:
     name, errors = check_name(request.query.get("name"))
     if errors:
         raise ProblemError(422, f"name: {errors[0]['message']}", errors=errors)
+    if name is None:  # check_name gives either a name or its errors
+        raise RuntimeError("check_name gave neither a name nor errors")
     keys, members = name_keys(name), request.app[MEMBERS]
     if keys & members.keys():
         raise name_taken(name)
@@ -200,6 +202,8 @@ async def chat_ws(request: web.Request) -> web.WebSocketResponse:
                     errs = errs + [{"field": "id", "message": ID_RULE}]
                 if errs:
                     return await error(f"{errs[0]['field']}: {errs[0]['message']}", errors=errs)
+                if text is None:  # check_text gives either a text or its errors
+                    raise RuntimeError("check_text gave neither a text nor errors")
                 if wait := request.app[RATES].wait(name_key(name)):
                     return await error(f"too fast ({RATES_RULE}): this message was not sent; "
                                        f"retry in {wait:.1f} s", retry_after=wait)

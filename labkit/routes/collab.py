@@ -19,6 +19,7 @@ import math
 import re
 import time
 from collections import OrderedDict
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
@@ -106,6 +107,8 @@ async def collab_ws(request: web.Request) -> web.WebSocketResponse:
     name, errors = check_name(request.query.get("name"))
     if errors:
         raise ProblemError(422, f"name: {errors[0]['message']}", errors=errors)
+    if name is None:  # check_name gives either a name or its errors
+        raise RuntimeError("check_name gave neither a name nor errors")
     ws = await accept(request, compress=False, autoclose=False)
     box = Outbox(request, ws, reason=lambda: (f"too slow: GET /api/collab/{room.id}?since=N "
                                               "loads the strokes you missed"))
@@ -166,7 +169,7 @@ def setup(app: web.Application) -> None:
     app.add_routes(routes)
 
 
-_STROKE = {"type": "object", "properties": {
+_STROKE: dict[str, Any] = {"type": "object", "properties": {
     "seq": {"type": "integer"}, "name": {"type": "string"}, "color": {"type": "string"},
     "points": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
     "ts": {"type": "number"}}}

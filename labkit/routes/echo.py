@@ -30,7 +30,7 @@ def _size(request: web.Request) -> int:
 
 
 @routes.get("/api/echo")
-async def echo_get(request: web.Request) -> web.Response:
+async def echo_get(request: web.Request) -> web.StreamResponse:
     """Answer with ?size=N bytes (default 0)."""
     size = _size(request)
     if size <= len(CHUNK):

@@ -59,6 +59,7 @@ from labkit.streaming.hub import (
     EpochMismatch,
     Event,
     Gap,
+    Hub,
     Notice,
     SlowConsumer,
     Topic,
@@ -118,7 +119,7 @@ class FeedSource:
     staleness that polling really has.
     """
 
-    def __init__(self, hub):
+    def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self.rate_hz = 0.0
         self.kind = "walk"
@@ -319,7 +320,7 @@ async def source_set(request: web.Request) -> web.Response:
         errors.append({"field": "start_price", "message": "a replay's prices come from the series"})
     unknown = sorted(set(body) - {"rate_hz", "kind", "seed", "ticks", "start_price", "start_row"})
     errors += [{"field": k, "message": "unknown field"} for k in unknown]
-    if errors:
+    if errors or rate is None or start_row is None:  # a None always comes with its error
         raise ProblemError(422, "invalid feed source settings", errors=errors)
     source = request.app[SOURCE]
     source.configure(float(rate), seed, ticks, None if price is None else float(price), kind,

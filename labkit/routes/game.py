@@ -176,6 +176,8 @@ def _name(value) -> str:
     name, errors = check_name(value)
     if errors:
         raise ProblemError(422, f"name: {errors[0]['message']}", errors=errors)
+    if name is None:  # check_name gives either a name or its errors
+        raise RuntimeError("check_name gave neither a name nor errors")
     return name
 
 

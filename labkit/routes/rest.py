@@ -367,7 +367,7 @@ async def list_notes(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/notes")
-async def create_note(request: web.Request) -> web.Response:
+async def create_note(request: web.Request) -> web.StreamResponse:
     """Create a note: 201, Location of the new note, and its representation. With an
     Idempotency-Key header a retry replays the first answer and creates nothing new."""
     negotiate(request, (JSON,))

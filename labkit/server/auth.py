@@ -152,6 +152,7 @@ def _transport(request: web.Request) -> str | None:
 async def auth_middleware(request: web.Request, handler):
     """Decide who the request is from and whether it may go on (see the module's docstring)."""
     config = request.app[CONFIG]
+    who: tuple[str, str] | None
     if config.instructor_token is None:
         who = ("instructor", "local")
     elif request.path in OPEN_PATHS:

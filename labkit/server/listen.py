@@ -246,7 +246,9 @@ class Listener:
     def _release(self, counted: _Counted) -> None:
         self._live.discard(counted)
         peer = self._peer_of.pop(counted, None)
-        peers = self._by_peer.get(peer) if peer is not None else None
+        if peer is None:
+            return
+        peers = self._by_peer.get(peer)
         if peers is not None:
             peers.discard(counted)
             if not peers:

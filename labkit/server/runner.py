@@ -225,6 +225,8 @@ class LabServer:
         """Stop and start again on the same port with the same data (a server restart, live)."""
         with self._lifecycle:
             port = self.port
+            if port is None:  # set when it first started (stop() keeps it)
+                raise RuntimeError("restart() needs a lab server that was started: call start()")
             self.stop(keep_data=True)
             self.config = replace(self.config, port=port)
             return self.start()
@@ -265,10 +267,11 @@ class LabServer:
         """What is running where: url, ws_url, db, open WebSockets."""
         from .keys import WEBSOCKETS
 
-        async def count_open() -> int:  # on the server loop, which is the one that changes the set
-            return len([w for w in self.app[WEBSOCKETS] if not w.closed])
+        async def count_open(app: web.Application) -> int:  # on the server loop, which changes the set
+            return len([w for w in app[WEBSOCKETS] if not w.closed])
 
-        open_ws = self.call(count_open(), 5) if self.running and self.app else 0
+        app = self.app
+        open_ws = self.call(count_open(app), 5) if self.running and app else 0
         return {
             "running": self.running,
             "url": self.url if self.running else None,
@@ -322,8 +325,11 @@ def start(**options) -> LabServer:
     config = LabConfig(**options)
     with _lock:
         if _current is not None and _current.running:
-            wanted = replace(config, port=_current.port) if config.port == 0 else config
-            same_port = replace(_current.config, port=_current.port)
+            running_port = _current.port
+            if running_port is None:  # a running lab has bound its port
+                raise RuntimeError("the running lab server has no port")
+            wanted = replace(config, port=running_port) if config.port == 0 else config
+            same_port = replace(_current.config, port=running_port)
             if wanted == same_port or config == _current.config:
                 return _current
             _current.stop()

@@ -16,6 +16,8 @@ import json
 import math
 import re
 import unicodedata
+from collections.abc import Iterable
+from typing import Any
 
 from .problem import ProblemError
 
@@ -73,6 +75,7 @@ def _depth_over(value, limit: int) -> bool:
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
+        children: Iterable[Any]
         if isinstance(item, dict):
             children = item.values()
         elif isinstance(item, list):

@@ -115,7 +115,8 @@ async def close_all(app: web.Application) -> None:
     """on_shutdown hook: close every open WebSocket with 1001 Going Away, waiting at most
     CLOSE_TIMEOUT for all of them together (a stopping lab never hangs on a peer that does not
     answer); the runner then drops what is left."""
-    sockets = [ws for ws in list(app[WEBSOCKETS]) if not ws.closed]
+    open_sockets = app[WEBSOCKETS]  # (inside list(), mypy infers the key's type from list's)
+    sockets = [ws for ws in list(open_sockets) if not ws.closed]
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(CLOSE_TIMEOUT):
             await asyncio.gather(

@@ -203,7 +203,7 @@ class IdempotencyStore:
                                  "AND status IS NOT NULL AND NOT (scope = ? AND key = ?) "
                                  "ORDER BY created LIMIT 1", (principal, scope, key)).fetchone()
             if oldest is None:
-                if over_store:
+                if over_store and self.max_store_bytes is not None:  # over_store implies a bound
                     raise StoreFull(used, adding, self.max_store_bytes)
                 raise TooManyKeys(principal)
             con.execute("DELETE FROM idempotency_keys WHERE principal = ? AND scope = ? AND key = ?",
@@ -349,6 +349,8 @@ async def idempotent(request: web.Request, scope: str,
                                "being handled; retry when they are done.",
                                headers={"Retry-After": "1"}) from None
         if state == "done":
+            if stored is None:  # claim() returns "done" with the stored answer
+                raise RuntimeError(f"key {key!r} is done but has no stored answer")
             return stored.response()
         if state == "mismatch":
             raise ProblemError(422, f"This {HEADER} was already used with a different request "
@@ -369,10 +371,14 @@ async def idempotent(request: web.Request, scope: str,
         await asyncio.to_thread(keys.release, scope, key, principal=principal)
         return response
     kept = {name: response.headers[name] for name in KEPT_HEADERS if name in response.headers}
-    answer = Stored(response.status, kept, response.body)
+    answer_body = response.body
+    if not isinstance(answer_body, bytes | bytearray):  # the idempotent handlers answer with JSON
+        raise TypeError(f"an idempotent handler's answer must have a bytes body to be kept, not "
+                        f"{type(answer_body).__name__}")
+    answer = Stored(response.status, kept, bytes(answer_body))
     if not await asyncio.to_thread(keys.finish, scope, key, answer, principal=principal):
         log.warning("the answer to %s %s (%d bytes) was not kept for its %s: no room in the store",
-                    request.method, request.path, len(response.body), HEADER)
+                    request.method, request.path, len(answer_body), HEADER)
     return response
 
 

@@ -29,11 +29,16 @@ import contextlib
 import json
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from aiohttp import web
 
 from .hub import HUB, Event, Hub, Topic, new_epoch
+
+if TYPE_CHECKING:  # redis is imported when a backplane attaches, not with this module
+    from redis.asyncio import Redis
+    from redis.commands.core import AsyncScript
+    from redis.typing import KeyT, StreamIdT
 
 log = logging.getLogger("labkit.server")
 
@@ -57,6 +62,13 @@ return {seq, epoch}
 """
 
 
+_Entry = tuple[str, dict[str, str]]
+"""A stream entry as this client reads it (decode_responses=True): (entry id, fields). redis-py
+types replies for every protocol and decoding at once (bytes | str | None, lists or dicts)."""
+_Batches = list[tuple[str, list[_Entry]]]
+"""An XREAD reply (RESP2, the default protocol): (stream, entries) per stream with news."""
+
+
 def keys(topic: str) -> tuple[str, str]:
     """Redis keys of a topic: (meta hash, stream)."""
     return f"{PREFIX}{topic}:meta", f"{PREFIX}{topic}:stream"
@@ -69,9 +81,9 @@ class RedisBackplane:
         self.url = url
         self.topic_limits = topics if topics is not None else default_topics()
         """Bridged topic names -> the limits to create them with (as `Hub.topic` takes them)."""
-        self.redis = None
+        self.redis: Redis | None = None
         self.hub: Hub | None = None
-        self._script = None
+        self._script: AsyncScript | None = None
         self._last_ids: dict[str, str] = {}
         self._waiters: dict[tuple[str, int], asyncio.Future] = {}
         self._reader: asyncio.Task | None = None
@@ -84,18 +96,20 @@ class RedisBackplane:
         import redis.asyncio as aioredis
 
         self.hub = hub
-        self.redis = aioredis.Redis.from_url(self.url, decode_responses=True)
-        self._script = self.redis.register_script(_PUBLISH)
+        self.redis = client = aioredis.Redis.from_url(self.url, decode_responses=True)
+        self._script = client.register_script(_PUBLISH)
         for name, limits in self.topic_limits.items():
             meta, stream = keys(name)
-            await self.redis.hsetnx(meta, "epoch", new_epoch())
-            epoch = await self.redis.hget(meta, "epoch")
+            await client.hsetnx(meta, "epoch", new_epoch())
+            epoch = await client.hget(meta, "epoch")
+            if not isinstance(epoch, str):  # hsetnx just set it; decode_responses=True gives str
+                raise RuntimeError(f"Redis has no epoch for topic {name!r}")
             topic = hub.topics.get(name)
             if topic is None:
                 topic = hub.topic(name, **limits)
             topic.epoch, topic.bridge = epoch, self
             topic.history.clear()
-            kept = await self.redis.xrevrange(stream, count=topic.history_limit)
+            kept = cast("list[_Entry]", await client.xrevrange(stream, count=topic.history_limit))
             for _entry_id, fields in reversed(kept):
                 topic.keep(_event(fields))
             self._last_ids[stream] = kept[0][0] if kept else "0-0"
@@ -113,9 +127,17 @@ class RedisBackplane:
             await self.redis.aclose()
             self.redis = None
 
+    def _attached(self) -> tuple[Redis, Hub]:
+        """The Redis client and the Hub of an attached backplane."""
+        if self.redis is None or self.hub is None:
+            raise RuntimeError("the backplane is not attached (call attach() first) or is closed")
+        return self.redis, self.hub
+
     # -- publish and read ------------------------------------------------------------------
     async def publish(self, topic: Topic, data: Any) -> Event:
         """Number `data` in Redis's one order and return the Event once it is stored here too."""
+        if self._script is None:
+            raise RuntimeError("the backplane is not attached (call attach() first)")
         meta, stream = keys(topic.name)
         payload = json.dumps(data, separators=(",", ":"))
         seq, epoch = await self._script(keys=[meta, stream],
@@ -134,10 +156,12 @@ class RedisBackplane:
     async def _read(self) -> None:
         """Store every event of the bridged streams, in stream order, in the local topics."""
         names = {keys(name)[1]: name for name in self.topic_limits}
+        client, hub = self._attached()
         while True:
             try:
-                batches = await self.redis.xread(dict(self._last_ids), block=READ_BLOCK_MS,
-                                                 count=1000)
+                streams: dict[KeyT, StreamIdT] = dict(self._last_ids.items())
+                batches = cast("_Batches | None", await client.xread(streams, block=READ_BLOCK_MS,
+                                                                     count=1000))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - Redis away for a moment: say so, retry
@@ -145,7 +169,7 @@ class RedisBackplane:
                 await asyncio.sleep(0.2)
                 continue
             for stream, entries in batches or []:
-                topic = self.hub.topic(names[stream])
+                topic = hub.topic(names[stream])
                 for entry_id, fields in entries:
                     self._last_ids[stream] = entry_id
                     self._deliver(topic, _event(fields))
@@ -164,13 +188,14 @@ class RedisBackplane:
 
     async def catch_up(self) -> None:
         """Wait until every bridged topic here holds the newest SEQ Redis has handed out."""
-        async with self.redis.pipeline(transaction=False) as pipe:
+        client, hub = self._attached()
+        async with client.pipeline(transaction=False) as pipe:
             for name in self.topic_limits:
                 pipe.hget(keys(name)[0], "seq")
             newest = await pipe.execute()
         deadline = asyncio.get_running_loop().time() + CATCH_UP_TIMEOUT_S
         for name, seq in zip(self.topic_limits, newest, strict=True):
-            topic = self.hub.topic(name)
+            topic = hub.topic(name)
             while seq is not None and topic.last_seq < int(seq):
                 if asyncio.get_running_loop().time() > deadline:
                     return

@@ -48,11 +48,14 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from labkit.server.problem import ProblemError
+
+if TYPE_CHECKING:  # backplane imports this module
+    from .backplane import RedisBackplane
 
 HISTORY_LIMIT = 1000
 """Events a topic keeps for clients that resume (older ones are forgotten)."""
@@ -318,7 +321,7 @@ class Topic:
         self._changed: asyncio.Event | None = None
         self.burst = Burst()
         """Shared by the sinks of this topic's subscribers (see `Burst`)."""
-        self.bridge = None
+        self.bridge: RedisBackplane | None = None
         """The backplane that numbers and orders this topic's events (None: this process does)."""
 
     @property
@@ -455,9 +458,12 @@ class Hub:
                 raise RuntimeError(f"topic {topic!r} goes through a backplane: "
                                    "use `await hub.apublish(...)` on the server loop")
             return target._append(data)
+        loop = self.loop
+        if loop is None:  # _on_loop_thread() is True while the hub has no loop
+            raise RuntimeError("the hub is not attached to a loop")
         if self.topic(topic).bridge is not None:
             return asyncio.run_coroutine_threadsafe(
-                self.apublish(topic, data), self.loop).result(PUBLISH_TIMEOUT_S)
+                self.apublish(topic, data), loop).result(PUBLISH_TIMEOUT_S)
         done: concurrent.futures.Future = concurrent.futures.Future()
 
         def _do() -> None:
@@ -466,7 +472,7 @@ class Hub:
             except Exception as exc:  # noqa: BLE001 - hand it to the publishing thread
                 done.set_exception(exc)
 
-        self.loop.call_soon_threadsafe(_do)
+        loop.call_soon_threadsafe(_do)
         return done.result(PUBLISH_TIMEOUT_S)
 
     async def apublish(self, topic: str, data: Any) -> Event:
