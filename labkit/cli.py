@@ -8,7 +8,8 @@ import signal
 import sys
 
 
-def serve(host: str, port: int, db: str | None, allowed_hosts: tuple[str, ...] = ()) -> int:
+def serve(host: str, port: int, db: str | None, allowed_hosts: tuple[str, ...] = (),
+          limits: dict | None = None) -> int:
     """Run the lab app until Ctrl-C or SIGTERM; print the base URL as the first stdout line.
 
     Without --db the data live in a temporary folder removed at exit; folders that killed runs left
@@ -25,7 +26,7 @@ def serve(host: str, port: int, db: str | None, allowed_hosts: tuple[str, ...] =
         workdir = None if db else make_workdir("labkit-serve-")
         db_path = str(workdir / "lab.db") if workdir is not None else db or ""
         config = LabConfig(host=host, port=port, db=db_path,
-                           allowed_hosts=tuple(allowed_hosts))
+                           allowed_hosts=tuple(allowed_hosts), **(limits or {}))
         try:
             served = await serve_app(make_app(config), host, port, config=config)
         except OSError as exc:
@@ -69,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     p_serve.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                          help="(classroom) a browser Origin also accepted on WebSocket routes; repeatable")
     p_serve.add_argument("--tls", action="store_true", help="(classroom) https/wss with the kit's CA")
+    p_serve.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE",
+                         help="a connection limit (max_connections, per_peer_share, head_timeout, "
+                              "body_timeout, keepalive_timeout, write_timeout, ws_heartbeat); "
+                              "repeatable")
     p_serve.add_argument("--workers", type=int, default=0, metavar="N",
                          help="run N worker processes behind one front door (lesson 06)")
     p_serve.add_argument("--backplane", default=None, metavar="redis[://HOST:PORT]",
@@ -86,11 +91,19 @@ def main(argv: list[str] | None = None) -> int:
 
     bench.add_parser(sub)
     args = parser.parse_args(argv)
+    limits = {}
+    if args.command == "serve":
+        from labkit.server.config import parse_limits
+
+        try:
+            limits = parse_limits(args.limit)
+        except ValueError as exc:
+            parser.error(str(exc))
     if args.command == "serve" and args.classroom:
         from labkit.course.classroom import serve_classroom
 
         return serve_classroom(args.host, args.port, args.db, args.token, args.instructor_token,
-                               args.allow_origin, args.tls)
+                               args.allow_origin, args.tls, limits=limits)
     if args.command == "grade":
         from labkit.course.grade import run_from_args
 
@@ -99,9 +112,9 @@ def main(argv: list[str] | None = None) -> int:
         from .cluster import serve as serve_cluster
 
         return serve_cluster(args.workers, args.backplane, args.balance, args.host, args.port,
-                             args.db)
+                             args.db, limits=limits)
     if args.command == "serve":
-        return serve(args.host, args.port, args.db, tuple(args.allow_host))
+        return serve(args.host, args.port, args.db, tuple(args.allow_host), limits)
     if args.command == "bench":
         return bench.run_from_args(args)
     if args.command == "clean-notebook":

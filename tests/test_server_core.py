@@ -237,14 +237,20 @@ def test_problem_titles_use_rfc_9110_phrases(api, lab, status, title):
     assert assert_problem(api.get(target), status)["title"] == title
 
 
-def test_make_app_checks_host_and_reads_bodies_within_a_deadline():
-    from labkit.server.app import make_app
-    from labkit.server.guard import body_deadline
-    from labkit.server.hostcheck import host_check
+def test_a_foreign_host_is_refused_before_its_body_is_waited_for(make_lab):
+    """serve_app's body deadline runs after the Host check: a request for another host is 403 at
+    once, however slowly its body comes; a loopback one waits for its body, then 408."""
+    import socket
 
-    middlewares = list(make_app()._middlewares)
-    assert host_check in middlewares and body_deadline in middlewares
-    assert middlewares.index(host_check) < middlewares.index(body_deadline)  # refused before reading
+    lab = make_lab(body_timeout=1)
+    answers = {}
+    for host in ("evil.example", f"127.0.0.1:{lab.port}"):
+        with socket.create_connection(("127.0.0.1", lab.port), timeout=10) as sock:
+            sock.sendall(f"POST /api/notes HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                         "Content-Length: 100\r\n\r\n{".encode())
+            answers[host] = sock.recv(65536).split(b"\r\n")[0]
+    assert answers["evil.example"] == b"HTTP/1.1 403 Forbidden"
+    assert answers[f"127.0.0.1:{lab.port}"] == b"HTTP/1.1 408 Request Timeout"
 
 
 def test_sse_feed_is_described_event_by_event():

@@ -29,6 +29,8 @@ import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
+from labkit.server.listen import Limits
+
 from .frontdoor import MODES, Backend, FrontDoor
 from .redis_server import INSTALL_HELP, RedisMissing, RedisServer, available
 
@@ -65,7 +67,7 @@ class Cluster:
 
     def __init__(self, workers: int = 2, backplane: str | None = None,
                  balance: str = "connection", *, host: str = "127.0.0.1", port: int = 0,
-                 db: str | None = None):
+                 db: str | None = None, limits: dict | None = None):
         if not 1 <= int(workers) <= 32:
             raise ValueError("workers must be between 1 and 32")
         if balance not in MODES:
@@ -73,6 +75,9 @@ class Cluster:
         if backplane not in (None, "redis") and not str(backplane).startswith(("redis://", "unix://")):
             raise ValueError('backplane must be None, "redis" or a redis://host:port URL')
         self.size, self.backplane, self.balance = int(workers), backplane, balance
+        self.limits = dict(limits or {})
+        """Connection limits (`labkit.server.config.LIMIT_FIELDS`) for the workers and, for
+        max_connections and per_peer_share, the front door."""
         self.host, self._port, self._db = host, port, db
         self.workers: list[Worker] = []
         self.redis: RedisServer | None = None
@@ -138,8 +143,11 @@ class Cluster:
             worker.port = self._read_port(worker)
         cluster_file.write_text(json.dumps({"workers": [
             {"id": w.id, "pid": w.pid, "port": w.port} for w in self.workers]}))
+        front_limits = Limits(**{k: v for k, v in self.limits.items()
+                                 if k in ("max_connections", "per_peer_share")})
         self.front = FrontDoor([Backend(w.id, w.port, self._alive_check(w)) for w in self.workers],
-                               self.balance, host=self.host, port=self._port).start()
+                               self.balance, host=self.host, port=self._port,
+                               limits=front_limits).start()
 
     @staticmethod
     def _alive_check(worker: Worker):
@@ -151,6 +159,8 @@ class Cluster:
                "--cluster-file", str(cluster_file), "--balance", self.balance]
         if self.redis_url:
             cmd += ["--backplane", self.redis_url]
+        for name, value in self.limits.items():
+            cmd += ["--limit", f"{name}={value}"]
         log = open(self._started_folder() / f"worker-{n}.log", "wb")  # noqa: SIM115 - the child keeps it
         try:
             process = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -263,14 +273,16 @@ def start_cluster(workers: int = 2, backplane: str | None = None, balance: str =
         return _current[name]
 
 def serve(workers: int, backplane: str | None = None, balance: str = "connection",
-          host: str = "127.0.0.1", port: int = 0, db: str | None = None) -> int:
+          host: str = "127.0.0.1", port: int = 0, db: str | None = None,
+          limits: dict | None = None) -> int:
     """`labkit serve --workers N`: run a cluster in the foreground until Ctrl-C or SIGTERM; the
     front door's URL is the first line of stdout."""
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        cluster = Cluster(workers, backplane, balance, host=host, port=port, db=db).start()
+        cluster = Cluster(workers, backplane, balance, host=host, port=port, db=db,
+                          limits=limits).start()
     except RedisMissing as exc:
         print(f"labkit serve: {exc}", file=sys.stderr)
         return 2

@@ -35,12 +35,13 @@ cap and per-peer share guard the cluster from outside)."""
 async def serve(args: argparse.Namespace) -> None:
     from labkit.routes import workers
     from labkit.server.app import make_app
-    from labkit.server.config import LabConfig
+    from labkit.server.config import LabConfig, parse_limits
     from labkit.server.guard import serve_app
     from labkit.streaming import backplane
 
-    config = LabConfig(host=args.host, port=0, db=args.db, max_connections=WORKER_MAX_CONNECTIONS,
-                       per_peer_share=1.0)
+    limits = {"max_connections": WORKER_MAX_CONNECTIONS, **parse_limits(args.limit),
+              "per_peer_share": 1.0}
+    config = LabConfig(host=args.host, port=0, db=args.db, **limits)
     app = make_app(config)
     workers.configure(app, args.id, args.cluster_file, args.backplane, args.balance)
     if args.backplane:
@@ -75,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cluster-file", default=None)
     parser.add_argument("--backplane", default=None)
     parser.add_argument("--balance", default=None)
+    parser.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE",
+                        help="a connection limit, as `labkit serve --limit` (the per-peer share "
+                             "stays off: a worker's only peer is the front door)")
     asyncio.run(serve(parser.parse_args(argv)))
     return 0
 

@@ -89,14 +89,14 @@ def qr_text(url: str) -> str:
 
 
 def classroom_config(host: str, port: int, db: str, student_tokens, instructor_token: str,
-                     origins=(), tls: bool = False):
+                     origins=(), tls: bool = False, limits: dict | None = None):
     """The LabConfig of a class server (also accepting the join host in `Host`, where the lab
     checks it)."""
     from labkit.server.config import LabConfig
 
     options = {"host": host, "port": port, "db": db, "tls": tls,
                "allowed_origins": tuple(origins), "student_tokens": tuple(student_tokens),
-               "instructor_token": instructor_token}
+               "instructor_token": instructor_token, **(limits or {})}
     if "allowed_hosts" in {f.name for f in fields(LabConfig)}:
         names = {join_host(host), socket.gethostname(), socket.getfqdn()} - WILDCARDS
         options["allowed_hosts"] = tuple(sorted(names))
@@ -115,7 +115,7 @@ def _ssl_context(hosts):
 
 
 def serve_classroom(host: str, port: int, db: str | None, tokens=(), instructor_token: str | None = None,
-                    origins=(), tls: bool = False) -> int:
+                    origins=(), tls: bool = False, *, limits: dict | None = None) -> int:
     """Run a class server until Ctrl-C / SIGTERM. First stdout line: the join URL."""
     from labkit.server.app import make_app
     from labkit.server.guard import serve_app
@@ -129,8 +129,8 @@ def serve_classroom(host: str, port: int, db: str | None, tokens=(), instructor_
 
     async def _main() -> int:
         workdir = None if db else tempfile.TemporaryDirectory(prefix="labkit-class-")
-        path = db or str(Path(workdir.name) / "lab.db")
-        config = classroom_config(host, port, path, tokens, instructor_token, origins, tls)
+        path = str(Path(workdir.name) / "lab.db") if workdir is not None else str(db)
+        config = classroom_config(host, port, path, tokens, instructor_token, origins, tls, limits)
         where = join_host(host)
         try:
             served = await serve_app(make_app(config), host, port, config=config,

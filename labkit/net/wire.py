@@ -36,6 +36,8 @@ from websockets.headers import parse_extension
 from websockets.streams import StreamReader
 from websockets.utils import accept_key as _accept_key
 
+from labkit.server.listen import Limits
+
 from .proxy import DOWN, UP, Connection, TcpProxy
 
 __all__ = ["BROWSER_HEADERS", "DOWN", "PUBLISHED_HEADER_BYTES", "UP", "WireTap", "accept_key",
@@ -341,9 +343,9 @@ class WireTap(TcpProxy):
     `reset()` forgets what was recorded so far (open connections keep being parsed correctly).
     """
 
-    def __init__(self, target, *, port: int = 0):
+    def __init__(self, target, *, port: int = 0, limits: Limits | None = None):
         host, target_port = _target_address(target)
-        super().__init__(host, target_port, port=port)
+        super().__init__(host, target_port, port=port, limits=limits or Limits())
         self._lock = threading.Lock()  # guards what the proxy thread appends
         self._parse_lock = threading.RLock()
         self._pending: list[tuple[int, str | None, int, bytes]] = []

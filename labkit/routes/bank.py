@@ -504,7 +504,8 @@ async def _open(app: web.Application) -> None:
         from labkit.net.tls import client_ssl_context
 
         trust = client_ssl_context()
-    provider = await serve_app(make_provider(secret, trust), "127.0.0.1", 0)
+    # the lab's own limits: the provider is one more listener of this lab
+    provider = await serve_app(make_provider(secret, trust), "127.0.0.1", 0, config=app[CONFIG])
     host, port = "127.0.0.1", provider.port
     app[BANK_STATE] = {
         "secret": secret, "provider": provider, "provider_url": f"http://{host}:{port}",

@@ -15,7 +15,6 @@ from types import ModuleType
 from aiohttp import web
 
 from .config import LabConfig
-from .guard import body_deadline, head_arrived
 from .hostcheck import host_check
 from .keys import CONFIG, WEBSOCKETS
 from .logs import one_line_server_logs
@@ -54,7 +53,7 @@ def make_app(config: LabConfig | None = None) -> web.Application:
     config = config or LabConfig()
     one_line_server_logs()
     app = web.Application(
-        middlewares=[head_arrived, problem_middleware, host_check, body_deadline],
+        middlewares=[problem_middleware, host_check],  # serve_app adds the guard's (guard.py)
         client_max_size=config.max_body,
     )
     app[CONFIG] = config

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 MAX_BODY_BYTES = 1024 * 1024
 """Largest HTTP request body and `?size=` answer the lab accepts (1 MiB); larger gets 413."""
@@ -81,3 +82,30 @@ class LabConfig:
     chat_burst: int = CHAT_BURST
     student_tokens: tuple[str, ...] = field(default_factory=tuple, repr=False)
     instructor_token: str | None = field(default=None, repr=False)
+
+
+LIMIT_FIELDS = ("max_connections", "per_peer_share", "head_timeout", "body_timeout",
+                "keepalive_timeout", "write_timeout", "ws_heartbeat")
+"""The connection limits every entry point takes the same way (`labkit serve --limit NAME=VALUE`,
+`Cluster(limits=...)`, `LabConfig(**limits)`)."""
+
+
+def parse_limits(pairs) -> dict[str, Any]:
+    """["head_timeout=5", "max_connections=200"] -> {"head_timeout": 5.0, "max_connections": 200};
+    ValueError with what is wrong for an unknown name or a value that is not a positive number."""
+    limits: dict[str, float | int] = {}
+    for pair in pairs:
+        name, sep, raw = str(pair).partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or name not in LIMIT_FIELDS:
+            raise ValueError(f"--limit takes NAME=VALUE with NAME one of {', '.join(LIMIT_FIELDS)}; "
+                             f"got {pair!r}")
+        try:
+            value: float | int = int(raw) if name == "max_connections" else float(raw)
+        except ValueError:
+            raise ValueError(f"--limit {name} needs a number, not {raw!r}") from None
+        if not value > 0 or (name == "per_peer_share" and value > 1):
+            raise ValueError(f"--limit {name} must be above 0" + (" and at most 1" if name ==
+                                                                  "per_peer_share" else ""))
+        limits[name] = value
+    return limits

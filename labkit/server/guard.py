@@ -8,7 +8,8 @@ connection with `GuardedRequestHandler`, aiohttp's handler plus:
 - a write timeout: a peer that reads nothing for `write_timeout` while an answer waits is cut off,
   so a slow reader holds a bounded amount of memory for a bounded time;
 - aiohttp's own keep-alive timeout for idle connections.
-`body_deadline` (middleware) reads a request body within `body_timeout` (else 408 and closed).
+`serve_app` adds two middlewares to every app it serves: `head_arrived` (stops the head timer) and
+`body_deadline` (a request body must arrive within `body_timeout`, else 408 and closed).
 Upgraded WebSockets get the heartbeat of `labkit.server.websocket.accept`: a peer that stops
 answering pings is closed.
 
@@ -28,7 +29,6 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from .config import LabConfig
-from .keys import CONFIG
 from .listen import Limits, Listener, listen
 from .problem import PROBLEM_TYPE, title
 
@@ -171,6 +171,10 @@ async def serve_app(app: web.Application, host: str, port: int, *, config: LabCo
     the kit runs (the lab, the class server, a cluster worker, the payment provider) starts here.
     Limits and timeouts come from `config` (a LabConfig; the defaults when None)."""
     config = config or LabConfig()
+    # The guard's own middlewares, on every app served here (the lab's, the provider's, ...):
+    # the head timer learns when a head arrived; a body must arrive within body_timeout.
+    app.middlewares.insert(0, head_arrived)
+    app.middlewares.append(body_deadline(config.body_timeout))
     runner = web.AppRunner(app, handle_signals=handle_signals, access_log=None,
                            shutdown_timeout=STOP_TIMEOUT_S, keepalive_timeout=config.keepalive_timeout)
     await runner.setup()
@@ -194,23 +198,26 @@ async def serve_app(app: web.Application, host: str, port: int, *, config: LabCo
     return Served(runner, listener)
 
 
-@web.middleware
-async def body_deadline(request: web.Request, handler):
-    """Read a request body within the configured `body_timeout`; else 408 problem+json, closed."""
-    if request.body_exists and not request.headers.get("Upgrade"):
-        limit = request.app[CONFIG].body_timeout
-        try:
-            async with asyncio.timeout(limit):
-                await request.read()  # kept by aiohttp: the handler's read() gets the same bytes
-        except TimeoutError:
-            response = web.Response(
-                status=408, content_type=PROBLEM_TYPE,
-                body=json.dumps({"type": "about:blank", "title": title(408), "status": 408,
-                                 "detail": f"The request body did not arrive within {limit:g} s."}),
-            )
-            # Sent now, then the connection closes: waiting for the rest of the body is what timed out.
-            await response.prepare(request)
-            await response.write_eof()
-            request.protocol.force_close()
-            return response
-    return await handler(request)
+def body_deadline(limit: float):
+    """Middleware: read a request body within `limit` seconds; else 408 problem+json, closed."""
+
+    @web.middleware
+    async def read_body_in_time(request: web.Request, handler):
+        if request.body_exists and not request.headers.get("Upgrade"):
+            try:
+                async with asyncio.timeout(limit):
+                    await request.read()  # kept by aiohttp: the handler's read() gets the same bytes
+            except TimeoutError:
+                response = web.Response(
+                    status=408, content_type=PROBLEM_TYPE,
+                    body=json.dumps({"type": "about:blank", "title": title(408), "status": 408,
+                                     "detail": f"The request body did not arrive within {limit:g} s."}),
+                )
+                # Sent now, then the connection closes: waiting for the rest is what timed out.
+                await response.prepare(request)
+                await response.write_eof()
+                request.protocol.force_close()
+                return response
+        return await handler(request)
+
+    return read_body_in_time

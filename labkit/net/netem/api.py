@@ -31,7 +31,7 @@ class NetemProxy:
     def __init__(self, target_host: str, target_port: int, profile: str | Profile | None = None,
                  *, seed: int = 0, model_handshake: bool = True, slow_start: bool = True,
                  host: str = "127.0.0.1", port: int = 0, history: int = 10_000,
-                 process: bool = True):
+                 process: bool = True, limits: dict | None = None):
         self.target = (target_host, target_port)
         self.host, self.port = host, port
         self.profile = _resolve_profile(profile)
@@ -39,7 +39,8 @@ class NetemProxy:
         self.model_handshake, self.slow_start, self.process = model_handshake, slow_start, process
         self._config = {"target": [target_host, target_port], "profile": asdict(self.profile),
                         "seed": seed, "model_handshake": model_handshake, "slow_start": slow_start,
-                        "host": host, "port": port, "history": history}
+                        "host": host, "port": port, "history": history,
+                        "limits": dict(limits or {})}
         self._backend: _ProcessBackend | _ThreadBackend | None = None
         self._finalizer: weakref.finalize | None = None
         self._pending_toxics: dict[str, dict] = {}

@@ -19,7 +19,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..proxy import DOWN, UP, Connection, TcpProxy
+from labkit.server.listen import Limits
+
+from ..proxy import DOWN, IDLE_TIMEOUT_S, UP, Connection, TcpProxy
 from .faults import _DIRECTIONS, _REASONS, _UPGRADE, check_toxic
 from .link import BURST_GAP, INITIAL_WINDOW, MSS, SLICE_SECONDS, Profile, Toxics, _Flow, _Lane, _Link
 
@@ -77,8 +79,12 @@ class NetemEngine(TcpProxy):
 
     def __init__(self, target_host: str, target_port: int, profile: Profile, *, seed: int = 0,
                  model_handshake: bool = True, slow_start: bool = True, host: str = "127.0.0.1",
-                 port: int = 0, history: int = 10_000):
-        super().__init__(target_host, target_port, host=host, port=port)
+                 port: int = 0, history: int = 10_000, limits: dict | None = None):
+        # limits: max_connections, per_peer_share (the listener's) and idle_timeout (the proxy's)
+        limits = dict(limits or {})
+        idle = limits.pop("idle_timeout", IDLE_TIMEOUT_S)
+        super().__init__(target_host, target_port, host=host, port=port, limits=Limits(**limits),
+                         idle_timeout=idle)
         self.profile = profile
         self.model_handshake, self.slow_start = model_handshake, slow_start
         self._rng = {UP: random.Random(f"{seed}-up"), DOWN: random.Random(f"{seed}-down"),
