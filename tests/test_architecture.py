@@ -101,3 +101,94 @@ def test_the_private_attribute_checker_sees_reach_ins():
     # a subclass reaching into its base class's private state is a reach-in too
     subclass = "class H(RequestHandler):\n    def f(self):\n        return self._request_count"
     assert foreign_private_attributes(subclass) == {"self._request_count"}
+
+
+MAX_LINES = 500
+
+
+def test_a_module_over_500_lines_says_why_at_its_top():
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        source = path.read_text()
+        if source.count("\n") > MAX_LINES:
+            doc = ast.get_docstring(ast.parse(source)) or ""
+            if "Size: longer than 500 lines because" not in doc:
+                offenders.append(f"{path.relative_to(PACKAGE.parent)} ({source.count(chr(10))} lines)")
+    assert not offenders, offenders
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the labkit modules it imports at module level (imports inside functions are
+    deferred on purpose and cannot form a cycle at import time)."""
+    modules = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text())
+        top = ast.Module(body=[n for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)],
+                         type_ignores=[])
+        is_package = path.name == "__init__.py"
+        package = name if is_package else name.rsplit(".", 1)[0]
+        found = set()
+        for node in top.body:
+            if isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    target = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    target = node.module or ""
+                for candidate in (target, *(f"{target}.{a.name}" for a in node.names)):
+                    if candidate in modules and candidate != name:
+                        found.add(candidate)
+            else:
+                found.update(a.name for a in node.names if a.name in modules and a.name != name)
+        graph[name] = found
+    return graph
+
+
+def test_no_import_cycle_between_modules():
+    graph = import_graph()
+    state: dict[str, int] = {}
+    cycles = []
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                cycles.append(trail[trail.index(nxt):] + [nxt] if nxt in trail else [node, nxt])
+            elif state.get(nxt) is None:
+                visit(nxt, trail + [nxt])
+        state[node] = 2
+
+    for node in sorted(graph):
+        if state.get(node) is None:
+            visit(node, [node])
+    # a package's __init__ importing its own submodules is not a cycle worth naming
+    real = [c for c in cycles if not all(m.startswith(c[0] + ".") or m == c[0] for m in c)]
+    assert not real, real
+    assert graph["labkit.server.guard"] >= {"labkit.server.listen"}  # the graph is really read
+
+
+LAYERS = [
+    ("server", ("labkit.routes", "labkit.clients", "labkit.widgets", "labkit.plots", "labkit.lessons",
+                "labkit.course"), "the serving path knows no route family, client or lesson"),
+    ("streaming", ("labkit.routes", "labkit.clients", "labkit.widgets", "labkit.plots", "labkit.lessons",
+                   "labkit.course"), "streaming knows no route family, client or lesson"),
+    ("routes", ("labkit.clients", "labkit.widgets", "labkit.plots", "labkit.lessons", "labkit.course"),
+     "route families reach clients only through sockets"),
+    ("stores", ("labkit.routes", "labkit.clients", "labkit.lessons"), "stores know no routes"),
+]
+
+
+@pytest.mark.parametrize(("where", "forbidden", "why"), LAYERS, ids=[r[2] for r in LAYERS])
+def test_layers_point_one_way(where, forbidden, why):
+    offenders = {}
+    for path in files(where):
+        bad = sorted(n for n in labkit_imports(path) if n.startswith(forbidden))
+        if bad:
+            offenders[str(path.relative_to(PACKAGE.parent))] = bad
+    assert not offenders, f"{why}: {offenders}"

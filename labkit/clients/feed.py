@@ -13,6 +13,10 @@ WebSocket client turns http(s) into ws(s) itself, so one URL serves all four tra
 
     run = lk.feed_run(lab, seconds=5, rate_hz=10)   # all four transports on the same events
     run.summary                                       # one row per transport
+
+Size: longer than 500 lines because the four feed clients (short poll, long poll, SSE, WebSocket)
+record the same per-event timings and must stay comparable, so they share one record type and one
+timing path.
 """
 
 from __future__ import annotations

@@ -33,6 +33,10 @@ found within about interval + timeout), SSE's read timeout (the server sends a c
 `heartbeat_s / 2`) and the long poll's request timeout (its `wait` plus `heartbeat_s`). Each
 detection is recorded in `detections` with the mechanism that found it. heartbeat_s=None: no
 heartbeat: a silent dead connection is then never noticed by the client.
+
+Size: longer than 500 lines because one resilient subscriber over three transports (WebSocket, SSE,
+long poll) shares its state machine, backoff and de-duplication; split per transport, each part
+would repeat that core.
 """
 
 from __future__ import annotations

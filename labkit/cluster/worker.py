@@ -32,6 +32,16 @@ WORKER_MAX_CONNECTIONS = 16384
 cap and per-peer share guard the cluster from outside)."""
 
 
+def shared_topics() -> dict[str, dict]:
+    """The topics a cluster shares through Redis: the feed and the chat room, each with its own
+    history limit (the route families decide; the backplane only carries what it is given)."""
+    from labkit.routes.chat import HISTORY_LIMIT as CHAT_HISTORY
+    from labkit.routes.chat import TOPIC as CHAT
+    from labkit.routes.feed import TOPIC as FEED
+
+    return {FEED: {}, CHAT: {"history_limit": CHAT_HISTORY}}
+
+
 async def serve(args: argparse.Namespace) -> None:
     from labkit.routes import workers
     from labkit.server.app import make_app
@@ -45,7 +55,7 @@ async def serve(args: argparse.Namespace) -> None:
     app = make_app(config)
     workers.configure(app, args.id, args.cluster_file, args.backplane, args.balance)
     if args.backplane:
-        backplane.use_redis(app, args.backplane)
+        backplane.use_redis(app, args.backplane, shared_topics())
     served = await serve_app(app, args.host, 0, config=config)
     print(served.port, flush=True)
     stop = asyncio.Event()

@@ -23,6 +23,10 @@ caches, the keep-alive connection's opening) and reported in `df.attrs["warmup_d
 `df.attrs["setup_ms"]` keeps the set-up costs the N-messages model needs, as
 {transport: {payload_bytes: [ms, ...]}}: the WebSocket opening handshakes and the keep-alive
 client's first request (which opens its connection).
+
+Size: longer than 500 lines because lesson 03's harness: each measured pattern (new connection,
+keep-alive, lock-step, streamed, parallel, TLS) sits beside the TCP/IP byte model it is compared
+with, so a model and its measurement change together.
 """
 
 from __future__ import annotations

@@ -15,6 +15,10 @@ The TCP/IP packets around them (headers of every packet, acknowledgements, a new
 handshake and teardown) never reach a TCP proxy; `packet_model` estimates them, and says it is a
 model. `BROWSER_HEADERS` is a request header set like a browser's fetch() sends, to compare with the
 kit's minimal client.
+
+Size: longer than 500 lines because the tap parses both protocols it shows (HTTP/1.1 with h11,
+WebSocket frames with websockets' sans-I/O reader, compressed or not) over one connection that
+switches between them; the proxy it records through is labkit/net/proxy.py.
 """
 
 from __future__ import annotations

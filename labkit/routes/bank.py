@@ -17,6 +17,10 @@
 `GET /api/bank` says where the provider is and counts the webhooks (received, applied, duplicates,
 refused); `POST /api/bank/webhook-outage` {"fail_next": N} makes the next N deliveries fail with 503,
 so the provider's retries can be watched.
+
+Size: longer than 500 lines because one application on purpose (lesson 09): accounts, payments,
+webhooks, the live balance and the support chat share one store and one idempotency rule, and each
+route keeps its OpenAPI description beside it.
 """
 
 from __future__ import annotations

@@ -33,6 +33,10 @@ naming the SEQ to resume from. Its socket's buffer is bounded, so the Close fram
 is already buffered for up to SLOW_CLOSE_GRACE_S (a reader that catches up within that time gets
 it); a peer that never reads again is then cut off. Clients must resume from the last SEQ they
 received themselves (the kit's clients do), so a bare EOF loses nothing either.
+
+Size: longer than 500 lines because one feed read four ways (short poll, long poll, SSE, WebSocket)
+from one topic, with each route's OpenAPI and AsyncAPI description beside it; the streaming itself
+is labkit/streaming/sockets.py.
 """
 
 from __future__ import annotations

@@ -12,6 +12,10 @@
 - Bounds (LabConfig): a note larger than `max_note_bytes` as JSON gets 413; a write that would take
   the store past `max_store_bytes` gets 507. A page holds at most per_page notes, so at most
   per_page x max_note_bytes; it is built in a worker thread, not on the server loop.
+
+Size: longer than 500 lines because HTTP's semantics for one resource (conditional requests, caching
+headers, content negotiation, pagination, idempotency) and each route's OpenAPI description beside
+it.
 """
 
 from __future__ import annotations

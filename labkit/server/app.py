@@ -26,7 +26,7 @@ FAMILIES = (
     "labkit.routes.echo",
     "labkit.routes.rest",
     "labkit.routes.session",
-    "labkit.streaming.hub",
+    "labkit.routes.hub",
     "labkit.routes.feed",
     "labkit.routes.chat",
     "labkit.routes.workers",

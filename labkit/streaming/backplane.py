@@ -77,9 +77,9 @@ def keys(topic: str) -> tuple[str, str]:
 class RedisBackplane:
     """Bridges chosen topics of one Hub to Redis at `url` (redis://host:port/db)."""
 
-    def __init__(self, url: str, topics: dict[str, dict] | None = None):
+    def __init__(self, url: str, topics: dict[str, dict]):
         self.url = url
-        self.topic_limits = topics if topics is not None else default_topics()
+        self.topic_limits = dict(topics)
         """Bridged topic names -> the limits to create them with (as `Hub.topic` takes them)."""
         self.redis: Redis | None = None
         self.hub: Hub | None = None
@@ -217,15 +217,6 @@ def _find(topic: Topic, seq: int) -> Event:
     raise LookupError(f"SEQ {seq} of {topic.name!r} is no longer kept")
 
 
-def default_topics() -> dict[str, dict]:
-    """The topics a cluster shares: the feed and the chat room, with their own history limits."""
-    from labkit.routes.chat import HISTORY_LIMIT as CHAT_HISTORY
-    from labkit.routes.chat import TOPIC as CHAT
-    from labkit.routes.feed import TOPIC as FEED
-
-    return {FEED: {}, CHAT: {"history_limit": CHAT_HISTORY}}
-
-
 BACKPLANE = web.AppKey("backplane", RedisBackplane)
 
 
@@ -244,8 +235,9 @@ async def catch_up_middleware(request: web.Request, handler):
     return await handler(request)
 
 
-def use_redis(app: web.Application, url: str, topics: dict[str, dict] | None = None) -> None:
-    """Bridge `app`'s hub to Redis at `url` (call before the app starts)."""
+def use_redis(app: web.Application, url: str, topics: dict[str, dict]) -> None:
+    """Bridge `app`'s hub to Redis at `url` for `topics` (name -> Topic options such as
+    history_limit; call before the app starts)."""
     app[BACKPLANE] = RedisBackplane(url, topics)
     app.middlewares.append(catch_up_middleware)
 

@@ -1,4 +1,4 @@
-"""Route family "hub": topics of sequence-numbered events that every push transport reads.
+"""The Hub: topics of sequence-numbered events that every push transport reads.
 
 A topic numbers its events 1, 2, 3, ... (never reused) and keeps the last `history_limit` of them,
 so a client that comes back can ask for "everything after SEQ". Asking for a SEQ older than what
@@ -34,6 +34,10 @@ workers share one epoch per topic.
 
 Times: `ts` is `time.time()` (wall clock, seconds) when the event was published; clients on the
 same machine compute staleness as their own `time.time()` minus `ts`.
+
+Size: longer than 500 lines because topics, subscriptions, epochs, gaps and the burst writer are one
+data structure with one set of invariants (SEQ order, bounded history, bounded queues); its routes
+are in labkit/routes/hub.py.
 """
 
 from __future__ import annotations
@@ -549,72 +553,3 @@ def subscribe_resuming(topic: Topic, transport: str, since: int | None,
 
 HUB = web.AppKey("hub", Hub)
 """The app's Hub."""
-
-routes = web.RouteTableDef()
-
-
-@routes.get("/api/hub")
-async def hub_stats(request: web.Request) -> web.Response:
-    """Topics with their SEQ range, history bound, subscribers and per-transport counters."""
-    return web.json_response({
-        "server_thread_cpu_s": time.thread_time(),
-        "topics": request.app[HUB].stats(),
-    }, headers={"Cache-Control": "no-store"})
-
-
-async def _bind(app: web.Application) -> None:
-    app[HUB].bind()
-
-
-async def _close_subscribers(app: web.Application) -> None:
-    for topic in app[HUB].topics.values():
-        for sub in list(topic.subscribers):
-            sub.close()
-
-
-def setup(app: web.Application) -> None:
-    app[HUB] = Hub()
-    app.on_startup.append(_bind)
-    app.on_shutdown.append(_close_subscribers)
-    app.add_routes(routes)
-
-
-_COUNTERS = {
-    "type": "object",
-    "properties": {k: {"type": "integer"} for k in ("delivered", "dropped", "requests",
-                                                    "bytes_sent")},
-}
-OPENAPI_PATHS = {
-    "/api/hub": {
-        "get": {
-            "summary": "Topics of the hub: SEQ range, history bound, subscribers, counters",
-            "operationId": "hubStats",
-            "responses": {
-                "200": {
-                    "description": "Per-topic state and per-transport counters, plus the CPU time "
-                                   "the server thread has used (time.thread_time, seconds)",
-                    "content": {"application/json": {"schema": {
-                        "type": "object",
-                        "properties": {
-                            "server_thread_cpu_s": {"type": "number"},
-                            "topics": {"type": "object", "additionalProperties": {
-                                "type": "object",
-                                "properties": {
-                                    "epoch": {"type": "string"},
-                                    "last_seq": {"type": "integer"},
-                                    "oldest_seq": {"type": "integer"},
-                                    "history_limit": {"type": "integer"},
-                                    "queue_limit": {"type": "integer"},
-                                    "published": {"type": "integer"},
-                                    "subscribers": {"type": "object"},
-                                    "counters": {"type": "object",
-                                                 "additionalProperties": _COUNTERS},
-                                },
-                            }},
-                        },
-                    }}},
-                }
-            },
-        }
-    }
-}
