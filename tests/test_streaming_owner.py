@@ -237,10 +237,20 @@ def test_only_the_streaming_owner_writes_frames_underneath_aiohttp():
 
 @pytest.mark.parametrize("family", ["game", "collab"])
 def test_rooms_send_only_through_outboxes(family):
-    """A room never awaits a member's socket: no send_str/send_json in the room families."""
+    """A room never awaits a member's socket: its members get messages through outboxes."""
     source = (PACKAGE / "routes" / f"{family}.py").read_text()
-    assert "Outbox(" in source
-    assert ".send_str(" not in source and ".send_json(" not in source
+    assert "Outbox(" in source and "send_message(" not in source
+
+
+def test_route_families_write_to_websockets_only_through_the_streaming_owner():
+    offenders = {}
+    for path in sorted((PACKAGE / "routes").glob("*.py")):
+        found = [w for w in (".send_str(", ".send_json(", ".send_bytes(", ".send_frame(")
+                 if w in path.read_text()]
+        if found:
+            offenders[path.name] = found
+    assert not offenders, offenders
+    assert ".send_str(" in (PACKAGE / "streaming" / "sockets.py").read_text()  # the rule sees it
 
 
 def test_outbox_states_go_open_closing_closed(lab):

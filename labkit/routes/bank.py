@@ -55,6 +55,7 @@ from labkit.streaming.hub import HUB, event_schema
 from labkit.streaming.sockets import (
     pump_to_websocket,
     run_websocket,
+    send_message,
     topic_websocket,
 )
 
@@ -456,7 +457,7 @@ async def account_ws(request: web.Request) -> web.WebSocketResponse:
         pump = asyncio.create_task(pump_to_websocket(request, ws, sub, replay, counters))
 
         async def on_message(text: str) -> None:
-            await ws.send_str(json.dumps({"type": "error", "detail": "this stream is read-only; "
+            await send_message(ws, json.dumps({"type": "error", "detail": "this stream is read-only; "
                                           "pay with POST /api/payments"}))
 
         await run_websocket(ws, pump, on_message)
@@ -490,7 +491,7 @@ async def support_ws(request: web.Request) -> web.WebSocketResponse:
                 msg = None
             text, errs = check_text(msg.get("text") if isinstance(msg, dict) else None)
             if errs:
-                await ws.send_str(json.dumps({"type": "error", "detail": f"text: {errs[0]['message']}",
+                await send_message(ws, json.dumps({"type": "error", "detail": f"text: {errs[0]['message']}",
                                               "errors": errs}))
                 return
             await hub.apublish(topic_name, {"name": role, "text": text})

@@ -47,6 +47,7 @@ from labkit.streaming.hub import HUB, Event, Notice, Topic, event_schema
 from labkit.streaming.sockets import (
     pump_to_websocket,
     run_websocket,
+    send_message,
     topic_websocket,
 )
 
@@ -185,7 +186,7 @@ async def chat_ws(request: web.Request) -> web.WebSocketResponse:
         pump = asyncio.create_task(pump_to_websocket(request, ws, sub, replay, counters, render))
 
         async def error(detail: str, **extra) -> None:
-            await ws.send_str(json.dumps({"type": "error", "detail": detail, **extra}))
+            await send_message(ws, json.dumps({"type": "error", "detail": detail, **extra}))
 
         async def on_message(raw: str) -> None:
             try:
@@ -293,7 +294,7 @@ async def publish_once(hub, ws: web.WebSocketResponse, sent: SentIds, name: str,
             sent.remember(name, msg_id, seq)
     if msg_id is not None:
         with contextlib.suppress(ConnectionResetError, RuntimeError):  # a closing socket
-            await ws.send_str(json.dumps({"type": "ack", "id": msg_id, "seq": seq,
+            await send_message(ws, json.dumps({"type": "ack", "id": msg_id, "seq": seq,
                                           "duplicate": duplicate}))
 
 

@@ -8,6 +8,7 @@ from labkit.server.keys import CONFIG
 from labkit.server.problem import ProblemError
 from labkit.server.validate import query_integer
 from labkit.server.websocket import accept
+from labkit.streaming.sockets import send_message
 
 from .core import websocket_route
 
@@ -58,10 +59,8 @@ async def ws_echo(request: web.Request) -> web.WebSocketResponse:
     """Echo every text and binary message as it came."""
     ws = await accept(request)
     async for msg in ws:
-        if msg.type is WSMsgType.TEXT:
-            await ws.send_str(msg.data)
-        elif msg.type is WSMsgType.BINARY:
-            await ws.send_bytes(msg.data)
+        if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:
+            await send_message(ws, msg.data)
     return ws
 
 

@@ -85,6 +85,7 @@ from labkit.streaming.sockets import (
     pump_sse,
     pump_to_websocket,
     run_websocket,
+    send_message,
     sse_id,
     topic_websocket,
 )
@@ -460,7 +461,7 @@ async def feed_ws(request: web.Request) -> web.WebSocketResponse:
                                                      render_feed))
 
         async def on_message(text: str) -> None:
-            await ws.send_str(json.dumps({"type": "error",
+            await send_message(ws, json.dumps({"type": "error",
                                           "detail": "this feed is read-only; send nothing"}))
 
         await run_websocket(ws, pump, on_message)

@@ -33,6 +33,7 @@ from labkit.streaming.hub import HUB, event_schema
 from labkit.streaming.sockets import (
     pump_to_websocket,
     run_websocket,
+    send_message,
     topic_websocket,
 )
 
@@ -157,13 +158,13 @@ async def device_ws(request: web.Request) -> web.WebSocketResponse:
             if isinstance(msg, dict):
                 values = _values(msg.get("values", msg.get("value")))
             if values is None:
-                await ws.send_str(json.dumps({"type": "error", "detail":
+                await send_message(ws, json.dumps({"type": "error", "detail":
                                               'send {"value": number} or {"values": [numbers]}'}))
                 return
             try:
                 _record(request.app, device, "ws", values, request=False)
             except ProblemError as exc:
-                await ws.send_str(json.dumps({"type": "error", "detail": exc.detail}))
+                await send_message(ws, json.dumps({"type": "error", "detail": exc.detail}))
 
         await run_websocket(ws, pump, on_message)
     return ws

@@ -24,6 +24,7 @@ from labkit.server import auth
 from labkit.server.problem import ProblemError
 from labkit.server.validate import load_json  # the lab's one JSON reader (depth-limited)
 from labkit.server.websocket import accept
+from labkit.streaming.sockets import send_message
 
 from .core import websocket_route
 from .rest import DEFAULT_PER_PAGE, MAX_PER_PAGE, NOTES, READ_ONLY, bounded, merge_patch, write_guarded
@@ -117,7 +118,7 @@ async def rest_over_websocket(request: web.Request) -> web.WebSocketResponse:
             request_id = exc.extra.pop("request_id", request_id)
             reply = {"id": request_id, "status": exc.status,
                      "error": {"status": exc.status, "detail": exc.detail, **exc.extra}}
-        await ws.send_str(json.dumps(reply, ensure_ascii=False))
+        await send_message(ws, json.dumps(reply, ensure_ascii=False))
     return ws
 
 

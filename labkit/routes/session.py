@@ -17,6 +17,7 @@ from aiohttp import WSMsgType, web
 
 from labkit.server.validate import JSONInputError, load_json, query_integer, query_number
 from labkit.server.websocket import accept
+from labkit.streaming.sockets import send_message
 
 from .core import websocket_route
 
@@ -72,17 +73,17 @@ async def ws_session(request: web.Request) -> web.WebSocketResponse:
     """Per-connection state: a nickname and a counter that only this connection sees."""
     ws = await accept(request)
     session = {"session": next(_session_ids), "name": None, "count": 0}
-    await ws.send_json({"type": "welcome", **session})
+    await send_message(ws, {"type": "welcome", **session})
     async for msg in ws:
         if msg.type is WSMsgType.TEXT:
             try:
                 command = load_json(msg.data)
             except JSONInputError as exc:
-                await ws.send_str(_error("not JSON", detail=str(exc)[:200]))
+                await send_message(ws, _error("not JSON", detail=str(exc)[:200]))
                 continue
-            await ws.send_json(apply_command(session, command))
+            await send_message(ws, apply_command(session, command))
         elif msg.type is WSMsgType.BINARY:
-            await ws.send_str(_error("this route speaks JSON in text frames, not binary"))
+            await send_message(ws, _error("this route speaks JSON in text frames, not binary"))
     return ws
 
 
@@ -106,7 +107,8 @@ async def _tick(ws: web.WebSocketResponse, clock: dict) -> None:
         if ws.closed:
             return
         clock["seq"] += 1
-        await ws.send_json({"type": "tick", "seq": clock["seq"], "ts": time.time()})
+        if not await send_message(ws, {"type": "tick", "seq": clock["seq"], "ts": time.time()}):
+            return
     if not ws.closed:
         await ws.close(message=b"all ticks sent")
 
@@ -138,7 +140,7 @@ async def ws_clock(request: web.Request) -> web.WebSocketResponse:
                         reply["rate"] = clock["rate"]
                     else:
                         reply = {"type": "error", "error": f"rate must be 0.1 to {MAX_CLOCK_HZ}"}
-            await ws.send_json(reply)
+            await send_message(ws, reply)
     finally:
         ticker.cancel()
         await asyncio.gather(ticker, return_exceptions=True)

@@ -418,6 +418,24 @@ async def linger_close(request: web.Request, ws: web.WebSocketResponse, code: in
         transport.abort()
 
 
+async def send_message(ws: web.WebSocketResponse, data: str | bytes | dict | list) -> bool:
+    """Send one message on a handler's own socket (a reply, an ack, an error, a tick): str as a
+    text frame, bytes as a binary one, anything else as JSON text. Returns whether it was sent:
+    nothing is sent once this module began closing the socket (a frame after a Close would break
+    RFC 6455 section 5.5.1) or once it is closed. Waits while the socket's buffer is full, which
+    holds up only this connection's own handler, never another member."""
+    if ws.closed or ws in CLOSES_SENT or ws in SLOW_CLOSES:
+        return False
+    try:
+        if isinstance(data, bytes):
+            await ws.send_bytes(data)
+        else:
+            await ws.send_str(data if isinstance(data, str) else json.dumps(data))
+    except (ConnectionResetError, RuntimeError):  # the peer went away meanwhile
+        return False
+    return True
+
+
 def peer_closed(ws: web.WebSocketResponse) -> None:
     """closing -> closed, called when a handler's read loop ends: if this module sent the Close,
     close the socket now (its input was read up to the peer's Close), so that aiohttp, ending the
