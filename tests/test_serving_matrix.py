@@ -251,3 +251,89 @@ def test_every_listener_is_opened_by_the_one_serving_path():
             offenders[str(path.relative_to(PACKAGE))] = found
     assert not offenders, offenders
     assert "create_server(" in (PACKAGE / "server" / "listen.py").read_text()  # the rule sees it
+
+
+# -- out of descriptors: 1,100 idle connections at a 1,024 hard limit ------------------------------
+KERNEL_LIKE = r"""
+import sys
+import labkit as lk
+what = sys.argv[1]
+if what == "lk.start":
+    lab = lk.start()
+    print(lab.port, flush=True)
+else:
+    cluster = lk.start_cluster(1)
+    print(cluster.url.rsplit(":", 1)[1], flush=True)
+for line in sys.stdin:  # the "kernel": it must keep answering whatever the clients do
+    print("cell ran: " + line.strip(), flush=True)
+"""
+
+
+def _at_1024(args: list[str]) -> subprocess.Popen:
+    import resource
+
+    def limit() -> None:  # soft = hard = 1,024: the kit cannot raise it
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+
+    return subprocess.Popen([sys.executable, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, preexec_fn=limit)
+
+
+def _healthz(port: int, source: str) -> bytes:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=WAIT_S,
+                                      source_address=(source, 0)) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            return first_line(sock)
+    except (ConnectionResetError, BrokenPipeError):
+        return b""
+
+
+@pytest.mark.parametrize("how", ["lk.start", "lk.start_cluster", "labkit serve",
+                                 "labkit serve --classroom", "cluster worker"])
+def test_a_thousand_idle_connections_at_a_1024_limit_leave_the_process_answering(how, tmp_path):
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1400:
+        pytest.skip("this test process needs 1,400 descriptors for its own sockets")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1400), hard))
+    if how in ("lk.start", "lk.start_cluster"):
+        proc = _at_1024(["-c", KERNEL_LIKE, how])
+    elif how == "cluster worker":
+        proc = _at_1024(["-m", "labkit.cluster.worker", "--id", "1", "--db", str(tmp_path / "w.db")])
+    else:
+        extra = ["--classroom", "--token", "t", "--instructor-token", "i"] if "classroom" in how else []
+        proc = _at_1024(["-m", "labkit", "serve", *extra])
+    idle: list[socket.socket] = []
+    try:
+        first = proc.stdout.readline().strip()
+        port = int(re.search(r"(\d+)\D*$", first.split("?")[0]).group(1))
+        for n in range(1100):  # from four addresses, so the cap, not one peer's share, is reached
+            try:
+                idle.append(socket.create_connection(("127.0.0.1", port), timeout=WAIT_S,
+                                                     source_address=(f"127.0.0.{2 + n % 4}", 0)))
+            except OSError:
+                break
+        during = _healthz(port, "127.0.0.9")
+        if how in ("lk.start", "lk.start_cluster"):
+            proc.stdin.write("1+1\n")
+            proc.stdin.flush()
+            assert proc.stdout.readline().strip() == "cell ran: 1+1"  # the kernel still runs cells
+        for sock in idle:
+            sock.close()
+        idle.clear()
+        after = b""
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline and not after.startswith(b"HTTP/1.1 200"):
+            after = _healthz(port, "127.0.0.9")
+        assert proc.poll() is None  # alive
+    finally:
+        for sock in idle:
+            sock.close()
+        _end(proc)
+    # while full: a clear refusal (503, or a closed connection from the L4 front door), or served
+    assert during in (b"HTTP/1.1 503 Service Unavailable", b"HTTP/1.1 200 OK", b"")
+    if how != "lk.start_cluster":
+        assert during != b""  # an HTTP listener always says why
+    assert after == b"HTTP/1.1 200 OK"  # and once they are gone, everyone is served again
