@@ -445,7 +445,8 @@ async def webhook_outage(request: web.Request) -> web.Response:
 @routes.get("/ws/bank")
 @websocket_route
 async def account_ws(request: web.Request) -> web.WebSocketResponse:
-    """Push every change of ?account=ID (payments, balance) as {"type": "event", "seq", "data"}."""
+    """Push every change of ?account=ID (payments, balance) as {"seq", "epoch", "ts", "data"},
+    after a {"type": "welcome"} message."""
     account_id = request.query.get("account", "")
     account = await asyncio.to_thread(request.app[BANK].account, account_id)
     if account is None:

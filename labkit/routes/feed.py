@@ -2,8 +2,8 @@
 
 - short poll  `GET /api/feed?since=SEQ`           events after SEQ now (`[]` when none)
 - long poll   `GET /api/feed?since=SEQ&wait=S`    held until an event arrives or S seconds pass
-- SSE         `GET /sse/feed`                     `id:` is the SEQ; resumes from `Last-Event-ID`
-- WebSocket   `WS /ws/feed?since=SEQ`             each event as JSON {"seq", "ts", "data"}
+- SSE         `GET /sse/feed`                     `id:` is "<epoch>:<seq>"; resumes from `Last-Event-ID`
+- WebSocket   `WS /ws/feed?since=SEQ&epoch=E`     each event as JSON {"seq", "epoch", "ts", "data"}
 
 The source is a ticker on the server loop publishing either a seeded random walk of a price
 (`"kind": "walk"`, the default) or a replay of the sample series shipped with labkit
@@ -453,7 +453,8 @@ def render_feed(item) -> str | None:
 @routes.get("/ws/feed")
 @websocket_route
 async def feed_ws(request: web.Request) -> web.WebSocketResponse:
-    """Push each feed event as JSON {"seq", "ts", "data"}; ?since=SEQ replays kept events first."""
+    """Push each feed event as JSON {"seq", "epoch", "ts", "data"}; ?since=SEQ&epoch=E replays
+    kept events first."""
     # compress=False: the fast path writes plain frames
     async with topic_websocket(request, _topic(request), compress=False) as (ws, sub, replay,
                                                                                counters):
@@ -626,7 +627,8 @@ ASYNCAPI_CHANNELS = {
     "feedWebSocket": {
         "address": "/ws/feed",
         "title": "Feed over WebSocket",
-        "description": "Each feed event pushed as JSON {seq, ts, data}; ?since=SEQ replays kept "
+        "description": "Each feed event pushed as JSON {seq, epoch, ts, data}; ?since=SEQ&epoch=E "
+                       "replays kept "
                        "events first; a too-old SEQ gets {type: gap} first; a client that falls "
                        f"{QUEUE_LIMIT} events behind is closed with 1008.",
         "bindings": {"ws": {"query": {"type": "object", "properties": {
@@ -646,7 +648,7 @@ ASYNCAPI_CHANNELS = {
     "feedSse": {
         "address": "/sse/feed",
         "title": "Feed over Server-Sent Events",
-        "description": "text/event-stream; id is the SEQ; resumes from Last-Event-ID.",
+        "description": "text/event-stream; id is \"<epoch>:<seq>\"; resumes from Last-Event-ID.",
         "messages": {"event": {"name": "event", "payload": _EVENT}},
         "sends": ["event"],
     },

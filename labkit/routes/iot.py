@@ -9,7 +9,7 @@ Telemetry (device → server):
 Commands (server → device), through a Hub topic per device so they are numbered and kept:
 - `POST /api/iot/devices/{device}/commands` {"command"}: 201 with the stored command and its SEQ;
 - a polling device asks `GET /api/iot/devices/{device}/commands?since=SEQ[&wait=S]`;
-- a device holding `WS /ws/iot` gets each command pushed as {"type": "event", "seq", "data"}.
+- a device holding `WS /ws/iot` gets each command pushed as {"seq", "epoch", "ts", "data"}.
 
 `GET /api/iot/stats` counts readings and HTTP requests (for "ws": the Upgrade) per transport and
 reports the server thread's CPU time, so a
