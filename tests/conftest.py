@@ -82,6 +82,7 @@ SERIAL_MODULES = {
     "test_hardening_limits",  # hundreds of connections, descriptor caps, memory
     "test_classroom_kernels", "test_classroom_load",  # two kernels; a class of clients
     "test_reliability_delivery",  # a stalled subscriber under a 600-event flood
+    "test_tls", "test_check_lesson03",  # round trips compared through the emulator
 }
 SERIAL_TESTS = {
     "test_1000_websockets_and_50_pollers_all_get_every_event_in_order",
