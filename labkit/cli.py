@@ -66,7 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     p_serve.add_argument("--token", action="append", default=[],
                          help="(classroom) a student token; repeat for several (default: generated)")
     p_serve.add_argument("--instructor-token", default=None,
-                         help="(classroom) the instructor's token (default: generated)")
+                         help="(classroom) the instructor's token; visible to other users in `ps`: "
+                              "prefer --instructor-token-file")
+    p_serve.add_argument("--instructor-token-file", default=None, metavar="PATH",
+                         help="(classroom) read the instructor's token from PATH, or make one there "
+                              "readable only by you (default: ~/.config/labkit/instructor-token)")
     p_serve.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                          help="(classroom) a browser Origin also accepted on WebSocket routes; repeatable")
     p_serve.add_argument("--tls", action="store_true", help="(classroom) https/wss with the kit's CA")
@@ -103,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         from labkit.course.classroom import serve_classroom
 
         return serve_classroom(args.host, args.port, args.db, args.token, args.instructor_token,
-                               args.allow_origin, args.tls, limits=limits)
+                               args.allow_origin, args.tls, limits=limits,
+                               instructor_token_file=args.instructor_token_file)
     if args.command == "grade":
         from labkit.course.grade import run_from_args
 

@@ -40,6 +40,11 @@ async def status_of(session, method: str, url: str, token: str | None, **kw) -> 
 
 INSTRUCTOR_ROUTES = {("POST", "/api/feed/source"), ("DELETE", "/api/chat/members/{name}"),
                      ("GET", "/api/classroom"), ("POST", "/api/bank/webhook-outage")}
+OWNER_ROUTES = {"/api/accounts/{id}", "/api/accounts/{id}/statement", "/api/payments/{id}",
+                "/api/iot/devices/{device}/commands"}
+"""Someone's resource (labkit/server/access.py): a student gets 403 for one that is not theirs,
+and the same for one that does not exist (ids cannot be probed). tests/test_access_matrix.py walks
+every route with real resources."""
 SIGNED_NOT_TOKENED = {"/api/webhooks/provider"}
 """Needs no class token but the payment provider's HMAC signature: refused (401) without one."""
 
@@ -54,7 +59,9 @@ def expected(method: str, path: str, token: str | None) -> set[int] | str:
         return {401}
     if token == INSTRUCTOR:
         return "allowed"
-    if (method, path) in INSTRUCTOR_ROUTES or method in ("PUT", "PATCH", "DELETE"):
+    if (method, path) in INSTRUCTOR_ROUTES or path in OWNER_ROUTES:
+        return {403}
+    if method in ("PUT", "PATCH", "DELETE") and path.startswith("/api/notes"):
         return {403}
     return "allowed"
 
@@ -246,10 +253,15 @@ def test_texts_lose_bidi_overrides(lab):
 
 
 # -- the command line ----------------------------------------------------------------------------
-def start_cli(*args) -> tuple[subprocess.Popen, str]:
+def start_cli(*args, config_home: str | None = None) -> tuple[subprocess.Popen, str]:
+    """`labkit serve --classroom ...`; the default instructor-token file goes to `config_home` (a
+    temporary folder unless given), never to the home of whoever runs the tests."""
+    import tempfile
+
+    home = config_home or tempfile.mkdtemp(prefix="labkit-test-config-")
     proc = subprocess.Popen([sys.executable, "-m", "labkit.cli", "serve", "--classroom", "--port", "0",
                              *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", "XDG_CONFIG_HOME": home})
     first = proc.stdout.readline().strip()
     return proc, first
 
@@ -266,7 +278,8 @@ def stop_cli(proc) -> str:
 
 @pytest.mark.timeout(60)
 def test_cli_join_url_is_never_a_wildcard_address():
-    proc, first = start_cli("--host", "0.0.0.0", "--token", STUDENT, "--instructor-token", INSTRUCTOR)
+    secret = "teacher-s3cret-0042"
+    proc, first = start_cli("--host", "0.0.0.0", "--token", STUDENT, "--instructor-token", secret)
     try:
         parts = urlsplit(first)
         assert parts.scheme == "http" and parts.port
@@ -276,7 +289,44 @@ def test_cli_join_url_is_never_a_wildcard_address():
         assert "█" in qr or "▀" in qr or "▄" in qr, "a QR code follows the URL"
     finally:
         err = stop_cli(proc)
-    assert INSTRUCTOR in err and "Traceback" not in err
+    assert "Traceback" not in err
+    assert secret not in err and secret not in first + qr  # the secret is never on the projector
+    assert "--instructor-token-file" in err  # and a token given on the command line is warned of
+
+
+@pytest.mark.timeout(60)
+def test_the_instructor_token_lives_in_a_file_only_the_instructor_reads(tmp_path):
+    """The issue: the instructor token was printed beside the join URL and QR code. Now the
+    projected terminal shows where it is, not what it is; the file is 0600 and the token works."""
+    import stat
+
+    token_file = tmp_path / "secret" / "instructor-token"
+    proc, first = start_cli("--token", STUDENT, "--instructor-token-file", str(token_file))
+    try:
+        shown = first + proc.stdout.readline() + proc.stdout.readline()
+        token = token_file.read_text().strip()
+        assert len(token) >= 16
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        assert stat.S_IMODE(token_file.parent.stat().st_mode) == 0o700
+        base = first.split("/?")[0]
+
+        async def as_instructor() -> tuple[int, int]:
+            async with aiohttp.ClientSession() as session:
+                async with session.get(f"{base}/api/classroom",
+                                       headers={"Authorization": f"Bearer {token}"}) as r1, \
+                        session.get(f"{base}/api/classroom",
+                                    headers={"Authorization": f"Bearer {STUDENT}"}) as r2:
+                    return r1.status, r2.status
+
+        assert asyncio.run(as_instructor()) == (200, 403)
+    finally:
+        err = stop_cli(proc)
+    assert token not in shown and token not in err
+    assert str(token_file) in err
+    # run again: the same file, the same token (restarting the class server changes nothing)
+    proc, _ = start_cli("--token", STUDENT, "--instructor-token-file", str(token_file))
+    stop_cli(proc)
+    assert token_file.read_text().strip() == token
 
 
 def test_join_host_rules():

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import io
 import ipaddress
+import os
 import secrets
 import signal
 import socket
@@ -114,14 +115,49 @@ def _ssl_context(hosts):
     return context
 
 
+def default_token_file() -> Path:
+    """Where the instructor token is kept by default: $XDG_CONFIG_HOME/labkit/instructor-token
+    (~/.config/labkit/instructor-token)."""
+    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return base / "labkit" / "instructor-token"
+
+
+def instructor_secret(path: Path) -> str:
+    """The instructor token kept in `path`: read it if the file exists, else make one and write it
+    with mode 0600 (its folder 0700), so the same token works across restarts of the class server
+    and nobody else on the machine can read it. Never printed."""
+    if path.exists():
+        token = path.read_text(encoding="utf-8").strip()
+        if token:
+            return token
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    token = new_token()
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+        out.write(token + "\n")
+    os.chmod(path, 0o600)  # also when the file existed, empty, with other bits
+    return token
+
+
 def serve_classroom(host: str, port: int, db: str | None, tokens=(), instructor_token: str | None = None,
-                    origins=(), tls: bool = False, *, limits: dict | None = None) -> int:
-    """Run a class server until Ctrl-C / SIGTERM. First stdout line: the join URL."""
+                    origins=(), tls: bool = False, *, limits: dict | None = None,
+                    instructor_token_file: str | None = None) -> int:
+    """Run a class server until Ctrl-C / SIGTERM. First stdout line: the join URL, then its QR
+    code: what the projector shows. The instructor's secret is never printed: it is read from (or
+    made in) a file only its owner can read (`instructor_secret`)."""
     from labkit.server.app import make_app
     from labkit.server.guard import serve_app
 
     tokens = tuple(tokens) or (new_token(),)
-    instructor_token = instructor_token or new_token()
+    token_file = None
+    if instructor_token is None:
+        token_file = Path(instructor_token_file) if instructor_token_file else default_token_file()
+        try:
+            instructor_token = instructor_secret(token_file)
+        except OSError as exc:
+            print(f"labkit serve: cannot keep the instructor token in {token_file}: {exc}",
+                  file=sys.stderr)
+            return 2
     if instructor_token in tokens:
         print("labkit serve: the instructor token must differ from every student token.",
               file=sys.stderr)
@@ -149,7 +185,11 @@ def serve_classroom(host: str, port: int, db: str | None, tokens=(), instructor_
         for extra in tokens[1:]:
             print(f"another student token: {join_url(where, bound_port, extra, tls=tls)}", flush=True)
         print(f"students: lab = lk.join({url!r})", file=sys.stderr)
-        print(f"instructor token (keep it to yourself): {instructor_token}", file=sys.stderr)
+        if token_file is not None:  # the secret itself is never printed: this is the projector
+            print(f"instructor token: in {token_file} (readable only by you)", file=sys.stderr)
+        else:
+            print("instructor token: the one given with --instructor-token (other users of this "
+                  "machine can read a command line: prefer --instructor-token-file)", file=sys.stderr)
         if tls:
             from labkit.net.tls import ca_pem_path
 
