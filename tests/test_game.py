@@ -20,6 +20,12 @@ from labkit.server.jupyter_proxy import (
 from labkit.server.websocket import origin_allowed
 
 
+def _create(lab, kind: str, name: str) -> None:
+    """Games and rooms exist once created: PUT /api/games/{id} or /api/collab/{room}."""
+    with RestClient(lab) as api:
+        assert api.put(f"/api/{kind}/{name}").status in (200, 201)
+
+
 async def _join(session, url, **query):
     ws = await session.ws_connect(f"{url}/ws/game", params=query)
     welcome = json.loads((await ws.receive()).data)
@@ -42,6 +48,8 @@ async def _after_moves(ws, moves, timeout=5.0):
 
 
 def test_two_players_and_a_spectator_see_the_same_game_to_the_right_result(lab):
+    _create(lab, "games", "full")
+
     async def run():
         async with aiohttp.ClientSession() as s:
             x, wx = await _join(s, lab.ws_url, game="full", seat="X", name="ann")
@@ -75,6 +83,8 @@ def test_simultaneous_moves_are_ordered_by_the_server_and_every_view_agrees(lab)
 
 
 def test_bad_moves_get_an_error_and_the_game_goes_on(lab):
+    _create(lab, "games", "bad")
+
     async def run():
         async with aiohttp.ClientSession() as s:
             x, _ = await _join(s, lab.ws_url, game="bad", seat="X")
@@ -113,6 +123,7 @@ def test_bad_moves_get_an_error_and_the_game_goes_on(lab):
 
 def test_rest_players_poll_the_same_game_and_bad_requests_are_problems(lab):
     with RestClient(lab) as api:
+        assert api.put("/api/games/r1").status == 201
         x = api.post("/api/games/r1/seats", json={"name": "ann"}).json()
         o = api.post("/api/games/r1/seats", json={"name": "bob"}).json()
         third = api.post("/api/games/r1/seats", json={"name": "cy"})
@@ -152,6 +163,7 @@ def test_game_delays_measure_every_move_for_both_transports(lab, transport, poll
 def test_whiteboard_participants_replay_one_order_and_bad_messages_are_refused(lab):
     result = whiteboard_together(lab, participants=3, strokes=6)
     assert result["boards_identical"] and sorted(result["order_seen"]) == list(range(1, 19))
+    _create(lab, "collab", "r")
 
     async def bad():
         async with aiohttp.ClientSession() as s:

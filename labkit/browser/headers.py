@@ -31,8 +31,9 @@ def request_heads(tap, client: str = ""):
     return pd.DataFrame(rows, columns=["client", "kind", "target", "header_bytes", "headers", "header_names"])
 
 
-def python_request_heads(target, tap_factory, path: str = "/api/games/headers") -> object:
-    """The kit's minimal Python clients through a fresh wire tap: one poll (aiohttp) and one upgrade
+def python_request_heads(target, tap_factory, path: str = "/api/games") -> object:
+    """The kit's minimal Python clients through a fresh wire tap: one poll (aiohttp; `path`, by
+    default the list of games) and one upgrade
     (websockets). `tap_factory(target)` starts the tap (lk.tap)."""
     from labkit.clients.rest import RestClient
     from labkit.clients.ws import WsClient

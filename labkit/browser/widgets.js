@@ -42,6 +42,28 @@ function el(tag, className, text) {
   return node;
 }
 
+// A game or a room exists once created: PUT it (idempotent: every page may PUT the same name; 201
+// created, 200 already there) before joining, unless the widget was made with create=False.
+async function ensureExists(model, log, url, what) {
+  if (!model.get("create")) return { ok: true };
+  log.add("↑", "PUT " + what, 0);
+  try {
+    const reply = await fetch(url, { method: "PUT", headers: { Accept: "application/json" }, cache: "no-store" });
+    const text = await reply.text();
+    log.add("↓", `${reply.status}`, sizeOf(text));
+    if (reply.ok) return { ok: true };
+    let detail = `HTTP ${reply.status}`;
+    try {
+      detail = JSON.parse(text).detail || detail;
+    } catch (err) {
+      // not JSON: keep the status
+    }
+    return { ok: false, detail };
+  } catch (err) {
+    return { ok: false, detail: String(err) };
+  }
+}
+
 // Tell Python which page this is (its origin reaches the kernel over Jupyter's own, authenticated
 // channel, so the lab can accept this page's WebSockets on a hub); wait for the answer (or 3 s).
 function hello(model) {
@@ -243,8 +265,19 @@ function renderGame(model, root, log, base) {
         refused(reply.body ? reply.body.detail : `HTTP ${reply.status}`, id);
       }
     };
-    stop = () => clearTimeout(timer);
+    let stopped = false;
+    stop = () => {
+      stopped = true;
+      clearTimeout(timer);
+    };
     (async () => {
+      const made = await ensureExists(model, log, api, "game");
+      if (!made.ok) {
+        status.textContent = `could not create the game: ${made.detail}`;
+        root.dataset.lastError = made.detail;
+        return;
+      }
+      if (stopped) return;
       if (model.get("role") === "play") {
         const reply = await send("POST", api + "/seats", { name: model.get("name") });
         if (reply.status === 201) {
@@ -260,34 +293,46 @@ function renderGame(model, root, log, base) {
   } else {
     const query = new URLSearchParams({ game, role: model.get("role"), name: model.get("name") });
     if (model.get("seat")) query.set("seat", model.get("seat"));
-    const ws = new WebSocket(wsBase(base) + "ws/game?" + query);
-    log.add("•", "upgrade", 0);
-    ws.onopen = () => {
-      log.add("•", "open", 0);
-      root.dataset.connected = "true";
+    let ws = null;
+    let stopped = false;
+    const join = () => {
+      ws = new WebSocket(wsBase(base) + "ws/game?" + query);
+      log.add("•", "upgrade", 0);
+      ws.onopen = () => {
+        log.add("•", "open", 0);
+        root.dataset.connected = "true";
+      };
+      ws.onmessage = (event) => {
+        const msg = JSON.parse(event.data);
+        log.add("↓", msg.type, sizeOf(event.data));
+        if (msg.type === "welcome") {
+          seat = msg.seat;
+          root.dataset.seat = seat || "";
+          draw(msg.state);
+        } else if (msg.type === "state") {
+          draw(msg.state);
+          seen(msg);
+        } else if (msg.type === "error") {
+          refused(msg.detail, msg.id);
+        }
+      };
+      ws.onclose = (event) => {
+        log.add("•", `close ${event.code}`, 0);
+        root.dataset.connected = "false";
+        if (shown < 0) status.textContent = `could not join (connection closed, code ${event.code})`;
+        log.flush();
+      };
     };
-    ws.onmessage = (event) => {
-      const msg = JSON.parse(event.data);
-      log.add("↓", msg.type, sizeOf(event.data));
-      if (msg.type === "welcome") {
-        seat = msg.seat;
-        root.dataset.seat = seat || "";
-        draw(msg.state);
-      } else if (msg.type === "state") {
-        draw(msg.state);
-        seen(msg);
-      } else if (msg.type === "error") {
-        refused(msg.detail, msg.id);
+    ensureExists(model, log, base + `api/games/${encodeURIComponent(game)}`, "game").then((made) => {
+      if (!made.ok) {
+        status.textContent = `could not create the game: ${made.detail}`;
+        root.dataset.lastError = made.detail;
+      } else if (!stopped) {
+        join();
       }
-    };
-    ws.onclose = (event) => {
-      log.add("•", `close ${event.code}`, 0);
-      root.dataset.connected = "false";
-      if (shown < 0) status.textContent = `could not join (connection closed, code ${event.code})`;
-      log.flush();
-    };
+    });
     play = (column) => {
-      if (!seat || ws.readyState !== WebSocket.OPEN) return;
+      if (!seat || !ws || ws.readyState !== WebSocket.OPEN) return;
       const id = ++nextId;
       const text = JSON.stringify({ type: "move", column, id });
       sentAt.set(id, log.now());
@@ -295,7 +340,10 @@ function renderGame(model, root, log, base) {
       ws.send(text);
       log.add("↑", "move", sizeOf(text));
     };
-    stop = () => ws.close(1000, "widget stopped");
+    stop = () => {
+      stopped = true;
+      if (ws) ws.close(1000, "widget stopped");
+    };
   }
   return stop;
 }
@@ -318,29 +366,63 @@ function renderWhiteboard(model, root, log, base) {
   let lastCursor = 0;
   let dirty = true;
   const query = new URLSearchParams({ room: model.get("room"), name: model.get("name") });
-  const ws = new WebSocket(wsBase(base) + "ws/collab?" + query);
+  const api = base + `api/collab/${encodeURIComponent(model.get("room"))}`;
+  let ws = null;
+  let stopped = false;
   const send = (value) => {
-    if (ws.readyState !== WebSocket.OPEN) return;
+    if (!ws || ws.readyState !== WebSocket.OPEN) return;
     const text = JSON.stringify(value);
     ws.send(text);
     log.add("↑", value.type, sizeOf(text));
   };
-  ws.onopen = () => log.add("•", "open", 0);
-  ws.onmessage = (event) => {
-    const msg = JSON.parse(event.data);
-    log.add("↓", msg.type, sizeOf(event.data));
-    if (msg.type === "welcome") for (const s of msg.strokes) strokes.set(s.seq, s);
-    else if (msg.type === "stroke") strokes.set(msg.seq, msg);
-    else if (msg.type === "cursor") cursors.set(msg.name, msg);
-    else if (msg.type === "leave") cursors.delete(msg.name);
-    root.dataset.strokes = strokes.size;
-    dirty = true;
+  // The welcome holds the newest strokes only (a bounded message): page the older kept ones.
+  const loadOlder = async (since, until) => {
+    while (!stopped && since < until) {
+      log.add("↑", `GET ?since=${since}`, 0);
+      const reply = await fetch(`${api}?since=${since}`, { headers: { Accept: "application/json" }, cache: "no-store" });
+      const text = await reply.text();
+      log.add("↓", `${reply.status}`, sizeOf(text));
+      if (!reply.ok) return;
+      const page = JSON.parse(text);
+      for (const s of page.strokes) if (s.seq < until) strokes.set(s.seq, s);
+      root.dataset.strokes = strokes.size;
+      dirty = true;
+      if (!page.more || page.next_since <= since) return;
+      since = page.next_since;
+    }
   };
-  ws.onclose = (event) => {
-    log.add("•", `close ${event.code}`, 0);
-    status.textContent = `closed (${event.code})`;
-    log.flush();
+  const join = () => {
+    ws = new WebSocket(wsBase(base) + "ws/collab?" + query);
+    ws.onopen = () => log.add("•", "open", 0);
+    ws.onmessage = (event) => {
+      const msg = JSON.parse(event.data);
+      log.add("↓", msg.type, sizeOf(event.data));
+      if (msg.type === "welcome") {
+        for (const s of msg.strokes) strokes.set(s.seq, s);
+        if (msg.older > 0) {
+          const until = msg.strokes.length ? msg.strokes[0].seq : msg.last_seq + 1;
+          loadOlder(msg.first_kept - 1, until).catch((err) => log.add("•", `paging failed: ${err}`, 0));
+        }
+      } else if (msg.type === "stroke") strokes.set(msg.seq, msg);
+      else if (msg.type === "cursor") cursors.set(msg.name, msg);
+      else if (msg.type === "leave") cursors.delete(msg.name);
+      root.dataset.strokes = strokes.size;
+      dirty = true;
+    };
+    ws.onclose = (event) => {
+      log.add("•", `close ${event.code}`, 0);
+      status.textContent = `closed (${event.code})`;
+      log.flush();
+    };
   };
+  ensureExists(model, log, api, "room").then((made) => {
+    if (!made.ok) {
+      status.textContent = `could not create the room: ${made.detail}`;
+      root.dataset.lastError = made.detail;
+    } else if (!stopped) {
+      join();
+    }
+  });
   const at = (event) => {
     const box = canvas.getBoundingClientRect();
     return [Math.min(1, Math.max(0, (event.clientX - box.left) / box.width)),
@@ -386,8 +468,9 @@ function renderWhiteboard(model, root, log, base) {
   };
   const timer = setInterval(paint, 100);
   return () => {
+    stopped = true;
     clearInterval(timer);
-    ws.close(1000, "widget stopped");
+    if (ws) ws.close(1000, "widget stopped");
   };
 }
 

@@ -90,6 +90,7 @@ class GameWidget(BrowserWidget):
     transport = t.Unicode("websocket").tag(sync=True)
     poll_ms = t.Float(500.0).tag(sync=True)
     optimistic = t.Bool(False).tag(sync=True)
+    create = t.Bool(True).tag(sync=True)
 
 
 class WhiteboardWidget(BrowserWidget):
@@ -97,6 +98,7 @@ class WhiteboardWidget(BrowserWidget):
     name = t.Unicode("me").tag(sync=True)
     tick_hz = t.Float(10.0).tag(sync=True)
     color = t.Unicode("#1f77b4").tag(sync=True)
+    create = t.Bool(True).tag(sync=True)
 
 
 class ProbeWidget(BrowserWidget):
@@ -112,9 +114,11 @@ class LinkWidget(BrowserWidget):
 
 def connect_four(lab, game: str = "demo", *, role: str = "play", seat: str = "", name: str = "browser",
                  transport: str = "websocket", poll_ms: float = 500, optimistic: bool = False,
-                 seconds: float = 300, via: str = "proxy") -> GameWidget:
+                 seconds: float = 300, via: str = "proxy", create: bool = True) -> GameWidget:
     """A Connect Four board played from the page: click a column to drop a disc.
 
+    The page first creates the game (`PUT /api/games/{game}`: idempotent, so every board of the same
+    game may do it; create=False only joins, and a game that does not exist is then a 404).
     role "play" takes a free seat (or `seat` "X"/"O"), "watch" only follows. transport "websocket"
     (pushed states) or "poll" (fetch every `poll_ms`). optimistic=True draws your disc before the
     server answers (and removes it if refused). The connection closes by itself after `seconds`.
@@ -122,14 +126,18 @@ def connect_four(lab, game: str = "demo", *, role: str = "play", seat: str = "",
     if role not in ("play", "watch") or transport not in ("websocket", "poll") or seat not in ("", "X", "O"):
         raise ValueError('role is "play" or "watch", transport "websocket" or "poll", seat "", "X" or "O"')
     return GameWidget(lab, kind="game", game=game, role=role, seat=seat, name=name, transport=transport,
-                      poll_ms=poll_ms, optimistic=optimistic, seconds=seconds, via=via)
+                      poll_ms=poll_ms, optimistic=optimistic, seconds=seconds, via=via, create=create)
 
 
 def whiteboard(lab, room: str = "board", *, name: str = "me", tick_hz: float = 10, color: str = "#1f77b4",
-               seconds: float = 300, via: str = "proxy") -> WhiteboardWidget:
-    """A shared whiteboard: draw with the mouse; your cursor is sent `tick_hz` times a second."""
+               seconds: float = 300, via: str = "proxy", create: bool = True) -> WhiteboardWidget:
+    """A shared whiteboard: draw with the mouse; your cursor is sent `tick_hz` times a second.
+
+    The page first creates the room (`PUT /api/collab/{room}`, idempotent; create=False only
+    joins). It joins with a welcome that holds the newest strokes (a bounded message) and pages the
+    older kept ones with `GET /api/collab/{room}?since=`."""
     return WhiteboardWidget(lab, kind="whiteboard", room=room, name=name, tick_hz=tick_hz, color=color,
-                            seconds=seconds, via=via)
+                            seconds=seconds, via=via, create=create)
 
 
 def probe(lab, transport: str = "websocket", *, path: str | None = None, count: int = 20,

@@ -17,6 +17,7 @@ def move_out_of_turn_status(answer, target) -> Feedback:
     name = "a move out of turn"
     game = f"check-{uuid.uuid4().hex[:10]}"
     with RestClient(target) as api:
+        api.put(f"/api/games/{game}")  # a game exists once created
         api.post(f"/api/games/{game}/seats", json={"name": "x"})
         o = api.post(f"/api/games/{game}/seats", json={"name": "o"}).json()
         status = api.post(f"/api/games/{game}/moves",
@@ -27,7 +28,8 @@ def move_out_of_turn_status(answer, target) -> Feedback:
     return verdict(value == status,
                    f"Right: {status} Conflict: the request is well formed and yours, but it clashes "
                    "with the state the server holds (X plays first). Nothing changed on the board.",
-                   "Take a seat as O in a new game and POST a move before X has played; read the status.",
+                   "Create a game (PUT /api/games/ID), take a seat as O and POST a move before X "
+                   "has played; read the status.",
                    name, then="It is not 400 (the JSON is fine), 403 (the token is right) or 422 (the "
                    "column is valid): which status says the request conflicts with the current state?")
 

@@ -3,6 +3,11 @@
     frame = lk.game_delays(lab, "websocket", moves=20)          # one row per move seen
     frame = lk.game_delays(net.url(), "poll", poll_ms=250)        # REST pollers through the emulator
 
+A game or a whiteboard room exists once it is created (`PUT /api/games/{id}`,
+`PUT /api/collab/{room}`: idempotent, so every participant may PUT the name they agreed on):
+`create_game` and `create_room` do that, and every function here creates the games and rooms it
+plays in. Joining one that does not exist is a 404.
+
 The delay of a move is the time from the moment one player sends it to the moment the *other*
 player has the new board (a pushed message over WebSocket; the first poll answer that holds it over
 REST). Both players run in this process, on labkit's client loop, each through its own counting
@@ -54,6 +59,35 @@ def _ws_base(target) -> str:
     """The WebSocket base URL of a lab or of an http(s) URL (e.g. the emulator's)."""
     url = base_url(target, "ws")
     return "ws" + url[4:] if url.startswith("http") else url
+
+
+def _http_base(target) -> str:
+    """The HTTP base URL of a lab or of a URL (a ws(s):// one becomes its http(s):// twin)."""
+    url = base_url(target)
+    return "http" + url[2:] if url.startswith("ws") else url
+
+
+async def _create(target, kind: str, name: str) -> str:
+    """PUT /api/{kind}/{name}: the game ("games") or room ("collab") exists afterwards (created, or
+    already there). Raises with the server's problem detail otherwise (e.g. 503: all in use)."""
+    url = f"{_http_base(target)}/api/{kind}/{name}"
+    async with aiohttp.ClientSession() as session, session.put(url) as reply:
+        if reply.status not in (200, 201):
+            detail = (await reply.text())[:300]
+            raise RuntimeError(f"PUT {url} answered {reply.status}: {detail}")
+    return name
+
+
+def create_game(target, game: str | None = None) -> str:
+    """Create the game `game` (a fresh name if None) with PUT /api/games/{game}; returns its id.
+    Idempotent: an existing game is left as it is."""
+    return _loop.run(_create(target, "games", game or new_game_id()), timeout=30)
+
+
+def create_room(target, room: str | None = None) -> str:
+    """Create the whiteboard room `room` (a fresh name if None) with PUT /api/collab/{room};
+    returns its name. Idempotent: an existing room is left as it is."""
+    return _loop.run(_create(target, "collab", room or new_game_id("room")), timeout=30)
 
 
 def _legal_columns(state: dict) -> list[int]:
@@ -201,7 +235,7 @@ async def _play(target, transport: str, poll_ms: float | None, moves: int, seed:
     started = time.perf_counter_ns()
     try:
         while len(rows) < moves:
-            game = f"bench-{uuid.uuid4().hex[:12]}"
+            game = await _create(target, "games", f"bench-{uuid.uuid4().hex[:12]}")  # not counted
             players: list[_WsPlayer | _PollPlayer]
             if transport == "websocket":
                 players = [_WsPlayer(c.url("ws")) for c in counters]
@@ -301,13 +335,15 @@ def summarize_delays(frame):
 
 
 def new_game_id(prefix: str = "game") -> str:
-    """A fresh game name (so a cell run twice starts a new game with free seats)."""
+    """A fresh game name (so a cell run twice starts a new game with free seats). Only a name: the
+    game exists once created (`create_game`, or the browser widgets, which PUT it themselves)."""
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 async def _bots(target, game: str, seed: int) -> dict:
     rng = random.Random(seed)
     url = _ws_base(target)
+    await _create(target, "games", game)
     players = [_WsPlayer(url) for _ in range(2)]
     for player, seat in zip(players, "XO", strict=True):
         await player.open(game, seat)
@@ -344,8 +380,9 @@ async def _bots(target, game: str, seed: int) -> dict:
 
 def play_bots(target, game: str | None = None, *, seed: int = 0) -> dict:
     """Two Python players (random legal moves) play one whole game over WebSocket while a spectator
-    watches; returns the winner, the number of moves, whether all three boards agree at the end,
-    and how many state updates the spectator received."""
+    watches, in `game` (created if it does not exist; a new one if None); returns the winner, the
+    number of moves, whether all three boards agree at the end, and how many state updates the
+    spectator received."""
     return _loop.run(_bots(target, game or new_game_id("bots"), seed), timeout=60)
 
 
@@ -358,7 +395,7 @@ async def _race(target, trials: int, column: int) -> list[dict]:
     rows = []
     for trial in range(trials):
         players = [_WsPlayer(_ws_base(target)) for _ in range(2)]
-        game = f"race-{uuid.uuid4().hex[:12]}"
+        game = await _create(target, "games", f"race-{uuid.uuid4().hex[:12]}")
         for player, seat in zip(players, "XO", strict=True):
             await player.open(game, seat)
         await players[0].until_version(2)
@@ -400,7 +437,7 @@ def optimistic_race(target, trials: int = 5, column: int = 3):
 # -- the shared whiteboard -------------------------------------------------------------------------
 async def _cursors(target, tick_hz: float, participants: int, seconds: float) -> dict:
     counters = [_Counted(target) for _ in range(participants)]
-    room = f"room-{uuid.uuid4().hex[:12]}"
+    room = await _create(target, "collab", f"room-{uuid.uuid4().hex[:12]}")
     received = [0] * participants
     conns = []
     try:
@@ -461,7 +498,7 @@ def cursor_bandwidth(target, ticks_hz=(5, 10, 30, 60), *, participants: int = 3,
 
 
 async def _draw(target, participants: int, strokes: int) -> dict:
-    room = f"board-{uuid.uuid4().hex[:12]}"
+    room = await _create(target, "collab", f"board-{uuid.uuid4().hex[:12]}")
     url = _ws_base(target)
     conns = [await connect(f"{url}/ws/collab?room={room}&name=artist{i}", compression=None)
              for i in range(participants)]

@@ -1,24 +1,48 @@
 """Route family "collab": a shared whiteboard with live cursors, for several participants.
 
-- `WS /ws/collab?room=R&name=N`: send {"type": "cursor", "x", "y"} (0..1, where your pointer is;
-  ephemeral: relayed to the others, never stored) and {"type": "stroke", "points": [[x, y], ...],
-  "color"} (stored in order, numbered by the server, sent to everyone including you). Receive
-  {"type": "welcome", "you", "participants", "strokes"}, {"type": "cursor", "name", "x", "y", "ts"},
-  {"type": "stroke", "seq", "name", "points", "color", "ts"}, {"type": "join"|"leave", "name"},
-  and {"type": "error", "detail"} for a bad message (the connection stays open).
-- `GET /api/collab/{room}?since=SEQ`: participants and the strokes after SEQ (a poller's view).
+A room exists once someone creates it; reading or joining one that does not exist is 404.
+
+- `PUT /api/collab/{room}`: create the room with that name (201), or find it already there (200,
+  nothing changes): idempotent, so every participant may PUT before joining. `POST /api/collab`
+  creates a room with a name the server picks (201, `Location`).
+- `WS /ws/collab?room=R&name=N`: join an existing room (404 before the upgrade if there is none:
+  a mistyped room name is an error you see, not an empty room of your own). Send {"type": "cursor",
+  "x", "y"} (0..1, where your pointer is; ephemeral: relayed to the others, never stored) and
+  {"type": "stroke", "points": [[x, y], ...], "color"} (stored in order, numbered by the server,
+  sent to everyone including you). Receive {"type": "welcome", "you", "participants",
+  "first_kept", "last_seq", "older", "strokes"} (the newest strokes, at most WELCOME_MAX_BYTES;
+  `older` more are kept from `first_kept` on: page them with GET ?since=first_kept-1),
+  {"type": "cursor", "name", "x", "y", "ts"}, {"type": "stroke", "seq", "name", "points", "color",
+  "ts"}, {"type": "join"|"leave", "name"}, and {"type": "error", "detail"} for a bad message (the
+  connection stays open).
+- `GET /api/collab/{room}?since=SEQ&limit=N`: participants and one page of the strokes after SEQ
+  (from the oldest kept one without `since`): at most `limit` strokes (PAGE_MAX_STROKES) and
+  PAGE_MAX_BYTES; `more` and a `Link: rel="next"` header say there is another page, `next_since`
+  is where it starts. 410 for a SEQ older than the kept strokes.
+- `GET /api/collab`: how many rooms, their bytes, and the bounds (the newest rooms listed).
 
 The server's stroke numbers give one order that every participant replays, so all boards agree;
 cursors are "latest wins" and may be dropped by a slow link without harm.
+
+Every store is bounded, in bytes: a stroke is kept as the JSON text that was broadcast (never as
+Python lists of floats) and counts its length plus STROKE_OVERHEAD. A room keeps at most
+ROOM_MAX_BYTES (its oldest strokes are dropped past it), all rooms together ALL_ROOMS_MAX_BYTES
+(past it the least recently used room with nobody in it is forgotten, then the largest room drops
+its oldest strokes), and there are at most MAX_ROOMS rooms: creating one more forgets the least
+recently used room with nobody in it, and when every room has someone in it the answer is 503 with
+`Retry-After` (the rooms are full for now, not for good: a room empties when its last member
+leaves; 507 would say the server cannot store it at all).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
+import secrets
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -33,46 +57,165 @@ from .game import NAME_SCHEMA, check_name
 
 ROOM_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 MAX_ROOMS = 200
-MAX_STROKES = 2000
-"""Strokes a room keeps; older ones are forgotten (a poller asking for them is told so)."""
+"""Rooms kept at once. One more forgets the least recently used room with nobody in it; when every
+room has someone in it, creating answers 503 with Retry-After (RETRY_AFTER_S)."""
 MAX_POINTS = 500
+"""Points in one stroke (a stroke's JSON is then at most about 21 KB)."""
+ROOM_MAX_BYTES = 2 * 1024 * 1024
+"""Bytes of strokes one room keeps (each stroke: its JSON text + STROKE_OVERHEAD). Past it the
+room drops its oldest strokes; a poller asking for them is told so (410)."""
+ALL_ROOMS_MAX_BYTES = 32 * 1024 * 1024
+"""Bytes of strokes all rooms keep together (16 full rooms). Past it the least recently used room
+with nobody in it is forgotten, then the room holding the most bytes drops its oldest strokes."""
+STROKE_OVERHEAD = 160
+"""Bytes a kept stroke costs besides its JSON text: the str object's header and its entry in the
+room's deque (measured with tracemalloc: about 130)."""
+WELCOME_MAX_BYTES = 256 * 1024
+"""Bytes of strokes in a join's welcome: the newest ones that fit. Far below aiohttp's and the
+browsers' default 4 MiB message limit, so a late joiner of a full room can always join."""
+PAGE_MAX_BYTES = 256 * 1024
+"""Bytes of strokes in one page of GET /api/collab/{room}."""
+PAGE_MAX_STROKES = 500
+"""Strokes in one page of GET /api/collab/{room} (the default and the largest `limit`)."""
+LIST_MAX = 50
+"""Rooms listed by GET /api/collab (the most recently used); the counts cover all of them."""
+RETRY_AFTER_S = 10
+"""Retry-After of the 503 when every room has someone in it."""
 COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 
 class Room:
+    """One whiteboard: its kept strokes (JSON texts, oldest first) and the sockets in it."""
+
     def __init__(self, room_id: str):
         self.id = room_id
-        self.strokes: list[dict] = []
+        self.strokes: deque[tuple[int, str]] = deque()  # (seq, the stroke message's JSON text)
+        self.bytes = 0
         self.last_seq = 0
         self.sockets: dict[web.WebSocketResponse, str] = {}
+        self.joining = 0  # handshakes under way (the room is in use while they finish)
 
     def participants(self) -> list[str]:
         return sorted(self.sockets.values())
 
-    async def send(self, message: dict, *, skip: web.WebSocketResponse | None = None) -> None:
+    @property
+    def in_use(self) -> bool:
+        return bool(self.sockets) or self.joining > 0
+
+    @property
+    def first_kept(self) -> int:
+        """The oldest stroke kept (last_seq + 1 when none is)."""
+        return self.strokes[0][0] if self.strokes else self.last_seq + 1
+
+    def add(self, text: str) -> int:
+        """Keep a stroke's text (numbered last_seq) and drop the oldest past ROOM_MAX_BYTES;
+        returns the change in bytes."""
+        self.strokes.append((self.last_seq, text))
+        change = len(text) + STROKE_OVERHEAD
+        self.bytes += change
+        while self.bytes > ROOM_MAX_BYTES and len(self.strokes) > 1:
+            change -= self.drop_oldest()
+        return change
+
+    def drop_oldest(self) -> int:
+        _, text = self.strokes.popleft()
+        self.bytes -= len(text) + STROKE_OVERHEAD
+        return len(text) + STROKE_OVERHEAD
+
+    def newest(self, max_bytes: int) -> list[str]:
+        """The newest kept stroke texts whose lengths add up to at most `max_bytes`, oldest first."""
+        out: list[str] = []
+        used = 0
+        for _, text in reversed(self.strokes):
+            if used + len(text) + 1 > max_bytes:
+                break
+            out.append(text)
+            used += len(text) + 1
+        out.reverse()
+        return out
+
+    def page(self, since: int, limit: int, max_bytes: int) -> list[tuple[int, str]]:
+        """Kept strokes after `since`, at most `limit` of them and `max_bytes` of text (at least one)."""
+        start = max(0, since + 1 - self.first_kept)
+        out: list[tuple[int, str]] = []
+        used = 0
+        for seq, text in itertools.islice(self.strokes, start, None):
+            if len(out) >= limit or (out and used + len(text) + 1 > max_bytes):
+                break
+            out.append((seq, text))
+            used += len(text) + 1
+        return out
+
+    async def send(self, message: dict | str, *, skip: web.WebSocketResponse | None = None) -> None:
         """Hand `message` to every member's outbox (never waits for a member: a stuck one is
         closed as a slow consumer by its own outbox, the others get it at once)."""
-        text = json.dumps(message)
+        text = message if isinstance(message, str) else json.dumps(message)
         for ws in list(self.sockets):
             box = outbox(ws)
             if ws is not skip and box is not None:
                 box.send(text)
 
 
-ROOMS = web.AppKey("collab_rooms", OrderedDict)
-routes = web.RouteTableDef()
+class Rooms:
+    """Every room of the lab, least recently used first, and the bytes their strokes hold."""
+
+    def __init__(self) -> None:
+        self.rooms: OrderedDict[str, Room] = OrderedDict()
+        self.bytes = 0
+
+    def get(self, room_id: str | None) -> Room:
+        """The room called `room_id` (400 if malformed, 404 if there is none); marks it used."""
+        room_id = check_room_id(room_id)
+        room = self.rooms.get(room_id)
+        if room is None:
+            raise ProblemError(404, f"there is no room {room_id!r}: create it first "
+                                    f"(PUT /api/collab/{room_id})", room=room_id)
+        self.rooms.move_to_end(room_id)
+        return room
+
+    def create(self, room_id: str) -> tuple[Room, bool]:
+        """The room called `room_id`, made if new (True); 503 when MAX_ROOMS rooms all have people."""
+        room = self.rooms.get(room_id)
+        if room is not None:
+            self.rooms.move_to_end(room_id)
+            return room, False
+        while len(self.rooms) >= MAX_ROOMS:
+            if not self._forget_one_empty():
+                raise ProblemError(503, f"all {MAX_ROOMS} rooms have someone in them: try again "
+                                        "later", headers={"Retry-After": str(RETRY_AFTER_S)})
+        room = self.rooms[room_id] = Room(room_id)
+        return room, True
+
+    def _forget_one_empty(self) -> bool:
+        """Forget the least recently used room with nobody in it; False if there is none."""
+        for room_id, room in self.rooms.items():
+            if not room.in_use:
+                del self.rooms[room_id]
+                self.bytes -= room.bytes
+                return True
+        return False
+
+    def added(self, change: int) -> None:
+        """A room's bytes changed by `change`: keep all rooms within ALL_ROOMS_MAX_BYTES."""
+        self.bytes += change
+        while self.bytes > ALL_ROOMS_MAX_BYTES:
+            if self._forget_one_empty():
+                continue
+            largest = max(self.rooms.values(), key=lambda r: r.bytes)
+            if len(largest.strokes) <= 1:
+                break
+            self.bytes -= largest.drop_oldest()
 
 
-def room_for(request: web.Request, room_id: str | None) -> Room:
+def check_room_id(room_id: Any) -> str:
     if not isinstance(room_id, str) or not ROOM_ID.match(room_id):
         raise ProblemError(400, "room must be 1-40 letters, digits, '-' or '_'",
                            errors=[{"field": "room", "message": "malformed"}])
-    rooms = request.app[ROOMS]
-    if room_id not in rooms:
-        while len(rooms) >= MAX_ROOMS:
-            rooms.popitem(last=False)
-        rooms[room_id] = Room(room_id)
-    return rooms[room_id]
+    return room_id
+
+
+ROOMS = web.AppKey("collab_rooms", Rooms)
+routes = web.RouteTableDef()
 
 
 def _unit(value) -> float | None:
@@ -82,46 +225,100 @@ def _unit(value) -> float | None:
     return float(value) if 0 <= value <= 1 else None
 
 
+def _room_json(room: Room) -> dict:
+    return {"room": room.id, "participants": room.participants(), "first_kept": room.first_kept,
+            "last_seq": room.last_seq, "strokes_kept": len(room.strokes), "bytes": room.bytes}
+
+
+@routes.get("/api/collab")
+async def rooms_get(request: web.Request) -> web.Response:
+    """How many rooms, their bytes and the bounds; the most recently used rooms."""
+    rooms = request.app[ROOMS]
+    newest = list(itertools.islice(reversed(rooms.rooms.values()), LIST_MAX))
+    return web.json_response({
+        "count": len(rooms.rooms), "max_rooms": MAX_ROOMS,
+        "in_use": sum(r.in_use for r in rooms.rooms.values()),
+        "bytes": rooms.bytes, "max_bytes": ALL_ROOMS_MAX_BYTES, "room_max_bytes": ROOM_MAX_BYTES,
+        "rooms": [_room_json(r) for r in newest]})
+
+
+@routes.post("/api/collab")
+async def rooms_post(request: web.Request) -> web.Response:
+    """Create a room with a name the server picks: 201 with Location."""
+    room, _ = request.app[ROOMS].create(f"room-{secrets.token_hex(6)}")
+    return web.json_response(_room_json(room), status=201,
+                             headers={"Location": f"/api/collab/{room.id}"})
+
+
+@routes.put("/api/collab/{room}")
+async def room_put(request: web.Request) -> web.Response:
+    """Create the room with this name (201), or find it there already (200, unchanged)."""
+    room, created = request.app[ROOMS].create(check_room_id(request.match_info["room"]))
+    return web.json_response(_room_json(room), status=201 if created else 200,
+                             headers={"Location": f"/api/collab/{room.id}"} if created else None)
+
+
+def _whole(request: web.Request, field: str, default: int) -> int:
+    raw = request.query.get(field)
+    if raw is None:
+        return default
+    if not raw.isdigit() or len(raw) > 18:
+        raise ProblemError(400, f"{field} must be a whole number",
+                           errors=[{"field": field, "message": "invalid"}])
+    return int(raw)
+
+
 @routes.get("/api/collab/{room}")
 async def room_get(request: web.Request) -> web.Response:
-    """Participants and the strokes after ?since=SEQ (all kept ones without it)."""
-    room = room_for(request, request.match_info["room"])
-    raw = request.query.get("since", "0")
-    if not raw.isdigit():
-        raise ProblemError(400, "since must be a whole number",
-                           errors=[{"field": "since", "message": "invalid"}])
-    since = int(raw)
-    first_kept = room.strokes[0]["seq"] if room.strokes else room.last_seq + 1
+    """Participants and one page of the strokes after ?since=SEQ (from the oldest kept one)."""
+    room = request.app[ROOMS].get(request.match_info["room"])
+    first_kept = room.first_kept
+    since = _whole(request, "since", first_kept - 1)
+    limit = _whole(request, "limit", PAGE_MAX_STROKES)
+    if not 1 <= limit <= PAGE_MAX_STROKES:
+        raise ProblemError(400, f"limit must be from 1 to {PAGE_MAX_STROKES}",
+                           errors=[{"field": "limit", "message": "out of range"}])
     if since + 1 < first_kept:
-        raise ProblemError(410, f"strokes before {first_kept} are no longer kept; load from since=0")
-    return web.json_response({"room": room.id, "participants": room.participants(),
-                              "last_seq": room.last_seq,
-                              "strokes": [s for s in room.strokes if s["seq"] > since]})
+        raise ProblemError(410, f"strokes before {first_kept} are no longer kept: resume with "
+                                f"since={first_kept - 1}", first_kept=first_kept)
+    page = room.page(since, limit, PAGE_MAX_BYTES)
+    next_since = page[-1][0] if page else since
+    more = next_since < room.last_seq
+    head = json.dumps({"room": room.id, "participants": room.participants(), "first_kept": first_kept,
+                       "last_seq": room.last_seq, "next_since": next_since, "more": more})
+    body = head[:-1] + ', "strokes": [' + ",".join(text for _, text in page) + "]}"
+    link = f'</api/collab/{room.id}?since={next_since}&limit={limit}>; rel="next"'
+    headers = {"Link": link} if more else {}
+    return web.Response(text=body, content_type="application/json", headers=headers)
 
 
 @routes.get("/ws/collab")
 @websocket_route
 async def collab_ws(request: web.Request) -> web.WebSocketResponse:
     """Join a whiteboard room: cursors relayed live, strokes stored and numbered for everyone."""
-    room = room_for(request, request.query.get("room"))
+    rooms = request.app[ROOMS]
+    room = rooms.get(request.query.get("room"))
     name, errors = check_name(request.query.get("name"))
     if errors:
         raise ProblemError(422, f"name: {errors[0]['message']}", errors=errors)
     if name is None:  # check_name gives either a name or its errors
         raise RuntimeError("check_name gave neither a name nor errors")
-    ws = await accept(request, compress=False, autoclose=False)
+    room.joining += 1  # in use from now on: nobody else's traffic can forget it mid-handshake
+    try:
+        ws = await accept(request, compress=False, autoclose=False)
+    finally:
+        room.joining -= 1
     box = Outbox(request, ws, reason=lambda: (f"too slow: GET /api/collab/{room.id}?since=N "
                                               "loads the strokes you missed"))
     room.sockets[ws] = name
     try:
-        box.send(json.dumps({"type": "welcome", "you": name, "participants": room.participants(),
-                             "last_seq": room.last_seq, "strokes": room.strokes}), bounded=False)
+        box.send(_welcome(room, name))
         await room.send({"type": "join", "name": name, "ts": time.time()}, skip=ws)
         async for msg in ws:
             if box.state != "open":
                 continue  # being closed as a slow consumer: read until its Close, not acted on
             if msg.type is WSMsgType.TEXT:
-                await _on_message(room, ws, name, msg.data)
+                await _on_message(rooms, room, ws, name, msg.data)
             elif msg.type is WSMsgType.BINARY:
                 await _error(ws, "send JSON text, not binary")
     finally:
@@ -131,7 +328,16 @@ async def collab_ws(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
-async def _on_message(room: Room, ws: web.WebSocketResponse, name: str, raw: str) -> None:
+def _welcome(room: Room, name: str) -> str:
+    """The welcome: who is here and the newest strokes, at most WELCOME_MAX_BYTES of them."""
+    texts = room.newest(WELCOME_MAX_BYTES)
+    head = json.dumps({"type": "welcome", "you": name, "participants": room.participants(),
+                       "first_kept": room.first_kept, "last_seq": room.last_seq,
+                       "older": len(room.strokes) - len(texts)})
+    return head[:-1] + ', "strokes": [' + ",".join(texts) + "]}"
+
+
+async def _on_message(rooms: Rooms, room: Room, ws: web.WebSocketResponse, name: str, raw: str) -> None:
     try:
         msg = load_json(raw)
     except ValueError:
@@ -151,10 +357,11 @@ async def _on_message(room: Room, ws: web.WebSocketResponse, name: str, raw: str
         if not isinstance(color, str) or not COLOR.match(color):
             return await _error(ws, 'color must look like "#1f77b4"')
         room.last_seq += 1
-        stroke = {"seq": room.last_seq, "name": name, "points": points, "color": color, "ts": time.time()}
-        room.strokes.append(stroke)
-        del room.strokes[:-MAX_STROKES]
-        return await room.send({"type": "stroke", **stroke})
+        text = json.dumps({"type": "stroke", "seq": room.last_seq, "name": name,
+                           "points": points, "color": color,
+                           "ts": time.time()}, separators=(",", ":"))
+        rooms.added(room.add(text))
+        return await room.send(text)
     await _error(ws, '"type" must be "cursor" or "stroke"')
 
 
@@ -165,7 +372,7 @@ async def _error(ws: web.WebSocketResponse, detail: str) -> None:
 
 
 def setup(app: web.Application) -> None:
-    app[ROOMS] = OrderedDict()
+    app[ROOMS] = Rooms()
     app.add_routes(routes)
 
 
@@ -173,34 +380,79 @@ _STROKE: dict[str, Any] = {"type": "object", "properties": {
     "seq": {"type": "integer"}, "name": {"type": "string"}, "color": {"type": "string"},
     "points": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
     "ts": {"type": "number"}}}
+_ROOM_PARAM = {"name": "room", "in": "path", "required": True,
+               "schema": {"type": "string", "pattern": ROOM_ID.pattern}}
+_PROBLEM = {"$ref": "#/components/responses/Problem"}
+_ROOM_SCHEMA = {"type": "object", "properties": {
+    "room": {"type": "string"}, "participants": {"type": "array", "items": {"type": "string"}},
+    "first_kept": {"type": "integer"}, "last_seq": {"type": "integer"},
+    "strokes_kept": {"type": "integer"}, "bytes": {"type": "integer"}}}
+_FULL = {"description": f"All {MAX_ROOMS} rooms have someone in them (Retry-After)",
+         "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+         "content": {"application/problem+json": {"schema": {"type": "object"}}}}
 OPENAPI_PATHS = {
-    "/api/collab/{room}": {"get": {
-        "summary": "A whiteboard room: participants and strokes after ?since=SEQ",
-        "operationId": "collabRoomGet",
-        "parameters": [
-            {"name": "room", "in": "path", "required": True,
-             "schema": {"type": "string", "pattern": ROOM_ID.pattern}},
-            {"name": "since", "in": "query", "required": False,
-             "schema": {"type": "string", "pattern": "^[0-9]+$"}},
-        ],
-        "responses": {
-            "200": {"description": "The room", "content": {"application/json": {"schema": {
-                "type": "object", "properties": {
-                    "room": {"type": "string"},
-                    "participants": {"type": "array", "items": {"type": "string"}},
-                    "last_seq": {"type": "integer"}, "strokes": {"type": "array", "items": _STROKE}}}}}},
-            "400": {"$ref": "#/components/responses/Problem"},
-            "410": {"$ref": "#/components/responses/Problem"},
+    "/api/collab": {
+        "get": {
+            "summary": "How many whiteboard rooms, their bytes and the bounds",
+            "operationId": "collabRoomsGet",
+            "responses": {"200": {"description": f"Counts, and the {LIST_MAX} most recently used rooms",
+                                  "content": {"application/json": {"schema": {"type": "object"}}}}},
         },
-    }},
+        "post": {
+            "summary": "Create a whiteboard room with a name the server picks",
+            "operationId": "collabRoomsPost",
+            "responses": {"201": {"description": "The new room (Location names it)",
+                                  "content": {"application/json": {"schema": _ROOM_SCHEMA}}},
+                          "503": _FULL},
+        },
+    },
+    "/api/collab/{room}": {
+        "put": {
+            "summary": "Create the room with this name (201), or find it there (200, unchanged)",
+            "operationId": "collabRoomPut", "parameters": [_ROOM_PARAM],
+            "responses": {"200": {"description": "It existed already",
+                                  "content": {"application/json": {"schema": _ROOM_SCHEMA}}},
+                          "201": {"description": "Created",
+                                  "content": {"application/json": {"schema": _ROOM_SCHEMA}}},
+                          "400": _PROBLEM, "503": _FULL},
+        },
+        "get": {
+            "summary": "A whiteboard room: participants and one page of the strokes after ?since=SEQ",
+            "operationId": "collabRoomGet",
+            "parameters": [
+                _ROOM_PARAM,
+                {"name": "since", "in": "query", "required": False,
+                 "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+                 "description": "Strokes after this SEQ (without it: from the oldest kept one)"},
+                {"name": "limit", "in": "query", "required": False,
+                 "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+                 "description": f"At most this many strokes (1-{PAGE_MAX_STROKES}; also at most "
+                                f"{PAGE_MAX_BYTES} bytes of them)"},
+            ],
+            "responses": {
+                "200": {"description": "The room and one page of strokes (Link rel=next if more)",
+                        "content": {"application/json": {"schema": {
+                            "type": "object", "properties": {
+                                "room": {"type": "string"},
+                                "participants": {"type": "array", "items": {"type": "string"}},
+                                "first_kept": {"type": "integer"}, "last_seq": {"type": "integer"},
+                                "next_since": {"type": "integer"}, "more": {"type": "boolean"},
+                                "strokes": {"type": "array", "items": _STROKE}}}}}},
+                "400": _PROBLEM, "404": _PROBLEM, "410": _PROBLEM,
+            },
+        },
+    },
 }
 
 ASYNCAPI_CHANNELS = {
     "collabWebSocket": {
         "address": "/ws/collab",
         "title": "A shared whiteboard with live cursors",
-        "description": "Join with ?room=R&name=N. Cursors are relayed to the others; strokes are "
-                       "numbered by the server and sent to everyone, so every board replays one order.",
+        "description": "Join an existing room (PUT /api/collab/{room} creates it; 404 before the "
+                       "upgrade if there is none) with ?room=R&name=N. Cursors are relayed to the "
+                       "others; strokes are numbered by the server and sent to everyone, so every "
+                       "board replays one order. The welcome holds the newest strokes (at most "
+                       f"{WELCOME_MAX_BYTES} bytes); GET /api/collab/{{room}}?since= pages the rest.",
         "bindings": {"ws": {"query": {"type": "object", "required": ["room", "name"], "properties": {
             "room": {"type": "string", "pattern": ROOM_ID.pattern},
             "name": NAME_SCHEMA}}}},
@@ -212,7 +464,8 @@ ASYNCAPI_CHANNELS = {
                 **_STROKE["properties"], "type": {"const": "stroke"}}}},
             "welcome": {"name": "welcome", "payload": {"type": "object", "properties": {
                 "type": {"const": "welcome"}, "participants": {"type": "array"},
-                "strokes": {"type": "array"}}}},
+                "first_kept": {"type": "integer"}, "last_seq": {"type": "integer"},
+                "older": {"type": "integer"}, "strokes": {"type": "array"}}}},
             "presence": {"name": "presence", "payload": {"type": "object", "properties": {
                 "type": {"enum": ["join", "leave"]}, "name": {"type": "string"}}}},
             "error": {"name": "error", "payload": {"type": "object", "properties": {

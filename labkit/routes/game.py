@@ -5,16 +5,31 @@ and tells everybody (players and spectators) the new state, so every screen show
 Moves that arrive at the same time are applied in the order the server's loop reads them: the
 second one is judged against the board the first one made (usually "not your turn").
 
-- `WS /ws/game?game=G[&role=play|watch][&name=N][&seat=X|O]`: a player takes a free seat (or the
-  one asked for); a spectator (`role=watch`) only receives. Send {"type": "move", "column": C,
-  "id": any}; receive {"type": "welcome", "seat", "state"}, {"type": "state", "state", "move",
-  "ts"} after every change (broadcast to everyone in the game) and {"type": "error", "detail",
-  "id"} for a refused move (the connection stays open, nothing changes).
+A game exists once someone creates it; reading, joining or playing one that does not exist is 404
+(a mistyped game id is an error you see, not an empty game of your own).
+
+- `PUT /api/games/{game}`: create the game with that id (201), or find it already there (200,
+  nothing changes): idempotent, so both players may PUT the id they agreed on before joining.
+  `POST /api/games` creates a game with an id the server picks (201, `Location`).
+- `WS /ws/game?game=G[&role=play|watch][&name=N][&seat=X|O]`: join an existing game (404 before
+  the upgrade if there is none). A player takes a free seat (or the one asked for); a spectator
+  (`role=watch`) only receives. Send {"type": "move", "column": C, "id": any}; receive {"type":
+  "welcome", "seat", "state"}, {"type": "state", "state", "move", "ts"} after every change
+  (broadcast to everyone in the game) and {"type": "error", "detail", "id"} for a refused move (the
+  connection stays open, nothing changes).
 - `GET /api/games/{game}`: the state (an `ETag` of its version; `If-None-Match` gives 304), for
   pollers.
 - `POST /api/games/{game}/seats` {"name"}: 201 {"seat", "token"}: a seat for a REST player.
 - `POST /api/games/{game}/moves` {"seat", "token", "column"}: 201 with the new state; 409 when it
   is not that seat's turn, the column is full or the game is over; 403 for a wrong token.
+- `GET /api/games`: how many games there are, how many are in use, and the bound.
+
+The store is bounded: at most MAX_GAMES games. Creating one more forgets the least recently used
+game that is not in use; a game is in use while a socket follows it (player or spectator) or a REST
+player holds a seat and the game was used in the last GAME_IDLE_S seconds, so nobody else's
+traffic can evict a game two players are in. When every game is in use, creating answers 503 with
+`Retry-After` (full for now, not for good: games empty as players leave; 507 would say the server
+cannot store it at all).
 
 The state is {"game", "version", "board" (6 rows of 7 cells, row 0 at the top, "" / "X" / "O"),
 "turn", "winner" ("X", "O", "draw" or null), "seats", "moves", "spectators"}. `version` counts
@@ -23,6 +38,7 @@ changes (moves and seats), so a poller can tell "nothing new" from "something ne
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import secrets
@@ -46,7 +62,15 @@ from .feed import JSON_BODY_ERRORS, read_json_object
 ROWS, COLUMNS = 6, 7
 SEATS = ("X", "O")
 MAX_GAMES = 1000
-"""Games kept at once; the oldest is forgotten when a new one would pass this."""
+"""Games kept at once (each a few KB). One more forgets the least recently used game not in use;
+when all are in use, creating answers 503 with Retry-After (RETRY_AFTER_S)."""
+GAME_IDLE_S = 900.0
+"""A game whose seats are held by REST players (no socket) stays in use this long after its last
+request (a poll, a seat, a move); after that it may be forgotten to make room for a new one."""
+RETRY_AFTER_S = 10
+"""Retry-After of the 503 when every game is in use."""
+LIST_MAX = 50
+"""Games listed by GET /api/games (the most recently used); the counts cover all of them."""
 MAX_NAME = 32
 NAME_SCHEMA = {"type": "string", "minLength": 1, "maxLength": MAX_NAME, "pattern": NOT_BLANK,
                "not": {"pattern": CONTROL_CHARS},
@@ -71,6 +95,15 @@ class Game:
         self.seats: dict[str, str | None] = dict.fromkeys(SEATS)
         self.tokens: dict[str, str] = {}
         self.sockets: dict[web.WebSocketResponse, str | None] = {}  # socket -> seat (None: watcher)
+        self.joining = 0  # handshakes under way
+        self.last_used = time.monotonic()
+
+    def in_use(self, now: float) -> bool:
+        """Followed by a socket (or one joining), or seated by REST players active lately."""
+        if self.sockets or self.joining:
+            return True
+        seated = any(v is not None for v in self.seats.values())
+        return seated and now - self.last_used < GAME_IDLE_S
 
     def take_seat(self, name: str, wanted: str | None = None) -> str | None:
         """A free seat for `name` (the `wanted` one if free), or None when both are taken."""
@@ -144,21 +177,57 @@ class Game:
                 box.send(text)
 
 
-GAMES = web.AppKey("games", OrderedDict)
+class Games:
+    """Every game of the lab, least recently used first."""
+
+    def __init__(self) -> None:
+        self.games: OrderedDict[str, Game] = OrderedDict()
+
+    def get(self, game_id: str | None) -> Game:
+        """The game called `game_id` (400 if malformed, 404 if there is none); marks it used."""
+        game_id = check_game_id(game_id)
+        game = self.games.get(game_id)
+        if game is None:
+            raise ProblemError(404, f"there is no game {game_id!r}: create it first "
+                                    f"(PUT /api/games/{game_id})", game=game_id)
+        self.games.move_to_end(game_id)
+        game.last_used = time.monotonic()
+        return game
+
+    def create(self, game_id: str) -> tuple[Game, bool]:
+        """The game called `game_id`, made if new (True); 503 when MAX_GAMES games are all in use."""
+        game = self.games.get(game_id)
+        if game is not None:
+            return self.get(game_id), False
+        if len(self.games) >= MAX_GAMES:
+            now = time.monotonic()
+            idle = next((g for g in self.games.values() if not g.in_use(now)), None)
+            if idle is None:
+                raise ProblemError(503, f"all {MAX_GAMES} games are in use: try again later",
+                                   headers={"Retry-After": str(RETRY_AFTER_S)})
+            del self.games[idle.id]
+        game = self.games[game_id] = Game(game_id)
+        return game, True
+
+    def in_use(self) -> int:
+        now = time.monotonic()
+        return sum(g.in_use(now) for g in self.games.values())
+
+
+def check_game_id(game_id) -> str:
+    if not isinstance(game_id, str) or not GAME_ID.match(game_id):
+        raise ProblemError(400, "game must be 1-40 letters, digits, '-' or '_'",
+                           errors=[{"field": "game", "message": "malformed"}])
+    return game_id
+
+
+GAMES = web.AppKey("games", Games)
 routes = web.RouteTableDef()
 
 
 def game_for(request: web.Request, game_id: str | None) -> Game:
-    """The game called `game_id`, created on first use (400 for a malformed id)."""
-    if not isinstance(game_id, str) or not GAME_ID.match(game_id):
-        raise ProblemError(400, "game must be 1-40 letters, digits, '-' or '_'",
-                           errors=[{"field": "game", "message": "malformed"}])
-    games = request.app[GAMES]
-    if game_id not in games:
-        while len(games) >= MAX_GAMES:
-            games.popitem(last=False)
-        games[game_id] = Game(game_id)
-    return games[game_id]
+    """The existing game called `game_id` (400 for a malformed id, 404 if there is none)."""
+    return request.app[GAMES].get(game_id)
 
 
 def check_name(value) -> tuple[str | None, list[dict]]:
@@ -181,11 +250,41 @@ def _name(value) -> str:
     return name
 
 
-def _state_response(game: Game, request: web.Request, status: int = 200) -> web.Response:
+def _state_response(game: Game, request: web.Request, status: int = 200, *,
+                    conditional: bool = True) -> web.Response:
     etag = f'"{game.version}"'
-    if status == 200 and request.headers.get("If-None-Match") == etag:
+    if conditional and status == 200 and request.headers.get("If-None-Match") == etag:
         return web.Response(status=304, headers={"ETag": etag})
     return web.json_response(game.state(), status=status, headers={"ETag": etag, "Cache-Control": "no-cache"})
+
+
+@routes.get("/api/games")
+async def games_get(request: web.Request) -> web.Response:
+    """How many games, how many in use, the bound; the most recently used games."""
+    games = request.app[GAMES]
+    newest = list(itertools.islice(reversed(games.games.values()), LIST_MAX))
+    return web.json_response({"count": len(games.games), "in_use": games.in_use(), "max_games": MAX_GAMES,
+                              "games": [{"game": g.id, "seats": dict(g.seats), "moves": len(g.moves),
+                                         "sockets": len(g.sockets)} for g in newest]})
+
+
+@routes.post("/api/games")
+async def games_post(request: web.Request) -> web.Response:
+    """Create a game with an id the server picks: 201 with its state and Location."""
+    game, _ = request.app[GAMES].create(f"game-{secrets.token_hex(6)}")
+    response = _state_response(game, request, status=201)
+    response.headers["Location"] = f"/api/games/{game.id}"
+    return response
+
+
+@routes.put("/api/games/{game}")
+async def game_put(request: web.Request) -> web.Response:
+    """Create the game with this id (201), or find it there already (200, unchanged)."""
+    game, created = request.app[GAMES].create(check_game_id(request.match_info["game"]))
+    response = _state_response(game, request, status=201 if created else 200, conditional=False)
+    if created:
+        response.headers["Location"] = f"/api/games/{game.id}"
+    return response
 
 
 @routes.get("/api/games/{game}")
@@ -245,12 +344,15 @@ async def game_ws(request: web.Request) -> web.WebSocketResponse:
     seat = game.take_seat(name, wanted) if role == "play" else None
     if role == "play" and seat is None:
         raise ProblemError(409, "that seat is taken (or both are): join with role=watch to follow the game")
+    game.joining += 1  # in use from now on: nobody else's traffic can forget it mid-handshake
     try:
         ws = await accept(request, compress=False, autoclose=False)
     except BaseException:
         game.leave(seat)
         raise
-    box = Outbox(request, ws, reason=lambda: f"too slow: GET /api/game/{game.id} gives the state")
+    finally:
+        game.joining -= 1
+    box = Outbox(request, ws, reason=lambda: f"too slow: GET /api/games/{game.id} gives the state")
     game.sockets[ws] = seat
     game.version += seat is None  # a new spectator changes the state too (its count)
     try:
@@ -297,7 +399,7 @@ async def _error(ws: web.WebSocketResponse, detail: str, ref) -> None:
 
 
 def setup(app: web.Application) -> None:
-    app[GAMES] = OrderedDict()
+    app[GAMES] = Games()
     app.add_routes(routes)
 
 
@@ -317,15 +419,42 @@ STATE_SCHEMA = {
     },
 }
 _PROBLEM = {"$ref": "#/components/responses/Problem"}
+_FULL = {"description": f"All {MAX_GAMES} games are in use (Retry-After)",
+         "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+         "content": {"application/problem+json": {"schema": {"type": "object"}}}}
+_STATE = {"description": "The state", "headers": {"ETag": {"schema": {"type": "string"}}},
+          "content": {"application/json": {"schema": STATE_SCHEMA}}}
 OPENAPI_PATHS = {
-    "/api/games/{game}": {"get": {
-        "summary": "The game's state (poll it; If-None-Match gives 304 while nothing changed)",
-        "operationId": "gameGet", "parameters": [_GAME_PARAM],
-        "responses": {"200": {"description": "The state", "headers": {"ETag": {"schema": {"type": "string"}}},
-                              "content": {"application/json": {"schema": STATE_SCHEMA}}},
-                      "304": {"description": "Not changed since the ETag you sent"},
-                      "400": _PROBLEM},
-    }},
+    "/api/games": {
+        "get": {
+            "summary": "How many games, how many are in use, and the bound",
+            "operationId": "gamesGet",
+            "responses": {"200": {"description": f"Counts, and the {LIST_MAX} most recently used games",
+                                  "content": {"application/json": {"schema": {"type": "object"}}}}},
+        },
+        "post": {
+            "summary": "Create a game with an id the server picks",
+            "operationId": "gamesPost",
+            "responses": {"201": {**_STATE, "description": "The new game (Location names it)"},
+                          "503": _FULL},
+        },
+    },
+    "/api/games/{game}": {
+        "put": {
+            "summary": "Create the game with this id (201), or find it there (200, unchanged)",
+            "operationId": "gamePut", "parameters": [_GAME_PARAM],
+            "responses": {"200": {**_STATE, "description": "It existed already"},
+                          "201": {**_STATE, "description": "Created"},
+                          "400": _PROBLEM, "503": _FULL},
+        },
+        "get": {
+            "summary": "The game's state (poll it; If-None-Match gives 304 while nothing changed)",
+            "operationId": "gameGet", "parameters": [_GAME_PARAM],
+            "responses": {"200": _STATE,
+                          "304": {"description": "Not changed since the ETag you sent"},
+                          "400": _PROBLEM, "404": _PROBLEM},
+        },
+    },
     "/api/games/{game}/seats": {"post": {
         "summary": "Take a free seat as a REST player", "operationId": "gameSeatPost",
         "parameters": [_GAME_PARAM],
@@ -333,7 +462,7 @@ OPENAPI_PATHS = {
             "type": "object", "properties": {"name": NAME_SCHEMA}}}}},
         "responses": {"201": {"description": "Your seat and the token that proves it",
                               "content": {"application/json": {"schema": {"type": "object"}}}},
-                      "409": _PROBLEM, **JSON_BODY_ERRORS},
+                      "404": _PROBLEM, "409": _PROBLEM, **JSON_BODY_ERRORS},
     }},
     "/api/games/{game}/moves": {"post": {
         "summary": "Play a move as a REST player", "operationId": "gameMovePost",
@@ -344,7 +473,7 @@ OPENAPI_PATHS = {
                 "column": {"type": "integer", "minimum": 0, "maximum": COLUMNS - 1}}}}}},
         "responses": {"201": {"description": "The new state",
                               "content": {"application/json": {"schema": STATE_SCHEMA}}},
-                      "403": _PROBLEM, "409": _PROBLEM, **JSON_BODY_ERRORS},
+                      "403": _PROBLEM, "404": _PROBLEM, "409": _PROBLEM, **JSON_BODY_ERRORS},
     }},
 }
 
@@ -352,8 +481,10 @@ ASYNCAPI_CHANNELS = {
     "gameWebSocket": {
         "address": "/ws/game",
         "title": "Connect Four: players and spectators",
-        "description": "Join with ?game=G and role=play (a free seat, or ?seat=X|O) or role=watch. "
-                       "Every change is broadcast to everyone in the game as the new state.",
+        "description": "Join an existing game (PUT /api/games/{game} creates it; 404 before the "
+                       "upgrade if there is none) with ?game=G and role=play (a free seat, or "
+                       "?seat=X|O) or role=watch. Every change is broadcast to everyone in the "
+                       "game as the new state.",
         "bindings": {"ws": {"query": {"type": "object", "required": ["game"], "properties": {
             "game": {"type": "string", "pattern": GAME_ID.pattern},
             "role": {"enum": ["play", "watch"]}, "seat": {"enum": list(SEATS)},
