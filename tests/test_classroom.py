@@ -40,8 +40,7 @@ async def status_of(session, method: str, url: str, token: str | None, **kw) -> 
 
 INSTRUCTOR_ROUTES = {("POST", "/api/feed/source"), ("DELETE", "/api/chat/members/{name}"),
                      ("GET", "/api/classroom"), ("POST", "/api/bank/webhook-outage")}
-OWNER_ROUTES = {"/api/accounts/{id}", "/api/accounts/{id}/statement", "/api/payments/{id}",
-                "/api/iot/devices/{device}/commands"}
+OWNER_ROUTES = {"/api/accounts/{id}", "/api/accounts/{id}/statement", "/api/payments/{id}"}
 """Someone's resource (labkit/server/access.py): a student gets 403 for one that is not theirs,
 and the same for one that does not exist (ids cannot be probed). tests/test_access_matrix.py walks
 every route with real resources."""
@@ -311,12 +310,11 @@ def test_the_instructor_token_lives_in_a_file_only_the_instructor_reads(tmp_path
         base = first.split("/?")[0]
 
         async def as_instructor() -> tuple[int, int]:
-            async with aiohttp.ClientSession() as session:
-                async with session.get(f"{base}/api/classroom",
-                                       headers={"Authorization": f"Bearer {token}"}) as r1, \
+            async with aiohttp.ClientSession() as session, session.get(f"{base}/api/classroom",
+                                   headers={"Authorization": f"Bearer {token}"}) as r1, \
                         session.get(f"{base}/api/classroom",
-                                    headers={"Authorization": f"Bearer {STUDENT}"}) as r2:
-                    return r1.status, r2.status
+                                headers={"Authorization": f"Bearer {STUDENT}"}) as r2:
+                return r1.status, r2.status
 
         assert asyncio.run(as_instructor()) == (200, 403)
     finally:

@@ -14,6 +14,11 @@
   account (payment pending / succeeded / failed, with the new balance) the moment the webhook lands;
   `WS /ws/bank/support?account=ID&role=customer|agent` is the account's support chat.
 
+Who may do what is the access policy's (`labkit/server/access.py`): an account, its statement, its
+payments, its live changes and its support room (as the customer) are its owner's (whoever opened
+it) and the instructor's; the support **agent** is the instructor, never whoever writes
+`role=agent` in the query.
+
 `GET /api/bank` says where the provider is and counts the webhooks (received, applied, duplicates,
 refused); `POST /api/bank/webhook-outage` {"fail_next": N} makes the next N deliveries fail with 503,
 so the provider's retries can be watched.
@@ -40,7 +45,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from labkit.server import auth
+from labkit.server import access
 from labkit.server.guard import serve_app
 from labkit.server.keys import CONFIG
 from labkit.server.problem import ProblemError
@@ -337,12 +342,12 @@ async def _pay(request: web.Request) -> web.Response:
     _unknown(body, {"account", "payee", "amount", "currency"}, errors)
     if errors or account_id is None or payee is None or amount is None:  # a None comes with its error
         raise _refuse(errors)
-    if not auth.owns(request, f"/api/accounts/{account_id}"):
-        raise ProblemError(403, "only whoever opened this account (or the instructor) may pay from it")
+    await access.require(request, "account", account_id, access.ACT)  # the owner pays from it
     try:
         payment, account = await asyncio.to_thread(request.app[BANK].hold, account_id, payee, amount)
     except Refused as refused:
         raise ProblemError(refused.status, refused.detail, **refused.extra) from None
+    await access.remember(request, "payment", str(payment["id"]))  # also when the provider fails
     await _publish_change(request.app, payment, account)
     await _send_to_provider(request, payment)
     return web.json_response(payment, status=201, headers={"Location": f"/api/payments/{payment['id']}"})
@@ -468,7 +473,8 @@ async def account_ws(request: web.Request) -> web.WebSocketResponse:
 @routes.get("/ws/bank/support")
 @websocket_route
 async def support_ws(request: web.Request) -> web.WebSocketResponse:
-    """The support chat of ?account=ID, joined as ?role=customer|agent: one room per customer."""
+    """The support chat of ?account=ID, joined as ?role=customer|agent: one room per customer.
+    The customer is the account's owner, the agent the instructor (the access policy's rule)."""
     account_id = request.query.get("account", "")
     role = request.query.get("role", "")
     if role not in ROLES:

@@ -1,7 +1,11 @@
 """Route family "hub": `GET /api/hub`, the state of every topic (SEQ range, history bound,
 subscribers, per-transport counters), and the Hub's life cycle in the app (made at setup, bound
 to the server's loop at startup, its subscribers closed at shutdown). The Hub itself is
-`labkit.streaming.hub`."""
+`labkit.streaming.hub`.
+
+In a class, a student sees only the topics they may follow (`access.visible_topics`): the class's
+(feed, chat, games) and their own accounts' and devices' (`bank.<id>`, `support.<id>`,
+`iot.<device>`), so the list gives away no one else's account or device id."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import time
 
 from aiohttp import web
 
+from labkit.server import access
 from labkit.streaming.hub import HUB, Hub
 
 routes = web.RouteTableDef()
@@ -17,9 +22,11 @@ routes = web.RouteTableDef()
 @routes.get("/api/hub")
 async def hub_stats(request: web.Request) -> web.Response:
     """Topics with their SEQ range, history bound, subscribers and per-transport counters."""
+    topics = request.app[HUB].stats()
+    shown = await access.visible_topics(request, list(topics))
     return web.json_response({
         "server_thread_cpu_s": time.thread_time(),
-        "topics": request.app[HUB].stats(),
+        "topics": {name: topics[name] for name in shown},
     }, headers={"Cache-Control": "no-store"})
 
 

@@ -15,6 +15,10 @@ Commands (server → device), through a Hub topic per device so they are numbere
 reports the server thread's CPU time, so a
 lesson can compute CPU per reading. Device ids are 1-32 letters, digits, `-` or `_`; at most
 MAX_DEVICES devices are tracked.
+
+A device is its first user's (the access policy, `labkit/server/access.py`): in a class, the first
+identity that sends a reading, opens `/ws/iot?device=D` or touches its commands owns it; only that
+identity and the instructor may send its readings, read or queue its commands, or follow it.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import time
 
 from aiohttp import web
 
+from labkit.server import access
 from labkit.server.problem import ProblemError
 from labkit.server.validate import load_json  # the lab's one JSON reader (depth-limited)
 from labkit.streaming.hub import HUB, event_schema
@@ -83,6 +88,7 @@ async def post_reading(request: web.Request) -> web.Response:
     """One reading {"device", "value"}: 204."""
     body = await read_json_object(request)
     device = _device(body.get("device"))
+    await access.require(request, "device", device, access.ACT)
     values = _values(body.get("value")) if not isinstance(body.get("value"), list) else None
     if values is None or set(body) - {"device", "value"}:
         raise ProblemError(422, "send {\"device\": id, \"value\": number}",
@@ -96,6 +102,7 @@ async def post_batch(request: web.Request) -> web.Response:
     """Many readings {"device", "values": [...]} (1-1000): 204."""
     body = await read_json_object(request)
     device = _device(body.get("device"))
+    await access.require(request, "device", device, access.ACT)
     values = _values(body.get("values")) if isinstance(body.get("values"), list) else None
     if values is None or set(body) - {"device", "values"}:
         raise ProblemError(422, f"send {{\"device\": id, \"values\": [1-{MAX_BATCH} numbers]}}",

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from labkit.server import access
 from labkit.server.keys import CONFIG
 from labkit.server.problem import ProblemError
 from labkit.server.validate import (
@@ -479,6 +480,7 @@ def setup(app: web.Application) -> None:
     app.add_routes(routes)
     app.on_startup.append(_open_store)
     idempotency.setup(app, lambda app: app[NOTES].path)  # keys live in the notes' SQLite file
+    access.setup(app, lambda app: app[NOTES].path)  # and so do the owners (labkit/server/access.py)
     app.on_cleanup.append(_close_store)
 
 

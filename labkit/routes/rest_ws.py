@@ -3,7 +3,7 @@
 `WS /ws/rest` takes JSON requests {"id", "method", "path", "body"?} and answers each with
 {"id", "status", "body"} (or {"id", "status", "error"} with the problem details), carrying the same
 notes operations as `/api/notes` with the same store, the same validation and size bounds, and the
-same ownership rule (`auth.require_owner`), so both give the same results. The request `id` is the
+same access policy (`access.require`), so both give the same results. The request `id` is the
 client's correlation id: answers may be matched to requests by it.
 
 What is *not* here, on purpose, because a WebSocket message has no standard for it: HTTP status
@@ -20,7 +20,7 @@ import re
 
 from aiohttp import WSMsgType, web
 
-from labkit.server import auth
+from labkit.server import access
 from labkit.server.problem import ProblemError
 from labkit.server.validate import load_json  # the lab's one JSON reader (depth-limited)
 from labkit.server.websocket import accept
@@ -41,8 +41,8 @@ def _missing(nid: int) -> ProblemError:
 async def handle(request: web.Request, method: str, path: str, body) -> tuple[int, object]:
     """Run one notes operation for the sender of the WebSocket's handshake `request`; (status, body)
     as the REST route would answer (ProblemError raised for a refusal). Who may change or delete a
-    note is the REST rule itself (`auth.require_owner`), and a note made here belongs to its sender
-    as one made by REST does (`auth.remember_owner`)."""
+    note is the REST rule itself (`access.require`), and a note made here belongs to its sender
+    as one made by REST does (`access.remember`)."""
     store = request.app[NOTES]
     match = ONE.fullmatch(path)
     if path == "/api/notes":
@@ -51,14 +51,14 @@ async def handle(request: web.Request, method: str, path: str, body) -> tuple[in
             return 200, {"items": [n.as_dict() for n in notes], "total": total}
         if method == "POST":
             note = await write_guarded(store.create, bounded(request, body))
-            auth.remember_owner(request, f"/api/notes/{note.id}")
+            await access.remember(request, "note", str(note.id))
             return 201, note.as_dict()
         raise ProblemError(405, f"{method} is not allowed on /api/notes", allow=["GET", "POST"])
     if match is None:
         raise ProblemError(404, f"No resource at {path[:100]!r}: use /api/notes or /api/notes/{{id}}.")
     nid = int(match.group(1))
-    if method in ("PUT", "PATCH", "DELETE"):
-        auth.require_owner(request, f"/api/notes/{nid}")
+    await access.require(request, "note", str(nid),
+                         access.CHANGE if method in ("PUT", "PATCH", "DELETE") else access.READ)
     if method == "GET":
         note = await asyncio.to_thread(store.get, nid)
         if note is None:

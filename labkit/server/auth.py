@@ -1,22 +1,26 @@
-"""Classroom mode: who may do what, decided in one middleware (off unless an instructor token is set).
+"""Classroom mode: who the request is from, decided in one middleware (off unless an instructor
+token is set); what that identity may do is the access policy's (`access.py`), which the middleware
+asks for every request.
 
-- `/` and `/healthz` are open; every other route needs a token: the instructor's, or a student one.
+- Identity per person: each token is one identity. The instructor's token is "instructor"; each
+  student token is "student-<8 hex digits of the token's SHA-256>", so give every student a token
+  of their own (`labkit serve --classroom --token T1 --token T2 ...`, one `--token` per student):
+  students who share a token are one person to the lab (one chat name, one rate, the same owned
+  accounts, notes and devices). The identity is derived from the token, so it stays the same when
+  the class server restarts.
+- `/`, `/healthz` and the bank's webhook receiver are open (`access.OPEN_ROUTES`); every other route
+  needs a token: the instructor's, or a student one.
 - HTTP clients send `Authorization: Bearer <token>`. A browser cannot put a header on a WebSocket
   handshake or an `EventSource`, so those two (and only those) may carry `?token=<token>` instead.
   Python clients that were given a URL with user info (`http://student:<token>@host:port`) send it as
   `Authorization: Basic`; the password part is taken as the token, as many APIs do.
-- A missing or wrong token gets 401 problem+json (with `WWW-Authenticate: Bearer`); a student asking
-  for an instructor's action gets 403.
-- Instructor's actions: the routes in INSTRUCTOR_ONLY (the feed ticker, removing a chat member, the
-  classroom statistics), and changing or deleting a resource that someone else created: whoever's POST
-  answered 201 with a `Location` owns that resource; PUT, PATCH and DELETE on it are the owner's or
-  the instructor's. Each student token is one owner (give `--token` several times for several).
+- A missing or wrong token gets 401 problem+json (with `WWW-Authenticate: Bearer`); a request the
+  policy refuses gets 403 (`access.enforce`: instructor-only routes, resources of someone else, a
+  route without a rule).
 
-Routes that need a finer rule ask `is_instructor(request)`; routes that carry changes outside HTTP
-methods (the `/ws/rest` messages) ask the same `require_owner` / `remember_owner` the middleware
-does. Without classroom mode everybody is the instructor of their own lab, as before. The middleware
-also keeps a list of open streams (WebSocket, SSE, long polls) for the instructor's dashboard
-(`CONNECTIONS`).
+Without classroom mode everybody is the instructor of their own lab ("local"), as before. The
+middleware also keeps a list of open streams (WebSocket, SSE, long polls) for the instructor's
+dashboard (`CONNECTIONS`).
 """
 
 from __future__ import annotations
@@ -29,72 +33,19 @@ import itertools
 import time
 
 from aiohttp import web
-from yarl import URL
 
+from . import access
+from .access import INSTRUCTOR_ONLY, OPEN_ROUTES, PRINCIPAL, ROLE, classroom, is_instructor, rule_method
 from .keys import CONFIG
 from .problem import ProblemError
 
-OPEN_PATHS = frozenset({"/", "/healthz", "/api/webhooks/provider"})
-"""Routes that need no token: the index, the liveness check, and the bank's webhook receiver (the
-payment provider is another company's server: its webhooks prove themselves by their HMAC
-signature, which the bank checks, not by a class token)."""
+__all__ = ["CONNECTIONS", "INSTRUCTOR_ONLY", "OPEN_ROUTES", "PRINCIPAL", "ROLE", "auth_middleware",
+           "classroom", "identify", "is_instructor", "presented_token", "rule_method", "setup"]
 
-INSTRUCTOR_ONLY = frozenset({
-    ("POST", "/api/feed/source"),
-    ("DELETE", "/api/chat/members/{name}"),
-    ("GET", "/api/classroom"),
-    ("POST", "/api/bank/webhook-outage"),
-})
-"""(method, route) pairs only the instructor may call. A GET entry covers HEAD too (`rule_method`)."""
-
-ROLE = web.RequestKey("role", str)
-""""instructor" or "student" (everyone is "instructor" outside classroom mode)."""
-PRINCIPAL = web.RequestKey("principal", str)
-"""Who made the request: "instructor", or "student-<8 hex digits of the token's hash>"."""
-OWNERS = web.AppKey("owners", dict)
-"""Path of a created resource -> the principal who created it."""
 CONNECTIONS = web.AppKey("connections", dict)
 """id -> the open stream's record (principal, transport, path, name, peer, since, request)."""
 
 _ids = itertools.count(1)
-
-
-def classroom(app: web.Application) -> bool:
-    """True when the lab runs in classroom mode (an instructor token is set)."""
-    return app[CONFIG].instructor_token is not None
-
-
-def is_instructor(request: web.Request) -> bool:
-    """The one question routes ask: may this request do what only the instructor may?"""
-    return request.get(ROLE, "instructor") == "instructor"
-
-
-def owns(request: web.Request, path: str) -> bool:
-    """True when the request's sender created the resource at `path` (or is the instructor)."""
-    if is_instructor(request):
-        return True
-    principal = request.get(PRINCIPAL)
-    return principal is not None and request.app[OWNERS].get(path) == principal
-
-
-OWNER_ONLY = "only whoever created this resource, or the instructor, may change or delete it."
-
-
-def require_owner(request: web.Request, path: str) -> None:
-    """The one ownership rule: 403 unless the request's sender may change or delete the resource
-    at `path` (they created it, or they are the instructor). The middleware asks it for every HTTP
-    PUT, PATCH and DELETE; a route that carries such operations another way (`/ws/rest` messages)
-    asks it for each one."""
-    if not owns(request, path):
-        raise ProblemError(403, OWNER_ONLY)
-
-
-def remember_owner(request: web.Request, path: str) -> None:
-    """Record the request's sender as the owner of the resource just created at `path` (the
-    middleware does it for every HTTP POST answered 201 with a Location)."""
-    principal = request.get(PRINCIPAL)
-    if principal is not None:
-        request.app[OWNERS][path] = principal
 
 
 def _is_stream(request: web.Request) -> bool:
@@ -133,11 +84,6 @@ def identify(config, token: str | None) -> tuple[str, str] | None:
     return None
 
 
-def _route(request: web.Request) -> str:
-    info = request.match_info.route.resource
-    return info.canonical if info is not None else request.path
-
-
 def _transport(request: web.Request) -> str | None:
     if request.headers.get("Upgrade", "").lower() == "websocket":
         return "WebSocket"
@@ -150,12 +96,13 @@ def _transport(request: web.Request) -> str | None:
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler):
-    """Decide who the request is from and whether it may go on (see the module's docstring)."""
+    """Decide who the request is from, then ask the access policy whether it may go on."""
     config = request.app[CONFIG]
+    rule = access.rule_for(request)
     who: tuple[str, str] | None
     if config.instructor_token is None:
         who = ("instructor", "local")
-    elif request.path in OPEN_PATHS:
+    elif rule is not None and rule.who == "open":
         request[ROLE] = "student"
         return await handler(request)
     else:
@@ -165,11 +112,12 @@ async def auth_middleware(request: web.Request, handler):
         raise ProblemError(401, f"this classroom lab needs a token: send {where}.",
                            headers={"WWW-Authenticate": 'Bearer realm="labkit classroom"'})
     request[ROLE], request[PRINCIPAL] = who
-    _refuse_students(request)
+    if who[1] != "local":
+        await access.enforce(request, rule)
     transport = _transport(request)
     if transport is None:
         response = await handler(request)
-        _remember_owner(request, response)
+        await access.after(request, rule, response)
         return response
     conn_id = next(_ids)
     request.app[CONNECTIONS][conn_id] = {
@@ -183,29 +131,7 @@ async def auth_middleware(request: web.Request, handler):
         request.app[CONNECTIONS].pop(conn_id, None)
 
 
-def rule_method(method: str) -> str:
-    """The method whose rule a request obeys: HEAD is GET without the body (aiohttp answers it with
-    the GET handler), so it obeys GET's rule exactly; every other method its own."""
-    return "GET" if method == "HEAD" else method
-
-
-def _refuse_students(request: web.Request) -> None:
-    if is_instructor(request):
-        return
-    if (rule_method(request.method), _route(request)) in INSTRUCTOR_ONLY:
-        raise ProblemError(403, f"{request.method} {_route(request)} is the instructor's to do.")
-    if request.method in ("PUT", "PATCH", "DELETE"):
-        require_owner(request, request.path)
-
-
-def _remember_owner(request: web.Request, response: web.StreamResponse) -> None:
-    location = response.headers.get("Location") if request.method == "POST" else None
-    if response.status == 201 and location:
-        remember_owner(request, request.url.join(URL(location)).path)
-
-
 def setup(app: web.Application) -> None:
-    app[OWNERS] = {}
     app[CONNECTIONS] = {}
     app.middlewares.append(auth_middleware)
 
