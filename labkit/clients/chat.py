@@ -45,6 +45,11 @@ class _Participant:
         self.messages: list[dict] = []
         self.errors: list[dict] = []
         self.last_seq: int | None = None
+        self.epoch: str | None = None
+        """The history the SEQs count in (from the welcome, events or Feed-Epoch); always sent
+        back with `since`, so a restarted room is never silently skipped."""
+        self.resets: list[dict] = []
+        """Times the room's history was replaced: {"epoch", "last_seq"} (then read from there)."""
         self._task: concurrent.futures.Future | None = None
         """The background reader (WebSocket) or poller (REST) on labkit's client loop."""
 
@@ -52,9 +57,15 @@ class _Participant:
         """Keep `event` (received at `now`) unless its SEQ was already seen."""
         if self.last_seq is not None and event["seq"] <= self.last_seq:
             return
+        self.epoch = event.get("epoch", self.epoch)
         now += getattr(self.target, "clock_offset_s", 0.0)  # on the server's clock (lk.join)
         self.messages.append({**event, "received_ts": now})
         self.last_seq = event["seq"]
+
+    def _reset(self, body: dict) -> None:
+        """The room's history was replaced (a restart): note it, read the new one from its start."""
+        self.resets.append({"epoch": body.get("epoch"), "last_seq": body.get("last_seq")})
+        self.epoch, self.last_seq = body.get("epoch"), 0
 
     def rows(self) -> list[dict]:
         """One dict per received message: who received it how, sender, text and delay_ms."""
@@ -76,16 +87,20 @@ class ChatWsClient(_Participant):
 
     kind = "WebSocket"
 
-    def __init__(self, target, name: str, *, since: int | None = None, timeout: float = 10.0):
+    def __init__(self, target, name: str, *, since: int | None = None, epoch: str | None = None,
+                 timeout: float = 10.0):
         super().__init__(target, name)
         self.typing_seen: list[dict] = []
         self.unacked: dict[str, str] = {}
         """Client message id -> text of every message sent with an id and not acknowledged yet."""
         self.acks: dict[str, int] = {}
         """Client message id -> SEQ the room gave it (from its {"type": "ack"} answer)."""
-        query = urlencode({"name": name, **({} if since is None else {"since": since})})
+        resume = {} if since is None else {"since": since, **({} if epoch is None else
+                                                            {"epoch": epoch})}
+        query = urlencode({"name": name, **resume})
         self.ws = WsClient(target, "/ws/chat?" + query, timeout=timeout)
         self.welcome: dict = self.ws.recv_json(timeout)
+        self.epoch = self.welcome.get("epoch", epoch)
         self._task = asyncio.run_coroutine_threadsafe(self._read(self.ws.connection),
                                                       _loop.client_loop())
 
@@ -109,6 +124,8 @@ class ChatWsClient(_Participant):
                     self.acks[msg["id"]] = msg["seq"]
                 elif kind == "error":
                     self.errors.append(msg)
+                elif kind == "reset" and ("since" not in msg or msg.get("epoch") != self.epoch):
+                    self._reset(msg)  # the room's history was replaced (not only named)
         except Exception as exc:  # noqa: BLE001 - a broken connection ends the reader
             self.errors.append({"detail": f"{type(exc).__name__}: {exc}"})
 
@@ -154,20 +171,28 @@ class ChatRestClient(_Participant):
     kind = "REST poll"
 
     def __init__(self, target, name: str, *, interval_s: float = 1.0, since: int | None = 0,
-                 timeout: float = 10.0):
+                 epoch: str | None = None, timeout: float = 10.0, retries: int = 2):
         super().__init__(target, name)
-        self.interval_s, self.timeout = interval_s, timeout
+        self.interval_s, self.timeout, self.retries = interval_s, timeout, retries
         self.requests = 0
-        self.last_seq = since
+        self.last_seq, self.epoch = since, epoch
         self._stop = False
         self.api = RestClient(target, timeout=timeout)
 
     async def _poll(self) -> list[dict]:
-        query = "" if self.last_seq is None else f"?since={self.last_seq}"
+        params: dict[str, int | str] = {} if self.last_seq is None else {"since": self.last_seq}
+        if params and self.epoch is not None:
+            params["epoch"] = self.epoch
+        query = "?" + urlencode(params) if params else ""
         self.requests += 1
         reply = await self.api.arequest("GET", PATH + query)
         now = time.time()
         body = reply.json()
+        if reply.status in (409, 428):  # another history, or it must be named: read it anew
+            self._reset(body)
+            return []
+        if reply.status == 200 and self.epoch is None:
+            self.epoch = reply.headers.get("Feed-Epoch")
         if reply.status == 410:  # too far behind: take what is kept, note the loss
             self.errors.append(body)
             self.last_seq = body["oldest_seq"] - 1
@@ -183,8 +208,17 @@ class ChatRestClient(_Participant):
         return _loop.run(self._poll(), self.timeout)
 
     def send(self, text: str) -> dict:
-        """POST a message; returns it as stored (with its SEQ). Raises ChatError if refused."""
-        reply = self.api.post(PATH, json={"name": self.name, "text": text})
+        """POST a message with a fresh `Idempotency-Key`; returns it as stored (with its SEQ).
+        A 503 (the room could not store it: it did not happen) is retried `retries` times after
+        its Retry-After, with the same key, so a retry is published at most once. Raises
+        ChatError if refused."""
+        key = uuid.uuid4().hex
+        for attempt in range(self.retries + 1):
+            reply = self.api.post(PATH, json={"name": self.name, "text": text},
+                                  headers={"Idempotency-Key": key})
+            if reply.status != 503 or attempt == self.retries:
+                break
+            time.sleep(min(float(reply.headers.get("Retry-After", "1")), 5.0))
         if reply.status != 201:
             raise ChatError((reply.json() or {}).get("detail", f"HTTP {reply.status}"))
         return reply.json()
@@ -245,12 +279,13 @@ def simulate_room(target, *, ws_members: int = 2, rest_members: int = 2, message
     rng = random.Random(seed)
     gaps = [rng.expovariate(1.0 / gap_s) for _ in range(messages)]
     with RestClient(target) as api:
-        start = api.get(PATH).json()
+        first = api.get(PATH)
+        start, epoch = first.json(), first.headers.get("Feed-Epoch")
     since = start[-1]["seq"] if start else 0
     tag = uuid.uuid4().hex[:4]
     ws = [ChatWsClient(target, f"ws-{i + 1}-{tag}") for i in range(ws_members)]
-    rest = [ChatRestClient(target, f"rest-{i + 1}-{tag}", interval_s=poll_interval_s, since=since)
-            for i in range(rest_members)]
+    rest = [ChatRestClient(target, f"rest-{i + 1}-{tag}", interval_s=poll_interval_s, since=since,
+                           epoch=epoch) for i in range(rest_members)]
     seconds = sum(gaps) + 0.05 * messages + 2 * poll_interval_s + 1.0
     for member in rest:
         member.start(seconds)

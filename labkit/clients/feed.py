@@ -122,16 +122,29 @@ class FeedClient:
         self.last_seq = event["seq"]
         self.epoch = event.get("epoch", self.epoch)
 
+    def _on_reset_message(self, body: dict) -> None:
+        """A stream's `reset`: with "since", the server only says which history the events after
+        our SEQ count in (we resumed without an epoch): take it, or, if ours was another one,
+        note a reset; without it, the history was replaced."""
+        if "since" in body and self.epoch in (None, body.get("epoch")):
+            self.epoch = body.get("epoch")
+        else:
+            self._reset(body)
+
     def _reset(self, body: dict) -> None:
         """The lab's history was replaced: note it and go on from the new history's newest SEQ
         (these clients measure; lk.subscriber re-syncs from a snapshot instead)."""
         self.resets.append({"epoch": body.get("epoch"), "last_seq": body.get("last_seq")})
         self.epoch, self.last_seq = body.get("epoch"), body.get("last_seq")
 
-    async def arun(self, seconds: float, since: int | None = None, until_seq: int | None = None):
+    async def arun(self, seconds: float, since: int | None = None, until_seq: int | None = None,
+                   epoch: str | None = None):
         """Read for `seconds` (or until SEQ `until_seq` has arrived); start after `since`
-        (None: from now on)."""
+        (None: from now on) of the history `epoch` (sent with every resume; a resume without it
+        is answered with a reset or a 428 that names the current epoch, never a silent skip)."""
         self.last_seq = since
+        if epoch is not None:
+            self.epoch = epoch
         started = asyncio.get_running_loop().time()
         deadline = started + seconds
         try:
@@ -146,10 +159,11 @@ class FeedClient:
             self.done = True
         return self
 
-    def run(self, seconds: float, since: int | None = None, until_seq: int | None = None):
+    def run(self, seconds: float, since: int | None = None, until_seq: int | None = None,
+            epoch: str | None = None):
         """Sync version of `arun`, usable from any cell (a progress bar for runs over 2 s;
         interrupting the kernel stops the client)."""
-        future = asyncio.run_coroutine_threadsafe(self.arun(seconds, since, until_seq),
+        future = asyncio.run_coroutine_threadsafe(self.arun(seconds, since, until_seq, epoch),
                                                   _loop.client_loop())
         return wait_for(future, seconds, f"{self.label} reading", progress=seconds > 2)
 
@@ -210,7 +224,7 @@ class _HttpMixin(FeedClient):
             body = await resp.read()
             now = time.time()
             self.bytes_down += response_head_bytes(resp) + len(body)
-            if resp.status == 409:
+            if resp.status in (409, 428):  # another history, or a resume that must name it
                 self._reset(json.loads(body))
                 return []
             if resp.status == 410:
@@ -325,7 +339,7 @@ class SseClient(_HttpMixin, FeedClient):
                 elif kind == "gap":
                     self.gaps.append(payload)
                 elif kind == "reset":
-                    self._reset(payload)
+                    self._on_reset_message(payload)
                 elif kind == "overflow":
                     self.errors.append("overflow: " + payload.get("detail", ""))
             if self._reached(until_seq):
@@ -361,6 +375,8 @@ class WsFeedClient(FeedClient):
                     self._record(payload, now)
                 elif payload.get("type") == "gap":
                     self.gaps.append(payload)
+                elif payload.get("type") == "reset":
+                    self._on_reset_message(payload)
                 if self._reached(until_seq):
                     break
             self.bytes_up += 2 + 4 + 2  # our Close frame: header, mask, close code
@@ -462,7 +478,8 @@ async def arun_clients(target, clients: list[FeedClient], *, seconds: float, rat
     state = await _http_json(target, "GET", "/api/feed/source")
     since = state["last_seq"]
     limit = seconds + _grace(clients, seconds)
-    readers = [asyncio.ensure_future(c.arun(limit, since, since + ticks)) for c in clients]
+    readers = [asyncio.ensure_future(c.arun(limit, since, since + ticks, state.get("epoch")))
+               for c in clients]
     try:
         await asyncio.sleep(0.3)  # let every client connect before the first event
         await _http_json(target, "POST", "/api/feed/source",

@@ -10,9 +10,10 @@ What happens when a connection dies (a reset, a blackholed peer found by a heart
    thousand clients cut at once do not come back at the same instant;
 2. reconnect and resume after the last SEQ it has, naming the epoch (`since=SEQ&epoch=E`, for SSE
    the `Last-Event-ID: E:SEQ`), so nothing is missed and nothing is repeated;
-3. if the server's history is another one now (the lab restarted: a 409, or a `reset`
-   message/event), re-sync: take a snapshot (`GET /api/feed`: the kept events of the new epoch and
-   its last SEQ), hand it to the app, then resume from that SEQ (snapshot + delta);
+3. if the server's history is another one now (the lab restarted: a 409, a 428 for a resume
+   that named no epoch, or a `reset` message/event), re-sync: take a snapshot (`GET /api/feed`:
+   the kept events of the new epoch and its last SEQ), hand it to the app, then resume from that
+   SEQ (snapshot + delta);
 4. drop any event whose SEQ it already delivered (de-duplication), so the app sees each event once.
 
 The WebSocket side uses the websockets library's reconnecting iterator (`async for conn in
@@ -350,7 +351,7 @@ class Subscriber:
         self.state = "reconnecting"
         if isinstance(exc, InvalidStatus):
             status = exc.response.status_code
-            if status == 409:
+            if status in (409, 428):
                 body = json.loads(exc.response.body or b"{}")
                 return Reset(body.get("epoch"), body.get("last_seq"))
             if status >= 500:
@@ -397,6 +398,8 @@ class Subscriber:
                 if "seq" in message:
                     self._deliver(message, "ws")
                 elif message.get("type") == "reset":
+                    if "since" in message and message.get("epoch") == self.epoch:
+                        continue  # only names the history we resumed in (we sent no epoch)
                     return Reset(message.get("epoch"), message.get("last_seq"))
                 elif message.get("type") == "gap":
                     self.gaps += message.get("missed", 0)
@@ -459,6 +462,8 @@ class Subscriber:
                 if kind == "message":
                     self._deliver(payload, "sse")
                 elif kind == "reset":
+                    if "since" in payload and payload.get("epoch") == self.epoch:
+                        continue  # only names the history we resumed in (we sent no epoch)
                     return Reset(payload.get("epoch"), payload.get("last_seq"))
                 elif kind == "gap":
                     self.gaps += payload.get("missed", 0)
@@ -496,7 +501,7 @@ class Subscriber:
                     raise aiohttp.ClientConnectionError("the connection was cut") from None
                 finally:
                     self._cut = None
-                if status == 409:
+                if status in (409, 428):  # another history, or a resume without its epoch
                     await self._resync(Reset(body.get("epoch"), body.get("last_seq")))
                     continue
                 if status == 410:

@@ -4,13 +4,23 @@ Every message goes through the Hub topic "chat", which gives it its SEQ, so REST
 WebSocket users see the same messages in the same order.
 
 - `GET /api/chat/messages?since=SEQ[&wait=S]`: messages after SEQ (a short or long poll)
-- `POST /api/chat/messages` {"name", "text"}: 201 with the stored message
+- `POST /api/chat/messages` {"name", "text", "id"?}: 201 with the stored message. An
+  `Idempotency-Key` header (or the body's `id`, the same rule as a WebSocket message id) makes a
+  retry safe: the same key is published once and answered with the first message (header
+  `Idempotent-Replayed: true`), on any worker; reused for another text: 422. When the room's
+  store (Redis) does not take a message within backplane.PUBLISH_DEADLINE_S, the answer is 503
+  problem+json with Retry-After, and the message was not published (never a 500 for a message
+  that was); retry with the same key
 - `WS /ws/chat?name=N[&since=SEQ]`: send {"type": "message", "text": ...} or {"type": "typing"};
   receive {"type": "message", "seq", "ts", "data": {"name", "text"}}, {"type": "typing", "name"}
   (ephemeral: never stored, never seen over REST), {"type": "error", "detail"} for a bad message.
+  Typing notices have their own budget per member (TYPING_RATE_PER_S, TYPING_BURST); one over it
+  is not relayed and its sender gets an error (as for messages over chat_rate/chat_burst).
   A message may carry a client `"id"`: the room answers {"type": "ack", "id", "seq", "duplicate"}
   and publishes a resent id only once, so a sender that lost its connection resends what was not
-  acknowledged without doubling anything (at-least-once sending, de-duplicated here).
+  acknowledged without doubling anything (at-least-once sending, de-duplicated here). In a cluster
+  the ids live in Redis (set in the publishing Lua script, with a TTL), so the resend may reach
+  any worker. A message not published in time gets {"type": "error", "id", "retry_after"}.
 
 Names are 1-32 characters, texts 1-500; each must contain a non-space character and no control
 character (texts may hold newlines and tabs); surrounding spaces are trimmed before storing. A bad
@@ -43,7 +53,7 @@ from labkit.server.validate import (
     name_key,
     name_keys,
 )
-from labkit.streaming.hub import HUB, Event, Notice, Topic, event_schema
+from labkit.streaming.hub import HUB, Event, Notice, PublishUnavailable, Topic, event_schema
 from labkit.streaming.sockets import (
     pump_to_websocket,
     run_websocket,
@@ -139,7 +149,12 @@ async def messages_post(request: web.Request) -> web.Response:
     name, errors = check_name(body.get("name"))
     text, text_errors = check_text(body.get("text"))
     errors += text_errors
-    errors += [{"field": k, "message": "unknown field"} for k in sorted(set(body) - {"name", "text"})]
+    errors += [{"field": k, "message": "unknown field"}
+               for k in sorted(set(body) - {"name", "text", "id"})]
+    msg_id = request.headers.get("Idempotency-Key", body.get("id"))
+    if msg_id is not None and not valid_message_id(msg_id):
+        raise ProblemError(400, f"Idempotency-Key (or id): {ID_RULE}",
+                           errors=[{"field": "Idempotency-Key", "message": ID_RULE}])
     if errors or name is None or text is None:  # a None always comes with its errors
         raise ProblemError(422, "; ".join(f"{e['field']}: {e['message']}" for e in errors),
                            errors=errors)
@@ -149,8 +164,19 @@ async def messages_post(request: web.Request) -> web.Response:
         raise ProblemError(429, f"{name!r} is sending faster than this room allows ({RATES_RULE}); "
                                 f"retry in {wait:.1f} s.", headers={"Retry-After": str(math.ceil(wait))},
                            retry_after=wait)
-    event = await request.app[HUB].apublish(TOPIC, {"name": name, "text": text})
-    return web.Response(text=event.json, status=201, content_type="application/json")
+    data = {"name": name, "text": text}
+    try:
+        if msg_id is None:
+            event, duplicate = await request.app[HUB].apublish(TOPIC, data), False
+        else:
+            event, duplicate = await request.app[HUB].apublish_once(TOPIC, data, once_key(name, msg_id))
+    except PublishUnavailable as exc:
+        raise unavailable_problem(exc) from None
+    if duplicate and event.data != data:
+        raise ProblemError(422, f"Idempotency-Key {msg_id!r} was used for another message",
+                           errors=[{"field": "Idempotency-Key", "message": "used for another message"}])
+    return web.Response(text=event.json, status=201, content_type="application/json",
+                        headers={"Idempotent-Replayed": "true"} if duplicate else None)
 
 
 def render(item) -> str | None:
@@ -195,6 +221,9 @@ async def chat_ws(request: web.Request) -> web.WebSocketResponse:
                 return await error("send JSON such as {\"type\": \"message\", \"text\": \"hi\"}")
             kind = msg.get("type") if isinstance(msg, dict) else None
             if kind == "typing":
+                if wait := request.app[TYPING_RATES].wait(name_key(name)):
+                    return await error(f"typing notices too fast ({TYPING_RULE}): not sent; "
+                                       f"retry in {wait:.1f} s", retry_after=wait)
                 hub.notify(TOPIC, {"type": "typing", "name": name}, skip=sub)
             elif kind == "message":
                 text, errs = check_text(msg.get("text"))
@@ -208,7 +237,10 @@ async def chat_ws(request: web.Request) -> web.WebSocketResponse:
                 if wait := request.app[RATES].wait(name_key(name)):
                     return await error(f"too fast ({RATES_RULE}): this message was not sent; "
                                        f"retry in {wait:.1f} s", retry_after=wait)
-                await publish_once(hub, ws, request.app[SENT_IDS], name, text, msg_id)
+                try:
+                    await publish_once(hub, ws, name, text, msg_id)
+                except PublishUnavailable as exc:
+                    return await error(str(exc), id=msg_id, retry_after=exc.retry_after)
             else:
                 await error('"type" must be "message" or "typing"',
                             errors=[{"field": "type", "message": "unknown"}])
@@ -250,48 +282,46 @@ class MemberRates:
 
 
 RATES = web.AppKey("chat_rates", MemberRates)
+TYPING_RATE_PER_S = 2.0
+"""Typing notices a member may send per second on average (a separate budget from messages)."""
+TYPING_BURST = 5
+"""Typing notices a member may send at once before TYPING_RATE_PER_S applies."""
+TYPING_RULE = (f"each member may send {TYPING_RATE_PER_S:g} typing notices per second, "
+               f"in bursts of {TYPING_BURST}")
+TYPING_RATES = web.AppKey("chat_typing_rates", MemberRates)
 
 
 ID_RULE = "a string of 1-64 characters from A-Z a-z 0-9 _ - . :"
-MAX_REMEMBERED_IDS = 10_000
-"""Client message ids the room remembers (oldest forgotten first) to spot a resent message."""
 
 
 def valid_message_id(msg_id) -> bool:
     return isinstance(msg_id, str) and re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", msg_id) is not None
 
 
-class SentIds:
-    """(sender name, client message id) -> SEQ the message got, for the last MAX_REMEMBERED_IDS
-    messages: a resend of an accepted message is acknowledged again, never published twice.
-    Kept in this process (a resend that reaches another worker is not recognised)."""
-
-    def __init__(self, limit: int = MAX_REMEMBERED_IDS):
-        self.limit = limit
-        self._seqs: OrderedDict[tuple[str, str], int] = OrderedDict()
-
-    def get(self, name: str, msg_id: str) -> int | None:
-        return self._seqs.get((name, msg_id))
-
-    def remember(self, name: str, msg_id: str, seq: int) -> None:
-        self._seqs[(name, msg_id)] = seq
-        while len(self._seqs) > self.limit:
-            self._seqs.popitem(last=False)
+def once_key(name: str, msg_id: str) -> str:
+    """The publish key of a member's message id (a WebSocket `id` or a POST's Idempotency-Key)."""
+    return f"{name_key(name)}:{msg_id}"
 
 
-SENT_IDS = web.AppKey("chat_sent_ids", SentIds)
+def unavailable_problem(exc: PublishUnavailable) -> ProblemError:
+    """A message that was not published (the room's store did not take it in time) as 503."""
+    return ProblemError(503, str(exc), headers={"Retry-After": str(math.ceil(exc.retry_after))},
+                        retry_after=exc.retry_after)
 
 
-async def publish_once(hub, ws: web.WebSocketResponse, sent: SentIds, name: str, text: str,
+async def publish_once(hub, ws: web.WebSocketResponse, name: str, text: str,
                        msg_id: str | None) -> None:
     """Publish a chat message; with a client id, acknowledge it ({"type": "ack", "id", "seq",
-    "duplicate"}) and publish a resent id only once (at-least-once sending + de-duplication)."""
-    seq = None if msg_id is None else sent.get(name, msg_id)
-    duplicate = seq is not None
-    if not duplicate:
-        seq = (await hub.apublish(TOPIC, {"name": name, "text": text})).seq
-        if msg_id is not None:
-            sent.remember(name, msg_id, seq)
+    "duplicate"}) and publish a resent id only once (at-least-once sending + de-duplication).
+    The ids live where the room's order is kept (`Hub.apublish_once`: Redis in a cluster, with
+    a TTL), so a resend that lands on another worker is recognised too. Raises
+    PublishUnavailable when the message was not published."""
+    data = {"name": name, "text": text}
+    if msg_id is None:
+        seq, duplicate = (await hub.apublish(TOPIC, data)).seq, False
+    else:
+        event, duplicate = await hub.apublish_once(TOPIC, data, once_key(name, msg_id))
+        seq = event.seq
     if msg_id is not None:
         with contextlib.suppress(ConnectionResetError, RuntimeError):  # a closing socket
             await send_message(ws, json.dumps({"type": "ack", "id": msg_id, "seq": seq,
@@ -303,7 +333,7 @@ def setup(app: web.Application) -> None:
     app[MEMBERS] = {}
     config = app[CONFIG]
     app[RATES] = MemberRates(config.chat_rate, config.chat_burst)
-    app[SENT_IDS] = SentIds()
+    app[TYPING_RATES] = MemberRates(TYPING_RATE_PER_S, TYPING_BURST)
 
 
 _MESSAGE = event_schema({"type": "object", "properties": {"name": {"type": "string"},
@@ -320,13 +350,22 @@ OPENAPI_PATHS = {
                 "properties": {
                     "name": NAME_SCHEMA,
                     "text": TEXT_SCHEMA,
+                    "id": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$",
+                           "description": "as the Idempotency-Key header (the header wins)"},
                 },
             }}}},
+            "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
+                            "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"},
+                            "description": "a retry with the same key is published once and "
+                                           "answered with the first message"}],
             "responses": {
                 "201": {"description": "The stored message with its SEQ",
                         "content": {"application/json": {"schema": _MESSAGE}}},
                 **JSON_BODY_ERRORS,
                 "429": {"$ref": "#/components/responses/Problem"},
+                "503": {"$ref": "#/components/responses/Problem",
+                        "description": "not published (the room's store did not answer in "
+                                       "time): retry after Retry-After with the same key"},
             },
         },
     }

@@ -22,7 +22,22 @@ the current epoch (the lab restarted and forgot its history), polls and WebSocke
 snapshot instead of mixing two histories. SSE ids are `"<epoch>:<seq>"`; a `Last-Event-ID` from
 another epoch gets a `reset` event ({"type": "reset", "epoch", "last_seq"}, id of the current
 epoch) on a 200 stream, because a browser's EventSource gives up for good on a 4xx. A hub Notice
-whose data has "type": "reset" reaches a live stream the same way.
+whose data has "type": "reset" reaches a live stream the same way (a Redis backplane that finds a
+new epoch sends one to every live subscriber).
+
+Resuming with `since=SEQ` (SEQ > 0) but no epoch: a SEQ means nothing without its history, and
+after a restart the new history's SEQ 800 looks like the old one's. Never a silent skip:
+- a long poll (`wait` > 0, a resume loop) is refused with 428 problem+json (type ending in
+  `epoch-required`, with the current `epoch` and `last_seq`): refusing is safe there, the client
+  asks again with the epoch at once, and an array of events has no room for a notice;
+- a stream (WebSocket, SSE with a bare Last-Event-ID or `?since=`) replays the kept events after
+  SEQ and then, before any live event, a `reset` ({"type": "reset", "epoch", "last_seq", "since",
+  "detail"}; SSE: `event: reset`) naming the history they count in: a client from another epoch
+  learns it must re-sync, and a blind client in the same history (lesson 06's subscribers, IoT
+  devices) loses nothing. Refusing the upgrade instead would strand every such client in a
+  reconnect loop;
+- a short poll is a one-off read and is answered as before: every event and `Feed-Epoch` name
+  the epoch. The kit's own clients always send the epoch they know.
 
 Heartbeats (options per request): `?heartbeat=S` on a WebSocket route makes the server ping every S
 seconds and drop a peer whose pong does not come (aiohttp `heartbeat=`); on SSE it sets how often
@@ -69,6 +84,7 @@ from labkit.streaming.hub import (
     Topic,
     ahead_problem,
     epoch_problem,
+    epoch_required_problem,
     event_schema,
     gap_problem,
     subscribe_resuming,
@@ -250,6 +266,8 @@ async def poll_response(request: web.Request, topic: Topic) -> web.Response:
     wait = _parse_wait(request.query.get("wait"))
     counters = topic.counters("long_poll" if wait > 0 else "short_poll")
     counters.requests += 1
+    if since and wait > 0 and epoch is None:  # a resume loop that could skip a new history
+        raise epoch_required_problem(topic, since)
     try:
         if since is None:
             events = topic.since(None, epoch)

@@ -29,11 +29,12 @@ import contextlib
 import json
 import logging
 import time
+import uuid
 from typing import TYPE_CHECKING, Any, cast
 
 from aiohttp import web
 
-from .hub import HUB, Event, Hub, Topic, new_epoch
+from .hub import HUB, Event, Hub, PublishUnavailable, Topic, new_epoch
 
 if TYPE_CHECKING:  # redis is imported when a backplane attaches, not with this module
     from redis.asyncio import Redis
@@ -48,8 +49,35 @@ CATCH_UP_TIMEOUT_S = 2.0
 READ_BLOCK_MS = 1000
 """How long one XREAD waits for new events before asking again."""
 
-# KEYS: meta hash, stream. ARGV: fresh epoch (used only if the topic has none), ts, data, maxlen.
+PUBLISH_DEADLINE_S = 2.0
+"""A publish that Redis has not run within this many seconds never happens: the script refuses to
+run after it (Redis's own clock), and the caller gets PublishUnavailable (a chat POST: 503 with
+Retry-After) about REPLY_GRACE_S later at most. So a client is told either "published" (with its
+SEQ) or "not published", never a 500 for a message that was in fact published."""
+REPLY_GRACE_S = 0.5
+"""How long after the deadline the caller still waits for Redis's reply (a script that ran just
+before the deadline answers within it; one that did not run is refused by the script itself)."""
+RETRY_AFTER_S = 2
+"""The Retry-After (seconds) of a publish refused because Redis did not answer in time."""
+SENT_KEY_TTL_S = 3600
+"""How long Redis remembers a publish key (a chat message id or Idempotency-Key) for any worker:
+a retry within this time is answered with the first message, published once."""
+ANON_KEY_TTL_S = 60
+"""TTL of the random key a publish without a client key gets (it makes a redis-py retry of the
+same script call, after a lost connection, harmless)."""
+
+# KEYS: meta hash, stream, once key. ARGV: fresh epoch (used only if the topic has none), ts,
+# data, maxlen, deadline (ms since the epoch, Redis's clock), once key TTL (s).
+# Returns {"late"} (not run: past the deadline), {"dup", stored event JSON} or {"new", seq, epoch}.
 _PUBLISH = """
+local now = redis.call('TIME')
+if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) > tonumber(ARGV[5]) then
+  return {'late'}
+end
+local prior = redis.call('GET', KEYS[3])
+if prior then
+  return {'dup', prior}
+end
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
   epoch = ARGV[1]
@@ -58,7 +86,9 @@ end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'seq', seq, 'epoch', epoch,
            'ts', ARGV[2], 'data', ARGV[3])
-return {seq, epoch}
+redis.call('SET', KEYS[3], '{"seq":' .. seq .. ',"epoch":"' .. epoch .. '","ts":' .. ARGV[2] ..
+           ',"data":' .. ARGV[3] .. '}', 'EX', ARGV[6])
+return {'new', seq, epoch}
 """
 
 
@@ -89,6 +119,8 @@ class RedisBackplane:
         self._reader: asyncio.Task | None = None
         self.received = 0
         """Events this worker has read from Redis."""
+        self.resets = 0
+        """New epochs (Redis lost a topic) this worker has told its live subscribers of."""
 
     # -- life cycle ------------------------------------------------------------------------
     async def attach(self, hub: Hub) -> None:
@@ -135,23 +167,53 @@ class RedisBackplane:
 
     # -- publish and read ------------------------------------------------------------------
     async def publish(self, topic: Topic, data: Any) -> Event:
-        """Number `data` in Redis's one order and return the Event once it is stored here too."""
+        """Number `data` in Redis's one order and return the Event (stored here too unless this
+        worker's reader lags). Raises PublishUnavailable if Redis did not take it in time."""
+        return (await self.publish_once(topic, data, None))[0]
+
+    async def publish_once(self, topic: Topic, data: Any, key: str | None) -> tuple[Event, bool]:
+        """Publish `data` unless `key` was published by any worker within SENT_KEY_TTL_S: (the
+        event, whether it is the earlier one). Check and publish are one Lua script (atomic).
+
+        Within PUBLISH_DEADLINE_S (+ REPLY_GRACE_S) it either returns the published event or
+        raises PublishUnavailable, and then it did not happen: the script refuses to run once the
+        deadline has passed on Redis's clock (a stalled Redis runs queued commands when it wakes)."""
+        from redis.exceptions import RedisError
+
         if self._script is None:
             raise RuntimeError("the backplane is not attached (call attach() first)")
         meta, stream = keys(topic.name)
+        once = f"{PREFIX}{topic.name}:once:" + (key or "anon:" + uuid.uuid4().hex)
         payload = json.dumps(data, separators=(",", ":"))
-        seq, epoch = await self._script(keys=[meta, stream],
-                                        args=[new_epoch(), repr(time.time()), payload,
-                                              topic.history_limit])
-        seq = int(seq)
-        if topic.last_seq >= seq and topic.epoch == epoch:
-            return _find(topic, seq)
-        key = (topic.name, seq)
-        future = self._waiters.setdefault(key, asyncio.get_running_loop().create_future())
+        ts = repr(time.time())
+        deadline_ms = int((time.time() + PUBLISH_DEADLINE_S) * 1000)
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + PUBLISH_DEADLINE_S + REPLY_GRACE_S
         try:
-            return await asyncio.wait_for(future, CATCH_UP_TIMEOUT_S * 5)
+            async with asyncio.timeout_at(give_up):
+                reply = await self._script(
+                    keys=[meta, stream, once],
+                    args=[new_epoch(), ts, payload, topic.history_limit, deadline_ms,
+                          SENT_KEY_TTL_S if key else ANON_KEY_TTL_S])
+        except (TimeoutError, OSError, RedisError) as exc:
+            raise unavailable(exc) from None
+        if reply[0] == "late":
+            raise unavailable("Redis ran the publish after its deadline, so it refused it")
+        if reply[0] == "dup":
+            first = json.loads(reply[1])
+            return Event(first["seq"], first["ts"], first["data"], first["epoch"]), True
+        seq, epoch = int(reply[1]), reply[2]
+        if topic.last_seq >= seq and topic.epoch == epoch:
+            with contextlib.suppress(LookupError):
+                return _find(topic, seq), False
+        future = self._waiters.setdefault((topic.name, seq), loop.create_future())
+        try:  # read-your-writes on this worker, but never past the deadline: it did happen
+            async with asyncio.timeout_at(give_up):
+                return await future, False
+        except TimeoutError:
+            return Event(seq, float(ts), json.loads(payload), epoch), False
         finally:
-            self._waiters.pop(key, None)
+            self._waiters.pop((topic.name, seq), None)
 
     async def _read(self) -> None:
         """Store every event of the bridged streams, in stream order, in the local topics."""
@@ -175,9 +237,9 @@ class RedisBackplane:
                     self._deliver(topic, _event(fields))
 
     def _deliver(self, topic: Topic, event: Event) -> None:
-        if event.epoch != topic.epoch:  # Redis lost the topic and began a new history
-            topic.epoch = event.epoch
-            topic.history.clear()
+        if event.epoch != topic.epoch:  # Redis lost the topic and began a new history:
+            topic.reset(event.epoch, event.seq - 1)  # live subscribers get a `reset` first
+            self.resets += 1
         if event.seq <= topic.last_seq:
             return  # already stored (never deliver twice)
         topic.keep(event)
@@ -202,7 +264,16 @@ class RedisBackplane:
                 await asyncio.sleep(0.002)
 
     def stats(self) -> dict:
-        return {"url": self.url, "topics": sorted(self.topic_limits), "received": self.received}
+        return {"url": self.url, "topics": sorted(self.topic_limits), "received": self.received,
+                "resets": self.resets}
+
+
+def unavailable(cause: object) -> PublishUnavailable:
+    """The PublishUnavailable of a publish Redis did not take (it did not happen)."""
+    return PublishUnavailable(
+        f"not published: Redis did not take it within {PUBLISH_DEADLINE_S:g} s ({cause}); "
+        f"it will not be published later: retry in {RETRY_AFTER_S} s (with the same "
+        "Idempotency-Key or message id, a retry is published at most once)", RETRY_AFTER_S)
 
 
 def _event(fields: dict) -> Event:

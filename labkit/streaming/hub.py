@@ -49,7 +49,7 @@ import json
 import secrets
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -69,6 +69,9 @@ QUEUE_LIMIT = 256
 
 PUBLISH_TIMEOUT_S = 5.0
 """How long a publish from another thread waits for the server loop to store the event."""
+
+MAX_ONCE_KEYS = 10_000
+"""Publish keys (`Hub.apublish_once`) an unbridged topic remembers (oldest forgotten first)."""
 
 
 def event_schema(data: dict | None = None) -> dict:
@@ -116,10 +119,16 @@ class Event:
 
 @dataclass(frozen=True)
 class Notice:
-    """An unsequenced, unstored item for live subscribers only (e.g. "someone is typing")."""
+    """An unsequenced, unstored item for live subscribers only (e.g. "someone is typing", or a
+    `reset`: {"type": "reset", "epoch", "last_seq"}, the topic's history was replaced)."""
 
     data: Any
     _encoded: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def json(self) -> str:
+        """The notice's data as JSON text (what a transport without its own rendering sends)."""
+        return json.dumps(self.data, separators=(",", ":"))
 
     def encoded(self, key: Any, encode: Callable[[Any], Any]) -> Any:
         """`encode(self)`, computed once per `key` however many subscribers send it."""
@@ -177,6 +186,15 @@ class EpochMismatch(Exception):
 
 class SlowConsumer(Exception):
     """This subscriber fell `queue_limit` items behind and was dropped."""
+
+
+class PublishUnavailable(Exception):
+    """A publish that certainly did not happen (the backplane's store did not take it within its
+    deadline, and will not take it later): tell the client to retry in `retry_after` s."""
+
+    def __init__(self, message: str, retry_after: float = 1.0):
+        self.retry_after = retry_after
+        super().__init__(message)
 
 
 @dataclass
@@ -327,6 +345,8 @@ class Topic:
         """Shared by the sinks of this topic's subscribers (see `Burst`)."""
         self.bridge: RedisBackplane | None = None
         """The backplane that numbers and orders this topic's events (None: this process does)."""
+        self.once: OrderedDict[str, Event] = OrderedDict()
+        """Publish keys already used here -> their event (`Hub.apublish_once`, unbridged topics)."""
 
     @property
     def last_seq(self) -> int:
@@ -356,6 +376,18 @@ class Topic:
             self._changed.set()
             self._changed = None
         return event
+
+    def reset(self, epoch: str, last_seq: int = 0) -> None:
+        """The history was replaced (a backplane's store lost it): take the new `epoch`, forget
+        the old events and tell every live subscriber with a `reset` Notice (rendered on every
+        streaming transport; a poll that names the old epoch gets 409)."""
+        self.epoch = epoch
+        self.history.clear()
+        self.once.clear()
+        notice = Notice(reset_data(self, last_seq))
+        for sub in list(self.subscribers):
+            sub.last_seq = last_seq
+            sub.push(notice)
 
     def check_epoch(self, epoch: str | None) -> None:
         """Raise EpochMismatch if `epoch` is given and is not this topic's current one."""
@@ -481,11 +513,27 @@ class Hub:
 
     async def apublish(self, topic: str, data: Any) -> Event:
         """`publish` for the server loop that also works for a topic bridged to a backplane (it
-        returns once the event, numbered in the one global order, is stored here too)."""
+        returns once the event, numbered in the one global order, is stored here too). Raises
+        PublishUnavailable when the backplane certainly did not take it."""
         target = self.topic(topic)
         if target.bridge is not None:
             return await target.bridge.publish(target, data)
         return target._append(data)
+
+    async def apublish_once(self, topic: str, data: Any, key: str) -> tuple[Event, bool]:
+        """Publish `data` unless `key` was already published: (the event, whether it is the one
+        published before under `key`). A bridged topic keeps the keys in its backplane's store
+        (Redis, with a TTL), so a retry reaching another worker is recognised; an unbridged one
+        remembers the last MAX_ONCE_KEYS keys in this process."""
+        target = self.topic(topic)
+        if target.bridge is not None:
+            return await target.bridge.publish_once(target, data, key)
+        if (seen := target.once.get(key)) is not None:
+            return seen, True
+        event = target.once[key] = target._append(data)
+        while len(target.once) > MAX_ONCE_KEYS:
+            target.once.popitem(last=False)
+        return event, False
 
     def notify(self, topic: str, data: Any, *, skip: Subscription | None = None) -> int:
         """Send an ephemeral Notice to the live subscribers of `topic` (not stored, no SEQ).
@@ -527,6 +575,27 @@ def ahead_problem(exc: Ahead, name: str = "since") -> ProblemError:
                         errors=[{"field": name, "message": "never published"}])
 
 
+def reset_data(topic: Topic, last_seq: int) -> dict:
+    """The `reset` message: {"type": "reset", "epoch", "last_seq"} (the history the client knew
+    is not this one: re-sync from a snapshot, then resume with since=last_seq&epoch=epoch)."""
+    return {"type": "reset", "epoch": topic.epoch, "last_seq": last_seq}
+
+
+EPOCH_REQUIRED_TYPE = "https://labkit.invalid/problems/epoch-required"
+"""Problem type of a poll that resumes (`since` > 0) without naming its epoch."""
+
+
+def epoch_required_problem(topic: Topic, since: int) -> ProblemError:
+    """A long poll resuming after SEQ `since` without `epoch` as HTTP 428, naming the current
+    epoch and last SEQ: a SEQ means nothing without the history it counts in."""
+    return ProblemError(
+        428, f"since={since} without epoch: a SEQ counts within one history, and this topic's "
+        f"may have been replaced since you read it (now epoch {topic.epoch!r}, last SEQ "
+        f"{topic.last_seq}). Resume with since={since}&epoch=<the epoch of your events>, or "
+        "re-sync from since=0.", type=EPOCH_REQUIRED_TYPE, epoch=topic.epoch,
+        last_seq=topic.last_seq, errors=[{"field": "epoch", "message": "required with since"}])
+
+
 def subscribe_resuming(topic: Topic, transport: str, since: int | None,
                        name: str = "since", epoch: str | None = None,
                        ) -> tuple[Subscription, list[Event], Gap | None]:
@@ -548,7 +617,17 @@ def subscribe_resuming(topic: Topic, transport: str, since: int | None,
     except Ahead as exc:
         raise ahead_problem(exc, name) from None
     topic.counters(transport).requests += 1
+    if since and epoch is None:  # a blind resume: right after the replay, before anything live
+        sub.push(Notice({**reset_data(topic, topic.last_seq), "since": since,
+                         "detail": BLIND_RESUME}))
     return sub, replay, gap
+
+
+BLIND_RESUME = ("you resumed with since= but no epoch: the events after since count in this "
+                "epoch; if yours came from another one, they are not these: re-sync from a "
+                "snapshot and resume with since=SEQ&epoch=E")
+"""Detail of the `reset` a stream gets (after its replay, before any live event) when a client
+resumes without naming its epoch."""
 
 
 HUB = web.AppKey("hub", Hub)
