@@ -313,10 +313,13 @@ def _stop_all() -> None:
         server.stop()
 
 
-def start(**options) -> LabServer:
+def start(*, fresh: bool = False, **options) -> LabServer:
     """Start the kernel's lab server, or return the running one if the options are the same.
 
-    Different options stop the running server and start a new one.
+    Different options stop the running server and start a new one. Its data (the notes, the
+    idempotency keys: the SQLite file) is kept: a new lab without `db=` goes on with the previous
+    lab's temporary database, and one with its own `db=` leaves the previous file where it is.
+    One printed line says which. `fresh=True` deletes the previous temporary data instead.
     """
     global _current
     for name in ("allowed_origins", "allowed_hosts"):
@@ -324,16 +327,32 @@ def start(**options) -> LabServer:
             options[name] = tuple(options[name])
     config = LabConfig(**options)
     with _lock:
-        if _current is not None and _current.running:
-            running_port = _current.port
+        previous = _current
+        if previous is not None and previous.running:
+            running_port = previous.port
             if running_port is None:  # a running lab has bound its port
                 raise RuntimeError("the running lab server has no port")
             wanted = replace(config, port=running_port) if config.port == 0 else config
-            same_port = replace(_current.config, port=running_port)
-            if wanted == same_port or config == _current.config:
-                return _current
-            _current.stop()
-        _current = LabServer(config).start()
+            same_port = replace(previous.config, port=running_port)
+            if not fresh and (wanted == same_port or config == previous.config):
+                return previous
+        server = LabServer(config)
+        if previous is not None and previous._workdir is not None:  # a temporary database
+            old_db = previous.db_path
+            if fresh:
+                print(f"labkit: fresh=True: the previous lab's data ({old_db}) is deleted.")
+            elif not config.db:
+                server._workdir, previous._workdir = previous._workdir, None  # handed over
+                print(f"labkit: the new lab keeps the previous lab's data ({old_db}); "
+                      "lk.start(..., fresh=True) starts empty.")
+            else:
+                previous.stop(keep_data=True)
+                previous._workdir = None
+                print(f"labkit: the new lab uses {server.db_path}; the previous lab's data stays "
+                      f"in {old_db}.")
+        if previous is not None:
+            previous.stop()
+        _current = server.start()
         return _current
 
 
