@@ -85,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     p_serve.add_argument("--balance", default="connection", choices=("connection", "sticky"),
                          help="(with --workers) how the front door spreads connections")
     sub.add_parser("doctor", help="check versions, widget front ends and loopback")
+    p_copy = sub.add_parser("student-copy", help="write what students get (no instructors/, no "
+                            "solutions, no tests) to a new folder")
+    p_copy.add_argument("out", metavar="OUT")
     p_clean = sub.add_parser("clean-notebook", help="strip outputs and widget state from notebooks "
                              "(no FILE: stdin to stdout, as a git clean filter)")
     p_clean.add_argument("files", nargs="*", metavar="FILE")
@@ -122,6 +125,10 @@ def main(argv: list[str] | None = None) -> int:
         return serve(args.host, args.port, args.db, tuple(args.allow_host), limits)
     if args.command == "bench":
         return bench.run_from_args(args)
+    if args.command == "student-copy":
+        from labkit.course.student_copy import main as student_copy
+
+        return student_copy([args.out])
     if args.command == "clean-notebook":
         from labkit.course.nbclean import main as clean_notebooks
 

@@ -118,9 +118,11 @@ def first_heading(text: str, fallback: str) -> str:
     return match.group(1).strip() if match else fallback
 
 
-def build(out: Path, selected: list[str] | None = None, *, log=print, keep_going: bool = False) -> dict:
+def build(out: Path, selected: list[str] | None = None, *, log=print, keep_going: bool = False,
+          guide: bool = True) -> dict:
     """Build the book into `out`; returns {lesson file: figures}, the guide's page count and the
-    lessons that failed (only with `keep_going`; otherwise the first failure raises BookError)."""
+    lessons that failed (only with `keep_going`; otherwise the first failure raises BookError).
+    guide=False: the students' book, without the instructor guide (which discusses answers)."""
     out = Path(out)
     if out.exists():
         shutil.rmtree(out)
@@ -157,18 +159,20 @@ def build(out: Path, selected: list[str] | None = None, *, log=print, keep_going
                             f"({expected} figures)</li>")
         log(f"book: {path.stem}: {expected} figures, {time.monotonic() - started:.0f} s")
     guide_links = []
-    for guide in guide_pages():
-        text = guide.read_text(encoding="utf-8")
-        title = first_heading(text, guide.stem)
-        (out / "guide" / f"{guide.stem}.html").write_text(markdown_page(text, title), encoding="utf-8")
-        guide_links.append(f"<li><a href='guide/{guide.stem}.html'>{html.escape(title)}</a></li>")
+    for guide_page in guide_pages() if guide else []:
+        text = guide_page.read_text(encoding="utf-8")
+        title = first_heading(text, guide_page.stem)
+        (out / "guide" / f"{guide_page.stem}.html").write_text(markdown_page(text, title),
+                                                              encoding="utf-8")
+        guide_links.append(f"<li><a href='guide/{guide_page.stem}.html'>{html.escape(title)}</a></li>")
+    part_two = (f"<h2 id='guide'>Part II: Instructor guide</h2><ul>{''.join(guide_links)}</ul>"
+                if guide_links else "")
     index = (f"<!doctype html><html><head><meta charset='utf-8'><title>labkit: the book</title>"
              f"<style>{STYLE}</style></head><body><h1>labkit: WebSocket vs REST, measured</h1>"
              "<p>Every lesson with the outputs of one run in quick mode (small trial counts); run "
              "them yourself for the full sizes. Figures are interactive and work offline.</p>"
              f"<h2 id='lessons'>Part I: Lessons</h2><ol>{''.join(lesson_links)}</ol>"
-             f"<h2 id='guide'>Part II: Instructor guide</h2><ul>{''.join(guide_links)}</ul>"
-             "</body></html>")
+             f"{part_two}</body></html>")
     (out / "index.html").write_text(index, encoding="utf-8")
     return {"lessons": made, "guide_pages": len(guide_links), "failed": failed}
 
@@ -177,12 +181,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m labkit.course.book", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "build" / "book"), help="output folder")
     parser.add_argument("--lessons", nargs="*", default=None, help="lesson numbers (default: all)")
+    parser.add_argument("--students", action="store_true",
+                        help="the students' book: the lessons without the instructor guide")
     parser.add_argument("--keep-going", action="store_true",
                         help="leave out a lesson that fails instead of stopping (still exits 1)")
     args = parser.parse_args(argv)
     started = time.monotonic()
     try:
-        result = build(Path(args.out), args.lessons, keep_going=args.keep_going)
+        result = build(Path(args.out), args.lessons, keep_going=args.keep_going,
+                       guide=not args.students)
     except BookError as exc:
         print(f"book: {exc}", file=sys.stderr)
         return 1
