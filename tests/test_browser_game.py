@@ -262,14 +262,14 @@ def test_real_chromium_request_headers_beside_the_python_client(chromium):
         try:
             page = chromium.new_page()
             page.goto(tap.url() + "/")  # the lab's own index page, a loopback origin
-            page.evaluate("() => fetch('/api/games/headers', {cache: 'no-store'}).then(r => r.text())")
+            page.evaluate("() => fetch('/api/games', {cache: 'no-store'}).then(r => r.text())")
             assert page.evaluate(TRY_SOCKET, tap.url("ws") + "/ws/echo") == "opened"
             page.close()
             browser_rows = request_heads(tap, "Chromium")
         finally:
             tap.stop()
         python_rows = python_request_heads(lab, lk.tap)
-    browser_rows = browser_rows[browser_rows.target.isin(["/api/games/headers", "/ws/echo"])]
+    browser_rows = browser_rows[browser_rows.target.isin(["/api/games", "/ws/echo"])]
     both = {(r.client, r.kind): r for r in [*browser_rows.itertuples(), *python_rows.itertuples()]}
     print(json.dumps({f"{c} {k}": r.header_bytes for (c, k), r in both.items()}))
     assert set(both) == {("Chromium", "poll"), ("Chromium", "upgrade"),

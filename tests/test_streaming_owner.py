@@ -124,6 +124,10 @@ def test_a_whiteboard_member_that_never_reads_is_cut_and_the_room_goes_on(lab):
     another, so every stroke waited for it. Now the stuck member's outbox fills and closes it with
     1008; the member who reads gets every stroke, in order."""
     room, strokes = "stuck-member", 600
+    from labkit.clients.rest import RestClient
+
+    with RestClient(lab) as api:
+        assert api.put(f"/api/collab/{room}").status == 201  # a room exists once created
     stuck = raw_websocket(lab.port, f"/ws/collab?room={room}&name=stuck")
     points = [[i / 100, (i % 7) / 7] for i in range(100)]  # more strokes than an outbox holds
 
@@ -171,6 +175,10 @@ def test_game_moves_over_rest_reach_a_reading_spectator_past_one_that_reads_noth
     import aiohttp
 
     game = "stuck-spectator"
+    from labkit.clients.rest import RestClient
+
+    with RestClient(lab) as api:
+        assert api.put(f"/api/games/{game}").status == 201  # a game exists once created
     stuck = raw_websocket(lab.port, f"/ws/game?game={game}&role=watch&name=stuck")
     columns = [0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 4, 5, 4, 5]  # no four in a row in 16 moves
 

@@ -13,6 +13,10 @@ player has the new board (a pushed message over WebSocket; the first poll answer
 REST). Both players run in this process, on labkit's client loop, each through its own counting
 TCP proxy, so the bytes per second per player are what crossed the wire (HTTP heads, bodies, frame
 headers, the handshake), measured, not estimated.
+
+Size: longer than 500 lines because lesson 08's experiments (move delays over both transports,
+the optimistic race, cursor bandwidth, the shared whiteboard) share one pair of players and the
+counting proxies.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ A room exists once someone creates it; reading or joining one that does not exis
   "x", "y"} (0..1, where your pointer is; ephemeral: relayed to the others, never stored) and
   {"type": "stroke", "points": [[x, y], ...], "color"} (stored in order, numbered by the server,
   sent to everyone including you). Receive {"type": "welcome", "you", "participants",
-  "first_kept", "last_seq", "older", "strokes"} (the newest strokes, at most WELCOME_MAX_BYTES;
+  "first_kept", "last_seq", "older", "strokes"} (the newest strokes, WELCOME_MAX_BYTES in all;
   `older` more are kept from `first_kept` on: page them with GET ?since=first_kept-1),
   {"type": "cursor", "name", "x", "y", "ts"}, {"type": "stroke", "seq", "name", "points", "color",
   "ts"}, {"type": "join"|"leave", "name"}, and {"type": "error", "detail"} for a bad message (the
@@ -71,10 +71,11 @@ STROKE_OVERHEAD = 160
 """Bytes a kept stroke costs besides its JSON text: the str object's header and its entry in the
 room's deque (measured with tracemalloc: about 130)."""
 WELCOME_MAX_BYTES = 256 * 1024
-"""Bytes of strokes in a join's welcome: the newest ones that fit. Far below aiohttp's and the
+"""Bytes of a join's welcome message: the newest strokes that fit. (Only a participants list
+longer than this alone, thousands of members, would pass it.) Far below aiohttp's and the
 browsers' default 4 MiB message limit, so a late joiner of a full room can always join."""
 PAGE_MAX_BYTES = 256 * 1024
-"""Bytes of strokes in one page of GET /api/collab/{room}."""
+"""Bytes of one page of GET /api/collab/{room} (it holds at least one stroke, about 21 KB at most)."""
 PAGE_MAX_STROKES = 500
 """Strokes in one page of GET /api/collab/{room} (the default and the largest `limit`)."""
 LIST_MAX = 50
@@ -281,11 +282,12 @@ async def room_get(request: web.Request) -> web.Response:
     if since + 1 < first_kept:
         raise ProblemError(410, f"strokes before {first_kept} are no longer kept: resume with "
                                 f"since={first_kept - 1}", first_kept=first_kept)
-    page = room.page(since, limit, PAGE_MAX_BYTES)
+    fields = {"room": room.id, "participants": room.participants(), "first_kept": first_kept,
+              "last_seq": room.last_seq, "next_since": max(since, room.last_seq), "more": False}
+    page = room.page(since, limit, PAGE_MAX_BYTES - len(json.dumps(fields)) - len(', "strokes": []'))
     next_since = page[-1][0] if page else since
     more = next_since < room.last_seq
-    head = json.dumps({"room": room.id, "participants": room.participants(), "first_kept": first_kept,
-                       "last_seq": room.last_seq, "next_since": next_since, "more": more})
+    head = json.dumps({**fields, "next_since": next_since, "more": more})  # no longer than before
     body = head[:-1] + ', "strokes": [' + ",".join(text for _, text in page) + "]}"
     link = f'</api/collab/{room.id}?since={next_since}&limit={limit}>; rel="next"'
     headers = {"Link": link} if more else {}
@@ -329,11 +331,11 @@ async def collab_ws(request: web.Request) -> web.WebSocketResponse:
 
 
 def _welcome(room: Room, name: str) -> str:
-    """The welcome: who is here and the newest strokes, at most WELCOME_MAX_BYTES of them."""
-    texts = room.newest(WELCOME_MAX_BYTES)
-    head = json.dumps({"type": "welcome", "you": name, "participants": room.participants(),
-                       "first_kept": room.first_kept, "last_seq": room.last_seq,
-                       "older": len(room.strokes) - len(texts)})
+    """The welcome: who is here and the newest strokes that fit in WELCOME_MAX_BYTES in all."""
+    fields = {"type": "welcome", "you": name, "participants": room.participants(),
+              "first_kept": room.first_kept, "last_seq": room.last_seq, "older": len(room.strokes)}
+    texts = room.newest(WELCOME_MAX_BYTES - len(json.dumps(fields)) - len(', "strokes": []'))
+    head = json.dumps({**fields, "older": len(room.strokes) - len(texts)})  # no longer than before
     return head[:-1] + ', "strokes": [' + ",".join(texts) + "]}"
 
 

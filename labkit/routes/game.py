@@ -34,6 +34,9 @@ cannot store it at all).
 The state is {"game", "version", "board" (6 rows of 7 cells, row 0 at the top, "" / "X" / "O"),
 "turn", "winner" ("X", "O", "draw" or null), "seats", "moves", "spectators"}. `version` counts
 changes (moves and seats), so a poller can tell "nothing new" from "something new".
+
+Size: longer than 500 lines because the rules, the bounded store of games, the REST and WebSocket
+routes and their OpenAPI and AsyncAPI documents are one wire contract and change together.
 """
 
 from __future__ import annotations
