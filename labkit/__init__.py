@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import os
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 QUICK = os.environ.get("LABKIT_QUICK", "") not in ("", "0")
 """True when LABKIT_QUICK=1: lessons shrink trial counts and durations (tests set it)."""

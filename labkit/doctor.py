@@ -9,8 +9,11 @@ from pathlib import Path
 
 REQUIRED = ["aiohttp", "websockets", "pandas", "plotly", "ipywidgets", "anywidget", "ipykernel"]
 """Packages every lesson imports (anywidget renders plotly's FigureWidget)."""
-FRONT_ENDS = ["jupyterlab", "jupyterlab_widgets"]
-"""Front-end packages that make widgets show in JupyterLab."""
+FRONT_ENDS = ["jupyterlab", "jupyterlab_widgets", "jupyter-server-proxy"]
+"""Front-end packages: widgets show in JupyterLab, and the browser clients of lessons 02, 07 and 08
+reach the lab through the student's own Jupyter server (jupyter-server-proxy)."""
+DISTRIBUTION = "labkit-lessons"
+"""labkit's distribution name (`labkit` on the package index is another project)."""
 LAB_EXTENSIONS = ["@jupyter-widgets/jupyterlab-manager", "anywidget"]
 """JupyterLab extensions that render ipywidgets and plotly's FigureWidget (through anywidget)."""
 
@@ -54,10 +57,21 @@ def run_doctor() -> int:
     """Print a report; return 0 when everything a lesson needs is present and loopback works."""
     problems = []
     print(f"{'python':<40} {sys.version.split()[0]} ({platform.system()} {platform.machine()})")
-    for name in ["labkit", *REQUIRED, *FRONT_ENDS]:
+    import labkit
+
+    installed = _version(DISTRIBUTION)
+    where = Path(labkit.__file__).resolve().parent
+    print(f"{'labkit (' + DISTRIBUTION + ')':<40} {labkit.__version__} from {where}")
+    if installed is None:
+        problems.append(f"labkit is imported from {where} but not installed: run `make lab` "
+                        "(or pip install -e '.[lab]') so kernels and `labkit` find it")
+    elif installed != labkit.__version__:
+        problems.append(f"labkit {labkit.__version__} is imported, but {installed} is installed: "
+                        "reinstall with `make lab`")
+    for name in [*REQUIRED, *FRONT_ENDS]:
         version = _version(name)
         print(f"{name:<40} {version or 'MISSING'}")
-        if version is None and name != "labkit":
+        if version is None:
             hint = "pip install -e '.[lab]'" if name in FRONT_ENDS else f"pip install {name}"
             problems.append(f"{name} is missing ({hint})")
     extensions = installed_lab_extensions()

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -59,6 +61,32 @@ def test_doctor_fails_when_a_lesson_package_is_missing(monkeypatch, capsys):
     monkeypatch.setattr(doctor, "REQUIRED", [*doctor.REQUIRED, "no-such-package-labkit"])
     assert doctor.run_doctor() == 1
     assert "no-such-package-labkit is missing" in capsys.readouterr().out
+
+
+def test_doctor_is_not_ready_without_the_jupyter_proxy_or_an_installed_labkit(monkeypatch, capsys):
+    """It used to print "labkit MISSING" (the distribution is labkit-lessons) and then "Ready", and
+    "Ready" without jupyter-server-proxy, which the browser widgets need."""
+    real = doctor._version
+    monkeypatch.setattr(doctor, "_version", lambda name: None if name in (
+        "jupyter-server-proxy", doctor.DISTRIBUTION) else real(name))
+    assert doctor.run_doctor() == 1
+    out = capsys.readouterr().out
+    assert "Ready" not in out.replace("Not ready", "")
+    assert "jupyter-server-proxy is missing" in out and "not installed" in out
+
+
+def test_the_version_is_one_everywhere():
+    import tomllib
+
+    import labkit
+
+    root = Path(__file__).resolve().parent.parent
+    declared = tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"]
+    cited = re.search(r"^version: (\S+)$", (root / "CITATION.cff").read_text(), re.M).group(1)
+    logged = re.search(r"^## \[Unreleased\] — (\S+)$", (root / "CHANGELOG.md").read_text(), re.M)
+    assert labkit.__version__ == declared == cited == (logged.group(1) if logged else declared)
+    if logged:  # not released yet: no release date may be cited
+        assert "date-released" not in (root / "CITATION.cff").read_text()
 
 
 def test_doctor_fails_when_a_widget_front_end_is_missing(monkeypatch, capsys):
