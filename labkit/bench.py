@@ -39,10 +39,11 @@ class Suite(TypedDict):
 SUITES: dict[bool, Suite] = {
     # quick: a smoke run (CI, a first look); full: enough round trips for stable tails
     True: {"payloads": (64, 4096), "count": 8, "warmup": 2, "messages": (1, 5)},
-    False: {"payloads": (16, 1024, 16384, 65536), "count": 50, "warmup": 5, "messages": (1, 10, 50)},
+    False: {"payloads": (16, 1024, 16384, 65536), "count": 100, "warmup": 5, "messages": (1, 10, 50)},
 }
 
-PACKAGES = ("labkit", "aiohttp", "websockets", "pandas", "plotly", "trustme")
+PACKAGES = ("labkit-lessons", "aiohttp", "websockets", "pandas", "plotly", "trustme")
+"""Distributions whose versions a report records (labkit's distribution is labkit-lessons)."""
 
 
 def machine_info() -> dict:
@@ -74,14 +75,19 @@ def machine_info() -> dict:
 
 
 def _summary_records(frame) -> list[dict]:
+    """Per group: n, median, p90, p99 (null below 100 round trips: too few to carry one), IQR."""
+    from labkit.lessons.latency import MIN_N_FOR_P99
+
     from .measure import summary
 
     table = summary(frame, "rtt_ms", ["profile", "transport", "payload_bytes"])
+    table.loc[table["n"] < MIN_N_FOR_P99, "p99"] = float("nan")
     return json.loads(table.to_json(orient="records"))
 
 
 def _report_html(frame, totals, info: dict, settings: dict) -> str:
-    from .measure import summary
+    from labkit.lessons.latency import summary
+
     from .plots import latency as charts
 
     figures = [
@@ -98,7 +104,7 @@ def _report_html(frame, totals, info: dict, settings: dict) -> str:
     ]
     parts = [fig.to_html(full_html=False, include_plotlyjs=(i == 0), default_width="100%")
              for i, fig in enumerate(figures)]
-    table = summary(frame, "rtt_ms", ["profile", "transport", "payload_bytes"]).round(3)
+    table = summary(frame, "rtt_ms", ("profile", "transport", "payload_bytes")).round(3)
     meta = html.escape(json.dumps({**info, "settings": settings}, indent=2))
     return (
         "<!doctype html><html><head><meta charset='utf-8'>"
@@ -108,8 +114,9 @@ def _report_html(frame, totals, info: dict, settings: dict) -> str:
         "</style></head><body>"
         f"<h1>labkit bench: loopback and {html.escape(settings['profile'])}</h1>"
         "<p>Round trips of REST with a new connection per request, REST with keep-alive and "
-        "WebSocket, through labkit's network emulator. Times in ms; n, median, p90, p99 and the "
-        "interquartile range (IQR) per group.</p>"
+        "WebSocket, through labkit's network emulator. Times in ms; n, median, p90 and the "
+        "interquartile range (IQR) per group, and p99 where every group has at least 100 round "
+        "trips (fewer cannot carry a 99th percentile: read p90 and the max).</p>"
         + table.to_html(index=False, border=0)
         + "".join(f"<div>{p}</div>" for p in parts)
         + f"<h2>Machine and settings</h2><pre>{meta}</pre></body></html>"
