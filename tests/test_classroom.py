@@ -205,10 +205,10 @@ def test_names_are_nfkc_normalised():
 
 
 def test_names_unique_in_the_room_over_websocket(classroom):
-    async def join(session, name):
+    async def join(session, name, token=STUDENT):
         try:
             ws = await session.ws_connect(f"{classroom.ws_url}/ws/chat", params={
-                "name": name, "token": STUDENT})
+                "name": name, "token": token})
         except aiohttp.WSServerHandshakeError as exc:
             return exc.status, None
         assert json.loads((await ws.receive(timeout=5)).data)["type"] == "welcome"
@@ -219,8 +219,8 @@ def test_names_unique_in_the_room_over_websocket(classroom):
             first = await join(session, "alice")
             look_alikes = [(await join(session, n))[0] for n in LOOK_ALIKES]
             invisible = (await join(session, "alice\u200b"))[0]
-            other = await join(session, "bob")
-            async with session.post(classroom.url + "/api/chat/messages", headers=BEARER[STUDENT],
+            other = await join(session, "bob", OTHER_STUDENT)
+            async with session.post(classroom.url + "/api/chat/messages", headers=BEARER[OTHER_STUDENT],
                                     json={"name": "\u0430lice", "text": "it is me"}) as resp:
                 rest_post = resp.status
             await first[1].close()

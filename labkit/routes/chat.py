@@ -40,6 +40,7 @@ from collections import OrderedDict
 
 from aiohttp import web
 
+from labkit.server import access
 from labkit.server.keys import CONFIG
 from labkit.server.problem import ProblemError
 from labkit.server.validate import (
@@ -158,9 +159,8 @@ async def messages_post(request: web.Request) -> web.Response:
     if errors or name is None or text is None:  # a None always comes with its errors
         raise ProblemError(422, "; ".join(f"{e['field']}: {e['message']}" for e in errors),
                            errors=errors)
-    if name_keys(name) & request.app[MEMBERS].keys():
-        raise name_taken(name)
-    if wait := request.app[RATES].wait(name_key(name)):
+    speaker = await access.claim_chat_name(request, name, request.app[MEMBERS], websocket=False)
+    if wait := request.app[RATES].wait(speaker):  # per identity (per name outside a class)
         raise ProblemError(429, f"{name!r} is sending faster than this room allows ({RATES_RULE}); "
                                 f"retry in {wait:.1f} s.", headers={"Retry-After": str(math.ceil(wait))},
                            retry_after=wait)
@@ -200,8 +200,7 @@ async def chat_ws(request: web.Request) -> web.WebSocketResponse:
     if name is None:  # check_name gives either a name or its errors
         raise RuntimeError("check_name gave neither a name nor errors")
     keys, members = name_keys(name), request.app[MEMBERS]
-    if keys & members.keys():
-        raise name_taken(name)
+    speaker = await access.claim_chat_name(request, name, members, websocket=True)  # 403/409/422
     welcome = {"type": "welcome", "name": name, "last_seq": topic.last_seq, "max_text": MAX_TEXT,
                "worker": worker_id(request.app), "epoch": topic.epoch}
     async with topic_websocket(request, topic, first=(welcome,)) as (ws, sub, replay, counters):
@@ -221,7 +220,7 @@ async def chat_ws(request: web.Request) -> web.WebSocketResponse:
                 return await error("send JSON such as {\"type\": \"message\", \"text\": \"hi\"}")
             kind = msg.get("type") if isinstance(msg, dict) else None
             if kind == "typing":
-                if wait := request.app[TYPING_RATES].wait(name_key(name)):
+                if wait := request.app[TYPING_RATES].wait(speaker):
                     return await error(f"typing notices too fast ({TYPING_RULE}): not sent; "
                                        f"retry in {wait:.1f} s", retry_after=wait)
                 hub.notify(TOPIC, {"type": "typing", "name": name}, skip=sub)
@@ -234,7 +233,7 @@ async def chat_ws(request: web.Request) -> web.WebSocketResponse:
                     return await error(f"{errs[0]['field']}: {errs[0]['message']}", errors=errs)
                 if text is None:  # check_text gives either a text or its errors
                     raise RuntimeError("check_text gave neither a text nor errors")
-                if wait := request.app[RATES].wait(name_key(name)):
+                if wait := request.app[RATES].wait(speaker):
                     return await error(f"too fast ({RATES_RULE}): this message was not sent; "
                                        f"retry in {wait:.1f} s", retry_after=wait)
                 try:

@@ -48,6 +48,7 @@ from labkit.stores.owners import ClaimLimit, OwnerStore
 
 from .keys import CONFIG
 from .problem import ProblemError
+from .validate import name_key, name_keys, reserved_word
 
 ROLE = web.RequestKey("role", str)
 """"instructor" or "student" (everyone is "instructor" outside classroom mode)."""
@@ -294,6 +295,52 @@ async def after(request: web.Request, rule: Rule | None, response: web.StreamRes
     rid = request.url.join(URL(location)).path.rstrip("/").rsplit("/", 1)[-1] if location else ""
     if rid:
         await remember(request, rule.creates, rid)
+
+
+# -- chat names: bound to identities -------------------------------------------------------------
+def chat_identity(request: web.Request, name: str) -> str:
+    """Who is speaking, for the room's bookkeeping (rates, removal): the identity in a class; the
+    name itself outside classroom mode, where everybody is the same "local" person."""
+    return principal(request) if classroom(request.app) else "name:" + name_key(name)
+
+
+def _name_taken(name: str, detail: str = "") -> ProblemError:
+    return ProblemError(409, detail or f"name: {name!r} is taken in this room (or looks like a name "
+                        "that is)", errors=[{"field": "name", "message": "taken"}])
+
+
+async def claim_chat_name(request: web.Request, name: str, members: dict, *,
+                          websocket: bool) -> str:
+    """May the request's sender speak in the chat room as `name` (already `validate.chat_name`d)?
+    Returns its chat identity (`chat_identity`); refuses otherwise:
+
+    - 403: the instructor removed this identity and has not allowed it back;
+    - 422: a student's name that holds a reserved word (`validate.reserved_word`);
+    - 409: in a class, a name (by skeleton, `name_keys`) another identity holds, online or not, or
+      a second name for a student, who has one (held while offline); over WebSocket, a name that
+      already has a socket in the room. Outside classroom mode only the last rule applies, to REST
+      posts too, as before: nobody holds a name while away.
+    """
+    keys, who = name_keys(name), chat_identity(request, name)
+    store = _store(request)
+    if await asyncio.to_thread(store.is_removed, who):
+        raise ProblemError(403, "the instructor removed you from this room; ask them to let you back")
+    if not classroom(request.app):
+        if keys & members.keys():
+            raise _name_taken(name)
+        return who
+    if not is_instructor(request) and (word := reserved_word(name)):
+        raise ProblemError(422, f"name: {name!r} holds the reserved word {word!r}; pick another name",
+                           errors=[{"field": "name", "message": f"reserved ({word})"}])
+    status, other = await asyncio.to_thread(store.bind_name, who, name, keys,
+                                            not is_instructor(request))
+    if status == "taken":
+        raise _name_taken(name)
+    if status == "other":
+        raise _name_taken(name, f"name: you are {other!r} in this room; one name per person")
+    if websocket and keys & members.keys():
+        raise _name_taken(name, f"name: {name!r} is already in the room on another connection")
+    return who
 
 
 # -- the hub's topic list ------------------------------------------------------------------------

@@ -222,8 +222,11 @@ def chat_name(raw, limit: int = 32) -> tuple[str | None, list[dict]]:
     Refused: a name with a control, format (zero-width space, word joiner, BOM, every bidi control
     such as the right-to-left override), invisible (Hangul filler, braille blank) or lone surrogate
     character, or with nothing but spaces. Otherwise it is NFKC-normalised (full-width and ligature
-    forms become plain letters) and trimmed; `limit` counts the characters as sent. Whether it clashes
-    with a name already in the room is `name_keys`'s to say.
+    forms become plain letters), trimmed, and enforced as RFC 8265 usernames: each space-separated
+    part is a PRECIS UsernameCasePreserved string (`precis-i18n`: letters and digits of any script
+    and printable ASCII; no symbols, no compatibility forms, the bidi rule), parts joined by one
+    space (RFC 8265 section 3.5). `limit` counts the characters as sent. Whether it clashes with a
+    name someone holds is `name_keys`'s to say; whether it is reserved, `reserved_word`'s.
     """
     def refuse(message: str):
         return None, [{"field": "name", "message": message}]
@@ -242,7 +245,51 @@ def chat_name(raw, limit: int = 32) -> tuple[str | None, list[dict]]:
                           "changes how text is laid out; names may not hold it")
     if not re.search(NOT_BLANK, name):
         return refuse("empty: say who you are")
-    return name, []
+    try:
+        parts = [_precis("UsernameCasePreserved", part) for part in name.split()]
+    except UnicodeEncodeError as exc:
+        ch = exc.object[exc.start] if exc.start < len(exc.object) else ""
+        where = f"U+{ord(ch):04X} ({unicodedata.name(ch, 'unnamed')})" if ch else "this name"
+        return refuse(f"{where} is not allowed in a username (RFC 8265: {exc.reason})")
+    return " ".join(parts), []
+
+
+def _precis(profile: str, text: str) -> str:
+    from precis_i18n import get_profile
+
+    return get_profile(profile).enforce(text)
+
+
+def case_mapped(name: str) -> str:
+    """`name` as RFC 8265 compares usernames (UsernameCaseMapped, part by part): `ALICE` -> `alice`."""
+    try:
+        return " ".join(_precis("UsernameCaseMapped", part) for part in name.split())
+    except UnicodeEncodeError:  # not a name chat_name accepted: compare it case-folded
+        return unicodedata.normalize("NFKC", name).casefold()
+
+
+RESERVED_WORDS = ("instructor", "teacher", "admin", "agent", "bank", "system")
+"""Words no student's chat name may contain, in any case or script ("Teacher (instructor)",
+"ＡＤＭＩＮ", "аdmin" with a Cyrillic а, "adm1n" are all refused): they would speak for the class
+or the bank. A word inside another one counts too ("magenta" holds "agent"): a student picks
+another name."""
+
+
+def _loose(text: str) -> str:
+    """A skeleton with letters, digits and marks only, and i, l, 1 and I as one letter."""
+    kept = "".join(ch for ch in text if unicodedata.category(ch)[0] in "LNM")
+    for ch in "l1I":
+        kept = kept.replace(_skeleton(ch), _skeleton("i"))
+    return kept
+
+
+def reserved_word(name: str) -> str | None:
+    """The reserved word `name` contains or looks like it contains (see RESERVED_WORDS), or None."""
+    forms = {_loose(_skeleton(case_mapped(name))), _loose(_skeleton(name))}
+    for word in RESERVED_WORDS:
+        if any(_loose(_skeleton(word)) in form for form in forms):
+            return word
+    return None
 
 
 def _confusable_prototypes() -> dict[str, str]:
@@ -285,27 +332,37 @@ _prototypes: dict[str, str] | None = None
 
 def name_keys(name: str) -> frozenset[str]:
     """What names are compared by for uniqueness: two names clash when they share a key. The keys are
-    the UTS #39 skeleton (NFD, each character to its look-alike class, NFD again) of the NFKC name,
-    and the skeleton of its case-folded form (so `ALICE` clashes with `alice`, and `aIice`, with a
-    capital I, too). `alice`, `Alice`, `аlice` (with a Cyrillic а) and `ａｌｉｃｅ` clash;
-    `alice` and `alicia` do not."""
+    the UTS #39 skeleton (NFD, each character to its look-alike class, NFD again) of the name as
+    RFC 8265 compares it (UsernameCaseMapped: `ALICE` clashes with `alice`) and of the name as sent
+    (so `aIice`, with a capital I, clashes with `alice` too). A combining dot above (U+0307) after
+    an i or j (or a dotless ı, which the skeleton makes an i) is drawn as the dot the letter already
+    has, so the skeleton drops it: `ali\u0307ce` and `al\u0131\u0307ce` clash with `alice`.
+    `alice`, `Alice`, `аlice` (with a Cyrillic а) and `ａｌｉｃｅ` clash; `alice` and `alicia` do not."""
     name = unicodedata.normalize("NFKC", name)
-    return frozenset({_skeleton(name), _skeleton(name.casefold())})
+    return frozenset({_skeleton(name), _skeleton(case_mapped(name))})
 
 
 def name_key(name: str) -> str:
-    """One key per name, the skeleton of its case-folded NFKC form: for per-name bookkeeping (such as
-    a sending rate); whether two names clash is `name_keys`'s to say."""
-    return _skeleton(unicodedata.normalize("NFKC", name).casefold())
+    """One key per name, the skeleton of its case-mapped form: for per-name bookkeeping; whether two
+    names clash is `name_keys`'s to say."""
+    return _skeleton(case_mapped(unicodedata.normalize("NFKC", name)))
 
 
 def _skeleton(text: str) -> str:
     global _prototypes
     if _prototypes is None:
         _prototypes = _confusable_prototypes()
-    mapped = "".join(_prototypes.get(ch, ch) for ch in unicodedata.normalize("NFD", text))
-    mapped = "".join(_prototypes.get(ch, ch) for ch in mapped)  # a multi-character target's letters
-    return unicodedata.normalize("NFD", mapped)
+    protos = _prototypes
+    mapped = "".join(protos.get(ch, ch) for ch in unicodedata.normalize("NFD", text))
+    mapped = "".join(protos.get(ch, ch) for ch in mapped)  # a multi-character target's letters
+    mapped = unicodedata.normalize("NFD", mapped)
+    dot, soft = protos.get("\u0307", "\u0307"), {protos.get(ch, ch) for ch in "ij\u0131\u0237"}
+    out: list[str] = []
+    for ch in mapped:
+        if ch == dot and out and out[-1] in soft:
+            continue  # i + U+0307 looks like i: the dot is the one i already has
+        out.append(ch)
+    return "".join(out)
 
 
 def chat_text_for_display(text: str) -> str:
