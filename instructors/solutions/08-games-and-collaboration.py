@@ -2,10 +2,10 @@
 # ruff: noqa: F821 - each section runs inside the lesson, which defines lk and lab earlier.
 
 # %% exercise 1
-# Take both seats of a new game over REST, then let O move first: the request is well formed and
+# Create a game, take both seats over REST, then let O move first: the request is well formed and
 # the token is right, but it clashes with the state the server holds (X plays first): 409.
 api = lk.rest(lab)
-game = lk.game.new_game_id("solution")
+game = lk.game.create_game(lab, lk.game.new_game_id("solution"))  # PUT /api/games/{game}
 api.post(f"/api/games/{game}/seats", json={"name": "x"})
 o = api.post(f"/api/games/{game}/seats", json={"name": "o"}).json()
 move = {"seat": o["seat"], "token": o["token"], "column": 0}
