@@ -73,6 +73,7 @@ ROWS: dict[tuple[str, str], list[dict]] = {
     ("POST", "/api/chat/messages"): row(MEMBER, body={"name": "{name}", "text": "hi"}),
     ("GET", "/ws/chat"): row(MEMBER, "name={name}"),
     ("DELETE", "/api/chat/members/{name}"): row(INSTRUCTOR),
+    ("POST", "/api/chat/members/{name}/allow"): row(INSTRUCTOR),
     # bank
     ("POST", "/api/accounts"): row(MEMBER, body={"owner": "x", "opening_balance": 1}),
     ("GET", "/api/accounts/{id}"): row(OWNED),

@@ -39,6 +39,7 @@ async def status_of(session, method: str, url: str, token: str | None, **kw) -> 
 
 
 INSTRUCTOR_ROUTES = {("POST", "/api/feed/source"), ("DELETE", "/api/chat/members/{name}"),
+                     ("POST", "/api/chat/members/{name}/allow"),
                      ("GET", "/api/classroom"), ("POST", "/api/bank/webhook-outage")}
 OWNER_ROUTES = {"/api/accounts/{id}", "/api/accounts/{id}/statement", "/api/payments/{id}"}
 """Someone's resource (labkit/server/access.py): a student gets 403 for one that is not theirs,
@@ -167,12 +168,54 @@ def test_only_the_instructor_removes_a_chat_member(classroom):
                                          INSTRUCTOR)
             while (msg := await ws.receive(timeout=5)).type is aiohttp.WSMsgType.TEXT:
                 pass
-            again = await status_of(session, "DELETE", classroom.url + "/api/chat/members/bob",
-                                    INSTRUCTOR)
-            return by_student, by_teacher, (msg.type, msg.data), again
+            nobody = await status_of(session, "DELETE", classroom.url + "/api/chat/members/zed",
+                                     INSTRUCTOR)
+            rejoin = await _join_status(session, f"{classroom.ws_url}/ws/chat?name=bob&token={STUDENT}")
+            return by_student, by_teacher, (msg.type, msg.data), nobody, rejoin
 
-    by_student, by_teacher, code, again = run(go())
-    assert (by_student, by_teacher, code, again) == (403, 204, (aiohttp.WSMsgType.CLOSE, 1008), 404)
+    by_student, by_teacher, code, nobody, rejoin = run(go())
+    assert (by_student, by_teacher, code, nobody) == (403, 204, (aiohttp.WSMsgType.CLOSE, 1008), 404)
+    assert rejoin == 403, "a removed member does not rejoin until the instructor allows it"
+
+
+async def _join_status(session, url: str) -> int:
+    try:
+        ws = await session.ws_connect(url)
+    except aiohttp.WSServerHandshakeError as exc:
+        return exc.status
+    await ws.close()
+    return 101
+
+
+def test_a_removed_identity_stays_out_until_the_instructor_allows_it(classroom):
+    """Removal is of the identity, not of one socket: a name used only over REST can be removed,
+    and neither a rejoin nor a post (under any name) gets in until the instructor allows it back."""
+    async def go():
+        out = {}
+        async with aiohttp.ClientSession() as session:
+            post = lambda token, name: status_of(  # noqa: E731
+                session, "POST", classroom.url + "/api/chat/messages", token,
+                json={"name": name, "text": "hi"})
+            out["rest only"] = await post(STUDENT, "rita")
+            out["remove rest-only"] = await status_of(
+                session, "DELETE", classroom.url + "/api/chat/members/rita", INSTRUCTOR)
+            out["post again"] = await post(STUDENT, "rita")
+            out["join"] = await _join_status(
+                session, f"{classroom.ws_url}/ws/chat?name=rita&token={STUDENT}")
+            out["others"] = await post(OTHER_STUDENT, "otto")
+            out["allow by student"] = await status_of(
+                session, "POST", classroom.url + "/api/chat/members/rita/allow", STUDENT)
+            out["allow"] = await status_of(
+                session, "POST", classroom.url + "/api/chat/members/rita/allow", INSTRUCTOR)
+            out["join after"] = await _join_status(
+                session, f"{classroom.ws_url}/ws/chat?name=rita&token={STUDENT}")
+            out["post after"] = await post(STUDENT, "rita")
+        return out
+
+    out = run(go())
+    assert out == {"rest only": 201, "remove rest-only": 204, "post again": 403, "join": 403,
+                   "others": 201, "allow by student": 403, "allow": 204, "join after": 101,
+                   "post after": 201}
 
 
 # -- names ---------------------------------------------------------------------------------------

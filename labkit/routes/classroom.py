@@ -4,17 +4,24 @@
   client on another machine can estimate its clock offset (NTP's formula, see measure.clock_offset).
 - `GET /api/classroom` (instructor): who is connected over which transport, how many bytes wait in
   each one's socket (the slowest readers have the most), and the events published per topic.
-- `DELETE /api/chat/members/{name}` (instructor): remove a member from the chat room (close 1008).
+- `DELETE /api/chat/members/{name}` (instructor): remove whoever holds the name from the chat room:
+  their WebSockets in the room are closed with 1008, and the identity may neither rejoin nor post
+  (403) until the instructor allows it back with `POST /api/chat/members/{name}/allow`. It works
+  for a name used only over REST as well: in a class a name belongs to an identity, online or not
+  (`access.claim_chat_name`); outside classroom mode, to whoever is in the room under it.
 
-Who may call what is decided by auth.py; here the routes only do their work.
+Who may call what is decided by the access policy (`labkit/server/access.py`); here the routes only
+do their work.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from aiohttp import WSCloseCode, web
 
+from labkit.server.access import OWNERS, chat_identity
 from labkit.server.auth import CONNECTIONS, classroom
 from labkit.server.problem import ProblemError
 from labkit.server.validate import name_keys
@@ -57,18 +64,42 @@ async def classroom_stats(request: web.Request) -> web.Response:
     }, headers={"Cache-Control": "no-store"})
 
 
-@routes.delete("/api/chat/members/{name}")
-async def remove_member(request: web.Request) -> web.Response:
-    """Remove a member from the chat room: their WebSocket is closed with 1008; 204."""
+async def _identity(request: web.Request, *, in_room: bool) -> tuple[str, list]:
+    """(the identity holding the path's name, its sockets in the room); 404 when nobody holds it."""
     name = request.match_info["name"]
     members = request.app[MEMBERS]
-    found = [members[key] for key in name_keys(name) if key in members] if name.strip() else []
-    if not found:
-        raise ProblemError(404, f"no member called {name[:40]!r} is in the room")
-    ws = found[0][1]
-    for key in [key for key, (_, other) in members.items() if other is ws]:
-        del members[key]
-    await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"removed by the instructor")
+    keys = name_keys(name) if name.strip() else frozenset()
+    sockets = list({id(ws): ws for key, (_, ws) in members.items() if key in keys}.values())
+    if classroom(request.app):
+        holder = await asyncio.to_thread(request.app[OWNERS].name_holder, keys) if keys else None
+    else:  # nobody holds a name while away: the identity is the name (of whoever is in the room)
+        holder = chat_identity(request, name) if keys and (sockets or not in_room) else None
+    if holder is None:
+        raise ProblemError(404, f"nobody called {name[:40]!r} is in the room or holds that name")
+    return holder, sockets
+
+
+@routes.delete("/api/chat/members/{name}")
+async def remove_member(request: web.Request) -> web.Response:
+    """Remove whoever holds the name from the chat room: their WebSockets are closed with 1008 and
+    they may not rejoin or post until allowed back; 204."""
+    holder, sockets = await _identity(request, in_room=True)
+    if holder == "instructor":
+        raise ProblemError(409, "that name is the instructor's own")
+    await asyncio.to_thread(request.app[OWNERS].set_removed, holder, True)
+    members = request.app[MEMBERS]
+    for ws in sockets:
+        for key in [key for key, (_, other) in members.items() if other is ws]:
+            del members[key]
+        await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"removed by the instructor")
+    return web.Response(status=204)
+
+
+@routes.post("/api/chat/members/{name}/allow")
+async def allow_member(request: web.Request) -> web.Response:
+    """Let a removed member back into the chat room (they may join and post again); 204."""
+    holder, _ = await _identity(request, in_room=False)
+    await asyncio.to_thread(request.app[OWNERS].set_removed, holder, False)
     return web.Response(status=204)
 
 
@@ -104,6 +135,14 @@ OPENAPI_PATHS = {
         "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
         "responses": {"204": {"description": "Removed: their WebSocket was closed with 1008"},
                       "404": {"description": "No such member in the room", "content": _PROBLEM},
+                      **_AUTH_ERRORS},
+    }},
+    "/api/chat/members/{name}/allow": {"post": {
+        "summary": "Let a removed chat member back (instructor)",
+        "operationId": "chatMemberAllow",
+        "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "responses": {"204": {"description": "They may join and post again"},
+                      "404": {"description": "Nobody holds that name", "content": _PROBLEM},
                       **_AUTH_ERRORS},
     }},
 }
