@@ -30,7 +30,10 @@ Epoch: a topic's history lives as long as its incarnation (an in-memory lab forg
 Each incarnation gets a new random `epoch` token and every event carries it, so a client that
 resumes with `since=SEQ&epoch=E` from another incarnation is told (`EpochMismatch`, 409 over HTTP)
 instead of getting events of another history or a silent gap. With a shared backplane (Redis) all
-workers share one epoch per topic.
+workers share one epoch per topic, and a new one (Redis lost the topic) reaches every live
+subscriber as a `reset` Notice (`Topic.reset`). A resume with `since` but no epoch is never
+silently served: a long poll gets 428 (`epoch_required_problem`), a stream gets a `reset` naming
+the epoch right after its replay (`subscribe_resuming`); routes/feed.py says why each.
 
 Times: `ts` is `time.time()` (wall clock, seconds) when the event was published; clients on the
 same machine compute staleness as their own `time.time()` minus `ts`.
