@@ -46,8 +46,14 @@ bench: $(LAB_STAMP)
 doctor: $(LAB_STAMP)
 	$(BIN)/labkit doctor
 
-# every lesson run in quick mode and rendered with its outputs, plus the instructor guide
-book: $(TEST_STAMP)
+# every lesson run in normal mode (cached in build/book-cache) and rendered with its outputs, plus
+# the instructor guide; it needs the lab install and nbclient (the `grade` extra), not the test tools
+BOOK_STAMP := $(VENV)/.installed-book
+$(BOOK_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -e '.[lab,grade]'
+	touch $(LAB_STAMP) $(BOOK_STAMP)
+
+book: $(BOOK_STAMP)
 	$(BIN)/python -m labkit.course.book --out build/book
 
 # re-resolve the term's lock file in a throw-away venv (needs the package index)

@@ -39,26 +39,55 @@ def built(tmp_path_factory, lesson_run):
 
 @pytest.mark.notebook
 @pytest.mark.timeout(120)
-def test_execute_runs_a_notebook_with_figures_for_the_book(tmp_path):
-    """What the book does to each lesson: quick mode, figures with text/html beside plotly's JSON and
-    no plotly.js inside them, its own setup cell taken out again, no widget state kept."""
+def test_execute_runs_a_notebook_with_figures_for_the_book(tmp_path, monkeypatch):
+    """What the book does to each lesson: normal mode (quick on request), figures with text/html
+    beside plotly's JSON and no plotly.js inside them, its own setup cell taken out again, no widget
+    state kept, a live widget shown as a note; a second build reuses the cached run."""
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_markdown_cell("# A figure"),
         nbformat.v4.new_code_cell("import os, plotly.graph_objects as go\nprint(os.environ['LABKIT_QUICK'])\n"
                                   "go.Figure(go.Scatter(y=[1, 3, 2]))"),
+        nbformat.v4.new_code_cell("import ipywidgets as w\nw.VBox([w.Label('live')])"),
     ])
     path = tmp_path / "one-figure.ipynb"
     nbformat.write(nb, path)
-    executed = book.execute(path)
-    assert [c.cell_type for c in executed.cells] == ["markdown", "code"]
+    cache = tmp_path / "cache"
+    executed = book.execute(path, cache=cache)
+    assert [c.cell_type for c in executed.cells] == ["markdown", "code", "code"]
     assert "widgets" not in executed.metadata
     outputs = executed.cells[1].outputs
-    assert [o.get("text") for o in outputs if o.output_type == "stream"] == ["1\n"]
+    assert [o.get("text") for o in outputs if o.output_type == "stream"] == ["0\n"]  # normal mode
     figures = [o for o in outputs if book.PLOTLY_MIME in o.get("data", {})]
     assert len(figures) == 1 == book.figures_in(executed)
     html = figures[0]["data"]["text/html"]
     assert "Plotly.newPlot(" in html
     assert len(html) < 100_000, "plotly.js (megabytes) went into the figure"
+    page = book.lesson_page(executed, "one-figure")
+    assert "A live widget ran here (VBox)" in page and "VBox(children" not in page
+
+    # cached: the same lesson text runs no kernel again; quick mode is a run of its own
+    assert len(list(cache.glob("*.ipynb"))) == 1
+    monkeypatch.setattr("nbclient.NotebookClient.execute", lambda *a, **k: pytest.fail("ran again"))
+    assert book.execute(path, cache=cache).cells[1].outputs[0]["text"] == "0\n"
+
+
+def test_guide_links_work_in_the_book(tmp_path):
+    """Links between guide pages become links between book pages; links to files the book does not
+    hold (the README, a lesson's source) keep their text, unlinked. Checked on every page built."""
+    result = book.build(tmp_path / "book", selected=["none"], log=lambda *_: None)
+    assert result["guide_pages"] >= 14
+    pages = list((tmp_path / "book").rglob("*.html"))
+    broken = []
+    for page in pages:
+        for target in re.findall(r'(?:href|src)=["\']([^"\']+)["\']', page.read_text()):
+            if re.match(r"^(https?:|mailto:|#|data:)", target):
+                continue
+            if not (page.parent / target.split("#")[0]).resolve().exists():
+                broken.append(f"{page.relative_to(tmp_path)} -> {target}")
+    assert not broken, broken[:10]
+    grading = (tmp_path / "book" / "guide" / "grading.html").read_text()
+    assert 'href="classroom.html"' in grading or "classroom.html" in (
+        tmp_path / "book" / "guide" / "plan-two-weeks.html").read_text()
 
 
 @pytest.mark.notebook

@@ -2,11 +2,18 @@
 
     python -m labkit.course.book                      # all lessons -> build/book/index.html   (make book)
     python -m labkit.course.book --lessons 00 05      # a subset (the test builds two)
+    python -m labkit.course.book --students           # without the instructor guide
 
-Each lesson runs top to bottom in a real kernel in quick mode (LABKIT_QUICK=1) and is exported with
-nbconvert's HTML exporter. Figures carry an HTML representation beside plotly's JSON one
-(labkit/plots/export.py); plotly.js is written once, to `_static/plotly.min.js`, which every page loads
-from disk, so the book works offline and holds one copy of it. The instructor guide (instructors/*.md)
+Each lesson runs top to bottom in a real kernel in normal mode, the sizes a student runs, so every
+number and every sentence computed from the run is one the lesson supports (quick mode's small
+counts can reverse a comparison: lesson 03 once showed WebSocket slower than keep-alive REST). A run
+is cached in build/book-cache by the lesson's text, labkit's version and the mode, so a rebuild only
+runs what changed (--no-cache runs everything again; --quick makes a smoke build, labelled as such).
+Each page is exported with nbconvert's HTML exporter. A live widget cannot run in a static page: its
+place shows a note saying what it was and how to see it live. Figures carry an HTML representation
+beside plotly's JSON one (labkit/plots/export.py); plotly.js is written once, to
+`_static/plotly.min.js`, which every page loads from disk, so the book works offline and holds one
+copy of it. The instructor guide (instructors/*.md)
 is its own part. The executed notebooks are kept beside the pages (`notebooks/`) as static copies.
 
 The build checks what it promises: a page must hold as many drawn figures as its run produced, and
@@ -55,15 +62,39 @@ def lessons(selected: list[str] | None = None) -> list[Path]:
     return found
 
 
-def execute(path: Path, timeout: int = 120):
-    """Run one lesson in quick mode (figures with text/html, no plotly.js inside); return the notebook."""
+CACHE = ROOT / "build" / "book-cache"
+"""Executed lessons, one file per (lesson text, labkit version, mode)."""
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+WIDGET_NOTE = ("<div class='labkit-widget-note' style='border:1px dashed #999;padding:.5rem 1rem;"
+               "color:#555'>A live widget ran here ({what}). A static page cannot run it: open the "
+               "lesson in JupyterLab to see it update.</div>")
+
+
+def cache_key(path: Path, quick: bool) -> str:
+    import hashlib
+
+    import labkit
+
+    digest = hashlib.sha256(path.read_bytes() + labkit.__version__.encode()
+                            + (b"quick" if quick else b"normal"))
+    return f"{path.stem}-{'quick' if quick else 'normal'}-{digest.hexdigest()[:16]}.ipynb"
+
+
+def execute(path: Path, timeout: int = 600, *, quick: bool = False, cache: Path | None = None):
+    """Run one lesson (normal mode unless `quick`; figures with text/html, no plotly.js inside) and
+    return the executed notebook; with `cache`, reuse a run of the same lesson text, labkit version
+    and mode."""
     import nbformat
     from nbclient import NotebookClient
     from nbformat.v4 import new_code_cell
 
+    cached = cache / cache_key(path, quick) if cache is not None else None
+    if cached is not None and cached.exists():
+        return nbformat.read(cached, as_version=4)
     nb = nbformat.read(path, as_version=4)
     nb.cells.insert(0, new_code_cell(SETUP_CELL))
-    env = {"LABKIT_QUICK": "1", "LABKIT_PLOTLYJS": "external", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+    env = {"LABKIT_QUICK": "1" if quick else "0", "LABKIT_PLOTLYJS": "external",
+           "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
     with environment(env):
         try:
             NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=False,
@@ -73,7 +104,29 @@ def execute(path: Path, timeout: int = 120):
             raise BookError(f"{path.name} did not run: {str(exc)[:1500]}") from None
     nb.cells.pop(0)
     nb.metadata.pop("widgets", None)
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, cached)
     return nb
+
+
+def static_widgets(nb) -> int:
+    """Replace each live widget's output by a note (its text form, e.g. "VBox(children=(...))",
+    would otherwise show as a raw dump); returns how many."""
+    replaced = 0
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if WIDGET_MIME in data:
+                what = html.escape(str(data.get("text/plain", "a widget")).split("(", 1)[0][:40])
+                output["data"] = {"text/html": WIDGET_NOTE.format(what=what)}
+                replaced += 1
+    return replaced
+
+
+_execute = execute  # build() passes quick/cache only to this one (a test may swap `execute`)
 
 
 def figures_in(nb) -> int:
@@ -89,9 +142,11 @@ def nav(depth: str) -> str:
 
 
 def lesson_page(nb, title: str) -> str:
-    """The lesson as HTML (nbconvert, lab template) loading the book's one copy of plotly.js."""
+    """The lesson as HTML (nbconvert, lab template) loading the book's one copy of plotly.js, its
+    live widgets shown as notes."""
     from nbconvert import HTMLExporter
 
+    static_widgets(nb)
     body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb, resources={
         "metadata": {"name": title}})
     head = ("<script src='../_static/plotly.min.js'></script>"
@@ -100,11 +155,29 @@ def lesson_page(nb, title: str) -> str:
     return re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + nav("../"), body, count=1)
 
 
-def markdown_page(text: str, title: str) -> str:
+def book_links(page_html: str, pages: set[str]) -> str:
+    """Links of a guide page made to work in the book: `x.md` of another guide page -> `x.html`;
+    a link to a file outside the guide (the repository's README, a lesson) keeps its text, unlinked
+    (the book does not hold those files)."""
+    def fix(match: re.Match) -> str:
+        target, text = match.group(1), match.group(2)
+        if re.match(r"^(https?:|mailto:|#)", target):
+            return match.group(0)
+        name, _, anchor = target.partition("#")
+        stem = Path(name).stem
+        if name.endswith(".md") and "/" not in name and stem in pages:
+            return f"<a href=\"{stem}.html{'#' + anchor if anchor else ''}\">{text}</a>"
+        return f"<span class='repo-link' title='{html.escape(target)}'>{text}</span>"
+
+    return re.sub(r'<a href="([^"]+)">(.*?)</a>', fix, page_html, flags=re.S)
+
+
+def markdown_page(text: str, title: str, pages: set[str] | None = None) -> str:
     from nbconvert.filters.markdown_mistune import markdown2html_mistune
 
+    body = book_links(markdown2html_mistune(text), pages or set())
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{STYLE}</style></head><body>{nav('../')}{markdown2html_mistune(text)}</body></html>")
+            f"<style>{STYLE}</style></head><body>{nav('../')}{body}</body></html>")
 
 
 def guide_pages() -> list[Path]:
@@ -119,7 +192,7 @@ def first_heading(text: str, fallback: str) -> str:
 
 
 def build(out: Path, selected: list[str] | None = None, *, log=print, keep_going: bool = False,
-          guide: bool = True) -> dict:
+          guide: bool = True, quick: bool = False, cache: Path | None = CACHE) -> dict:
     """Build the book into `out`; returns {lesson file: figures}, the guide's page count and the
     lessons that failed (only with `keep_going`; otherwise the first failure raises BookError).
     guide=False: the students' book, without the instructor guide (which discusses answers)."""
@@ -137,7 +210,7 @@ def build(out: Path, selected: list[str] | None = None, *, log=print, keep_going
     for path in lessons(selected):
         started = time.monotonic()
         try:
-            nb = execute(path)
+            nb = execute(path, quick=quick, cache=cache) if execute is _execute else execute(path)
         except BookError as exc:
             if not keep_going:
                 raise
@@ -159,18 +232,22 @@ def build(out: Path, selected: list[str] | None = None, *, log=print, keep_going
                             f"({expected} figures)</li>")
         log(f"book: {path.stem}: {expected} figures, {time.monotonic() - started:.0f} s")
     guide_links = []
-    for guide_page in guide_pages() if guide else []:
+    chosen_pages = guide_pages() if guide else []
+    stems = {p.stem for p in chosen_pages}
+    for guide_page in chosen_pages:
         text = guide_page.read_text(encoding="utf-8")
         title = first_heading(text, guide_page.stem)
-        (out / "guide" / f"{guide_page.stem}.html").write_text(markdown_page(text, title),
+        (out / "guide" / f"{guide_page.stem}.html").write_text(markdown_page(text, title, stems),
                                                               encoding="utf-8")
         guide_links.append(f"<li><a href='guide/{guide_page.stem}.html'>{html.escape(title)}</a></li>")
     part_two = (f"<h2 id='guide'>Part II: Instructor guide</h2><ul>{''.join(guide_links)}</ul>"
                 if guide_links else "")
+    mode_note = ("in quick mode: a smoke build with small trial counts, whose numbers are not the "
+                 "lessons' results" if quick else "in normal mode, the sizes a student runs")
     index = (f"<!doctype html><html><head><meta charset='utf-8'><title>labkit: the book</title>"
              f"<style>{STYLE}</style></head><body><h1>labkit: WebSocket vs REST, measured</h1>"
-             "<p>Every lesson with the outputs of one run in quick mode (small trial counts); run "
-             "them yourself for the full sizes. Figures are interactive and work offline.</p>"
+             f"<p>Every lesson with the outputs of one run {mode_note}. Figures are interactive and "
+             "work offline; live widgets are shown as notes (run the lesson to see them).</p>"
              f"<h2 id='lessons'>Part I: Lessons</h2><ol>{''.join(lesson_links)}</ol>"
              f"{part_two}</body></html>")
     (out / "index.html").write_text(index, encoding="utf-8")
@@ -183,13 +260,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lessons", nargs="*", default=None, help="lesson numbers (default: all)")
     parser.add_argument("--students", action="store_true",
                         help="the students' book: the lessons without the instructor guide")
+    parser.add_argument("--quick", action="store_true",
+                        help="quick mode (small counts): a smoke build, labelled as such")
+    parser.add_argument("--no-cache", action="store_true", help="run every lesson again")
     parser.add_argument("--keep-going", action="store_true",
                         help="leave out a lesson that fails instead of stopping (still exits 1)")
     args = parser.parse_args(argv)
     started = time.monotonic()
     try:
         result = build(Path(args.out), args.lessons, keep_going=args.keep_going,
-                       guide=not args.students)
+                       guide=not args.students, quick=args.quick,
+                       cache=None if args.no_cache else CACHE)
     except BookError as exc:
         print(f"book: {exc}", file=sys.stderr)
         return 1
