@@ -564,3 +564,18 @@ def test_bank_accounts_are_paid_from_by_their_owner_and_webhooks_need_no_token(c
             assert (await call("POST", "/api/bank/webhook-outage", STUDENT, json={"fail_next": 1}))[0] == 403
 
     run(go())
+
+
+def test_join_takes_a_public_url_with_no_port_and_a_path_prefix():
+    """A class server on a public HTTPS URL (behind a university's reverse proxy, or as a hub
+    service) has no port in its URL and may sit under a path: lk.join keeps both."""
+    from labkit.course.classroom import ClassroomLab
+
+    public = ClassroomLab("https://class.example.edu/?token=abc", sync_clock=False)
+    assert (public.port, public.tls, public.prefix) == (443, True, "")
+    assert public.base_url == "https://class.example.edu:443"
+    behind = ClassroomLab("https://hub.example.edu/services/labkit/?token=abc", sync_clock=False)
+    assert behind.url == "https://student:abc@hub.example.edu:443/services/labkit"
+    assert behind.ws_url == "wss://student:abc@hub.example.edu:443/services/labkit"
+    plain = ClassroomLab("http://10.0.0.5:8765/?token=t", sync_clock=False)
+    assert (plain.port, plain.tls, plain.prefix) == (8765, False, "")

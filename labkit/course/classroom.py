@@ -231,16 +231,20 @@ class ClassroomLab:
         token = token or parse_qs(parts.query).get("token", [None])[0] or parts.password
         if not token:
             raise ValueError("lk.join needs the class token: the join URL's ?token=... or token=")
-        if parts.hostname is None or parts.port is None:
-            raise ValueError(f"lk.join needs a URL with a host and a port, got {url!r}")
-        self.token, self.host, self.port = token, parts.hostname, parts.port
+        if parts.hostname is None:
+            raise ValueError(f"lk.join needs a URL with a host, got {url!r}")
         self.tls = parts.scheme in ("https", "wss")
+        # a public URL may leave the port out (443/80) and carry a path: a class server behind the
+        # university's reverse proxy or a JupyterHub service (https://hub.example.edu/services/labkit/)
+        self.token, self.host = token, parts.hostname
+        self.port = parts.port or (443 if self.tls else 80)
+        self.prefix = parts.path.rstrip("/")
         if ca is not None:
             from labkit.net.tls import trust_file
 
             trust_file(ca)
         shown = f"[{self.host}]" if ":" in self.host else self.host
-        self._netloc = f"{shown}:{self.port}"
+        self._netloc = f"{shown}:{self.port}{self.prefix}"
         self.clock_offset_s = 0.0
         self.clock_error_s = float("nan")
         if sync_clock:
