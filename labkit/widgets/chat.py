@@ -66,6 +66,15 @@ class ChatBox:
             self._last_typing = now
             self.client.typing()
 
+    def close(self, why: str = "this chat box has left the room") -> None:
+        """Leave the room now (the name is free once this returns: the room answers the close
+        only after it let the name go), and stop redrawing."""
+        self._refresher.cancel()
+        if self.client.is_open:
+            self.client.close()
+        self.text.disabled = self.button.disabled = True
+        self.feedback.value = f"<i>{html.escape(why)}</i>"
+
     async def _refresh(self) -> None:
         while time.time() < self.ends_at:
             self.redraw()
@@ -96,6 +105,19 @@ class ChatBox:
         display(self.box)
 
 
+_OPEN: dict[tuple[str, str], ChatBox] = {}
+"""The chat box of each (lab, name) made in this kernel: running the cell again replaces it."""
+
+
 def chat_widget(target, name: str = "you", **options) -> ChatBox:
-    """Join the room over WebSocket with a chat box (see ChatBox)."""
-    return ChatBox(target, name, **options)
+    """Join the room over WebSocket with a chat box (see ChatBox). A box this kernel already has
+    for the same lab and name leaves the room first, so a cell run twice joins again instead of
+    finding its own name taken (409)."""
+    from labkit.clients.feed import target_url
+
+    key = (target_url(target, "ws"), name)
+    previous = _OPEN.pop(key, None)
+    if previous is not None:
+        previous.close("replaced by the chat box of a newer run of this cell")
+    box = _OPEN[key] = ChatBox(target, name, **options)
+    return box
