@@ -11,6 +11,25 @@ from labkit.widgets import ping
 from labkit.widgets.chat import ChatBox
 
 
+def test_running_the_chat_box_cell_again_replaces_the_box_instead_of_409(lab):
+    """Lesson 05's cell `box = lk.chat_widget(lab, "you", ...)` run twice: the second box joins
+    under the same name (the first leaves first), where it used to get HTTP 409."""
+    from labkit.widgets.chat import chat_widget
+
+    first = chat_widget(lab, "you", seconds=30)
+    second = chat_widget(lab, "you", seconds=30)
+    try:
+        assert not first.client.is_open and "replaced" in first.feedback.value
+        assert second.client.is_open and second.client.errors == []
+        second.send("still me")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not second.client.messages:
+            time.sleep(0.05)
+        assert [m["data"]["name"] for m in second.client.messages] == ["you"]
+    finally:
+        second.close()
+
+
 def test_enter_in_the_chat_box_sends_like_the_button(lab):
     box = ChatBox(lab, "ada", seconds=10)
     try:
