@@ -62,8 +62,10 @@ def lab_command(python: Path, extra: list[str]) -> list[str]:
 
 
 def test_commands(python: Path, extra: list[str]) -> list[list[str]]:
+    """What `make test` runs: ruff, mypy, then pytest on two workers (the serial group apart)."""
     return [[str(python), "-m", "ruff", "check", "labkit", "tests", "benchmarks", "notebooks"],
-            [str(python), "-m", "pytest", *extra]]
+            [str(python), "-m", "mypy", "labkit"],
+            [str(python), "-m", "pytest", "-n", "2", "--dist", "loadgroup", "--durations=25", *extra]]
 
 
 def main(argv: list[str] | None = None) -> int:

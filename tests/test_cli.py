@@ -195,3 +195,17 @@ def test_python_m_labkit_lab_outside_a_checkout_says_so(tmp_path, monkeypatch):
     monkeypatch.setattr(entry, "ROOT", tmp_path)
     with pytest.raises(SystemExit, match="checkout"):
         entry.main(["lab"])
+
+
+def test_python_m_labkit_test_runs_what_make_test_runs():
+    """Windows and machines without make use `python -m labkit test`: the same steps as `make test`."""
+    from labkit.__main__ import test_commands
+
+    root = Path(__file__).resolve().parent.parent
+    recipe = re.search(r"^test: .*?\n((?:\t.*\n)+)", (root / "Makefile").read_text(), re.M).group(1)
+    make_steps = []
+    for line in recipe.splitlines():
+        words = line.strip().replace("$(BIN)/", "").split()
+        make_steps.append(words[2:] if words[:2] == ["python", "-m"] else words)
+    ours = [step[2:] for step in test_commands(Path("python"), [])]
+    assert ours == make_steps
