@@ -9,6 +9,10 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("LABKIT_QUICK", "1")
+# What the kit keeps in a user's config folder (an instructor's token, a student's personal class
+# tokens) goes to a folder of this run, never to the home of whoever runs the tests; kernels and
+# servers the tests start inherit it.
+os.environ["XDG_CONFIG_HOME"] = __import__("tempfile").mkdtemp(prefix="labkit-test-config-")
 
 
 def _shared_tmp(tmp_path_factory) -> Path:

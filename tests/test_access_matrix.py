@@ -52,6 +52,7 @@ ROWS: dict[tuple[str, str], list[dict]] = {
     ("GET", "/api/hub"): row(MEMBER),
     ("GET", "/api/clock"): row(MEMBER),
     ("GET", "/api/classroom"): row(INSTRUCTOR),
+    ("POST", "/api/classroom/join"): row(MEMBER),
     # notes: a class board everyone reads; changes are the owner's
     ("GET", "/api/notes"): row(MEMBER, ws_rest=True),
     ("POST", "/api/notes"): row(MEMBER, body={"title": "t"}, ws_rest=True),

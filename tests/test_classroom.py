@@ -571,11 +571,46 @@ def test_join_takes_a_public_url_with_no_port_and_a_path_prefix():
     service) has no port in its URL and may sit under a path: lk.join keeps both."""
     from labkit.course.classroom import ClassroomLab
 
-    public = ClassroomLab("https://class.example.edu/?token=abc", sync_clock=False)
+    public = ClassroomLab("https://class.example.edu/?token=abc", sync_clock=False, personal=False)
     assert (public.port, public.tls, public.prefix) == (443, True, "")
     assert public.base_url == "https://class.example.edu:443"
-    behind = ClassroomLab("https://hub.example.edu/services/labkit/?token=abc", sync_clock=False)
+    behind = ClassroomLab("https://hub.example.edu/services/labkit/?token=abc", sync_clock=False,
+                          personal=False)
     assert behind.url == "https://student:abc@hub.example.edu:443/services/labkit"
     assert behind.ws_url == "wss://student:abc@hub.example.edu:443/services/labkit"
-    plain = ClassroomLab("http://10.0.0.5:8765/?token=t", sync_clock=False)
+    plain = ClassroomLab("http://10.0.0.5:8765/?token=t", sync_clock=False, personal=False)
     assert (plain.port, plain.tls, plain.prefix) == (8765, False, "")
+
+
+def test_one_join_code_gives_each_machine_its_own_identity(classroom, tmp_path, monkeypatch):
+    """A class shares one join code (the QR code); lk.join exchanges it for a personal token, so two
+    students can take two chat names (before: the second got 409, one identity per token), a
+    restarted kernel on the same machine is the same identity again (its name with it), and the
+    instructor's token stays the instructor's."""
+    import stat
+
+    from labkit.clients.rest import RestClient
+    from labkit.course.classroom import ClassroomLab
+
+    def say(lab, name: str, text: str) -> int:
+        with RestClient(lab) as api:
+            return api.post("/api/chat/messages", json={"name": name, "text": text}).status
+
+    url = f"http://127.0.0.1:{classroom.port}/?token={STUDENT}"
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "machine-a"))
+    ada = ClassroomLab(url, sync_clock=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "machine-b"))
+    bo = ClassroomLab(url, sync_clock=False)
+    assert len({ada.token, bo.token, STUDENT}) == 3
+    assert [say(ada, "ada", "hello"), say(bo, "bo", "hi")] == [201, 201]
+    assert say(bo, "ada", "I am ada") == 409  # a name is its identity's, not the class's
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "machine-a"))
+    again = ClassroomLab(url, sync_clock=False)  # ada's kernel restarted
+    assert again.token == ada.token and say(again, "ada", "back") == 201
+    joined = tmp_path / "machine-a" / "labkit" / "joined.json"
+    assert stat.S_IMODE(joined.stat().st_mode) == 0o600
+    teacher = ClassroomLab(f"http://127.0.0.1:{classroom.port}/?token={INSTRUCTOR}", sync_clock=False)
+    assert teacher.token == INSTRUCTOR
+    classroom.restart()  # the class server restarts on its --db: personal tokens and names survive
+    assert say(bo, "bo", "after the restart") == 201 and say(bo, "ada", "now?") == 409

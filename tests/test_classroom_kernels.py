@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -45,7 +47,9 @@ def class_server():
 
 @pytest.mark.timeout(180)
 def test_two_kernels_share_one_room(class_server):
-    kernels = [start_new_kernel(kernel_name="python3") for _ in range(2)]
+    # two students: two machines, so each kernel keeps its personal class token in its own folder
+    kernels = [start_new_kernel(kernel_name="python3", env={
+        **os.environ, "XDG_CONFIG_HOME": tempfile.mkdtemp(prefix="labkit-student-")}) for _ in range(2)]
     try:
         (_, a), (_, b) = kernels
         for client, name in ((a, "ada"), (b, "bo")):

@@ -20,8 +20,10 @@ from the server's (`clock_offset_s`), so staleness measured across machines is c
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import ipaddress
+import json
 import os
 import secrets
 import signal
@@ -139,6 +141,32 @@ def instructor_secret(path: Path) -> str:
     return token
 
 
+def joined_file() -> Path:
+    """Where a student's machine keeps its personal tokens, one per class joined (mode 0600):
+    $XDG_CONFIG_HOME/labkit/joined.json."""
+    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return base / "labkit" / "joined.json"
+
+
+def _read_joined(path: Path) -> dict[str, str]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)} \
+        if isinstance(data, dict) else {}
+
+
+def _write_joined(path: Path, known: dict[str, str]) -> None:
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+            json.dump(known, out)
+    except OSError:  # a read-only home: the identity lasts as long as this kernel
+        pass
+
+
 def serve_classroom(host: str, port: int, db: str | None, tokens=(), instructor_token: str | None = None,
                     origins=(), tls: bool = False, *, limits: dict | None = None,
                     instructor_token_file: str | None = None) -> int:
@@ -226,7 +254,7 @@ class ClassroomLab:
     """
 
     def __init__(self, url: str, token: str | None = None, *, ca: str | None = None,
-                 sync_clock: bool = True):
+                 sync_clock: bool = True, personal: bool = True):
         parts = urlsplit(url if "://" in url else f"http://{url}")
         token = token or parse_qs(parts.query).get("token", [None])[0] or parts.password
         if not token:
@@ -245,6 +273,9 @@ class ClassroomLab:
             trust_file(ca)
         shown = f"[{self.host}]" if ":" in self.host else self.host
         self._netloc = f"{shown}:{self.port}{self.prefix}"
+        self.join_token = token
+        if personal:  # the class's join code becomes this kernel's own identity
+            self.token = self._personal_token(token)
         self.clock_offset_s = 0.0
         self.clock_error_s = float("nan")
         if sync_clock:
@@ -273,6 +304,35 @@ class ClassroomLab:
     @property
     def running(self) -> bool:
         return True
+
+    def _personal_token(self, join_token: str) -> str:
+        """This machine's personal token for this class: the one kept from an earlier join (a
+        restarted kernel stays the same identity, with its chat name), or a new one from
+        `POST /api/classroom/join`. A server without the exchange keeps the join code."""
+        from labkit.clients.rest import RestClient
+
+        kept = joined_file()
+        key = hashlib.sha256(f"{self.base_url}|{join_token}".encode()).hexdigest()[:24]
+        known = _read_joined(kept)
+        if key in known:
+            self.token = known[key]
+            with RestClient(self) as api:
+                if api.get("/api/clock").status == 200:
+                    return known[key]
+            self.token = join_token  # the class server forgot it (a new --db): join anew
+        with RestClient(self) as api:
+            reply = api.post("/api/classroom/join")
+        if reply.status == 404:
+            return join_token
+        if reply.status == 200:  # the instructor's token: kept as it is
+            return str(reply.json()["token"])
+        if reply.status != 201:
+            raise ConnectionError(f"the class server refused to let this kernel join ({reply.status}): "
+                                  f"{reply.body[:200].decode(errors='replace')}")
+        token = reply.json()["token"]
+        known[key] = token
+        _write_joined(kept, known)
+        return token
 
     def sync_clock(self, samples: int = CLOCK_SAMPLES) -> float:
         """Estimate `clock_offset_s` from `samples` round trips to GET /api/clock (NTP's offset

@@ -2,6 +2,10 @@
 
 - `GET /api/clock`: the server's clock, read when the request arrived and when the answer left, so a
   client on another machine can estimate its clock offset (NTP's formula, see measure.clock_offset).
+- `POST /api/classroom/join` (a student): exchange the class's join code for a personal token,
+  so each kernel that joins is an identity of its own (`labkit.server.auth`); 201 {"token",
+  "principal"}. The instructor's token is answered as it is (200). Outside classroom mode there is
+  nothing to exchange (404).
 - `GET /api/classroom` (instructor): who is connected over which transport, how many bytes wait in
   each one's socket (the slowest readers have the most), and the events published per topic.
 - `DELETE /api/chat/members/{name}` (instructor): remove whoever holds the name from the chat room:
@@ -22,7 +26,7 @@ import time
 from aiohttp import WSCloseCode, web
 
 from labkit.server.access import OWNERS, chat_identity
-from labkit.server.auth import CONNECTIONS, classroom
+from labkit.server.auth import CONNECTIONS, classroom, is_instructor, presented_token
 from labkit.server.problem import ProblemError
 from labkit.server.validate import name_keys
 from labkit.streaming.hub import HUB
@@ -103,8 +107,37 @@ async def allow_member(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+@routes.post("/api/classroom/join")
+async def join_personal(request: web.Request) -> web.Response:
+    """Exchange the class join code (or any student token) for a personal token: a new identity."""
+    import secrets
+
+    from labkit.server.auth import PERSONAL, principal_of, token_hash
+
+    if not classroom(request.app):
+        raise ProblemError(404, "this lab is not a class server: there is no join code to exchange")
+    if is_instructor(request):  # the instructor keeps their own token (and role)
+        return web.json_response({"token": presented_token(request), "principal": "instructor"})
+    token = secrets.token_urlsafe(18)
+    principal = principal_of(token)
+    stored = await asyncio.to_thread(request.app[OWNERS].add_personal, token_hash(token), principal)
+    if not stored:
+        raise ProblemError(507, "this class server has handed out all the personal tokens it keeps; "
+                                "the instructor can start it with a new --db")
+    request.app[PERSONAL][token_hash(token)] = principal
+    return web.json_response({"token": token, "principal": principal}, status=201)
+
+
+async def _load_personal_tokens(app: web.Application) -> None:
+    from labkit.server.auth import PERSONAL
+
+    if app.get(OWNERS) is not None:
+        app[PERSONAL].update(await asyncio.to_thread(app[OWNERS].personal_tokens))
+
+
 def setup(app: web.Application) -> None:
     app.add_routes(routes)
+    app.on_startup.append(_load_personal_tokens)
 
 
 _JSON = {"application/json": {"schema": {"type": "object"}}}
@@ -114,6 +147,21 @@ _AUTH_ERRORS = {
     "403": {"description": "Classroom mode: only the instructor may do this", "content": _PROBLEM},
 }
 OPENAPI_PATHS = {
+    "/api/classroom/join": {"post": {
+        "summary": "Exchange the class join code for a personal token (one identity per kernel)",
+        "operationId": "classroomJoin",
+        "responses": {
+            "200": {"description": "The instructor's own token, unchanged", "content": _JSON},
+            "201": {"description": "A personal token and the identity it stands for",
+                    "content": {"application/json": {"schema": {
+                        "type": "object", "required": ["token", "principal"],
+                        "properties": {"token": {"type": "string"},
+                                       "principal": {"type": "string"}}}}}},
+            "404": {"description": "Not a class server", "content": _PROBLEM},
+            "507": {"description": "No personal token left to hand out", "content": _PROBLEM},
+            **_AUTH_ERRORS,
+        },
+    }},
     "/api/clock": {"get": {
         "summary": "The server's clock (for a client's clock-offset estimate)",
         "operationId": "clock",

@@ -157,6 +157,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/hub"): MEMBER,  # filtered: only the topics this identity may follow
     ("GET", "/api/clock"): MEMBER,
     ("GET", "/api/classroom"): INSTRUCTOR,
+    ("POST", "/api/classroom/join"): MEMBER,
     # notes (REST; /ws/rest asks `require` for each message)
     ("GET", "/api/notes"): MEMBER,
     ("POST", "/api/notes"): Rule("member", creates="note"),

@@ -3,11 +3,15 @@ token is set); what that identity may do is the access policy's (`access.py`), w
 asks for every request.
 
 - Identity per person: each token is one identity. The instructor's token is "instructor"; each
-  student token is "student-<8 hex digits of the token's SHA-256>", so give every student a token
-  of their own (`labkit serve --classroom --token T1 --token T2 ...`, one `--token` per student):
-  students who share a token are one person to the lab (one chat name, one rate, the same owned
-  accounts, notes and devices). The identity is derived from the token, so it stays the same when
-  the class server restarts.
+  student token is "student-<8 hex digits of the token's SHA-256>". A class shares one join code
+  (the token in the join URL and QR code), so `lk.join` exchanges it for a personal token of its
+  own (`POST /api/classroom/join`): every kernel that joins is its own identity (its own chat name,
+  rate and resources), and keeps it across kernel restarts (the kit remembers the personal token on
+  the student's machine). Personal tokens are kept in the lab's SQLite file (their SHA-256 only),
+  so they outlive a class-server restart. For identities tied to people, not machines, give every
+  student a token of their own instead (`--token T1 --token T2 ...`): a join code cannot stop a
+  removed student from joining again as someone new. Identities are derived from tokens, so they
+  stay the same when the class server restarts.
 - `/`, `/healthz` and the bank's webhook receiver are open (`access.OPEN_ROUTES`); every other route
   needs a token: the instructor's, or a student one.
 - HTTP clients send `Authorization: Bearer <token>`. A browser cannot put a header on a WebSocket
@@ -39,8 +43,9 @@ from .access import INSTRUCTOR_ONLY, OPEN_ROUTES, PRINCIPAL, ROLE, classroom, is
 from .keys import CONFIG
 from .problem import ProblemError
 
-__all__ = ["CONNECTIONS", "INSTRUCTOR_ONLY", "OPEN_ROUTES", "PRINCIPAL", "ROLE", "auth_middleware",
-           "classroom", "identify", "is_instructor", "presented_token", "rule_method", "setup"]
+__all__ = ["CONNECTIONS", "INSTRUCTOR_ONLY", "OPEN_ROUTES", "PERSONAL", "PRINCIPAL", "ROLE",
+           "auth_middleware", "classroom", "identify", "is_instructor", "presented_token",
+           "principal_of", "rule_method", "setup", "token_hash"]
 
 CONNECTIONS = web.AppKey("connections", dict)
 """id -> the open stream's record (principal, transport, path, name, peer, since, request)."""
@@ -73,14 +78,31 @@ def _matches(token: str, expected: str) -> bool:
     return hmac.compare_digest(token.encode(), expected.encode())
 
 
-def identify(config, token: str | None) -> tuple[str, str] | None:
-    """(role, principal) for `token` under `config`, or None when it is no token of this class."""
+PERSONAL = web.AppKey("personal_tokens", dict)
+"""SHA-256 of each personal token handed out -> its principal (loaded from the owner store)."""
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def principal_of(token: str) -> str:
+    """The identity a student token stands for."""
+    return "student-" + token_hash(token)[:8]
+
+
+def identify(config, token: str | None, personal: dict[str, str] | None = None
+             ) -> tuple[str, str] | None:
+    """(role, principal) for `token` under `config` (and the personal tokens handed out), or None
+    when it is no token of this class."""
     if not token:
         return None
     if config.instructor_token and _matches(token, config.instructor_token):
         return "instructor", "instructor"
     if any(_matches(token, t) for t in config.student_tokens):
-        return "student", "student-" + hashlib.sha256(token.encode()).hexdigest()[:8]
+        return "student", principal_of(token)
+    if personal and (principal := personal.get(token_hash(token))) is not None:
+        return "student", principal
     return None
 
 
@@ -106,7 +128,7 @@ async def auth_middleware(request: web.Request, handler):
         request[ROLE] = "student"
         return await handler(request)
     else:
-        who = identify(config, presented_token(request))
+        who = identify(config, presented_token(request), request.app.get(PERSONAL))
     if who is None:
         where = "Authorization: Bearer <token>" + (" or ?token=<token>" if _is_stream(request) else "")
         raise ProblemError(401, f"this classroom lab needs a token: send {where}.",
@@ -133,6 +155,7 @@ async def auth_middleware(request: web.Request, handler):
 
 def setup(app: web.Application) -> None:
     app[CONNECTIONS] = {}
+    app[PERSONAL] = {}
     app.middlewares.append(auth_middleware)
 
 

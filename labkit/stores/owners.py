@@ -42,7 +42,15 @@ CREATE TABLE IF NOT EXISTS chat_identity (
     name TEXT,
     removed INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS personal_token (
+    token_hash TEXT PRIMARY KEY,
+    principal TEXT NOT NULL,
+    made REAL NOT NULL
+);
 """
+MAX_PERSONAL_TOKENS = 5_000
+"""Personal tokens one class server hands out (a class of 60, each kernel once or a few times,
+with room to spare); then joining is refused with 507 until the instructor starts a new term."""
 
 
 class ClaimLimit(Exception):
@@ -110,6 +118,24 @@ class OwnerStore:
             rows = con.execute("SELECT id FROM owner WHERE kind = ? AND principal = ?",
                                (kind, principal)).fetchall()
         return {r[0] for r in rows}
+
+    # -- personal tokens (the class join code exchanged for one identity each) ---------------------
+    def add_personal(self, token_hash: str, principal: str, limit: int = MAX_PERSONAL_TOKENS) -> bool:
+        """Keep a personal token (its SHA-256 only); False when `limit` are kept already."""
+
+        def work(con: sqlite3.Connection) -> bool:
+            if con.execute("SELECT COUNT(*) FROM personal_token").fetchone()[0] >= limit:
+                return False
+            con.execute("INSERT INTO personal_token (token_hash, principal, made) VALUES (?, ?, ?)",
+                        (token_hash, principal, time.time()))
+            return True
+
+        return self._write(work)
+
+    def personal_tokens(self) -> dict[str, str]:
+        """token SHA-256 -> principal, for every personal token handed out."""
+        with closing(self._connect()) as con:
+            return dict(con.execute("SELECT token_hash, principal FROM personal_token").fetchall())
 
     # -- chat names -----------------------------------------------------------------------------
     def bind_name(self, principal: str, name: str, keys: Iterable[str],
