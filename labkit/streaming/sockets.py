@@ -59,7 +59,7 @@ from .hub import (
     subscribe_resuming,
 )
 
-TESTED_AIOHTTP = ((3, 10), (3, 14))
+TESTED_AIOHTTP = ((3, 14), (3, 14))
 """aiohttp versions (major, minor), lowest and highest, whose transport and close behaviour the fast
 path and `linger_close` were tested with."""
 
