@@ -110,6 +110,7 @@ class RedisBackplane:
     def __init__(self, url: str, topics: dict[str, dict]):
         self.url = url
         self.topic_limits = dict(topics)
+        self._closing = False
         """Bridged topic names -> the limits to create them with (as `Hub.topic` takes them)."""
         self.redis: Redis | None = None
         self.hub: Hub | None = None
@@ -148,10 +149,12 @@ class RedisBackplane:
         self._reader = asyncio.get_running_loop().create_task(self._read())
 
     async def close(self) -> None:
+        self._closing = True
         if self._reader is not None:
             self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+            # bounded: a blocking XREAD ends within READ_BLOCK_MS however redis-py takes the cancel
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._reader), READ_BLOCK_MS / 1000 + 1)
             self._reader = None
         for future in self._waiters.values():
             future.cancel()
@@ -227,6 +230,9 @@ class RedisBackplane:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - Redis away for a moment: say so, retry
+                task = asyncio.current_task()
+                if self._closing or (task is not None and task.cancelling()):
+                    return  # closing: redis-py may turn a cancelled blocking read into an error
                 log.warning("backplane: reading from Redis failed (%s); retrying", exc)
                 await asyncio.sleep(0.2)
                 continue
