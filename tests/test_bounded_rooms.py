@@ -268,3 +268,16 @@ def test_a_room_or_game_with_a_socket_in_it_is_never_evicted(lab, monkeypatch, f
     statuses, full, retry, answer = _loop.run(run(), timeout=60)
     assert statuses == {201} and full == 503 and retry is not None
     assert answer["type"] == "stroke" or answer["move"]["column"] == 0
+
+
+def test_an_id_with_a_trailing_newline_is_refused_and_creates_nothing(lab):
+    """`^...$` lets "abc\\n" through (`$` matches before a final newline): a game made under that id
+    once broke its own Location header (an empty reply instead of problem+json)."""
+    with RestClient(lab) as api:
+        for path in ("/api/games/abc%0A", "/api/collab/abc%0A"):
+            reply = api.put(path)
+            assert reply.status == 400, path
+            assert reply.headers["Content-Type"].startswith("application/problem+json")
+        assert api.get("/api/games").json()["count"] == 0
+        assert api.get("/api/collab").json()["count"] == 0
+        assert api.get("/api/feed?since=1&wait=1&epoch=abc%0A").status == 422  # the epoch pattern too

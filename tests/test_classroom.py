@@ -582,7 +582,7 @@ def test_join_takes_a_public_url_with_no_port_and_a_path_prefix():
     assert (plain.port, plain.tls, plain.prefix) == (8765, False, "")
 
 
-def test_one_join_code_gives_each_machine_its_own_identity(classroom, tmp_path, monkeypatch):
+def test_one_join_code_gives_each_machine_its_own_identity(make_lab, tmp_path, monkeypatch):
     """A class shares one join code (the QR code); lk.join exchanges it for a personal token, so two
     students can take two chat names (before: the second got 409, one identity per token), a
     restarted kernel on the same machine is the same identity again (its name with it), and the
@@ -596,6 +596,7 @@ def test_one_join_code_gives_each_machine_its_own_identity(classroom, tmp_path, 
         with RestClient(lab) as api:
             return api.post("/api/chat/messages", json={"name": name, "text": text}).status
 
+    classroom = make_lab(student_tokens=(STUDENT,), instructor_token=INSTRUCTOR)  # one join code
     url = f"http://127.0.0.1:{classroom.port}/?token={STUDENT}"
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "machine-a"))
     ada = ClassroomLab(url, sync_clock=False)
@@ -614,3 +615,18 @@ def test_one_join_code_gives_each_machine_its_own_identity(classroom, tmp_path, 
     assert teacher.token == INSTRUCTOR
     classroom.restart()  # the class server restarts on its --db: personal tokens and names survive
     assert say(bo, "bo", "after the restart") == 201 and say(bo, "ada", "now?") == 409
+
+    # a personal token mints nothing: exchanging it gives it back (a removed student stays removed)
+    with RestClient(bo) as api:
+        again_bo = api.post("/api/classroom/join")
+    assert again_bo.status == 200 and again_bo.json()["token"] == bo.token
+
+
+def test_roster_tokens_are_never_exchanged(classroom, tmp_path, monkeypatch):
+    """With one token per student (a roster), each token is its student's identity: lk.join keeps
+    it, so an instructor's removal cannot be undone by joining again."""
+    from labkit.course.classroom import ClassroomLab
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    joined = ClassroomLab(f"http://127.0.0.1:{classroom.port}/?token={STUDENT}", sync_clock=False)
+    assert joined.token == STUDENT

@@ -124,6 +124,8 @@ def test_the_issues_attacks_score_what_they_should(tmp_path):
             "c.sized_reply = lambda *a, **k: c.Feedback(True, 'fine', 'sized_reply')")),
         "renumbered": submission(tmp_path / "00-renumbered.ipynb", answered=ANSWERS,
                                  renumber=("00.2",)),
+        "patched data": submission(tmp_path / "00-patched-data.ipynb", answered=ANSWERS, before=(
+            "import labkit.check.lesson00 as l0\nl0._STATUS_HINTS[200] = 'anything goes'")),
     }
     book = tmp_path / "gradebook.csv"
     code, reports, _ = grade(*paths.values(), args=("--csv", str(book)))
@@ -141,10 +143,12 @@ def test_the_issues_attacks_score_what_they_should(tmp_path):
     assert report["patched"]["total"] == 0 and report["patched"]["tampered"] == ["sized_reply"]
     assert {r["status"] for r in report["patched"]["exercises"]} == {"tampered"}
     assert report["renumbered"]["total"] == 3  # found after its question
+    assert report["patched data"]["tampered"] == ["labkit.check's code"]  # a checker's table changed
+    assert report["patched data"]["total"] == 0
 
     rows = list(csv.DictReader(io.StringIO(book.read_text())))
     assert [row["notebook"] for row in rows] == [p.name for p in paths.values()]
-    assert [row["total"] for row in rows] == ["3", "0", "1", "0", "0", "3"]
+    assert [row["total"] for row in rows] == ["3", "0", "1", "0", "0", "3", "0"]
     assert rows[0]["00.1"] == "1" and rows[4]["tampered"] == "sized_reply"
 
     # one notebook: the exit status follows the points (GitHub Classroom's test passes on 0)

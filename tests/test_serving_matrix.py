@@ -193,10 +193,13 @@ def test_a_request_head_that_trickles_in_gets_408(entry):
         assert answer.split(b"\r\n")[0] == b"HTTP/1.1 408 Request Timeout"
 
 
-def test_a_body_that_never_completes_gets_408(entry):
+@pytest.mark.parametrize("upgrade", ["", "Upgrade: h2c\r\nConnection: Upgrade\r\n"],
+                         ids=["plain", "with an Upgrade header"])
+def test_a_body_that_never_completes_gets_408(entry, upgrade):
+    """An Upgrade header (h2c, say) must not switch the body deadline off (it once did)."""
     path = "/charges" if entry.name == "payment provider" else "/api/notes"
     with connect(entry) as sock:
-        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{entry.auth}"
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{entry.auth}{upgrade}"
                      "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"title\": ".encode())
         assert first_line(sock) == b"HTTP/1.1 408 Request Timeout"
 

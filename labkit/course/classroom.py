@@ -324,7 +324,7 @@ class ClassroomLab:
             reply = api.post("/api/classroom/join")
         if reply.status == 404:
             return join_token
-        if reply.status == 200:  # the instructor's token: kept as it is
+        if reply.status == 200:  # the caller's own token (instructor, roster, personal): kept
             return str(reply.json()["token"])
         if reply.status != 201:
             raise ConnectionError(f"the class server refused to let this kernel join ({reply.status}): "

@@ -106,9 +106,29 @@ def _code_digest(code, seen: set) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
 
+DATA_TYPES = (str, int, float, bool, tuple, list, dict, set, frozenset, re.Pattern)
+RUN_STATE = frozenset({"_wrong"})
+"""Module values a run changes by design (labkit.check._core counts wrong answers for its hints)."""
+
+
+def _data_digest(value: Any) -> str:
+    """A digest of a data value (its repr, with dicts and sets in a stable order)."""
+    def stable(item: Any) -> Any:
+        if isinstance(item, dict):
+            return sorted((repr(k), stable(v)) for k, v in item.items())
+        if isinstance(item, set | frozenset):
+            return sorted(repr(x) for x in item)
+        if isinstance(item, list | tuple):
+            return [stable(x) for x in item]
+        return repr(item)
+
+    return hashlib.sha256(repr(stable(value)).encode()).hexdigest()[:16]
+
+
 def check_digest() -> str:
     """A digest of what every checker runs: each function and class of the labkit.check modules
-    (its code, or the module it really comes from when it was replaced). Equal in the grader's
+    (its code and default arguments, or the module it really comes from when it was replaced)
+    and their module-level data (the tables and limits checkers read). Equal in the grader's
     process and in an untouched kernel."""
     import labkit.check as check
 
@@ -122,10 +142,17 @@ def check_digest() -> str:
                 continue  # the package's checker names are the recorder's wrappers: audited apart
             func = getattr(value, "__func__", value)
             owner = getattr(func, "__module__", None) or ""
+            if not callable(value) and not isinstance(value, type(check)):
+                # module data a checker reads (hint tables, limits); not the run's own state
+                if isinstance(value, DATA_TYPES) and not name.startswith("__") and name not in RUN_STATE:
+                    parts.append(f"{module.__name__}.{name}=data:{_data_digest(value)}")
+                continue
             if not owner.startswith("labkit.check"):
                 continue
             if hasattr(func, "__code__"):
-                parts.append(f"{module.__name__}.{name}={owner}:{_code_digest(func.__code__, set())}")
+                defaults = _data_digest((func.__defaults__, func.__kwdefaults__))
+                parts.append(f"{module.__name__}.{name}={owner}:{_code_digest(func.__code__, set())}"
+                             f":{defaults}")
             elif isinstance(func, type):
                 methods = sorted((k, _code_digest(v.__code__, set())) for k, v in vars(func).items()
                                  if hasattr(v, "__code__"))

@@ -219,6 +219,7 @@ class TcpProxy:
             try:
                 await self.on_disconnect(conn)
             finally:
+                conn.client = conn.server = None  # a closed connection keeps its counts, not sockets
                 self._tasks.discard(task)
 
     async def _pump(self, conn, direction, reader, writer) -> None:

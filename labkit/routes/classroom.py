@@ -4,8 +4,9 @@
   client on another machine can estimate its clock offset (NTP's formula, see measure.clock_offset).
 - `POST /api/classroom/join` (a student): exchange the class's join code for a personal token,
   so each kernel that joins is an identity of its own (`labkit.server.auth`); 201 {"token",
-  "principal"}. The instructor's token is answered as it is (200). Outside classroom mode there is
-  nothing to exchange (404).
+  "principal"}. Only the class's one shared join code is exchanged: the instructor's token, a
+  personal token and a roster token (one `--token` per student) are answered as they are (200).
+  Outside classroom mode there is nothing to exchange (404).
 - `GET /api/classroom` (instructor): who is connected over which transport, how many bytes wait in
   each one's socket (the slowest readers have the most), and the events published per topic.
 - `DELETE /api/chat/members/{name}` (instructor): remove whoever holds the name from the chat room:
@@ -26,7 +27,8 @@ import time
 from aiohttp import WSCloseCode, web
 
 from labkit.server.access import OWNERS, chat_identity
-from labkit.server.auth import CONNECTIONS, classroom, is_instructor, presented_token
+from labkit.server.auth import CONNECTIONS, PRINCIPAL, classroom, is_instructor, presented_token
+from labkit.server.keys import CONFIG
 from labkit.server.problem import ProblemError
 from labkit.server.validate import name_keys
 from labkit.streaming.hub import HUB
@@ -116,8 +118,15 @@ async def join_personal(request: web.Request) -> web.Response:
 
     if not classroom(request.app):
         raise ProblemError(404, "this lab is not a class server: there is no join code to exchange")
+    presented = presented_token(request) or ""
+    config = request.app[CONFIG]
     if is_instructor(request):  # the instructor keeps their own token (and role)
-        return web.json_response({"token": presented_token(request), "principal": "instructor"})
+        return web.json_response({"token": presented, "principal": "instructor"})
+    if len(config.student_tokens) != 1 or presented != config.student_tokens[0]:
+        # only a class's one shared join code is exchanged: a personal token, or a token of a
+        # roster (one --token per student), is its holder's identity already and stays as it is,
+        # so nobody can mint identities from their own (a removed student stays removed)
+        return web.json_response({"token": presented, "principal": request[PRINCIPAL]})
     token = secrets.token_urlsafe(18)
     principal = principal_of(token)
     stored = await asyncio.to_thread(request.app[OWNERS].add_personal, token_hash(token), principal)
@@ -151,7 +160,9 @@ OPENAPI_PATHS = {
         "summary": "Exchange the class join code for a personal token (one identity per kernel)",
         "operationId": "classroomJoin",
         "responses": {
-            "200": {"description": "The instructor's own token, unchanged", "content": _JSON},
+            "200": {"description": "The caller's own token, unchanged (the instructor's, a personal "
+                           "or a roster token: only the shared join code is exchanged)",
+                    "content": _JSON},
             "201": {"description": "A personal token and the identity it stands for",
                     "content": {"application/json": {"schema": {
                         "type": "object", "required": ["token", "principal"],

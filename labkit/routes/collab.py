@@ -209,7 +209,7 @@ class Rooms:
 
 
 def check_room_id(room_id: Any) -> str:
-    if not isinstance(room_id, str) or not ROOM_ID.match(room_id):
+    if not isinstance(room_id, str) or not ROOM_ID.fullmatch(room_id):
         raise ProblemError(400, "room must be 1-40 letters, digits, '-' or '_'",
                            errors=[{"field": "room", "message": "malformed"}])
     return room_id
@@ -356,7 +356,7 @@ async def _on_message(rooms: Rooms, room: Room, ws: web.WebSocketResponse, name:
                 or not all(isinstance(p, list) and len(p) == 2 and None not in map(_unit, p)
                            for p in points)):
             return await _error(ws, f"points must be 1-{MAX_POINTS} [x, y] pairs from 0 to 1")
-        if not isinstance(color, str) or not COLOR.match(color):
+        if not isinstance(color, str) or not COLOR.fullmatch(color):
             return await _error(ws, 'color must look like "#1f77b4"')
         room.last_seq += 1
         text = json.dumps({"type": "stroke", "seq": room.last_seq, "name": name,

@@ -218,7 +218,7 @@ class Games:
 
 
 def check_game_id(game_id) -> str:
-    if not isinstance(game_id, str) or not GAME_ID.match(game_id):
+    if not isinstance(game_id, str) or not GAME_ID.fullmatch(game_id):
         raise ProblemError(400, "game must be 1-40 letters, digits, '-' or '_'",
                            errors=[{"field": "game", "message": "malformed"}])
     return game_id

@@ -203,7 +203,7 @@ def body_deadline(limit: float):
 
     @web.middleware
     async def read_body_in_time(request: web.Request, handler):
-        if request.body_exists and not request.headers.get("Upgrade"):
+        if request.body_exists:  # (an Upgrade header changes nothing: a WebSocket handshake has no body)
             try:
                 async with asyncio.timeout(limit):
                     await request.read()  # kept by aiohttp: the handler's read() gets the same bytes

@@ -10,8 +10,10 @@ Two ways to feed a socket, one set of rules:
 The rules, in one place:
 - states open -> closing -> closed (`Outbox.state`; a hub stream is closing once it is in
   SLOW_CLOSES); nothing is queued once closing;
-- one Close frame per connection: every close goes through aiohttp's `WebSocketResponse.close()`
-  (which knows whether one was sent), never a hand-written frame;
+- one Close frame per connection: a slow consumer's Close is written by hand behind its buffered
+  events (`linger_close`), and `peer_closed` closes the socket once the client's answer is read,
+  so aiohttp (streaming sockets have autoclose off) never writes a second one; every other close
+  is aiohttp's `WebSocketResponse.close()`;
 - the slow-consumer rule: a member whose queue is full is closed with 1008 and a reason saying where
   to resume (`since=SEQ&epoch=E` for hub streams); the Close waits behind what is buffered for at
   most SLOW_CLOSE_GRACE_S, then the peer is cut off; everyone else goes on at once;
@@ -111,7 +113,7 @@ def parse_epoch(raw: str | None, name: str = "epoch") -> str | None:
     letters, digits, "_" or "-"."""
     if raw is None:
         return None
-    if not re.match(EPOCH_PATTERN, raw):
+    if not re.fullmatch(EPOCH_PATTERN, raw):
         raise ProblemError(422, f"{name} must be an epoch token as the server sent it "
                            "(1-64 letters, digits, _ or -)",
                            errors=[{"field": name, "message": "not an epoch token"}])
@@ -387,6 +389,9 @@ class _CloseSent:
 
 
 CLOSES_SENT: weakref.WeakKeyDictionary[web.WebSocketResponse, _CloseSent] = weakref.WeakKeyDictionary()
+PEER_CLOSED: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
+"""Sockets whose handler's read loop has ended (the peer's Close was read, or the connection):
+a slow-consumer close that comes later has nothing to send."""
 
 
 async def linger_close(request: web.Request, ws: web.WebSocketResponse, code: int, reason: str,
@@ -407,8 +412,9 @@ async def linger_close(request: web.Request, ws: web.WebSocketResponse, code: in
     seen in 8 of 8 runs of the slow-chat-member test), and its drain shares one waiter per
     connection that a cancelled pump would cancel."""
     transport = request.transport
-    if transport is None or transport.is_closing() or ws in CLOSES_SENT:
-        return
+    if (transport is None or transport.is_closing() or ws in CLOSES_SENT or ws in PEER_CLOSED
+            or ws.close_code is not None):
+        return  # closed, closing, or the peer's Close was read already: nothing to send after it
     sent = CLOSES_SENT[ws] = _CloseSent(transport)
     transport.write(Frame(Opcode.CLOSE, Close(code, reason[:120]).serialize()).serialize(mask=False))
     try:
@@ -441,6 +447,7 @@ def peer_closed(ws: web.WebSocketResponse) -> None:
     close the socket now (its input was read up to the peer's Close), so that aiohttp, ending the
     handler, finds no socket to write a Close of its own to. Otherwise aiohttp answers the peer's
     Close itself, as usual."""
+    PEER_CLOSED.add(ws)
     sent = CLOSES_SENT.get(ws)
     if sent is not None:
         sent.peer_closed.set()
