@@ -17,7 +17,8 @@ between the bank and the provider crosses a real socket, as between two companie
   MAX_ATTEMPTS tries), so delivery is at least once and the receiver must de-duplicate by event id.
 - `POST /config` {"decision_ms", "deliveries"} changes the simulation: `deliveries` sends every
   event that many times even when acknowledged (what a provider's retry after a lost ack looks like).
-- `GET /deliveries`: every attempt (event id, attempt, status or error, time) for the lesson to show.
+- `GET /deliveries`: the last DELIVERIES_KEPT attempts (event id, attempt, status or error, time)
+  for the lesson to show.
 
 Every route checks the `Host` header as the lab does (labkit/server/hostcheck.py: loopback names
 and addresses only; 403 otherwise), so a web page cannot reach the provider by DNS rebinding.
@@ -37,6 +38,7 @@ import itertools
 import json
 import secrets
 import time
+from collections import deque
 
 import aiohttp
 from aiohttp import web
@@ -79,6 +81,10 @@ async def _host_check(request: web.Request, handler):
         return problem(403, f"Host {header[:100]!r} is not allowed: the payment provider answers only "
                             "requests addressed to localhost, 127.0.0.1 or [::1].")
     return await handler(request)
+
+
+DELIVERIES_KEPT = 1_000
+"""Delivery attempts `GET /deliveries` keeps (the newest); older ones are forgotten."""
 
 
 def sign(secret: bytes, body: bytes, timestamp: int | None = None) -> str:
@@ -177,7 +183,7 @@ async def configure(request: web.Request) -> web.Response:
 @routes.get("/deliveries")
 async def deliveries(request: web.Request) -> web.Response:
     """Every webhook delivery attempt so far."""
-    return web.json_response(request.app[STATE]["deliveries_log"])
+    return web.json_response(list(request.app[STATE]["deliveries_log"]))
 
 
 def make_provider(secret: bytes, ssl_context=None) -> web.Application:
@@ -186,7 +192,8 @@ def make_provider(secret: bytes, ssl_context=None) -> web.Application:
     what its webhook client trusts when the bank serves https (the lab's local CA)."""
     app = web.Application(middlewares=[_host_check])
     app[STATE] = {"secret": secret, "charge_token": charge_token(secret), "ids": itertools.count(1),
-                  "tasks": set(), "decision_ms": 20, "deliveries": 1, "deliveries_log": [],
+                  "tasks": set(), "decision_ms": 20, "deliveries": 1,
+                  "deliveries_log": deque(maxlen=DELIVERIES_KEPT),
                   "session": None}
 
     async def _open(app: web.Application) -> None:
