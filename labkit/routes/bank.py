@@ -55,7 +55,7 @@ from labkit.server.validate import (
     load_json,  # the lab's one JSON reader (depth-limited)
 )
 from labkit.stores import idempotency
-from labkit.stores.sqlite import create_schema
+from labkit.stores.sqlite import create_schema, write_transaction
 from labkit.streaming.hub import HUB, event_schema
 from labkit.streaming.sockets import (
     pump_to_websocket,
@@ -148,16 +148,7 @@ class BankStore:
         create_schema(self.path, SCHEMA, BUSY_TIMEOUT_S)
 
     def _write(self, work):
-        with closing(self._connect()) as con:
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                result = work(con)
-                con.execute("COMMIT")
-                return result
-            except BaseException:
-                if con.in_transaction:
-                    con.execute("ROLLBACK")
-                raise
+        return write_transaction(self._connect, work)
 
     def open_account(self, owner: str, opening_balance: int) -> dict:
         account_id = f"acc_{secrets.token_hex(4)}"

@@ -67,7 +67,7 @@ from labkit.server.keys import CONFIG
 from labkit.server.problem import ProblemError
 
 from .notes import KEYS_TABLE, StoreFull, store_used_bytes
-from .sqlite import create_schema
+from .sqlite import create_schema, write_transaction
 
 log = logging.getLogger("labkit.server")
 
@@ -173,16 +173,7 @@ class IdempotencyStore:
         create_schema(self.path, SCHEMA, BUSY_TIMEOUT_S)
 
     def _transaction(self, work):
-        with closing(self._connect()) as con:
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                result = work(con)
-                con.execute("COMMIT")
-                return result
-            except BaseException:
-                if con.in_transaction:
-                    con.execute("ROLLBACK")
-                raise
+        return write_transaction(self._connect, work)
 
     def _make_room(self, con: sqlite3.Connection, principal: str, new_rows: int, adding: int,
                    keep: tuple[str, str] | None = None) -> None:

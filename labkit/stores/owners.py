@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from contextlib import closing
 from pathlib import Path
 
-from .sqlite import create_schema
+from .sqlite import create_schema, write_transaction
 
 BUSY_TIMEOUT_S = 10.0
 MAX_CLAIMS = 1_000
@@ -70,16 +70,7 @@ class OwnerStore:
         return sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
 
     def _write(self, work):
-        with closing(self._connect()) as con:
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                result = work(con)
-                con.execute("COMMIT")
-                return result
-            except BaseException:
-                if con.in_transaction:
-                    con.execute("ROLLBACK")
-                raise
+        return write_transaction(self._connect, work)
 
     # -- resources ------------------------------------------------------------------------------
     def owner(self, kind: str, rid: str) -> str | None:

@@ -1,4 +1,5 @@
-"""Create tables in the lab's SQLite file safely when several processes start at once.
+"""Create tables in the lab's SQLite file safely when several processes start at once, and run a
+store's writes in one immediate transaction (`write_transaction`).
 
 Each store (notes, idempotency keys, the bank) creates its tables when a lab starts. A cluster
 starts several worker processes on one file at the same moment, and two things can then fail at
@@ -12,8 +13,12 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 RETRY_S = 0.05
 
@@ -33,3 +38,20 @@ def create_schema(path: str | Path, schema: str, timeout_s: float = 10.0) -> Non
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
             time.sleep(RETRY_S)
+
+
+def write_transaction(connect: Callable[[], sqlite3.Connection], work: Callable[[sqlite3.Connection], T]
+                      ) -> T:
+    """Run `work(con)` in one write transaction on a new connection from `connect` (autocommit
+    mode): `BEGIN IMMEDIATE` takes the write lock first (waiting, where a deferred transaction
+    that began as a reader could fail to upgrade), COMMIT on success, ROLLBACK on any error."""
+    with closing(connect()) as con:
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            result = work(con)
+            con.execute("COMMIT")
+            return result
+        except BaseException:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            raise
