@@ -281,3 +281,30 @@ def test_an_id_with_a_trailing_newline_is_refused_and_creates_nothing(lab):
         assert api.get("/api/games").json()["count"] == 0
         assert api.get("/api/collab").json()["count"] == 0
         assert api.get("/api/feed?since=1&wait=1&epoch=abc%0A").status == 422  # the epoch pattern too
+
+
+def test_one_student_cannot_take_every_game_or_room(make_lab):
+    """On a class server one token could hold every game (a REST seat keeps a game in use for 15
+    minutes) and every room. A student identity may have made MAX_IN_USE_PER_IDENTITY games still
+    in use and MAX_ROOMS_PER_IDENTITY rooms; one more is 429 + Retry-After, and another student and
+    the instructor still create."""
+    lab = make_lab(student_tokens=("tok-a", "tok-b"), instructor_token="tok-i")
+
+    def client(token: str) -> RestClient:
+        return RestClient(lab, headers={"Authorization": f"Bearer {token}"})
+
+    with client("tok-a") as a, client("tok-b") as b, client("tok-i") as teacher:
+        for n in range(game.MAX_IN_USE_PER_IDENTITY):
+            assert a.put(f"/api/games/a{n}").status == 201
+            assert a.post(f"/api/games/a{n}/seats", json={"name": "a"}).status == 201  # in use
+        one_more = a.put("/api/games/a-extra")
+        assert one_more.status == 429 and one_more.headers["Retry-After"]
+        assert one_more.headers["Content-Type"].startswith("application/problem+json")
+        assert a.get("/api/games/a-extra").status == 404  # nothing was made
+        assert b.put("/api/games/b0").status == 201 and teacher.put("/api/games/t0").status == 201
+
+        for n in range(collab.MAX_ROOMS_PER_IDENTITY):
+            assert a.put(f"/api/collab/r{n}").status == 201
+        assert a.post("/api/collab").status == 429
+        assert b.post("/api/collab").status == 201 and teacher.put("/api/collab/t0").status == 201
+        assert a.put("/api/collab/r0").status == 200  # its own rooms stay its to use

@@ -121,13 +121,29 @@ def _state_refusal(response) -> bool:
     if response.status_code != 422:
         return False
     errors = response.json().get("errors") or [{}]
-    return all((e.get("field"), e.get("message")) in STATE_REFUSALS for e in errors)
+    return all((e.get("field"), e.get("message")) in STATE_REFUSALS or _precis_refusal(e)
+               for e in errors)
+
+
+def _precis_refusal(error: dict) -> bool:
+    """A chat name refused by RFC 8265 (a code point PRECIS disallows, such as an unassigned one):
+    documented in the name's schema description, beyond what a JSON Schema pattern can say."""
+    return error.get("field") == "name" and "RFC 8265" in str(error.get("message", ""))
+
+
+def _number_refusal(response) -> bool:
+    """A lab-wide rule beyond a schema's types: an integer of more than MAX_JSON_INT_DIGITS digits,
+    anywhere in a body (free-form note fields included), is 400 (labkit/server/validate.py)."""
+    from labkit.server.validate import MAX_JSON_INT_DIGITS
+
+    return (response.status_code == 400
+            and f"integers may have at most {MAX_JSON_INT_DIGITS}" in response.text)
 
 
 def valid_data_accepted(ctx, response, case):
     """positive_data_acceptance, except for the documented state refusals (`_since_ahead`,
-    `STATE_REFUSALS`)."""
-    if _since_ahead(case, response) or _state_refusal(response):
+    `STATE_REFUSALS`, a PRECIS name) and the lab-wide number bound (`_number_refusal`)."""
+    if _since_ahead(case, response) or _state_refusal(response) or _number_refusal(response):
         return True
     return positive_data_acceptance(ctx, response, case)
 

@@ -91,7 +91,9 @@ def _text_schema(limit: int, control: str, what: str) -> dict:
 
 
 NAME_SCHEMA = _text_schema(MAX_NAME, NAME_FORBIDDEN, ", format, bidi or invisible characters; "
-                                                      "NFKC-normalised; unique in the room")
+                                                      "NFKC-normalised; unique in the room; an RFC "
+                                                      "8265 username per word (a code point it "
+                                                      "disallows, e.g. an unassigned one, is 422)")
 TEXT_SCHEMA = _text_schema(MAX_TEXT, CONTROL_CHARS_BUT_NEWLINE_TAB, " but newline and tab")
 
 
@@ -152,6 +154,8 @@ async def messages_post(request: web.Request) -> web.Response:
     errors += text_errors
     errors += [{"field": k, "message": "unknown field"}
                for k in sorted(set(body) - {"name", "text", "id"})]
+    if "id" in body and not valid_message_id(body["id"]):  # checked even beside the header
+        errors.append({"field": "id", "message": ID_RULE})
     msg_id = request.headers.get("Idempotency-Key", body.get("id"))
     if msg_id is not None and not valid_message_id(msg_id):
         raise ProblemError(400, f"Idempotency-Key (or id): {ID_RULE}",
@@ -174,7 +178,7 @@ async def messages_post(request: web.Request) -> web.Response:
         raise unavailable_problem(exc) from None
     if duplicate and event.data != data:
         raise ProblemError(422, f"Idempotency-Key {msg_id!r} was used for another message",
-                           errors=[{"field": "Idempotency-Key", "message": "used for another message"}])
+                           errors=[{"field": "Idempotency-Key", "message": "reused for another request"}])
     return web.Response(text=event.json, status=201, content_type="application/json",
                         headers={"Idempotent-Replayed": "true"} if duplicate else None)
 

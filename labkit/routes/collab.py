@@ -53,9 +53,11 @@ from labkit.server.websocket import accept
 from labkit.streaming.sockets import Outbox, outbox
 
 from .core import websocket_route
-from .game import NAME_SCHEMA, check_name
+from .game import NAME_SCHEMA, check_name, student
 
 ROOM_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+MAX_ROOMS_PER_IDENTITY = 10
+"""Rooms one student identity may have made that still exist (class server)."""
 MAX_ROOMS = 200
 """Rooms kept at once. One more forgets the least recently used room with nobody in it; when every
 room has someone in it, creating answers 503 with Retry-After (RETRY_AFTER_S)."""
@@ -87,6 +89,9 @@ COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 class Room:
     """One whiteboard: its kept strokes (JSON texts, oldest first) and the sockets in it."""
+
+    creator: str | None = None
+    """The student identity that made it (None: the instructor, or a lab of one's own)."""
 
     def __init__(self, room_id: str):
         self.id = room_id
@@ -174,17 +179,25 @@ class Rooms:
         self.rooms.move_to_end(room_id)
         return room
 
-    def create(self, room_id: str) -> tuple[Room, bool]:
-        """The room called `room_id`, made if new (True); 503 when MAX_ROOMS rooms all have people."""
+    def create(self, room_id: str, creator: str | None = None) -> tuple[Room, bool]:
+        """The room called `room_id`, made if new (True); 503 when MAX_ROOMS rooms all have people;
+        429 when `creator` (a student's identity) already made MAX_ROOMS_PER_IDENTITY rooms that
+        still exist, so one token cannot take every room."""
         room = self.rooms.get(room_id)
         if room is not None:
             self.rooms.move_to_end(room_id)
             return room, False
+        if creator is not None:
+            held = sum(r.creator == creator for r in self.rooms.values())
+            if held >= MAX_ROOMS_PER_IDENTITY:
+                raise ProblemError(429, f"you made {held} rooms already: use one of them",
+                                   headers={"Retry-After": str(RETRY_AFTER_S)})
         while len(self.rooms) >= MAX_ROOMS:
             if not self._forget_one_empty():
                 raise ProblemError(503, f"all {MAX_ROOMS} rooms have someone in them: try again "
                                         "later", headers={"Retry-After": str(RETRY_AFTER_S)})
         room = self.rooms[room_id] = Room(room_id)
+        room.creator = creator
         return room, True
 
     def _forget_one_empty(self) -> bool:
@@ -246,7 +259,7 @@ async def rooms_get(request: web.Request) -> web.Response:
 @routes.post("/api/collab")
 async def rooms_post(request: web.Request) -> web.Response:
     """Create a room with a name the server picks: 201 with Location."""
-    room, _ = request.app[ROOMS].create(f"room-{secrets.token_hex(6)}")
+    room, _ = request.app[ROOMS].create(f"room-{secrets.token_hex(6)}", student(request))
     return web.json_response(_room_json(room), status=201,
                              headers={"Location": f"/api/collab/{room.id}"})
 
@@ -254,7 +267,8 @@ async def rooms_post(request: web.Request) -> web.Response:
 @routes.put("/api/collab/{room}")
 async def room_put(request: web.Request) -> web.Response:
     """Create the room with this name (201), or find it there already (200, unchanged)."""
-    room, created = request.app[ROOMS].create(check_room_id(request.match_info["room"]))
+    room, created = request.app[ROOMS].create(check_room_id(request.match_info["room"]),
+                                              student(request))
     return web.json_response(_room_json(room), status=201 if created else 200,
                              headers={"Location": f"/api/collab/{room.id}"} if created else None)
 
@@ -389,6 +403,9 @@ _ROOM_SCHEMA = {"type": "object", "properties": {
     "room": {"type": "string"}, "participants": {"type": "array", "items": {"type": "string"}},
     "first_kept": {"type": "integer"}, "last_seq": {"type": "integer"},
     "strokes_kept": {"type": "integer"}, "bytes": {"type": "integer"}}}
+_MINE = {"description": ("Class server: this student already made as many rooms as one "
+                         "identity may (Retry-After)"),
+         "content": {"application/problem+json": {"schema": {"type": "object"}}}}
 _FULL = {"description": f"All {MAX_ROOMS} rooms have someone in them (Retry-After)",
          "headers": {"Retry-After": {"schema": {"type": "integer"}}},
          "content": {"application/problem+json": {"schema": {"type": "object"}}}}
@@ -405,7 +422,7 @@ OPENAPI_PATHS = {
             "operationId": "collabRoomsPost",
             "responses": {"201": {"description": "The new room (Location names it)",
                                   "content": {"application/json": {"schema": _ROOM_SCHEMA}}},
-                          "503": _FULL},
+                          "429": _MINE, "503": _FULL},
         },
     },
     "/api/collab/{room}": {
@@ -416,7 +433,7 @@ OPENAPI_PATHS = {
                                   "content": {"application/json": {"schema": _ROOM_SCHEMA}}},
                           "201": {"description": "Created",
                                   "content": {"application/json": {"schema": _ROOM_SCHEMA}}},
-                          "400": _PROBLEM, "503": _FULL},
+                          "400": _PROBLEM, "429": _MINE, "503": _FULL},
         },
         "get": {
             "summary": "A whiteboard room: participants and one page of the strokes after ?since=SEQ",

@@ -51,6 +51,22 @@ def _describe_event_streams(paths: dict) -> dict:
     return paths
 
 
+def _bound_integers(node) -> None:
+    """Every JSON integer the lab reads has at most MAX_JSON_INT_DIGITS digits (`load_json` answers
+    400 above that): say so in every integer schema that states no bound of its own."""
+    from labkit.server.validate import MAX_JSON_INT_DIGITS
+
+    if isinstance(node, dict):
+        if node.get("type") == "integer" and "maximum" not in node and "minimum" not in node:
+            node["maximum"] = 10**MAX_JSON_INT_DIGITS - 1
+            node["minimum"] = -(10**MAX_JSON_INT_DIGITS - 1)
+        for value in node.values():
+            _bound_integers(value)
+    elif isinstance(node, list):
+        for value in node:
+            _bound_integers(value)
+
+
 def openapi_document(app: web.Application) -> dict:
     """OpenAPI 3.1 for every HTTP route of `app` (WebSocket routes live in the AsyncAPI document)."""
     from labkit.server.app import FAMILY_MODULES
@@ -59,6 +75,7 @@ def openapi_document(app: web.Application) -> dict:
     for module in app[FAMILY_MODULES]:
         paths.update(copy.deepcopy(getattr(module, "OPENAPI_PATHS", {})))
     _describe_event_streams(paths)
+    _bound_integers(paths)
     return {
         "openapi": "3.1.0",
         "info": {

@@ -50,6 +50,7 @@ from collections import OrderedDict
 
 from aiohttp import WSMsgType, web
 
+from labkit.server.access import PRINCIPAL, ROLE
 from labkit.server.problem import ProblemError
 from labkit.server.validate import (
     CONTROL_CHARS,
@@ -64,6 +65,8 @@ from .feed import JSON_BODY_ERRORS, read_json_object
 
 ROWS, COLUMNS = 6, 7
 SEATS = ("X", "O")
+MAX_IN_USE_PER_IDENTITY = 20
+"""Games in use one student identity may have made (class server); the instructor has no bound."""
 MAX_GAMES = 1000
 """Games kept at once (each a few KB). One more forgets the least recently used game not in use;
 when all are in use, creating answers 503 with Retry-After (RETRY_AFTER_S)."""
@@ -87,6 +90,9 @@ class MoveRefused(Exception):
 
 class Game:
     """One Connect Four match: board, turn, seats, and the sockets that follow it."""
+
+    creator: str | None = None
+    """The student identity that made it (None: the instructor, or a lab of one's own)."""
 
     def __init__(self, game_id: str):
         self.id = game_id
@@ -197,11 +203,19 @@ class Games:
         game.last_used = time.monotonic()
         return game
 
-    def create(self, game_id: str) -> tuple[Game, bool]:
-        """The game called `game_id`, made if new (True); 503 when MAX_GAMES games are all in use."""
+    def create(self, game_id: str, creator: str | None = None) -> tuple[Game, bool]:
+        """The game called `game_id`, made if new (True); 503 when MAX_GAMES games are all in use;
+        429 when `creator` (a student's identity) already made MAX_IN_USE_PER_IDENTITY games that
+        are still in use, so one token cannot hold every game."""
         game = self.games.get(game_id)
         if game is not None:
             return self.get(game_id), False
+        if creator is not None:
+            now = time.monotonic()
+            held = sum(g.creator == creator and g.in_use(now) for g in self.games.values())
+            if held >= MAX_IN_USE_PER_IDENTITY:
+                raise ProblemError(429, f"you made {held} games that are still in use: finish or "
+                                        "leave some first", headers={"Retry-After": str(RETRY_AFTER_S)})
         if len(self.games) >= MAX_GAMES:
             now = time.monotonic()
             idle = next((g for g in self.games.values() if not g.in_use(now)), None)
@@ -210,6 +224,7 @@ class Games:
                                    headers={"Retry-After": str(RETRY_AFTER_S)})
             del self.games[idle.id]
         game = self.games[game_id] = Game(game_id)
+        game.creator = creator
         return game, True
 
     def in_use(self) -> int:
@@ -226,6 +241,12 @@ def check_game_id(game_id) -> str:
 
 GAMES = web.AppKey("games", Games)
 routes = web.RouteTableDef()
+
+
+def student(request: web.Request) -> str | None:
+    """The student identity making a request on a class server (None for the instructor and for
+    a lab of one's own)."""
+    return request.get(PRINCIPAL) if request.get(ROLE) == "student" else None
 
 
 def game_for(request: web.Request, game_id: str | None) -> Game:
@@ -274,7 +295,7 @@ async def games_get(request: web.Request) -> web.Response:
 @routes.post("/api/games")
 async def games_post(request: web.Request) -> web.Response:
     """Create a game with an id the server picks: 201 with its state and Location."""
-    game, _ = request.app[GAMES].create(f"game-{secrets.token_hex(6)}")
+    game, _ = request.app[GAMES].create(f"game-{secrets.token_hex(6)}", student(request))
     response = _state_response(game, request, status=201)
     response.headers["Location"] = f"/api/games/{game.id}"
     return response
@@ -283,7 +304,8 @@ async def games_post(request: web.Request) -> web.Response:
 @routes.put("/api/games/{game}")
 async def game_put(request: web.Request) -> web.Response:
     """Create the game with this id (201), or find it there already (200, unchanged)."""
-    game, created = request.app[GAMES].create(check_game_id(request.match_info["game"]))
+    game, created = request.app[GAMES].create(check_game_id(request.match_info["game"]),
+                                              student(request))
     response = _state_response(game, request, status=201 if created else 200, conditional=False)
     if created:
         response.headers["Location"] = f"/api/games/{game.id}"
@@ -422,6 +444,9 @@ STATE_SCHEMA = {
     },
 }
 _PROBLEM = {"$ref": "#/components/responses/Problem"}
+_MINE = {"description": ("Class server: this student already made as many games still in use as one "
+                         "identity may (Retry-After)"),
+         "content": {"application/problem+json": {"schema": {"type": "object"}}}}
 _FULL = {"description": f"All {MAX_GAMES} games are in use (Retry-After)",
          "headers": {"Retry-After": {"schema": {"type": "integer"}}},
          "content": {"application/problem+json": {"schema": {"type": "object"}}}}
@@ -439,7 +464,7 @@ OPENAPI_PATHS = {
             "summary": "Create a game with an id the server picks",
             "operationId": "gamesPost",
             "responses": {"201": {**_STATE, "description": "The new game (Location names it)"},
-                          "503": _FULL},
+                          "429": _MINE, "503": _FULL},
         },
     },
     "/api/games/{game}": {
@@ -448,7 +473,7 @@ OPENAPI_PATHS = {
             "operationId": "gamePut", "parameters": [_GAME_PARAM],
             "responses": {"200": {**_STATE, "description": "It existed already"},
                           "201": {**_STATE, "description": "Created"},
-                          "400": _PROBLEM, "503": _FULL},
+                          "400": _PROBLEM, "429": _MINE, "503": _FULL},
         },
         "get": {
             "summary": "The game's state (poll it; If-None-Match gives 304 while nothing changed)",
