@@ -55,7 +55,7 @@ from labkit.server.validate import (
     load_json,  # the lab's one JSON reader (depth-limited)
 )
 from labkit.stores import idempotency
-from labkit.stores.sqlite import create_schema, write_transaction
+from labkit.stores.sqlite import connect, create_schema, write_transaction
 from labkit.streaming.hub import HUB, event_schema
 from labkit.streaming.sockets import (
     pump_to_websocket,
@@ -140,9 +140,7 @@ class BankStore:
         self.path = str(path)
 
     def _connect(self) -> sqlite3.Connection:
-        con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-        con.row_factory = sqlite3.Row
-        return con
+        return connect(self.path, BUSY_TIMEOUT_S, rows=True)
 
     def init(self) -> None:
         create_schema(self.path, SCHEMA, BUSY_TIMEOUT_S)

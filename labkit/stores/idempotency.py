@@ -67,7 +67,7 @@ from labkit.server.keys import CONFIG
 from labkit.server.problem import ProblemError
 
 from .notes import KEYS_TABLE, StoreFull, store_used_bytes
-from .sqlite import create_schema, write_transaction
+from .sqlite import connect, create_schema, write_transaction
 
 log = logging.getLogger("labkit.server")
 
@@ -161,7 +161,7 @@ class IdempotencyStore:
         return self.max_store_bytes // IDENTITY_SHARE
 
     def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        return connect(self.path, BUSY_TIMEOUT_S)
 
     def init(self) -> None:
         with closing(self._connect()) as con:

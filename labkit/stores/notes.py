@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .sqlite import create_schema
+from .sqlite import connect, create_schema
 
 BUSY_TIMEOUT_S = 10.0
 """Seconds a writer waits for another writer's lock before giving up."""
@@ -168,9 +168,7 @@ class NotesStore:
             return store_used_bytes(con)
 
     def _connect(self) -> sqlite3.Connection:
-        con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-        con.row_factory = sqlite3.Row
-        return con
+        return connect(self.path, BUSY_TIMEOUT_S, rows=True)
 
     def init(self) -> None:
         """Create the table if needed and switch the file to WAL (a setting the file keeps)."""

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from contextlib import closing
 from pathlib import Path
 
-from .sqlite import create_schema, write_transaction
+from .sqlite import connect, create_schema, write_transaction
 
 BUSY_TIMEOUT_S = 10.0
 MAX_CLAIMS = 1_000
@@ -67,7 +67,7 @@ class OwnerStore:
         create_schema(self.path, SCHEMA, BUSY_TIMEOUT_S)
 
     def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        return connect(self.path, BUSY_TIMEOUT_S)
 
     def _write(self, work):
         return write_transaction(self._connect, work)

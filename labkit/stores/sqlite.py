@@ -40,6 +40,16 @@ def create_schema(path: str | Path, schema: str, timeout_s: float = 10.0) -> Non
             time.sleep(RETRY_S)
 
 
+def connect(path: str | Path, timeout_s: float = 10.0, *, rows: bool = False) -> sqlite3.Connection:
+    """A connection to the lab's SQLite file in autocommit mode (each store opens one per call and
+    begins its own transactions), waiting up to `timeout_s` for a lock; rows=True returns
+    sqlite3.Row rows (by column name)."""
+    con = sqlite3.connect(str(path), timeout=timeout_s, isolation_level=None)
+    if rows:
+        con.row_factory = sqlite3.Row
+    return con
+
+
 def write_transaction(connect: Callable[[], sqlite3.Connection], work: Callable[[sqlite3.Connection], T]
                       ) -> T:
     """Run `work(con)` in one write transaction on a new connection from `connect` (autocommit
