@@ -40,6 +40,7 @@ from websockets.headers import parse_extension
 from websockets.streams import StreamReader
 from websockets.utils import accept_key as _accept_key
 
+from labkit.clients._target import through
 from labkit.server.listen import Limits
 
 from .proxy import DOWN, UP, Connection, TcpProxy
@@ -350,6 +351,7 @@ class WireTap(TcpProxy):
     def __init__(self, target, *, port: int = 0, limits: Limits | None = None):
         host, target_port = _target_address(target)
         super().__init__(host, target_port, port=port, limits=limits or Limits())
+        self._userinfo, self._prefix = through(target)  # a class server: same identity via the tap
         self._lock = threading.Lock()  # guards what the proxy thread appends
         self._parse_lock = threading.RLock()
         self._pending: list[tuple[int, str | None, int, bytes]] = []
@@ -377,6 +379,11 @@ class WireTap(TcpProxy):
     async def on_disconnect(self, conn: Connection) -> None:
         with self._lock:
             self._pending.append((conn.id, None, time.perf_counter_ns(), b""))
+
+    def url(self, scheme: str = "http", path: str = "") -> str:
+        """The URL a client uses to go through the tap, e.g. tap.url("ws", "/ws/echo"); in front
+        of a class server it carries the lab's token and path prefix, as `lab.url` does."""
+        return f"{scheme}://{self._userinfo}{self.host}:{self.port}{self._prefix}{path}"
 
     # TcpProxy's start() and __enter__ return the proxy itself, typed as a TcpProxy: a tap's are taps
     def start(self) -> WireTap:
@@ -659,7 +666,8 @@ def send_frames(target, path: str, frames: list[tuple[str, bytes, bool]], *,
     from websockets.uri import parse_uri
 
     host, port = _target_address(target)
-    protocol = ClientProtocol(parse_uri(f"ws://{host}:{port}{path}"))
+    userinfo, prefix = through(target)  # a class server's token goes along (Basic, as websockets does)
+    protocol = ClientProtocol(parse_uri(f"ws://{userinfo}{host}:{port}{prefix}{path}"))
     out: dict[str, Any] = {"messages": [], "close_code": None, "close_reason": ""}
     with socket.create_connection((host, port), timeout=timeout) as sock:
         protocol.send_request(protocol.connect())

@@ -11,6 +11,7 @@ import weakref
 from dataclasses import asdict
 from typing import Any
 
+from ...clients._target import through
 from ..proxy import DOWN, UP, Connection
 from .backends import _end_process, _ProcessBackend, _ThreadBackend
 from .faults import TOXIC_KINDS, check_toxic
@@ -33,6 +34,7 @@ class NetemProxy:
                  host: str = "127.0.0.1", port: int = 0, history: int = 10_000,
                  process: bool = True, limits: dict | None = None):
         self.target = (target_host, target_port)
+        self._userinfo, self._prefix = "", ""
         self.host, self.port = host, port
         self.profile = _resolve_profile(profile)
         self.seed = seed
@@ -50,11 +52,14 @@ class NetemProxy:
     @classmethod
     def for_lab(cls, lab, profile: str | Profile | None = None, **options) -> NetemProxy:
         """A proxy in front of a running LabServer (not started: use `with` or `.start()`)."""
-        return cls(lab.host, lab.port, profile, **options)
+        proxy = cls(lab.host, lab.port, profile, **options)
+        proxy._userinfo, proxy._prefix = through(lab)  # a class server: same identity through it
+        return proxy
 
     def url(self, scheme: str = "http", path: str = "") -> str:
-        """The URL through the emulated network, e.g. net.url("ws", "/ws/echo")."""
-        return f"{scheme}://{self.host}:{self.port}{path}"
+        """The URL through the emulated network, e.g. net.url("ws", "/ws/echo"); for a class
+        server's proxy it carries the lab's token and path prefix, as `lab.url` does."""
+        return f"{scheme}://{self._userinfo}{self.host}:{self.port}{self._prefix}{path}"
 
     def toxics(self, direction: str) -> Toxics:
         """The profile's delay and rate knobs for `direction` ("up" or "down")."""
