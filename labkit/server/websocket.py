@@ -1,4 +1,5 @@
-"""Shared WebSocket plumbing: the Origin rule, size limit, and tracking for a clean shutdown."""
+"""Shared WebSocket plumbing: the Origin rule, size limit, client masking, and tracking for a clean
+shutdown."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from .keys import CONFIG, WEBSOCKETS
 from .problem import OPEN_WEBSOCKET, ProblemError
 
 LOOPBACK_NAMES = {"localhost"}
+UNMASKED_REASON = b"client frames must be masked (RFC 6455 5.1)"
+"""The reason of the 1002 Close a client gets for an unmasked frame."""
 CLOSE_TIMEOUT = 0.5
 """Seconds the server waits for the peer's Close frame before dropping the connection."""
 
@@ -81,12 +84,107 @@ def check_handshake(request: web.Request) -> None:
         )
 
 
+class MaskCheck(asyncio.Protocol):
+    """RFC 6455 5.1: "a server MUST close the connection upon receiving a frame that is not masked".
+
+    aiohttp's frame reader accepts unmasked client frames, so `accept` puts this protocol between
+    the transport and aiohttp's (with asyncio's public `set_protocol`). It reads only frame
+    headers: the first two bytes of each frame, the extended length, then it skips the payload.
+    Bytes up to an unmasked frame go on to aiohttp as they came; at the unmasked frame it stops
+    passing anything on and calls `on_unmasked` (which closes with 1002). Everything else (end of
+    file, a lost connection, write flow control) is passed to aiohttp's protocol unchanged.
+    """
+
+    def __init__(self, inner: asyncio.BaseProtocol, on_unmasked) -> None:
+        self.inner, self.on_unmasked = inner, on_unmasked
+        self.header = bytearray()   # the current frame's header bytes read so far
+        self.skip = 0               # payload bytes of the current frame still to pass
+        self.unmasked = False
+
+    def _first_unmasked(self, data: bytes) -> int:
+        """Offset in `data` where an unmasked frame starts (0 if its header began in an earlier
+        chunk), or -1 when every frame header in `data` had its MASK bit set."""
+        pos, end, start = 0, len(data), 0
+        while pos < end:
+            if self.skip:
+                step = min(self.skip, end - pos)
+                self.skip, pos = self.skip - step, pos + step
+                continue
+            if not self.header:
+                start = pos
+            if len(self.header) < 2:
+                self.header.append(data[pos])
+                pos += 1
+                if len(self.header) == 2 and not self.header[1] & 0x80:
+                    return start
+                continue
+            length = self.header[1] & 0x7F
+            extended = 2 if length == 126 else 8 if length == 127 else 0
+            need = 2 + extended + 4
+            step = min(need - len(self.header), end - pos)
+            self.header += data[pos:pos + step]
+            pos += step
+            if len(self.header) == need:
+                if extended:
+                    length = int.from_bytes(self.header[2:2 + extended], "big")
+                self.skip = length
+                self.header.clear()
+        return -1
+
+    def data_received(self, data: bytes) -> None:
+        if self.unmasked:
+            return  # closing: nothing more from this client is read
+        bad = self._first_unmasked(data)
+        if bad < 0:
+            self.inner.data_received(data)  # type: ignore[attr-defined]
+            return
+        self.unmasked = True
+        if bad:
+            self.inner.data_received(data[:bad])  # type: ignore[attr-defined]
+        self.on_unmasked()
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received()  # type: ignore[attr-defined]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+
+_closing_tasks: set[asyncio.Task] = set()
+
+
+def _check_masking(request: web.Request, ws: web.WebSocketResponse) -> None:
+    """Route every byte after the handshake through `MaskCheck`; an unmasked frame gets a Close
+    with 1002 (protocol error) and the connection ends (after CLOSE_TIMEOUT at most)."""
+    transport = request.transport
+    if transport is None:
+        return
+
+    def close_1002() -> None:
+        if not ws.prepared:
+            transport.close()
+            return
+        task = asyncio.ensure_future(ws.close(code=WSCloseCode.PROTOCOL_ERROR,
+                                              message=UNMASKED_REASON))
+        _closing_tasks.add(task)
+        task.add_done_callback(_closing_tasks.discard)
+
+    transport.set_protocol(MaskCheck(transport.get_protocol(), close_1002))
+
+
 async def accept(request: web.Request, **options) -> web.WebSocketResponse:
     """Check Origin, then complete the handshake with the lab's limits and track the socket.
 
     A foreign Origin is refused with 403 problem+json before any upgrade happens; a request that is
     not a proper handshake gets 426 or 400 (see `check_handshake`).
-    Messages above the configured limit close the connection with 1009 (aiohttp's reader does it).
+    Messages above the configured limit close the connection with 1009 (aiohttp's reader does it);
+    an unmasked client frame with 1002 (`MaskCheck`).
     """
     config = request.app[CONFIG]
     origin = request.headers.get("Origin")
@@ -105,6 +203,7 @@ async def accept(request: web.Request, **options) -> web.WebSocketResponse:
     options.setdefault("timeout", CLOSE_TIMEOUT)
     check_handshake(request)
     ws = web.WebSocketResponse(**options)
+    _check_masking(request, ws)
     await ws.prepare(request)
     request[OPEN_WEBSOCKET] = ws
     request.app[WEBSOCKETS].add(ws)
