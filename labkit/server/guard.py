@@ -8,14 +8,14 @@ connection with `GuardedRequestHandler`, aiohttp's handler plus:
 - a write timeout: a peer that reads nothing for `write_timeout` while an answer waits is cut off,
   so a slow reader holds a bounded amount of memory for a bounded time;
 - aiohttp's own keep-alive timeout for idle connections.
-`serve_app` adds two middlewares to every app it serves: `head_arrived` (stops the head timer) and
-`body_deadline` (a request body must arrive within `body_timeout`, else 408 and closed).
+`serve_app` adds one middleware, outermost, to every app it serves: `guard_middleware` (stops the
+head clock; a request body must arrive within `body_timeout`, else 408 and closed).
 Upgraded WebSockets get the heartbeat of `labkit.server.websocket.accept`: a peer that stops
 answering pings is closed.
 
 Only public aiohttp API is used here (`runner.server`, the handler's protocol callbacks,
-`force_close`, `request.protocol`); the head timer learns that a head arrived from the
-`head_arrived` middleware rather than from aiohttp's private request counter.
+`force_close`, `request.protocol`); the head clock learns that a head arrived from the guard's
+middleware rather than from aiohttp's private request counter.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -49,12 +50,21 @@ def _problem_bytes(status: int, detail: str, extra_headers: str = "") -> bytes:
 class GuardedRequestHandler(RequestHandler):
     """aiohttp's connection handler plus a deadline for each request head and a write timeout.
 
-    Public hooks only: the head timer starts with the connection and with the first bytes that
+    Public hooks only: the head clock starts with the connection and with the first bytes that
     arrive while no request is being handled (the next head on a kept-alive connection);
-    `request_started` (called by the `head_arrived` middleware once aiohttp parsed a head) stops
-    it. An upgraded WebSocket is a request being handled for its whole life, so it never gets a
-    head timer; its own idle rule is the heartbeat (`labkit.server.websocket.accept`).
+    `request_started` (called by the guard's middleware once aiohttp parsed a head) stops it. An
+    upgraded WebSocket is a request being handled for its whole life, so it never gets a head
+    deadline; its own idle rule is the heartbeat (`labkit.server.websocket.accept`).
+
+    The hot path costs no timer operation: one timer per connection is armed when a head clock
+    starts and none is pending; when it fires it checks the clock (408 if the head is late, armed
+    again for the time left if a newer head started, nothing if no head is awaited). So a
+    kept-alive connection answering requests back to back reads the loop's clock once per request
+    instead of scheduling and cancelling a timer.
     """
+
+    __slots__ = ("head_timeout", "write_timeout", "head_timer", "write_timer", "in_flight",
+                 "heads", "head_since", "_on_lost", "__weakref__")
 
     def __init__(self, manager, *, head_timeout: float, write_timeout: float, **kwargs):
         super().__init__(manager, **kwargs)
@@ -65,37 +75,52 @@ class GuardedRequestHandler(RequestHandler):
         """Requests whose handler is running (the middleware counts them)."""
         self.heads = 0
         """Request heads that arrived whole on this connection."""
+        self.head_since: float | None = None
+        """Loop time at which the awaited head's clock started (None: no head is awaited)."""
+        self._on_lost: Callable[[GuardedRequestHandler], None] | None = None
+
+    def set_on_lost(self, callback: Callable[[GuardedRequestHandler], None]) -> None:
+        """Called with this handler when its connection ends (`listen()` frees its slot)."""
+        self._on_lost = callback
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
-        self._arm_head_timer()
+        self._start_head_clock()
 
-    def _arm_head_timer(self) -> None:
-        self.head_timer = asyncio.get_running_loop().call_later(
-            self.head_timeout, self._head_too_slow, self.heads)
+    def _start_head_clock(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.head_since = loop.time()
+        if self.head_timer is None:
+            self.head_timer = loop.call_at(self.head_since + self.head_timeout, self._head_check)
 
     def request_started(self) -> None:
         self.heads += 1
         self.in_flight += 1
-        if self.head_timer is not None:
-            self.head_timer.cancel()
-            self.head_timer = None
+        self.head_since = None  # the timer, if any, finds nothing awaited and lapses
 
     def request_ended(self) -> None:
         self.in_flight -= 1
 
     def data_received(self, data: bytes) -> None:
-        if self.in_flight == 0 and self.head_timer is None and self.transport is not None:
-            self._arm_head_timer()  # the first bytes of the next request on a kept-alive connection
+        if self.in_flight == 0 and self.head_since is None and self.transport is not None:
+            self._start_head_clock()  # the first bytes of the next request on a kept-alive connection
         super().data_received(data)
 
-    def _head_too_slow(self, heads_then: int) -> None:
+    def _head_check(self) -> None:
         self.head_timer = None
-        if self.transport is not None and self.heads == heads_then and self.in_flight == 0:
-            self.transport.write(_problem_bytes(
-                408, f"No complete request head arrived within {self.head_timeout:g} s.")
-            )
-            self.force_close()  # closes the transport once the 408 is flushed
+        since = self.head_since
+        if since is None or self.transport is None or self.in_flight:
+            return
+        loop = asyncio.get_running_loop()
+        due = since + self.head_timeout
+        if loop.time() < due - 0.001:  # a newer head's clock: wait for the time it has left
+            self.head_timer = loop.call_at(due, self._head_check)
+            return
+        self.head_since = None
+        self.transport.write(_problem_bytes(
+            408, f"No complete request head arrived within {self.head_timeout:g} s.")
+        )
+        self.force_close()  # closes the transport once the 408 is flushed
 
     def pause_writing(self) -> None:
         super().pause_writing()  # the peer is not reading: our send buffer is full
@@ -120,20 +145,52 @@ class GuardedRequestHandler(RequestHandler):
             if timer is not None:
                 timer.cancel()
         self.head_timer = self.write_timer = None
+        self.head_since = None
+        if self._on_lost is not None:
+            self._on_lost(self)
         super().connection_lost(exc)
 
 
-@web.middleware
-async def head_arrived(request: web.Request, handler):
-    """Tell the connection's handler that a whole request head arrived (stops its head timer)."""
-    protocol = request.protocol
-    if not isinstance(protocol, GuardedRequestHandler):
-        return await handler(request)
-    protocol.request_started()
-    try:
-        return await handler(request)
-    finally:
-        protocol.request_ended()
+def guard_middleware(body_timeout: float):
+    """The guard's one middleware (outermost on every app `serve_app` serves): it tells the
+    connection's handler that a whole head arrived (stops its head clock) and, only for a request
+    with a body, reads the body within `body_timeout` (else 408 problem+json, closed). A request
+    without a body costs this one call."""
+
+    @web.middleware
+    async def guard(request: web.Request, handler):
+        protocol = request.protocol
+        if not isinstance(protocol, GuardedRequestHandler):
+            return await _with_body_deadline(request, handler, body_timeout)
+        protocol.request_started()
+        try:
+            if request.body_exists:
+                return await _with_body_deadline(request, handler, body_timeout)
+            return await handler(request)
+        finally:
+            protocol.request_ended()
+
+    return guard
+
+
+async def _with_body_deadline(request: web.Request, handler, limit: float):
+    """Read a request body within `limit` seconds, then run `handler`; else 408, closed."""
+    if request.body_exists:  # (an Upgrade header changes nothing: a WebSocket handshake has no body)
+        try:
+            async with asyncio.timeout(limit):
+                await request.read()  # kept by aiohttp: the handler's read() gets the same bytes
+        except TimeoutError:
+            response = web.Response(
+                status=408, content_type=PROBLEM_TYPE,
+                body=json.dumps({"type": "about:blank", "title": title(408), "status": 408,
+                                 "detail": f"The request body did not arrive within {limit:g} s."}),
+            )
+            # Sent now, then the connection closes: waiting for the rest is what timed out.
+            await response.prepare(request)
+            await response.write_eof()
+            request.protocol.force_close()
+            return response
+    return await handler(request)
 
 
 def http_refusal(why: str, cap: int) -> bytes:
@@ -171,10 +228,9 @@ async def serve_app(app: web.Application, host: str, port: int, *, config: LabCo
     the kit runs (the lab, the class server, a cluster worker, the payment provider) starts here.
     Limits and timeouts come from `config` (a LabConfig; the defaults when None)."""
     config = config or LabConfig()
-    # The guard's own middlewares, on every app served here (the lab's, the provider's, ...):
-    # the head timer learns when a head arrived; a body must arrive within body_timeout.
-    app.middlewares.insert(0, head_arrived)
-    app.middlewares.append(body_deadline(config.body_timeout))
+    # The guard's own middleware, outermost on every app served here (the lab's, the provider's,
+    # ...): the head clock learns when a head arrived; a body must arrive within body_timeout.
+    app.middlewares.insert(0, guard_middleware(config.body_timeout))
     runner = web.AppRunner(app, handle_signals=handle_signals, access_log=None,
                            shutdown_timeout=STOP_TIMEOUT_S, keepalive_timeout=config.keepalive_timeout)
     await runner.setup()
@@ -196,28 +252,3 @@ async def serve_app(app: web.Application, host: str, port: int, *, config: LabCo
         await runner.cleanup()
         raise
     return Served(runner, listener)
-
-
-def body_deadline(limit: float):
-    """Middleware: read a request body within `limit` seconds; else 408 problem+json, closed."""
-
-    @web.middleware
-    async def read_body_in_time(request: web.Request, handler):
-        if request.body_exists:  # (an Upgrade header changes nothing: a WebSocket handshake has no body)
-            try:
-                async with asyncio.timeout(limit):
-                    await request.read()  # kept by aiohttp: the handler's read() gets the same bytes
-            except TimeoutError:
-                response = web.Response(
-                    status=408, content_type=PROBLEM_TYPE,
-                    body=json.dumps({"type": "about:blank", "title": title(408), "status": 408,
-                                     "detail": f"The request body did not arrive within {limit:g} s."}),
-                )
-                # Sent now, then the connection closes: waiting for the rest is what timed out.
-                await response.prepare(request)
-                await response.write_eof()
-                request.protocol.force_close()
-                return response
-        return await handler(request)
-
-    return read_body_in_time

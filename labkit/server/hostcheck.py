@@ -18,6 +18,7 @@ an HTTP/1.0 one (old tools; never a browser) is served.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Callable
@@ -66,15 +67,21 @@ def host_allowed(header: str, bound: str = "127.0.0.1", allowed: tuple[str, ...]
     return (bound not in _WILDCARDS and host == bound) or host in {a.strip("[]").lower() for a in allowed}
 
 
+@functools.lru_cache(maxsize=256)
+def _allowed_kept(header: str, bound: str, allowed: tuple[str, ...]) -> bool:
+    """`host_allowed`, remembered for the last 256 distinct (Host, bound, allowed) triples: a
+    browser or client sends the same Host on every request, so the hot path is one lookup."""
+    return host_allowed(header, bound, allowed)
+
+
 @web.middleware
 async def host_check(request: web.Request, handler):
     """Refuse (403 problem+json) a request whose `Host` is not the lab's; see the module docstring."""
     header = request.headers.get("Host")
     if header is not None:
         config = request.app[CONFIG]
-        rules = request.app.get(HOST_RULES, ())
-        if not host_allowed(header, config.host, config.allowed_hosts) and not any(
-            rule(request.app, header) for rule in rules
+        if not _allowed_kept(header, config.host, tuple(config.allowed_hosts)) and not any(
+            rule(request.app, header) for rule in request.app.get(HOST_RULES, ())
         ):
             raise ProblemError(
                 403,

@@ -99,9 +99,16 @@ def connection_cap(max_connections: int) -> int:
 
 class _Counted(asyncio.Protocol):
     """The protocol of one served connection, wrapped so the listener knows when it ends. Every
-    call is passed on unchanged; `connection_lost` also frees the connection's slot."""
+    call is passed on unchanged; `connection_lost` also frees the connection's slot.
 
-    def __init__(self, inner: asyncio.Protocol, release: Callable[[_Counted], None]):
+    Only for protocols that cannot say so themselves: a protocol with a `set_on_lost(callback)`
+    method (`labkit.server.guard.GuardedRequestHandler`) is served directly and calls back from its
+    own `connection_lost`, so its data path has no extra call and no extra object per connection.
+    """
+
+    __slots__ = ("inner", "_release", "__weakref__")
+
+    def __init__(self, inner: asyncio.Protocol, release: Callable[[asyncio.BaseProtocol], None]):
         self.inner, self._release = inner, release
 
     def connection_made(self, transport) -> None:
@@ -178,11 +185,13 @@ class Listener:
         self.peer_cap = limits.peer_cap(self.cap)
         self._sock, self._factory, self._refusal, self._ssl, self._loop = (
             sock, factory, refusal, ssl, loop)
-        self._live: weakref.WeakSet[_Counted] = weakref.WeakSet()
-        """Counted when the protocol is made: asyncio may accept a whole backlog before the first
-        connection_made. Weak, so a connection that dies in a TLS handshake frees its slot too."""
-        self._by_peer: dict[str, weakref.WeakSet[_Counted]] = {}
-        self._peer_of: weakref.WeakKeyDictionary[_Counted, str] = weakref.WeakKeyDictionary()
+        self._live: weakref.WeakKeyDictionary[asyncio.BaseProtocol, str] = (
+            weakref.WeakKeyDictionary())
+        """Served protocol -> its peer address. Counted when the protocol is made: asyncio may
+        accept a whole backlog before the first connection_made. Weak, so a connection that dies
+        in a TLS handshake frees its slot too."""
+        self._by_peer: dict[str, weakref.WeakSet[asyncio.BaseProtocol]] = {}
+        """Live connections per peer address (an address with none may keep an empty set)."""
         self.refused = 0
         self.refusing = 0
         self.pauses = 0
@@ -237,20 +246,25 @@ class Listener:
             self.refused += 1
             return _Refused(self, self._refusal(why, self.cap if why == "full" else self.peer_cap)
                             if self._refusal else None)
-        counted = _Counted(self._factory(), self._release)
-        self._live.add(counted)
-        self._by_peer.setdefault(peer, weakref.WeakSet()).add(counted)
-        self._peer_of[counted] = peer
-        return counted
+        inner = self._factory()
+        set_on_lost = getattr(inner, "set_on_lost", None)
+        protocol: asyncio.BaseProtocol
+        if set_on_lost is not None:
+            set_on_lost(self._release)
+            protocol = inner
+        else:
+            protocol = _Counted(inner, self._release)
+        self._live[protocol] = peer
+        self._by_peer.setdefault(peer, weakref.WeakSet()).add(protocol)
+        return protocol
 
-    def _release(self, counted: _Counted) -> None:
-        self._live.discard(counted)
-        peer = self._peer_of.pop(counted, None)
+    def _release(self, protocol: asyncio.BaseProtocol) -> None:
+        peer = self._live.pop(protocol, None)
         if peer is None:
             return
         peers = self._by_peer.get(peer)
         if peers is not None:
-            peers.discard(counted)
+            peers.discard(protocol)
             if not peers:
                 del self._by_peer[peer]
 
