@@ -94,8 +94,9 @@ connections), with timers still kept to the microsecond (see `NetemEngine.new_lo
 The package, in the order a chunk meets it: `link` (profiles, the link and slow-start model, the
 lanes a chunk waits in), `faults` (the toxics' parameters), `engine` (NetemEngine, the asyncio
 proxy that applies both), `backends` (the process or thread it runs in, and the JSON control
-channel; `python -S -m labkit.net.netem` is the process), `api` (NetemProxy). Every public name is
-importable from `labkit.net.netem`.
+channel; `python -S -m labkit.net.netem` is the process), `api` (NetemProxy); `udp` (UdpLink: the same link
+model for datagrams, so QUIC crosses it with real drops). Every public name is importable from
+`labkit.net.netem`.
 """
 
 from __future__ import annotations
@@ -111,6 +112,7 @@ from .link import MAX_AIM_EARLY as MAX_AIM_EARLY
 from .link import MAX_QUEUED_SLICES as MAX_QUEUED_SLICES
 from .link import MIN_QUEUE_BYTES as MIN_QUEUE_BYTES
 from .link import SLICE_SECONDS as SLICE_SECONDS
+from .udp import UdpLink
 
 __all__ = ["INITIAL_WINDOW", "KB", "MSS", "PROFILES", "TOXIC_KINDS", "NetemEngine", "NetemProxy",
-           "Profile", "Toxics", "profile", "slow_start_rounds"]
+           "Profile", "Toxics", "UdpLink", "profile", "slow_start_rounds"]
