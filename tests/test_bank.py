@@ -165,6 +165,38 @@ def test_support_rooms_are_one_per_customer(lab):
     assert other["seq"].tolist() == [1, 1]  # a room of its own: its first message is SEQ 1
 
 
+def test_the_support_bot_answers_only_while_no_agent_is_in_the_room(lab):
+    api = RestClient(lab)
+    acc = _account(lab, 10_000)
+    api.post("/api/payments", json={"account": acc, "payee": "Corner shop", "amount": 250})
+    _wait_settled(api, acc)
+    balance = bank.ask_support(lab, acc, "What is my balance?")
+    assert [m["name"] for m in balance] == ["customer", "support bot"]
+    assert "97.50 EUR" in balance[1]["text"] and "0.00 is held" in balance[1]["text"]
+    paid = bank.ask_support(lab, acc, "Was my payment taken twice?")
+    assert "1 in all" in paid[1]["text"] and "2.50 to Corner shop: succeeded" in paid[1]["text"]
+    other = bank.ask_support(lab, acc, "hello")
+    assert "No agent is in this room" in other[1]["text"]
+    with_agent = bank.support_chat(lab, acc, [("customer", "balance?"), ("agent", "a person here")])
+    assert "support bot" not in set(with_agent["sender"])  # an agent is there: the bot stays quiet
+    assert with_agent.groupby("receiver")["text"].apply(list).to_dict() == {
+        "agent": ["balance?", "a person here"], "customer": ["balance?", "a person here"]}
+
+
+def test_a_pending_payment_is_a_resource_at_once_and_a_lost_answer_finds_it(lab):
+    """201, not 202: when the bank answers, the payment exists at its Location (pending or later)."""
+    api = RestClient(lab)
+    acc = _account(lab)
+    r = api.post("/api/payments", json={"account": acc, "payee": "Shop", "amount": 100})
+    assert r.status == 201
+    at_once = api.get(r.headers["Location"])
+    assert at_once.status == 200 and at_once.json()["id"] == r.json()["id"]
+    assert at_once.json()["status"] in ("pending", "succeeded")
+    keyed = bank.retry_after_lost_answer(lab, acc, with_key=True, amount=100)
+    assert keyed["last_status"] == 201 and keyed["location"].startswith("/api/payments/")
+    assert keyed["outcome_at_location"] == "succeeded"
+
+
 def test_bank_sockets_refuse_bad_parameters_and_bad_messages(lab):
     api = RestClient(lab)
     acc = _account(lab)
@@ -188,10 +220,30 @@ def test_bank_sockets_refuse_bad_parameters_and_bad_messages(lab):
 
 @pytest.mark.parametrize("mode", iot.MODES)
 def test_iot_telemetry_stores_every_reading(lab, mode):
-    row = iot.telemetry(lab, mode, devices=4, readings=6)
+    from labkit.lessons.latency import tcp_ip_bytes
+
+    row = iot.telemetry(lab, mode, devices=4, readings=6, packet_model=tcp_ip_bytes)
     assert row["readings_sent"] == row["readings_stored"] == 24
     assert row["connections"] == 4
     assert row["requests"] == {"rest": 24, "batch": 4, "ws": 4}[mode]
+    # lesson 03's model: 52 B per packet; every exchange at least one data packet and one ACK, and
+    # each of the 4 connections 7 packets to open and close
+    exchanges = {"rest": 24, "batch": 4, "ws": 4 + 24}[mode]  # ws: the upgrade, then one frame each
+    assert row["tcp_ip_bytes_per_reading"] * 24 >= 52 * (2 * exchanges + 7 * 4)
+    assert row["bytes_with_tcp_ip_per_reading"] == pytest.approx(
+        row["bytes_per_reading"] + row["tcp_ip_bytes_per_reading"])
+
+
+def test_telemetry_counts_both_ways_and_says_which(lab):
+    from labkit.lessons import bank as bank_lab
+
+    frame = bank_lab.telemetry(lab, devices=3, readings=5)
+    assert frame["mode"].tolist() == list(iot.MODES)
+    ws = frame.set_index("mode").loc["ws"]
+    assert ws["x_ws_http_ws_bytes"] == ws["x_ws_with_tcp_ip"] == 1
+    sentence = bank_lab.ratio_sentence(frame)
+    rest = frame.set_index("mode").loc["rest"]
+    assert f"{rest['x_ws_http_ws_bytes']:.1f}×" in sentence and f"{rest['x_ws_with_tcp_ip']:.1f}×" in sentence
 
 
 @pytest.mark.parametrize("mode", ["poll", "ws"])

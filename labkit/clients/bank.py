@@ -11,6 +11,7 @@ sockets and returns plain dicts or tidy DataFrames.
   the bank's counters show how many were applied.
 - `forged_webhook(target)`: a webhook with a wrong signature, and the bank's answer.
 - `support_chat(target, account, lines)`: a customer and an agent talk in the account's room.
+- `ask_support(target, account, text)`: the customer alone; the bank's support bot answers.
 """
 
 from __future__ import annotations
@@ -130,7 +131,9 @@ def retry_after_lost_answer(target, account_id: str, *, with_key: bool, amount: 
     """Send the same payment `attempts` times, as a client does whose answers were lost (a
     timeout): the server acts on every request it receives, the client sees no answer and sends
     again. With `with_key` every try carries the same Idempotency-Key. Returns how many payments
-    the bank created and how much left the account once they settled."""
+    the bank created, how much left the account once they settled, the last try's status and
+    Location, and the payment's status read from that Location on a new connection (how a client
+    that lost every answer still learns the outcome)."""
     url = base_url(target)
     payee = f"retry-{uuid.uuid4().hex[:8]}"
     key = f'"{uuid.uuid4()}"'
@@ -140,8 +143,9 @@ def retry_after_lost_answer(target, account_id: str, *, with_key: bool, amount: 
             before = (await _json(session, "GET", f"{url}/api/accounts/{account_id}"))[1]
             for _ in range(attempts):
                 headers = {"Idempotency-Key": key} if with_key else {}
-                await _json(session, "POST", f"{url}/api/payments", headers=headers,
-                            json={"account": account_id, "payee": payee, "amount": amount})
+                status, _, answer_headers = await _json(
+                    session, "POST", f"{url}/api/payments", headers=headers,
+                    json={"account": account_id, "payee": payee, "amount": amount})
                 # the answer is thrown away: from the client's side it never arrived
             deadline = time.monotonic() + SETTLE_TIMEOUT_S
             while True:
@@ -151,8 +155,14 @@ def retry_after_lost_answer(target, account_id: str, *, with_key: bool, amount: 
                     break
                 await asyncio.sleep(0.02)
             after = (await _json(session, "GET", f"{url}/api/accounts/{account_id}"))[1]
+        location = answer_headers.get("Location")
+        looked_up = None
+        if location:  # a new connection asks the payment's own address for its outcome
+            async with _session(url) as fresh:
+                looked_up = (await _json(fresh, "GET", f"{url}{location}"))[1].get("status")
         return {"with_key": with_key, "attempts": attempts, "payments_created": len(mine),
-                "charged_cents": before["balance"] - after["balance"], "amount": amount}
+                "charged_cents": before["balance"] - after["balance"], "amount": amount,
+                "last_status": status, "location": location, "outcome_at_location": looked_up}
 
     return _loop.run(_run(), timeout=SETTLE_TIMEOUT_S + 10)
 
@@ -250,6 +260,33 @@ def support_chat(target, account_id: str, lines: list[tuple[str, str]]):
         return rows
 
     return pd.DataFrame(_loop.run(_run(), timeout=SETTLE_TIMEOUT_S * (len(lines) + 1)))
+
+
+def ask_support(target, account_id: str, text: str, *, wait_s: float = 3.0) -> list[dict]:
+    """Say `text` in the account's support room as the customer, alone (no agent in the room), and
+    return what the room said within `wait_s` s: your own message first, then the answer, if any
+    (while no agent is there, the bank's support bot answers). One dict each: name, text, delay_ms
+    after sending."""
+    ws_url = base_url(target, "ws")
+
+    async def _run():
+        heard = []
+        async with _ws(f"{ws_url}/ws/bank/support?account={account_id}&role=customer") as sock:
+            last = json.loads(await sock.recv())["last_seq"]  # the welcome
+            sent = time.perf_counter_ns()
+            await sock.send(json.dumps({"type": "message", "text": text}))
+            deadline = time.monotonic() + wait_s
+            while len(heard) < 2 and time.monotonic() < deadline:
+                try:
+                    msg = json.loads(await asyncio.wait_for(sock.recv(), deadline - time.monotonic()))
+                except TimeoutError:
+                    break
+                if msg.get("seq", 0) > last and "data" in msg:
+                    heard.append({"name": msg["data"]["name"], "text": msg["data"]["text"],
+                                  "delay_ms": _ms_since(sent)})
+        return heard
+
+    return _loop.run(_run(), timeout=wait_s + 15)
 
 
 def configure_provider(target, *, decision_ms: int = 20, deliveries: int = 1) -> dict:

@@ -22,9 +22,11 @@ counting proxies.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import random
+import threading
 import time
 import uuid
 from urllib.parse import urlsplit
@@ -39,6 +41,38 @@ from ._target import base_url
 
 COLUMNS = 7
 TRANSPORTS = ("websocket", "poll")
+
+
+def run_interruptible(coro, timeout: float, *, progress=None, every: float = 2.0):
+    """Run `coro` on labkit's client loop and return its result. `progress()` (a callable) is
+    called every `every` seconds while it runs, so a long cell is never silent. Interrupting the
+    kernel (KeyboardInterrupt) cancels the run and waits (up to 10 s) until its `finally` blocks
+    have closed every connection it opened, then re-raises: nothing is left connected."""
+    finished = threading.Event()
+
+    async def guarded():
+        try:
+            return await coro
+        finally:
+            finished.set()
+
+    future = asyncio.run_coroutine_threadsafe(guarded(), _loop.client_loop())
+    started = last = time.monotonic()
+    try:
+        while True:
+            try:
+                return future.result(0.2)
+            except concurrent.futures.TimeoutError:
+                now = time.monotonic()
+                if now - started > timeout:
+                    raise TimeoutError(f"no answer within {timeout:.0f} s") from None
+                if progress is not None and now - last >= every:
+                    last = now
+                    progress()
+    except BaseException:
+        future.cancel()
+        finished.wait(10)
+        raise
 
 
 class _Counted:
@@ -159,10 +193,14 @@ class _WsPlayer(_Player):
         return min(t for v, t in self.seen_ns.items() if v >= version)
 
     async def close(self) -> None:
-        await self.conn.close()
-        self.reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.reader
+        """Close the connection (harmless when it never opened)."""
+        conn, reader = getattr(self, "conn", None), getattr(self, "reader", None)
+        if conn is not None:
+            await conn.close()
+        if reader is not None:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
 
 
 class _PollPlayer(_Player):
@@ -224,17 +262,21 @@ class _PollPlayer(_Player):
         return min(t for v, t in self.seen_ns.items() if v >= version)
 
     async def close(self) -> None:
-        self.poller.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.poller
-        await self.session.close()
+        """Stop polling and close the session (harmless when it never opened)."""
+        poller, session = getattr(self, "poller", None), getattr(self, "session", None)
+        if poller is not None:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
+        if session is not None:
+            await session.close()
 
 
 async def _play(target, transport: str, poll_ms: float | None, moves: int, seed: int,
-                think_ms: float) -> tuple[list, dict]:
+                think_ms: float, rows: list[dict] | None = None) -> tuple[list, dict]:
     rng = random.Random(seed)
     counters = [_Counted(target), _Counted(target)]
-    rows: list[dict] = []
+    rows = [] if rows is None else rows  # a caller's list shows the progress while it runs
     requests = [0, 0]
     started = time.perf_counter_ns()
     try:
@@ -246,10 +288,10 @@ async def _play(target, transport: str, poll_ms: float | None, moves: int, seed:
             else:
                 assert poll_ms is not None, "game_delays() asks for poll_ms when polling"
                 players = [_PollPlayer(c.url(), poll_ms) for c in counters]
-            for player, seat in zip(players, "XO", strict=True):
-                await player.open(game, seat)
-            await players[0].until_version(2)
             try:
+                for player, seat in zip(players, "XO", strict=True):
+                    await player.open(game, seat)
+                await players[0].until_version(2)
                 turn = 0
                 while len(rows) < moves:
                     mover, other = players[turn], players[1 - turn]
@@ -294,37 +336,83 @@ def game_delays(target, transport: str = "websocket", *, poll_ms: float | None =
     and bytes_per_move (both directions, on the wire, handshakes included). A finished game is
     followed by a new one until `moves` moves.
     """
-    import pandas as pd
 
     if transport not in TRANSPORTS:
         raise ValueError(f"transport must be one of {TRANSPORTS}")
     if transport == "poll" and not poll_ms:
         raise ValueError("polling needs poll_ms= (how often each player asks)")
     think_ms = think_ms if think_ms is not None else (poll_ms or 300)
-    rows, traffic = _loop.run(_play(target, transport, poll_ms, moves, seed, think_ms),
-                              timeout=60 + moves * (2 + (poll_ms or 0) / 500 + think_ms / 1000))
+    rows, traffic = run_interruptible(_play(target, transport, poll_ms, moves, seed, think_ms),
+                                      60 + moves * (2 + (poll_ms or 0) / 500 + think_ms / 1000))
+    return _delay_frame(rows, traffic, transport, poll_ms, label)
+
+
+def _delay_frame(rows: list[dict], traffic: dict, transport: str, poll_ms: float | None, label: str):
+    import pandas as pd
+
     name = "WebSocket" if transport == "websocket" else f"poll every {poll_ms:g} ms"
     return pd.DataFrame([{"transport": name, "poll_ms": poll_ms, "label": label, **row,
                           "requests": traffic["requests"], "requests_per_s": traffic["requests_per_s"],
                           "bytes_per_s": traffic["bytes_per_s"],
-                          "bytes_per_move": traffic["bytes_per_move"]} for row in rows])
+                          "bytes_per_move": traffic["bytes_per_move"]} for row in rows],
+                        columns=["transport", "poll_ms", "label", "move", "delay_ms", "requests",
+                                 "requests_per_s", "bytes_per_s", "bytes_per_move"])
 
 
 def compare_game_transports(target, poll_ms=(50, 250, 1000), *, moves: int = 20, label: str = "",
                             seed: int = 0, think_ms: float | None = None, progress=None):
     """`game_delays` for WebSocket and for polling at each interval in `poll_ms`, in one frame, all
-    at the same pace: `think_ms` defaults to the longest interval (see `game_delays`)."""
-    think_ms = think_ms if think_ms is not None else max(poll_ms)
+    at the same pace: `think_ms` defaults to the longest interval (see `game_delays`). The runs
+    play at the same time (see `compare_links`)."""
+    return compare_links({label: target}, poll_ms, moves=moves, seed=seed, think_ms=think_ms,
+                         progress=progress)
+
+
+def compare_links(targets: dict, poll_ms=(50, 250, 1000), *, moves: int = 20, seed: int = 0,
+                  think_ms: float | None = None, progress=None):
+    """`game_delays` for every link in `targets` ({label: lab or URL, e.g. an emulator's
+    `net.url()`}) × every transport (WebSocket, polling every `poll_ms`), all played AT THE SAME TIME,
+    each pair of players in its own game through its own counting proxies. The delays are waits on
+    the network and the poll timers, not on the CPU (a few messages a second per pair), so the runs
+    do not disturb each other, and the whole comparison takes as long as its slowest run instead of
+    their sum. `progress` (e.g. `print`) gets a line every 2 s: moves played so far per run.
+    Interrupting stops every run and closes its connections."""
     import pandas as pd
 
-    runs = [("websocket", None)] + [("poll", ms) for ms in poll_ms]
-    frames = []
-    for transport, ms in runs:
-        frames.append(game_delays(target, transport, poll_ms=ms, moves=moves, seed=seed, label=label,
-                                  think_ms=think_ms))
+    think_ms = think_ms if think_ms is not None else max(poll_ms)
+    runs = [(label, target, transport, ms) for label, target in targets.items()
+            for transport, ms in [("websocket", None)] + [("poll", ms) for ms in poll_ms]]
+    played: list[list[dict]] = [[] for _ in runs]
+
+    async def all_runs():
+        return await asyncio.gather(*(_play(target, transport, ms, moves, seed, think_ms, rows)
+                                      for (_, target, transport, ms), rows in zip(runs, played,
+                                                                                   strict=True)))
+
+    def report() -> None:
         if progress is not None:
-            progress(f"{label} {transport} {ms or ''}".strip())
-    return pd.concat(frames, ignore_index=True)
+            done = sum(min(len(rows), moves) for rows in played)
+            progress(f"{done} of {moves * len(runs)} moves played ({len(runs)} games at once: "
+                     f"{len(targets)} link(s) × {1 + len(poll_ms)} transports)")
+
+    longest = 60 + moves * (2 + max(poll_ms) / 500 + think_ms / 1000)
+    results = run_interruptible(all_runs(), longest, progress=report)
+    report()
+    return pd.concat([_delay_frame(rows, traffic, transport, ms, label)
+                      for (label, _, transport, ms), (rows, traffic) in zip(runs, results, strict=True)],
+                     ignore_index=True)
+
+
+def push_delay_model(profile) -> dict:
+    """What a pushed move's delay is made of when both players are on `profile` (a name such as
+    "4g", or a netem Profile): the mover's message travels one way UP to the server, the server's
+    new state one way DOWN to the other player, so the floor is two one-way trips (up + down = the
+    link's round trip), not one. Returns up_ms, down_ms and floor_ms."""
+    from labkit.net.netem.link import profile as find
+
+    link = find(profile)
+    return {"up_ms": link.upstream.latency, "down_ms": link.downstream.latency,
+            "floor_ms": link.upstream.latency + link.downstream.latency}
 
 
 def summarize_delays(frame):
@@ -471,17 +559,19 @@ async def _cursors(target, tick_hz: float, participants: int, seconds: float) ->
         readers = [asyncio.create_task(reader(i, c)) for i, c in enumerate(conns)]
         started = time.monotonic()
         await asyncio.gather(*(mover(i, c) for i, c in enumerate(conns)))
-        await asyncio.sleep(0.2)
-        elapsed = time.monotonic() - started
+        window = time.monotonic() - started  # the sending window: every rate is per second of it
+        await asyncio.sleep(0.2)  # the last relayed cursors arrive (counted: they were sent in it)
         used = [c.bytes - b for c, b in zip(counters, base, strict=True)]
-        for conn in conns:
-            await conn.close()
         for task in readers:
             task.cancel()
         return {"tick_hz": tick_hz, "participants": participants,
-                "messages_in_per_s": sum(received) / participants / elapsed,
-                "bytes_per_s": sum(used) / participants / elapsed}
+                "messages_nominal_per_s": (participants - 1) * tick_hz,
+                "messages_in_per_s": sum(received) / participants / window,
+                "bytes_per_s": sum(used) / participants / window}
     finally:
+        for conn in conns:
+            with contextlib.suppress(Exception):
+                await conn.close()
         for counter in counters:
             counter.stop()
 
@@ -489,15 +579,19 @@ async def _cursors(target, tick_hz: float, participants: int, seconds: float) ->
 def cursor_bandwidth(target, ticks_hz=(5, 10, 30, 60), *, participants: int = 3, seconds: float = 1.0,
                      progress=None):
     """Every participant of a whiteboard room moves its cursor `tick_hz` times a second for
-    `seconds`; one row per tick rate: cursor messages each one received per second and its bytes
-    per second on the wire (both directions, measured by a counting proxy per participant)."""
+    `seconds`; one row per tick rate: the cursor messages each one should receive per second
+    (messages_nominal_per_s: the others' rate), those it did receive (messages_in_per_s, over the
+    sending window) and its bytes per second on the wire (both directions, measured by a counting
+    proxy per participant)."""
     import pandas as pd
 
     rows = []
     for hz in ticks_hz:
-        rows.append(_loop.run(_cursors(target, hz, participants, seconds), timeout=30 + seconds * 2))
+        rows.append(run_interruptible(_cursors(target, hz, participants, seconds), 30 + seconds * 2))
         if progress is not None:
-            progress(f"{hz:g} updates/s: done")
+            row = rows[-1]
+            progress(f"{hz:g} updates/s: each participant received {row['messages_in_per_s']:.1f} "
+                     f"cursor messages/s (nominal {row['messages_nominal_per_s']:g})")
     return pd.DataFrame(rows)
 
 

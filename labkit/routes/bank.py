@@ -3,6 +3,11 @@
 - REST for what is a request with a definite answer: accounts (`POST /api/accounts`,
   `GET /api/accounts/{id}`), a cacheable statement (`GET /api/accounts/{id}/statement`, ETag → 304)
   and payments (`POST /api/payments`, honouring `Idempotency-Key` so a retried payment charges once).
+  A payment answers `201 Created`, not `202 Accepted`: before answering, the bank has created the
+  payment (a resource at its `Location`, readable at once) and held its amount; only the outcome is
+  still to come, as a later change of that resource's `status`. `202` (RFC 9110 §15.3.3) says the
+  request itself is queued and may still be refused or never acted on, with nothing created yet:
+  what the provider answers the bank (`POST /charges`), where the decision really comes later.
   Amounts are whole numbers of minor units (cents); a payment holds the amount inside one SQLite
   transaction that checks the available balance, so concurrent payments can never overdraw
   (the table's CHECK constraints say the same a second time).
@@ -12,7 +17,8 @@
   events are de-duplicated by their id, so a webhook delivered three times is applied once.
 - WebSocket for what the server must say first: `WS /ws/bank?account=ID` pushes every change of the
   account (payment pending / succeeded / failed, with the new balance) the moment the webhook lands;
-  `WS /ws/bank/support?account=ID&role=customer|agent` is the account's support chat.
+  `WS /ws/bank/support?account=ID&role=customer|agent` is the account's support chat; while no
+  agent is in the room, a support bot answers the customer from the account's data.
 
 Who may do what is the access policy's (`labkit/server/access.py`): an account, its statement, its
 payments, its live changes and its support room (as the customer) are its owner's (whoever opened
@@ -475,7 +481,50 @@ async def support_ws(request: web.Request) -> web.WebSocketResponse:
     hub = request.app[HUB]
     topic_name = f"support.{account_id}"
     topic = hub.topic(topic_name)
-    welcome = {"type": "welcome", "role": role, "account": account_id, "last_seq": topic.last_seq}
+    agents = request.app[BANK_STATE]["agents"]
+    welcome = {"type": "welcome", "role": role, "account": account_id, "last_seq": topic.last_seq,
+               "agents_online": agents.get(account_id, 0)}
+    if role == "agent":
+        agents[account_id] = agents.get(account_id, 0) + 1
+    try:
+        return await _support_room(request, topic, welcome, role, account_id)
+    finally:
+        if role == "agent":
+            agents[account_id] -= 1
+            if not agents[account_id]:
+                del agents[account_id]
+
+
+BOT = "support bot"
+"""The name the bank's bot answers under while no agent is in the room."""
+
+
+def bot_answer(text: str, account: dict | None, payments: list[dict]) -> str:
+    """The support bot's answer to a customer's message, from the account's own data: its balance,
+    its latest payments, or how to reach a person. A bot, not a person: it reads keywords."""
+    words = text.lower()
+    if account is not None and any(w in words for w in ("balance", "money", "how much")):
+        return (f"Your balance is {account['balance'] / 100:.2f} {account['currency']}, of which "
+                f"{account['held'] / 100:.2f} is held by payments still pending.")
+    if any(w in words for w in ("payment", "paid", "twice", "charge", "pay")):
+        if not payments:
+            return "I see no payments on this account yet."
+        latest = payments[-3:]
+        listed = "; ".join(f"#{p['id']} {p['amount'] / 100:.2f} to {p['payee']}: {p['status']}"
+                           for p in latest)
+        return (f"Your latest payments ({len(payments)} in all): {listed}. A retry sent with the same "
+                "Idempotency-Key is one payment, never two.")
+    return ("No agent is in this room right now (the agent is your instructor). I am the bank's bot: "
+            "ask me about your balance or your payments.")
+
+
+async def _support_room(request: web.Request, topic, welcome: dict, role: str,
+                        account_id: str) -> web.WebSocketResponse:
+    """The support room's socket: messages published to the room's topic; while no agent is in
+    the room, the bot answers each customer message."""
+    hub = request.app[HUB]
+    topic_name = f"support.{account_id}"
+    agents = request.app[BANK_STATE]["agents"]
     async with topic_websocket(request, topic, first=(welcome,)) as (ws, sub, replay, counters):
         pump = asyncio.create_task(pump_to_websocket(request, ws, sub, replay, counters,
                                                      render))
@@ -491,6 +540,11 @@ async def support_ws(request: web.Request) -> web.WebSocketResponse:
                                               "errors": errs}))
                 return
             await hub.apublish(topic_name, {"name": role, "text": text})
+            if role == "customer" and not agents.get(account_id):  # nobody to answer: the bot does
+                store = request.app[BANK]
+                account = await asyncio.to_thread(store.account, account_id)
+                payments = await asyncio.to_thread(store.payments, account_id)
+                await hub.apublish(topic_name, {"name": BOT, "text": bot_answer(text, account, payments)})
 
         await run_websocket(ws, pump, on_message)
     return ws
@@ -512,7 +566,7 @@ async def _open(app: web.Application) -> None:
         "secret": secret, "provider": provider, "provider_url": f"http://{host}:{port}",
         "session": aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=PROVIDER_TIMEOUT_S)),
         "webhooks": {"received": 0, "applied": 0, "duplicates": 0, "refused": 0, "outage": 0},
-        "fail_next": 0,
+        "fail_next": 0, "agents": {},  # account -> agents in its support room (none: the bot answers)
     }
 
 
@@ -623,7 +677,9 @@ ASYNCAPI_CHANNELS = {
     },
     "bankSupport": {
         "address": "/ws/bank/support", "title": "An account's support chat",
-        "description": "?account=ID&role=customer|agent: one room per customer.",
+        "description": "?account=ID&role=customer|agent: one room per customer. While no agent is "
+                       "in the room, the bank's support bot (name \"support bot\") answers each "
+                       "customer message from the account's balance and payments.",
         "bindings": {"ws": {"query": {"type": "object", "required": ["account", "role"], "properties": {
             "account": {"type": "string"}, "role": {"enum": list(ROLES)}}}}},
         "messages": {
