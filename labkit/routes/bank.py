@@ -535,7 +535,7 @@ async def _support_room(request: web.Request, topic, welcome: dict, role: str,
             except (ValueError, RecursionError):
                 msg = None
             text, errs = check_text(msg.get("text") if isinstance(msg, dict) else None)
-            if errs:
+            if errs or text is None:  # check_text gives a text or its errors
                 await send_message(ws, json.dumps({"type": "error", "detail": f"text: {errs[0]['message']}",
                                               "errors": errs}))
                 return
