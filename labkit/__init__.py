@@ -58,6 +58,7 @@ _LAZY = {
     "view": "labkit.tables:view",
     "present": "labkit.plots.base:present",
     "join": "labkit.course.classroom:join",
+    "own_lab": "labkit.course.classroom:own_lab",
     "classroom_dashboard": "labkit.widgets.classroom:classroom_dashboard",
 }
 

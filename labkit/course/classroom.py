@@ -278,6 +278,9 @@ class ClassroomLab:
             self.token = self._personal_token(token)
         self.clock_offset_s = 0.0
         self.clock_error_s = float("nan")
+        self.page_path: str | None = None
+        """On a JupyterHub: the class service's path relative to the student's Jupyter base URL,
+        so the browser widgets reach it on the page's own origin (`hub_service.page_path`)."""
         if sync_clock:
             self.sync_clock()
 
@@ -300,6 +303,11 @@ class ClassroomLab:
     @property
     def headers(self) -> dict:
         return {"Authorization": f"Bearer {self.token}"}
+
+    @property
+    def browser_url(self) -> str:
+        """The class server as a page reaches it: its own address (no Jupyter proxy in between)."""
+        return self.base_url + "/"
 
     @property
     def running(self) -> bool:
@@ -372,6 +380,39 @@ class ClassroomLab:
         return f"<ClassroomLab {self.base_url} (token hidden)>"
 
 
-def join(url: str, token: str | None = None, **options) -> ClassroomLab:
-    """Join a class server: `lab = lk.join(join_url)` or `lk.join(url, token)`."""
+def own_lab(lab, why: str = "it restarts or loads the server"):
+    """The lab a cell may restart, load or reconfigure: `lab` itself when it is this kernel's own
+    (`lk.start()`), else (a class server joined with `lk.join`) this kernel's own lab, started
+    here, with one printed line saying so: a student must not restart or load the class server
+    everyone shares, and the instructor's server would refuse it anyway (403)."""
+    if not isinstance(lab, ClassroomLab):
+        return lab
+    from labkit.server.runner import start
+
+    mine = start()
+    print(f"On a class server this part runs on your own lab at {mine.url} ({why}).")
+    return mine
+
+
+def join(url: str | None = None, token: str | None = None, **options) -> ClassroomLab:
+    """Join a class server: `lab = lk.join(join_url)` or `lk.join(url, token)`.
+
+    In a kernel of a JupyterHub (JUPYTERHUB_API_TOKEN set), `lk.join()` joins the hub's class
+    service (`/services/labkit/`, `hub_service.hub_join_url`) as the hub user, with the kernel's
+    hub token: no class token. `lk.join("/services/other/")` names another service path on the
+    same hub; a URL that carries a token is joined as everywhere else."""
+    from .hub_service import hub_join_url, in_hub, on_this_hub, page_path
+
+    carries_token = bool(url and (parse_qs(urlsplit(url).query).get("token")
+                                  or urlsplit(url if "://" in url else f"//{url}").password))
+    if in_hub() and token is None and not carries_token and (not url or url.startswith("/")
+                                                              or on_this_hub(url)):
+        url = hub_join_url(url)
+        options.setdefault("personal", False)  # the hub token is this user's identity already
+        lab = ClassroomLab(url, os.environ["JUPYTERHUB_API_TOKEN"], **options)
+        lab.page_path = page_path(url)
+        return lab
+    if not url:
+        raise ValueError("lk.join needs the join URL the instructor shows (on a JupyterHub with "
+                         "the class service, lk.join() finds it by itself)")
     return ClassroomLab(url, token, **options)
