@@ -190,3 +190,22 @@ def test_upload_timeline_draws_both_protocols_in_two_lanes():
     assert {t.name for t in fig.data} == {"upload chunk", "tick", "ack", "POST request (upload)",
                                           "response (echo)"}
     assert "4g" in fig.layout.title.text and fig.layout.xaxis2.title.text.endswith("(s)")
+
+
+def test_present_scales_tables_and_widgets_on_the_page_and_back():
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    shell = InteractiveShell.instance()
+    try:
+        with capture_output() as on:
+            shell.run_cell("import labkit.plots.base as b; b.present(scale=2)")
+        with capture_output() as off:
+            shell.run_cell("b.present(False)")
+    finally:
+        base.present(False)
+        InteractiveShell.clear_instance()
+    shown = [o.data.get("text/html", "") for o in on.outputs]
+    assert len(shown) == 1 and "--labkit-k: 2;" in shown[0] and "table.dataframe" in shown[0]
+    assert ".labkit-browser" in shown[0] and "--jp-widgets-font-size" in shown[0]
+    assert ["--labkit-k: 1;" in o.data.get("text/html", "") for o in off.outputs] == [True]

@@ -117,12 +117,34 @@ def color_map(keys) -> dict:
 
 
 # -- presentation ----------------------------------------------------------------------------------
+PRESENT_CSS = """<style class="labkit-present">
+.jp-OutputArea-output {{ --labkit-k: {k:g}; --jp-widgets-font-size: calc(13px * var(--labkit-k)); }}
+.jp-OutputArea-output table.dataframe, .jp-OutputArea-output table.labkit-counters {{
+  font-size: calc(12px * var(--labkit-k)) !important; }}
+.jp-OutputArea-output .labkit-browser {{ font-size: calc(13px * var(--labkit-k)) !important; }}
+.jp-OutputArea-output .labkit-browser .lk-log-table, .jp-OutputArea-output .labkit-browser .lk-log-title {{
+  font-size: calc(11px * var(--labkit-k)) !important; }}
+</style>"""
+"""Page CSS of presentation mode: tables (pandas' HTML, the dashboards' counters) and widgets
+(ipywidgets through their font-size variable; the kit's browser widgets) at their usual sizes times
+--labkit-k. The last style element in the page wins, so `present(False)` shows one with k = 1."""
+
+
 def present(on: bool = True, *, scale: float = 1.6) -> str:
-    """Enlarge fonts (and markers) of every figure made from now on, for a projector; `present(False)`
-    goes back. Returns a one-line note of the state."""
+    """Presentation mode for a projector: enlarge the fonts (and markers) of every figure made from
+    now on, and of every table and widget on the page (dashboards included) through a style sheet
+    the cell displays; `present(False)` goes back. Returns a one-line note of the state."""
     _presenting["scale"] = scale if on else 1.0
-    return (f"presentation mode: fonts × {scale:g} in figures made from now on" if on
-            else "presentation mode off")
+    try:
+        from IPython import get_ipython
+        from IPython.display import HTML, display
+    except ImportError:  # no IPython: figures only
+        pass
+    else:
+        if get_ipython() is not None:
+            display(HTML(PRESENT_CSS.format(k=_presenting["scale"])))
+    return (f"presentation mode: fonts × {scale:g} in figures made from now on, tables and widgets "
+            "on the page now" if on else "presentation mode off")
 
 
 def font_size() -> float:
