@@ -223,10 +223,11 @@ def test_tcp_ip_bytes_model_counts_packets():
                           "bytes_up": [70, 200, 3000], "bytes_down": [66, 150, 200],
                           "new_connection": [False, True, False]})
     out = tcp_ip_bytes(frame)
-    assert list(out["packets"]) == [3, 3 + CONNECTION_PACKETS, 3 + 1 + 1]   # 3000 B: 3 segments up
+    # 3000 B: 3 segments up, 1 down, the answer's pure ACK and one delayed ACK for the long request
+    assert list(out["packets"]) == [3, 3 + CONNECTION_PACKETS, 3 + 1 + 1 + 1]
     assert MSS_BYTES * 2 < 3000 <= MSS_BYTES * 3
     assert list(out["tcp_ip_bytes"]) == [p * TCP_IP_HEADER_BYTES for p in out["packets"]]
-    assert list(out["wire_bytes"]) == [136 + 156, 350 + 520, 3200 + 260]
+    assert list(out["wire_bytes"]) == [136 + 156, 350 + 520, 3200 + 312]
     assert "packets" not in frame   # a copy: the run itself is untouched
 
 
@@ -255,3 +256,26 @@ def test_pattern_and_tcp_plots_have_title_units_and_legend():
         assert fig.layout.title.text and fig.layout.showlegend is True
         assert "(s," in fig.layout.xaxis.title.text or "(B)" in fig.layout.yaxis.title.text
         assert all(trace.name for trace in fig.data)
+
+
+def test_slow_start_restarts_after_a_silence_only(lab):
+    """RFC 5681 4.1 in the emulator: a keep-alive connection whose answers grew the window falls
+    back to the initial window after a silence longer than the retransmission timeout (round trip
+    + 200 ms), not between answers sent back to back. Counted by the emulator, not timed."""
+    import time
+
+    from labkit.clients.rest import RestClient
+    from labkit.net.netem import NetemProxy
+    from labkit.net.netem.link import restart_after_idle
+
+    size = 100_000   # several windows on 4G: the downstream window grows past the initial one
+    with NetemProxy.for_lab(lab, "4g") as net, RestClient(net.url(), timeout=30) as api:
+        for _ in range(2):
+            assert len(api.get(f"/api/echo?size={size}").body) == size
+        back_to_back = net.slow_start_restarts
+        time.sleep(restart_after_idle(net.profile.rtt_ms / 1000) + 0.2)
+        assert len(api.get(f"/api/echo?size={size}").body) == size
+        after_silence = net.slow_start_restarts
+        assert len(net.connections) == 1   # one kept-alive connection all along
+    assert back_to_back == 0
+    assert after_silence == 1              # the downstream direction, once

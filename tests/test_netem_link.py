@@ -17,7 +17,7 @@ import time
 import pytest
 
 from labkit import _loop
-from labkit.net.netem import KB, PROFILES, NetemProxy, Profile, Toxics, slow_start_rounds
+from labkit.net.netem import KB, MSS, PROFILES, NetemProxy, Profile, Toxics, slow_start_rounds
 
 
 async def _get(net: NetemProxy, size: int, finished: list | None = None, name: str = "") -> bytes:
@@ -33,8 +33,8 @@ async def _get(net: NetemProxy, size: int, finished: list | None = None, name: s
 
 
 def _rounds_by_hand(size: int) -> int:
-    """RFC 6928 arithmetic: 10 segments of 1460 bytes, then 20, 40, 80 ... per round trip."""
-    window, sent, rounds = 10 * 1460, 0, 0
+    """RFC 6928 arithmetic: 10 segments of MSS bytes, then 20, 40, 80 ... per round trip."""
+    window, sent, rounds = 10 * MSS, 0, 0
     while sent < size:
         sent, window, rounds = sent + window, window * 2, rounds + 1
     return rounds
@@ -42,12 +42,13 @@ def _rounds_by_hand(size: int) -> int:
 
 def test_slow_start_rounds_follow_rfc_6928_arithmetic():
     assert slow_start_rounds(1) == 1
-    assert slow_start_rounds(14_600) == 1  # the initial window
-    assert slow_start_rounds(14_601) == 2
-    assert slow_start_rounds(43_800) == 2  # 10 + 20 segments
+    assert MSS == 1448  # 1500 - IPv4 20 - TCP 20 - timestamps 12
+    assert slow_start_rounds(10 * MSS) == 1  # the initial window
+    assert slow_start_rounds(10 * MSS + 1) == 2
+    assert slow_start_rounds(30 * MSS) == 2  # 10 + 20 segments
     assert slow_start_rounds(256_000) == _rounds_by_hand(256_000) == 5
     # once the window covers the bandwidth-delay product, the rest goes in one more round
-    assert slow_start_rounds(10_000_000, bdp=50_000) == 3  # 14.6 k, 29.2 k, then the link's pace
+    assert slow_start_rounds(10_000_000, bdp=50_000) == 3  # 14.5 k, 29 k, then the link's pace
 
 
 def test_a_new_connection_pays_slow_start_round_trips(lab):

@@ -183,16 +183,35 @@ def test_a_browser_like_request_head_weighs_what_browsers_send(wiretap):
 
 
 def test_packet_model_counts_packets_acks_and_the_handshake():
-    from labkit.net.wire import MSS, SYN_BYTES, TCP_IP_HEADER, packet_model
+    from labkit.net.wire import CONNECTION_PACKETS, MSS, SYN_BYTES, TCP_IP_HEADER, packet_model
 
-    warm = packet_model([200], [300])
-    assert warm["tcp_ip_header_bytes"] == 2 * TCP_IP_HEADER and warm["ack_bytes"] == 2 * TCP_IP_HEADER
-    assert warm["total_bytes"] == 500 + 4 * TCP_IP_HEADER and warm["handshake_bytes"] == 0
+    warm = packet_model([200], [300])     # request, answer (carrying the request's ACK), ACK
+    assert warm["packets"] == 3
+    assert warm["tcp_ip_header_bytes"] == 2 * TCP_IP_HEADER and warm["ack_bytes"] == TCP_IP_HEADER
+    assert warm["total_bytes"] == 500 + 3 * TCP_IP_HEADER and warm["handshake_bytes"] == 0
     cold = packet_model([200], [300], new_connection=True)
+    assert cold["packets"] == 3 + CONNECTION_PACKETS == 10
     assert cold["handshake_bytes"] == 2 * SYN_BYTES + TCP_IP_HEADER
     assert cold["teardown_bytes"] == 4 * TCP_IP_HEADER
-    big = packet_model([3 * MSS + 1], [])
-    assert big["tcp_ip_header_bytes"] == 4 * TCP_IP_HEADER
+    big = packet_model([3 * MSS + 1], [])   # 4 segments: a delayed ACK after two, the last one's
+    assert big["tcp_ip_header_bytes"] == 4 * TCP_IP_HEADER and big["packets"] == 4 + 1 + 1
+    assert packet_model([], [])["packets"] == 0
+
+
+def test_count_packets_measures_what_the_model_says(lab):
+    import sys
+
+    from labkit.net.wire import count_packets
+
+    counted = count_packets(lab, exchanges=3, pause_s=0.25)
+    if sys.platform != "linux":
+        assert counted is None
+        return
+    assert list(counted["transport"].unique()) == ["REST, keep-alive", "WebSocket"]
+    assert len(counted) == 6 and set(counted["exchange"]) == {1, 2, 3}
+    assert (counted["packets_model"] == 3).all()
+    # the kernel's own counters: request, answer, and the ACK of the answer (delayed, not merged)
+    assert (counted["packets_measured"] == counted["packets_model"]).all(), counted
 
 
 def test_packet_table_keeps_the_measured_bytes_and_labels_the_model(wiretap):

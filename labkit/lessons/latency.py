@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 
 from labkit import _loop
+from labkit.net import wire
 from labkit.net.netem import NetemProxy, Profile
 from labkit.net.netem import profile as resolve_profile
 
@@ -503,28 +504,31 @@ def extrapolate(frame, slower: str, faster: str, messages: int = 10_000, *, resa
             "confidence": confidence, "n_slower": len(a), "n_faster": len(b)}
 
 
-TCP_IP_HEADER_BYTES = 52
+TCP_IP_HEADER_BYTES = wire.TCP_IP_HEADER
 """Per packet: IPv4 header (20 B) + TCP header (20 B) + the timestamps option Linux sends (12 B)."""
-MSS_BYTES = 1448
+MSS_BYTES = wire.MSS
 """Payload per TCP segment on a 1500-byte Ethernet MTU with those headers (1500 - 52)."""
-CONNECTION_PACKETS = 3 + 4
+CONNECTION_PACKETS = wire.CONNECTION_PACKETS
 """A new connection's packets that carry no data: SYN, SYN-ACK, ACK, then FIN, ACK, FIN, ACK."""
 
 
 def tcp_ip_bytes(frame):
-    """A model of the TCP/IP bytes under each row's HTTP/WebSocket bytes (a copy with columns).
+    """The kit's TCP/IP model (`labkit.net.wire.packet_model`, the one lesson 02 uses too) under
+    each row's HTTP/WebSocket bytes, as a copy with columns.
 
-    Adds packets (data segments up + down, one pure ACK for the answer, plus CONNECTION_PACKETS on
-    a new connection), tcp_ip_bytes (packets x TCP_IP_HEADER_BYTES) and wire_bytes (bytes_up +
-    bytes_down + tcp_ip_bytes). A model, not a capture: it assumes the request's ACK rides on the
-    answer, full-size segments of MSS_BYTES, IPv4, and no retransmissions; Ethernet framing
-    (38 B per packet with preamble and gap) is not counted.
+    Adds packets (data segments up + down, the pure ACK of the answer, delayed ACKs of long
+    messages, plus CONNECTION_PACKETS on a new connection), tcp_ip_bytes (packets x
+    TCP_IP_HEADER_BYTES) and wire_bytes (bytes_up + bytes_down + tcp_ip_bytes). A model, not a
+    capture (`wire.count_packets` measures a small echo's packets: 3, as the model says): it
+    assumes the request's ACK rides on the answer, full-size segments of MSS_BYTES, IPv4, and no
+    retransmissions; Ethernet framing (38 B per packet with preamble and gap) is not counted.
     """
     out = frame.copy()
-    segments = ((out["bytes_up"] + MSS_BYTES - 1) // MSS_BYTES
-                + (out["bytes_down"] + MSS_BYTES - 1) // MSS_BYTES)
-    new = out["new_connection"].astype(bool) if "new_connection" in out else False
-    out["packets"] = segments + 1 + CONNECTION_PACKETS * new
+    new = (out["new_connection"].astype(bool) if "new_connection" in out
+           else [False] * len(out))
+    packets = [wire.packet_model([int(up)], [int(down)], new_connection=bool(fresh))["packets"]
+               for up, down, fresh in zip(out["bytes_up"], out["bytes_down"], new, strict=True)]
+    out["packets"] = packets
     out["tcp_ip_bytes"] = out["packets"] * TCP_IP_HEADER_BYTES
     out["wire_bytes"] = out["bytes_up"] + out["bytes_down"] + out["tcp_ip_bytes"]
     return out

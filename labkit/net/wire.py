@@ -46,7 +46,8 @@ from labkit.server.listen import Limits
 from .proxy import DOWN, UP, Connection, TcpProxy
 
 __all__ = ["BROWSER_HEADERS", "DOWN", "PUBLISHED_HEADER_BYTES", "UP", "WireTap", "accept_key",
-           "deflate_memory", "directions", "packet_model", "packet_table", "send_frames", "tap"]
+           "count_packets", "deflate_memory", "directions", "packet_model", "packet_table",
+           "segments", "send_frames", "tap"]
 
 WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 """The fixed string RFC 6455 appends to Sec-WebSocket-Key before hashing."""
@@ -586,31 +587,140 @@ PUBLISHED_HEADER_BYTES = {
 TCP_IP_HEADER = 52
 """Bytes of IPv4 (20) + TCP (20) + the timestamp option (12) on every packet."""
 MSS = 1448
-"""TCP payload per packet on a 1500-byte Ethernet path with timestamps (1500 - 52)."""
+"""TCP payload per packet on a 1500-byte Ethernet path with timestamps. The SYN's MSS option says
+1,460 (1500 - 20 IPv4 - 20 TCP), but Linux sends the 12-byte timestamps option on every segment
+(net.ipv4.tcp_timestamps = 1, the default), so 1,448 bytes of payload fit. The emulator's slow-start
+and loss models count segments of this size too (`labkit.net.netem.MSS`)."""
 SYN_BYTES = 60
 """A SYN or SYN-ACK: IPv4 + TCP + options (MSS, window scale, SACK, timestamps)."""
+CONNECTION_PACKETS = 3 + 4
+"""A new connection's packets that carry no data: SYN, SYN-ACK, ACK, then FIN, ACK, FIN, ACK."""
+
+
+def segments(size: int) -> int:
+    """Data packets for a message of `size` bytes: ceil(size / MSS), none for an empty one."""
+    return math.ceil(size / MSS) if size > 0 else 0
 
 
 def packet_model(up: list[int], down: list[int], *, new_connection: bool = False) -> dict:
-    """Estimate the bytes on the wire *below* HTTP/WebSocket for messages of `up` and `down` sizes.
+    """Estimate the bytes on the wire *below* HTTP/WebSocket for an exchange of messages of `up`
+    and `down` sizes (a request and its answer, or a message and its echo).
 
-    A model, not a capture: each message goes in ceil(size / MSS) packets of TCP_IP_HEADER bytes
-    each, the receiver acknowledges each message with one pure ACK (real stacks delay and merge
-    ACKs, or piggyback them on an answer, so this is an upper estimate), and a new connection adds
-    the three-way handshake (SYN, SYN-ACK, ACK) and the four-packet teardown (FIN, ACK, FIN, ACK).
-    Ethernet framing (38 B per frame on the cable) is left out. Returns the application bytes, the
-    TCP/IP bytes by cause, and the total.
+    The one TCP/IP model of the kit (lessons 02, 03 and 09 use it): each message goes in
+    ceil(size / MSS) packets of TCP_IP_HEADER bytes; a message is acknowledged by the answer that
+    goes the other way (the ACK rides on it), so only the exchange's last message gets a pure ACK,
+    plus one pure ACK per two further segments of a long message (delayed ACKs, RFC 1122 / RFC
+    5681 4.2). A small keep-alive echo is thus 3 packets: request, answer, ACK, as `count_packets`
+    measures on this machine. A new connection adds the three-way handshake (SYN, SYN-ACK, ACK) and
+    a four-packet teardown (FIN, ACK, FIN, ACK). No loss, IPv4; Ethernet framing (38 B per frame on
+    the cable) is left out. Returns the application bytes, the packets, TCP/IP bytes by cause,
+    and the total.
     """
-    application = sum(up) + sum(down)
-    data_packets = sum(max(1, math.ceil(n / MSS)) for n in (*up, *down) if n > 0)
-    acks = sum(1 for n in (*up, *down) if n > 0)
+    sizes = [n for n in (*up, *down) if n > 0]
+    application = sum(sizes)
+    data_packets = sum(segments(n) for n in sizes)
+    acks = (1 if sizes else 0) + sum((segments(n) - 1) // 2 for n in sizes)
     handshake = 2 * SYN_BYTES + TCP_IP_HEADER if new_connection else 0
     teardown = 4 * TCP_IP_HEADER if new_connection else 0
     headers = (data_packets + acks) * TCP_IP_HEADER
-    return {"application_bytes": application, "packets": data_packets + acks + (7 if new_connection else 0),
+    return {"application_bytes": application,
+            "packets": data_packets + acks + (CONNECTION_PACKETS if new_connection else 0),
             "tcp_ip_header_bytes": data_packets * TCP_IP_HEADER, "ack_bytes": acks * TCP_IP_HEADER,
             "handshake_bytes": handshake, "teardown_bytes": teardown,
             "total_bytes": application + headers + handshake + teardown}
+
+
+def _tcp_segments(sock) -> tuple[int, int] | None:
+    """(segments sent, segments received) of a connected TCP socket, from Linux's TCP_INFO
+    (tcpi_segs_out and tcpi_segs_in, at bytes 136 and 140 of struct tcp_info since Linux 4.2);
+    None where the platform does not report them."""
+    import socket
+    import struct
+
+    if not hasattr(socket, "TCP_INFO"):
+        return None
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+    except OSError:
+        return None
+    if len(info) < 144:
+        return None
+    out, received = struct.unpack_from("II", info, 136)
+    return out, received
+
+
+def count_packets(target, *, payload_bytes: int = 64, exchanges: int = 6, pause_s: float = 0.25,
+                  timeout: float = 5.0):
+    """Count the real TCP packets of small echoes, one kept-alive connection per transport, beside
+    what `packet_model` predicts for the same bytes.
+
+    Talks to `target` over plain sockets (HTTP/1.1 `POST /api/echo` on one connection; one
+    WebSocket on `/ws/echo`), and reads the kernel's own packet counters of the client's socket
+    (TCP_INFO) before and after each exchange, `pause_s` after the answer so a delayed ACK is
+    counted with its exchange. Loopback carries every packet of both directions through the
+    client's socket, so sent + received is the exchange's packets. The first exchange of each
+    connection is dropped: Linux acknowledges at once while a connection is young (quick-ack
+    mode). Returns a frame (transport, exchange, packets_measured, packets_model, bytes_up,
+    bytes_down), or None where the kernel does not report segment counts (not Linux).
+    """
+    import base64
+    import os
+    import socket
+
+    import pandas as pd
+    from websockets.frames import Frame, Opcode
+
+    host, port = _target_address(target)
+    body = b"x" * payload_bytes
+    request = (f"POST /api/echo HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: "
+               f"application/octet-stream\r\nContent-Length: {payload_bytes}\r\n\r\n").encode() + body
+    rows: list[dict] = []
+
+    def measure(sock, transport: str, send: bytes, answer_ends: bytes) -> bool:
+        for i in range(exchanges + 1):
+            before = _tcp_segments(sock)
+            if before is None:
+                return False
+            sock.sendall(send)
+            got = b""
+            while not got.endswith(answer_ends):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError("the lab closed the connection during the count")
+                got += chunk
+            time.sleep(pause_s)
+            after = _tcp_segments(sock)
+            if after is None:
+                return False
+            if i == 0:
+                continue  # quick-ack mode of a young connection
+            up, down = [len(send)], [len(got)]
+            rows.append({"transport": transport, "exchange": i,
+                         "packets_measured": (after[0] - before[0]) + (after[1] - before[1]),
+                         "packets_model": packet_model(up, down)["packets"],
+                         "bytes_up": len(send), "bytes_down": len(got)})
+        return True
+
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        if not measure(sock, "REST, keep-alive", request, body):
+            return None
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        key = base64.b64encode(os.urandom(16)).decode()
+        sock.sendall(f"GET /ws/echo HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+                     f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                     "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("the lab closed the connection during the handshake")
+            head += chunk
+        frame = Frame(Opcode.BINARY, body).serialize(mask=True)
+        if not measure(sock, "WebSocket", frame, body):
+            return None
+        sock.sendall(Frame(Opcode.CLOSE, (1000).to_bytes(2, "big")).serialize(mask=True))
+    return pd.DataFrame(rows, columns=["transport", "exchange", "packets_measured", "packets_model",
+                                       "bytes_up", "bytes_down"])
 
 
 def directions(messages) -> tuple[list[int], list[int]]:
@@ -631,7 +741,7 @@ def packet_table(cases: dict) -> object:
         model = packet_model(*directions(messages), new_connection=new_connection)
         parts = {"HTTP/WebSocket bytes (measured)": model["application_bytes"],
                  "TCP/IP headers, 52 B per packet (model)": model["tcp_ip_header_bytes"],
-                 "ACK packets (model)": model["ack_bytes"],
+                 "pure ACK packets (model)": model["ack_bytes"],
                  "handshake + teardown (model)": model["handshake_bytes"] + model["teardown_bytes"]}
         rows += [{"case": case, "part": part, "bytes": value} for part, value in parts.items()
                  if value or part.startswith("HTTP")]
@@ -650,12 +760,14 @@ def deflate_memory(window_bits: int = 15, mem_level: int = 8) -> dict:
 
 # -- hand-made frames: fragmentation and per-message UTF-8 -----------------------------------------
 def send_frames(target, path: str, frames: list[tuple[str, bytes, bool]], *,
-                timeout: float = 5.0) -> dict:
+                masked: bool = True, timeout: float = 5.0) -> dict:
     """Open a WebSocket to `target` + `path` and send hand-made frames, then read what comes back.
 
     `frames` is a list of (kind, payload bytes, fin): kind "text" or "binary" starts a message,
     "continuation" (opcode 0) continues it; fin=True ends it. The frames are masked and framed by
-    websockets' sans-I/O client, so only what you choose differs from a normal client. Returns
+    websockets' sans-I/O client, so only what you choose differs from a normal client;
+    masked=False sends them without a masking key, which RFC 6455 5.1 forbids a client (the lab
+    answers with a Close of code 1002). Returns
     {"messages": [what came back, str or bytes], "close_code": int or None, "close_reason": str}.
     Use it through a tap (tap.url()) to see the frames on the wire.
     """
@@ -663,6 +775,7 @@ def send_frames(target, path: str, frames: list[tuple[str, bytes, bool]], *,
 
     from websockets.client import ClientProtocol
     from websockets.frames import Frame, Opcode
+    from websockets.protocol import State
     from websockets.uri import parse_uri
 
     host, port = _target_address(target)
@@ -695,7 +808,12 @@ def send_frames(target, path: str, frames: list[tuple[str, bytes, bool]], *,
         protocol.events_received()  # the 101 response
         opcodes = {"text": Opcode.TEXT, "binary": Opcode.BINARY, "continuation": Opcode.CONT}
         for kind, payload, fin in frames:
-            protocol.send_frame(Frame(opcodes[kind], bytes(payload), fin=fin))
+            frame = Frame(opcodes[kind], bytes(payload), fin=fin)
+            if masked:
+                protocol.send_frame(frame)
+            else:  # written past the protocol object, which always masks
+                flush()
+                sock.sendall(frame.serialize(mask=False))
         flush()
         expected = sum(1 for _, _, fin in frames if fin)
         try:
@@ -708,11 +826,13 @@ def send_frames(target, path: str, frames: list[tuple[str, bytes, bool]], *,
                         out["messages"].append(data.decode() if event.opcode is Opcode.TEXT else data)
         except (TimeoutError, OSError):
             pass
-        if protocol.close_code is None:
+        if protocol.state is State.OPEN:
             protocol.send_close(1000)
             flush()
-            with contextlib.suppress(TimeoutError, OSError):
-                while pump() and protocol.close_code is None:
-                    pass
-        out["close_code"], out["close_reason"] = protocol.close_code, protocol.close_reason or ""
+        with contextlib.suppress(TimeoutError, OSError):
+            while protocol.state is not State.CLOSED and pump():
+                pass
+        close = protocol.close_rcvd
+        out["close_code"] = close.code if close is not None else protocol.close_code
+        out["close_reason"] = (close.reason if close is not None else protocol.close_reason) or ""
     return out

@@ -38,18 +38,24 @@ What it models, per direction (upstream: client -> server, downstream: server ->
   (`handshake_ms` records the wait per connection). TLS needs no model: its handshake is ordinary
   bytes and pays its own round trips.
 - TCP slow start (a model, like the handshake): a new connection may send an initial window of
-  INITIAL_WINDOW = 10 segments of MSS = 1460 bytes (RFC 6928) per direction. A round ends when
-  its first bytes are acknowledged: one way back after they reached the far end, and at least
-  one configured round trip after the round began. A round that filled the window doubles it;
-  when the window covers the bandwidth-delay product (rate x round trip) slow start is over and
-  only the link limits the connection (with no rate the window keeps doubling). So a 256 kB
-  answer on a new intercontinental connection takes five rounds (14.6 + 29.2 + 58.4 + 116.8 kB,
-  then the rest), not one: `slow_start_rounds(size, bdp=...)` does the arithmetic. Bytes the
-  window does not allow yet stay unread in the sender's socket, as in a real sender's buffer.
+  INITIAL_WINDOW = 10 segments of MSS = 1448 bytes (RFC 6928; 1,448 is what a 1500-byte MTU carries
+  with the timestamps option Linux sends, the MSS option itself says 1,460) per direction. A round
+  ends when its first bytes are acknowledged: one way back after they reached the far end, and at
+  least one configured round trip after the round began. A round that filled the window doubles it;
+  when the window covers the bandwidth-delay product (rate x round trip) slow start is over and only
+  the link limits the connection (with no rate the window keeps doubling). So a 256 kB answer on a
+  new intercontinental connection takes five rounds (14.5 + 29 + 57.9 + 115.8 kB, then the rest),
+  not one: `slow_start_rounds(size, bdp=...)` does the arithmetic. Bytes the window does not allow
+  yet stay unread in the sender's socket, as in a real sender's buffer. After a silence longer than
+  the retransmission timeout (round trip + RTO_MIN = 200 ms), a direction whose window grew starts
+  again from the initial window (RFC 5681 4.1; Linux's net.ipv4.tcp_slow_start_after_idle = 1, the
+  default): a keep-alive connection idle between two large answers pays slow start again.
+  `slow_start_restarts` counts these restarts.
 
 What it does not model: packet loss and retransmission (except as the `loss` toxic's stall),
 reordering, duplication, congestion control after slow start (a loss never halves a window;
-a window never shrinks after idle), the receiver's window, Nagle's algorithm and delayed ACKs,
+after idle the window returns to the initial one at once, where Linux halves it per timeout
+down to that), the receiver's window, Nagle's algorithm and delayed ACKs,
 queueing delay in the slow-start rounds beyond the first bytes of a round, per-packet header
 bytes (the counters count the bytes the end points wrote), and any head-of-line blocking unless
 the loss toxic is on. The model is good for the lessons' questions (how many round trips, how

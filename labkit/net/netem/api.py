@@ -47,7 +47,7 @@ class NetemProxy:
         self._finalizer: weakref.finalize | None = None
         self._pending_toxics: dict[str, dict] = {}
         self._last: dict[str, Any] = {"connections": [], "handshake_ms": {}, "losses": [], "toxics": {},
-                      "delays": {UP: [], DOWN: []}}
+                      "slow_start_restarts": 0, "delays": {UP: [], DOWN: []}}
 
     @classmethod
     def for_lab(cls, lab, profile: str | Profile | None = None, **options) -> NetemProxy:
@@ -131,6 +131,12 @@ class NetemProxy:
         before the chunk), bytes, segments_lost, stall_ms, t_ns (perf_counter_ns when the chunk
         was scheduled; the same clock in every process on Linux)."""
         return list(self._stats()["losses"])
+
+    @property
+    def slow_start_restarts(self) -> int:
+        """How many times a direction of a connection restarted slow start after a silence
+        (RFC 5681 4.1; see `link.restart_after_idle`)."""
+        return int(self._stats().get("slow_start_restarts", 0))
 
     @property
     def delays_ms(self) -> dict[str, list[float]]:

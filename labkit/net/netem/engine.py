@@ -23,7 +23,18 @@ from labkit.server.listen import Limits
 
 from ..proxy import DOWN, IDLE_TIMEOUT_S, UP, Connection, TcpProxy
 from .faults import _DIRECTIONS, _REASONS, _UPGRADE, check_toxic
-from .link import BURST_GAP, INITIAL_WINDOW, MSS, SLICE_SECONDS, Profile, Toxics, _Flow, _Lane, _Link
+from .link import (
+    BURST_GAP,
+    INITIAL_WINDOW,
+    MSS,
+    SLICE_SECONDS,
+    Profile,
+    Toxics,
+    _Flow,
+    _Lane,
+    _Link,
+    restart_after_idle,
+)
 
 
 def _fine_epoll_selector() -> type[selectors.BaseSelector] | None:
@@ -94,6 +105,7 @@ class NetemEngine(TcpProxy):
             d: {"aim_early": 0.0, "late_ms": deque(maxlen=history)} for d in (UP, DOWN)}
         self.handshake_ms: dict[int, float] = {}
         self.losses: deque = deque(maxlen=history)
+        self.restarts = 0  # slow-start restarts after idle (RFC 5681 4.1), all connections
         self.toxics_on: dict[str, dict] = {}
         self._states: dict[int, _ConnState] = {}
         self._links: dict[str, _Link] = {}
@@ -131,6 +143,7 @@ class NetemEngine(TcpProxy):
         if op == "stats":
             return {"connections": [c.as_dict() for c in self.connections],
                     "handshake_ms": self.handshake_ms, "losses": list(self.losses),
+                    "slow_start_restarts": self.restarts,
                     "toxics": self.toxics_on}
         if op == "delays":
             return {d: list(v) for d, v in self.delays_ms.items()}
@@ -281,6 +294,7 @@ class NetemEngine(TcpProxy):
         if lane is None:
             lane = state.lanes[direction] = _Lane(writer, self._timing[direction], state)
         link, flow, toxics = self._links[direction], state.flows[direction], self.toxics(direction)
+        self._restart_if_idle(flow, link, now)
         if now - lane.last_read >= BURST_GAP:
             lane.burst_delay_ms = self._draw_ms(toxics, self._rng[direction])
             self.delays_ms[direction].append(lane.burst_delay_ms)
@@ -303,7 +317,7 @@ class NetemEngine(TcpProxy):
                 leaves = now
             stall = self._loss_stall(state, direction, piece)
             due = max(lane.last_due, leaves + lane.burst_delay_ms / 1000 + stall)
-            lane.last_due = due
+            lane.last_due = flow.last_due = due
             if not flow.open:
                 flow.round_sent += len(piece)
                 if flow.round_acked_at is None:  # the round's first bytes arrive, the ACK returns
@@ -311,6 +325,19 @@ class NetemEngine(TcpProxy):
                                               due + back_ms / 1000)
             state.sent[direction] += len(piece)
             await lane.put(due, piece)
+
+    def _restart_if_idle(self, flow: _Flow, link: _Link, now: float) -> None:
+        """RFC 5681 4.1: after a silence longer than the retransmission timeout, a direction whose
+        window grew starts again from the initial window (slow start restarts), as Linux does with
+        net.ipv4.tcp_slow_start_after_idle = 1. Only with slow_start on; `restarts` counts them."""
+        if (not self.slow_start or flow.last_due is None or self.profile.rtt_ms <= 0
+                or now - flow.last_due <= restart_after_idle(self.profile.rtt_ms / 1000)):
+            return
+        initial = INITIAL_WINDOW * MSS
+        if flow.window > initial and link.bdp > initial:
+            flow.window, flow.open, flow.round_start = initial, False, None
+            flow.restarts += 1
+            self.restarts += 1
 
     def _loss_stall(self, state: _ConnState, direction: str, piece: bytes) -> float:
         """Seconds this piece waits for a modelled retransmission (0 unless the loss toxic hits it);

@@ -1,8 +1,10 @@
-"""The link model: named networks (Profile, PROFILES), TCP slow start, and the queues a chunk waits in.
+"""The link model: named networks (Profile, PROFILES), TCP slow start (and its restart after idle),
+and the queues a chunk waits in.
 
 What is modelled here, and only modelled: each direction's bandwidth as one shared bottleneck with a
 first-in-first-out queue (`_Link`), a one-way delay with jitter per burst of chunks (`Toxics`), the
-slow-start window of each direction of each connection (`_Flow`, `slow_start_rounds`). What is real:
+slow-start window of each direction of each connection (`_Flow`, `slow_start_rounds`), which falls
+back to the initial window after a silence (`restart_after_idle`). What is real:
 the bytes, and the time a `_Lane` waits before it writes them to a real socket at their due time
 (the event loop's timers, corrected by a running estimate of how late they wake: MAX_AIM_EARLY).
 Profiles and `slow_start_rounds` are plain data and arithmetic that a notebook uses without a
@@ -22,9 +24,14 @@ if TYPE_CHECKING:
 KB = 1000
 """Bytes in the KB of `rate` (toxiproxy's bandwidth toxic counts rate in KB/s)."""
 
-MSS = 1460
-"""Maximum segment size assumed by the slow-start and loss models: a 1500-byte Ethernet MTU minus
-20 bytes of IPv4 and 20 of TCP header."""
+MSS = 1448
+"""Payload bytes per segment assumed by the slow-start and loss models: a 1500-byte Ethernet MTU
+minus 20 bytes of IPv4, 20 of TCP and 12 of the timestamps option Linux puts on every segment
+(the SYN's MSS option says 1,460; `labkit.net.wire.MSS` is the same number)."""
+
+RTO_MIN = 0.2
+"""Linux's smallest retransmission timeout (s). A direction idle for longer than about one RTO
+(round trip + RTO_MIN here) restarts slow start: see `restart_after_idle`."""
 
 INITIAL_WINDOW = 10
 """Segments a new connection may send before its first acknowledgement (RFC 6928)."""
@@ -224,6 +231,15 @@ class _Lane:
                 self.broken = True
 
 
+def restart_after_idle(rtt_s: float) -> float:
+    """Seconds of silence after which a direction's window falls back to the initial window.
+
+    RFC 5681 4.1: a sender that sent nothing for longer than its retransmission timeout restarts
+    slow start. Linux does (net.ipv4.tcp_slow_start_after_idle = 1, the default); its timeout is
+    about the smoothed round trip plus RTO_MIN while the path is steady."""
+    return rtt_s + RTO_MIN
+
+
 class _Flow:
     """Slow-start state of one direction of one connection."""
 
@@ -233,4 +249,6 @@ class _Flow:
         self.round_start: float | None = None
         self.round_sent = 0
         self.round_acked_at: float | None = None  # when the round's first bytes are acknowledged
+        self.last_due: float | None = None        # when this direction's last bytes left
+        self.restarts = 0
 
