@@ -83,7 +83,7 @@ def h1_request(path: str, port: int) -> bytes:
     return (head + "\r\n").encode()
 
 
-async def _read_response(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+async def read_response(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
     head = await reader.readuntil(b"\r\n\r\n")
     length = 0
     for line in head.split(b"\r\n")[1:]:
@@ -107,7 +107,7 @@ async def h1_sequential(port: int, n: int, path: str = "/api/notes/1") -> Run:
         for i in range(n):
             sent = now()
             writer.write(h1_request(path, port))
-            await _read_response(reader)
+            await read_response(reader)
             run.items.append(Item(i, sent, now()))
     finally:
         writer.close()
@@ -130,7 +130,7 @@ async def h1_parallel(port: int, n: int, path: str = "/api/notes/1", connections
                 i = queue.get_nowait()
                 sent = now()
                 writer.write(h1_request(path, port))
-                await _read_response(reader)
+                await read_response(reader)
                 run.items.append(Item(i, sent, now()))
         finally:
             writer.close()
@@ -149,7 +149,7 @@ async def h1_pipelined(port: int, n: int, path: str = "/api/notes/1") -> Run:
         sent = now()
         writer.write(b"".join(h1_request(path, port) for _ in range(n)))
         for i in range(n):
-            await _read_response(reader)
+            await read_response(reader)
             run.items.append(Item(i, sent, now()))
     finally:
         writer.close()

@@ -1,0 +1,179 @@
+"""Lesson 10's servers, clients and links through real sockets on 127.0.0.1: HTTP/2 multiplexes
+many requests over one connection (counted at the server), HTTP/3 crosses the UDP emulator
+(datagrams counted), seeded UDP loss drops the same datagrams every time, the listener's cap
+applies, Host and Origin are checked, and the head-of-line timelines show their pattern (order and
+counts, never a speed)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import time
+
+import pytest
+
+from labkit._loop import run
+from labkit.lessons.beyond_http1 import clients, experiments
+from labkit.lessons.beyond_http1.servers import VersionServers
+from labkit.net import tls
+from labkit.net.netem import UdpLink
+from labkit.server.listen import Limits
+
+
+@pytest.fixture(scope="module")
+def servers():
+    with VersionServers() as started:
+        if started.quic_error:
+            pytest.skip(f"QUIC cannot run here: {started.quic_error}")
+        yield started
+
+
+def test_http2_carries_many_requests_over_one_connection(servers):
+    before = servers.counters.tcp_connections
+    before_h2 = servers.counters.requests.get("2", 0)
+    result = run(clients.h2_multiplexed(servers.tcp_port, 50))
+    assert servers.counters.tcp_connections - before == 1
+    assert servers.counters.requests.get("2", 0) - before_h2 == 51  # the first request, then 50
+    assert result.alpn == "h2" and len(result.items) == 50
+    assert servers.counters.alpn.get("h2", 0) >= 1
+
+
+def test_http1_patterns_open_the_connections_they_say(servers):
+    for function, opened in ((clients.h1_sequential, 1), (clients.h1_parallel, 6),
+                             (clients.h1_pipelined, 1)):
+        before = servers.counters.tcp_connections
+        result = run(function(servers.tcp_port, 12))
+        assert servers.counters.tcp_connections - before == opened == result.connections
+        assert [item.index for item in result.items] == list(range(12))
+        assert result.alpn == "http/1.1"
+
+
+def test_http3_goes_through_the_udp_emulator(servers):
+    tcp_before = servers.counters.tcp_connections
+    h3_before = servers.counters.requests.get("3", 0)
+    with UdpLink("127.0.0.1", servers.udp_port, "loopback") as link:
+        result = run(clients.h3_multiplexed(link.port, 20))
+        up, down = link.datagrams["up"], link.datagrams["down"]
+    assert servers.counters.requests.get("3", 0) - h3_before == 20
+    assert servers.counters.tcp_connections == tcp_before  # no TCP at all
+    assert result.alpn == "h3" and len(result.items) == 20
+    assert up >= 2 and down >= 2  # the handshake and the streams crossed the link
+
+
+def test_websocket_echoes_in_both_patterns(servers):
+    before = servers.counters.ws_messages
+    assert len(run(clients.ws_lockstep(servers.tcp_port, 10)).items) == 10
+    assert len(run(clients.ws_streamed(servers.tcp_port, 10)).items) == 10
+    assert servers.counters.ws_messages - before == 20
+
+
+class _Sink(asyncio.DatagramProtocol):
+    def __init__(self):
+        self.received: list[bytes] = []
+
+    def datagram_received(self, data, addr):
+        self.received.append(data)
+
+
+def _through_link(seed: int, count: int = 300) -> tuple[list[int], list[int]]:
+    """Send `count` numbered datagrams through a lossy link to a sink; (dropped, arrived numbers)."""
+
+    async def sink():
+        loop = asyncio.get_running_loop()
+        return await loop.create_datagram_endpoint(_Sink, local_addr=("127.0.0.1", 0))
+
+    transport, protocol = run(sink())
+    try:
+        port = transport.get_extra_info("sockname")[1]
+        with UdpLink("127.0.0.1", port, "loopback", loss=0.1, seed=seed) as link, \
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+            for i in range(count):
+                sender.sendto(str(i).encode(), ("127.0.0.1", link.port))
+                time.sleep(0.0005)
+            deadline = time.monotonic() + 10
+            while (len(protocol.received) + len(link.dropped["up"]) < count
+                   and time.monotonic() < deadline):
+                time.sleep(0.02)
+            return link.dropped["up"], sorted(int(d) for d in protocol.received)
+    finally:
+        transport.close()
+
+
+def test_seeded_udp_loss_drops_the_same_datagrams_every_time():
+    dropped, arrived = _through_link(seed=7)
+    again, arrived_again = _through_link(seed=7)
+    other, _ = _through_link(seed=8)
+    assert dropped == again and arrived == arrived_again
+    assert 0 < len(dropped) < 300
+    assert other != dropped
+    # the drops are real: exactly the other datagrams arrived
+    assert arrived == [i for i in range(300) if i not in set(dropped)]
+
+
+def test_the_listener_cap_applies_to_the_tls_listener():
+    with VersionServers(quic=False, limits=Limits(max_connections=2, per_peer_share=1.0)) as small:
+        context = tls.client_ssl_context()
+        held = [context.wrap_socket(socket.create_connection(("127.0.0.1", small.tcp_port), timeout=10),
+                                    server_hostname="127.0.0.1") for _ in range(2)]
+        try:
+            raw = socket.create_connection(("127.0.0.1", small.tcp_port), timeout=10)
+            try:  # over the cap: closed without an answer (during or right after the handshake)
+                got = context.wrap_socket(raw, server_hostname="127.0.0.1").recv(1)
+            except (ssl.SSLError, OSError):
+                got = b""
+            raw.close()
+            assert got == b""
+            assert small.listener is not None and small.listener.refused >= 1
+        finally:
+            for sock in held:
+                sock.close()
+
+
+def test_a_foreign_host_or_origin_is_refused(servers):
+    import httpx
+
+    async def ask():
+        async with httpx.AsyncClient(http2=True, verify=tls.client_ssl_context()) as client:
+            return await client.get(f"https://127.0.0.1:{servers.tcp_port}/healthz",
+                                    headers={"host": "evil.example"})
+
+    answer = run(ask())
+    assert answer.status_code == 403
+    assert answer.headers["content-type"] == "application/problem+json"
+
+    async def foreign_origin():
+        from websockets.asyncio.client import connect
+
+        async with connect(f"wss://127.0.0.1:{servers.tcp_port}/ws/echo",
+                           ssl=tls.client_ssl_context(), origin="https://evil.example"):  # type: ignore[arg-type]
+            pass
+
+    from websockets.exceptions import InvalidStatus
+
+    with pytest.raises(InvalidStatus) as refused:
+        run(foreign_origin())
+    assert refused.value.response.status_code == 403
+
+
+def test_head_of_line_timelines_show_the_stall_pattern(servers):
+    """HTTP/2: one TCP byte stream, so no stream ever overtakes an earlier one, and a modelled lost
+    segment holds every stream behind it. HTTP/3: real dropped datagrams, and later streams
+    overtake the ones that lost a packet."""
+    frame = experiments.hol_timeline(servers, "4g", loss=0.05, streams=30, gap_s=0.01, seed=3)
+    summary = experiments.hol_summary(frame).set_index("protocol")
+    assert frame.attrs["tcp_stalls"] >= 1 and frame.attrs["datagrams_dropped"] >= 1
+    assert list(summary["streams"]) == [30, 30]
+    assert summary.loc["HTTP/2", "overtaken_streams"] == 0
+    assert summary.loc["HTTP/2", "delayed_over_1_rtt"] >= 2  # a stall holds several streams
+    assert summary.loc["HTTP/3", "overtaken_streams"] >= 1
+
+
+def test_header_bytes_shrink_with_hpack_and_qpack(servers):
+    frame = experiments.header_bytes(servers, n=5)
+    last = frame[frame["request"] == 5].set_index("protocol")["total"]
+    first = frame[frame["request"] == 1].set_index("protocol")["total"]
+    assert first["HTTP/1.1"] == last["HTTP/1.1"]  # HTTP/1.1 repeats every header
+    assert last["HTTP/2 (HPACK)"] < first["HTTP/2 (HPACK)"]
+    assert last["HTTP/3 (QPACK)"] < first["HTTP/3 (QPACK)"]
+    assert last["WebSocket frame"] < last["HTTP/3 (QPACK)"] < last["HTTP/1.1"]
