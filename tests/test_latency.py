@@ -165,9 +165,14 @@ def test_compare_patterns_rows_bytes_and_messages(lab):
     frame = compare_patterns(lab, messages=12, payload_bytes=64, parallel=3, profile="loopback",
                              trials=2, progress=False)
     assert list(frame["pattern"]) == list(PATTERNS) * 2
-    assert list(frame["trial"]) == [0] * 4 + [1] * 4
+    assert list(frame["trial"]) == [0] * 5 + [1] * 5
     assert dict(zip(frame["pattern"], frame["connections"], strict=False)) == {
-        "websocket lock-step": 1, "websocket streamed": 1, "rest keep-alive": 1, "rest parallel": 3}
+        "websocket lock-step": 1, "websocket streamed": 1, "rest keep-alive": 1,
+        "rest pipelined": 1, "rest parallel": 3}
+    # pipelining: 12 numbered requests in one write, 12 answers, every one in request order
+    pipelined = frame[frame["pattern"] == "rest pipelined"]
+    assert list(pipelined["answers_in_order"]) == [12, 12]
+    assert frame.loc[frame["pattern"] != "rest pipelined", "answers_in_order"].isna().all()
     assert (frame["messages"] == 12).all() and (frame["total_ms"] > 0).all()
     assert (frame["setup_ms"] > 0).all()
     # the same 12 echoes cross the link whichever way they are sent: WebSocket patterns carry
@@ -176,6 +181,8 @@ def test_compare_patterns_rows_bytes_and_messages(lab):
     assert by.loc["websocket lock-step", "bytes_up"] == by.loc["websocket streamed", "bytes_up"]
     assert by.loc["websocket streamed", "bytes_down"] >= 12 * (64 + 2)
     assert by.loc["rest keep-alive", "bytes_up"] > 12 * (64 + 100)
+    assert by.loc["rest pipelined", "bytes_up"] > 12 * (64 + 60)    # 12 request heads and bodies
+    assert by.loc["rest pipelined", "bytes_down"] > 12 * (64 + 100)  # 12 answers, each with a head
     assert math.isnan(frame["round_trips"].iloc[0])   # loopback: no configured round trip
 
 
@@ -183,7 +190,7 @@ def test_compare_patterns_refuses_bad_arguments(lab):
     from labkit.lessons.latency import compare_patterns
 
     with pytest.raises(ValueError):
-        compare_patterns(lab, patterns=["pipelined"])
+        compare_patterns(lab, patterns=["pipelining"])
     with pytest.raises(ValueError):
         compare_patterns(lab, messages=0)
 
@@ -279,3 +286,23 @@ def test_slow_start_restarts_after_a_silence_only(lab):
         assert len(net.connections) == 1   # one kept-alive connection all along
     assert back_to_back == 0
     assert after_silence == 1              # the downstream direction, once
+
+
+def test_pipelined_answers_come_back_in_request_order(lab):
+    """The raw pipelining client sends bodies that start with their number; the lab answers them
+    one after another, in the order they were written (RFC 9112 9.3.2)."""
+    from labkit import _loop
+    from labkit.lessons.latency import _Endpoint, _numbered, _Pipeline
+
+    bodies = _numbered(bytes(64), 30)
+    assert len({b[:8] for b in bodies}) == 30 and all(len(b) == 64 for b in bodies)
+
+    async def run():
+        pipe = _Pipeline(_Endpoint(lab.host, lab.port, False))
+        try:
+            await pipe.open()
+            return await pipe.exchange(bodies), await pipe.exchange(bodies[:3])
+        finally:
+            await pipe.close()
+
+    assert _loop.run(run(), timeout=30) == (30, 3)

@@ -20,7 +20,7 @@ answer = wire_bytes["rest-keepalive"] - wire_bytes["websocket"]
 lk.check.header_bytes_saved(answer, loop)
 
 # %% exercise 4
-# HTTP/1.1: one request in flight per connection. 30 requests over 3 connections = 10 rounds,
-# each one round trip of the 4G profile.
+# The client waits for each answer before the next request on a connection (it does not
+# pipeline, like browsers). 30 requests over 3 connections = 10 rounds, each one round trip of 4G.
 answer = 30 / 3 * lk.netem.profile("4g").rtt_ms
 lk.check.parallel_prediction(answer, lab, messages=30, connections=3)

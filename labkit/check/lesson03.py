@@ -146,16 +146,18 @@ def parallel_prediction(answer_ms, lab=None, *, messages: int = 30, connections:
     measured = float(run["total_ms"].iloc[0])
     if abs(value - measured) <= 0.25 * measured:
         return verdict(True, f"Yes: measured {measured:.0f} ms just now, {measured / rtt:.1f} round "
-                       f"trips of {rtt:g} ms: each connection carries one request at a time, so "
-                       f"{messages} requests need about {messages} / {connections} rounds.", "", name)
+                       f"trips of {rtt:g} ms: the client waits for each answer before the next "
+                       f"request on its connection (it does not pipeline), so {messages} requests "
+                       f"need about {messages} / {connections} rounds.", "", name)
     if value < 10:
         hint = "That looks like seconds; answer in milliseconds."
     elif value > measured:
         hint = ("Too slow: the connections work at the same time. How many requests does each "
                 "one carry, one after another?")
     else:
-        hint = ("Too fast: HTTP/1.1 allows one request in flight per connection, and each "
-                "request waits for its answer (a round trip).")
+        hint = ("Too fast: the client (like every browser) sends a connection's next request "
+                "only after the answer to the previous one, so each request costs a round trip. "
+                "Pipelining would lift that, but this client does not pipeline.")
     return verdict(False, "", hint, name)
 
 

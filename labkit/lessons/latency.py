@@ -32,6 +32,7 @@ with, so a model and its measurement change together.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import ssl
 import time
@@ -343,11 +344,12 @@ def exchange_totals(frame, messages=(1, 10, 100, 1_000, 10_000)):
 
 def measure_exchange(lab, *, messages=(1, 10), transports=TRANSPORTS,
                      profile: str | Profile | None = "loopback", payload_bytes: int = 64,
-                     seed: int = 0):
+                     seed: int = 0, progress=print, every_s: float = 2.0):
     """Really exchange N messages per transport (set-up included), timed end to end.
 
     A check on `exchange_totals`: same tidy columns, source="measured". Keep N small on slow
-    profiles (N messages on 4G take N x ~50 ms, twice that for rest-new).
+    profiles (N messages on 4G take N x ~50 ms, twice that for rest-new). `progress` (a function,
+    or None) gets a line when each exchange starts and at least every `every_s` seconds of it.
     """
     from labkit.measure import tidy
 
@@ -355,25 +357,40 @@ def measure_exchange(lab, *, messages=(1, 10), transports=TRANSPORTS,
     net = NetemProxy(host, port, profile, seed=seed).start() if profile is not None else None
     endpoint = _Endpoint(net.host, net.port, tls) if net else _Endpoint(host, port, tls)
     body = bytes(payload_bytes)
+    say = progress or (lambda *_: None)
 
-    async def exchange(transport: str, n: int) -> float:
-        client = _client(transport, endpoint)
-        started = time.perf_counter_ns()
-        try:
-            await client.open()
-            for _ in range(n):
-                await client.round(body)
-            return _ms(started, time.perf_counter_ns())
-        finally:
-            await client.close()
+    async def rounds(client, n: int, deadline: float) -> int:
+        """Up to n round trips, stopping early once `deadline` (monotonic s) has passed."""
+        done = 0
+        while done < n:
+            await client.round(body)
+            done += 1
+            if time.monotonic() >= deadline:
+                break
+        return done
 
     rows = []
+    started_all = time.monotonic()
     try:
         for transport in transports:
-            for n in messages:
-                total = _loop.run(exchange(transport, int(n)), timeout=120)
-                rows.append({"transport": transport, "messages": int(n), "total_ms": total,
-                             "per_message_ms": total / int(n), "setup_ms": float("nan"),
+            for n in (int(m) for m in messages):
+                say(f"{transport}: {n} message{'s' * (n != 1)} with set-up… "
+                    f"({time.monotonic() - started_all:.0f} s so far)")
+                client = _client(transport, endpoint)
+                started = time.perf_counter_ns()
+                try:
+                    _loop.run(client.open(), timeout=60)
+                    done = 0
+                    while done < n:  # in slices, so a line can be printed between them
+                        done += _loop.run(rounds(client, n - done, time.monotonic() + every_s),
+                                          timeout=120)
+                        if done < n:
+                            say(f"  {done} of {n}…")
+                    total = _ms(started, time.perf_counter_ns())
+                finally:
+                    _loop.run(client.close(), timeout=60)
+                rows.append({"transport": transport, "messages": n, "total_ms": total,
+                             "per_message_ms": total / n, "setup_ms": float("nan"),
                              "source": "measured"})
     finally:
         if net is not None:
@@ -381,16 +398,104 @@ def measure_exchange(lab, *, messages=(1, 10), transports=TRANSPORTS,
     return tidy(rows)
 
 
-PATTERNS = ("websocket lock-step", "websocket streamed", "rest keep-alive", "rest parallel")
+PATTERNS = ("websocket lock-step", "websocket streamed", "rest keep-alive", "rest pipelined",
+            "rest parallel")
 """How N messages can be sent: one WebSocket waiting for each answer before the next message
 (lock-step), one WebSocket sending all N then reading all N (streamed), one keep-alive HTTP/1.1
-connection (one request in flight at a time), and `parallel` keep-alive connections at once (what a
-browser does: 6 per host over HTTP/1.1)."""
+connection waiting for each answer before the next request (what HTTP clients and browsers do),
+the same connection with all N requests written at once and the N answers read after
+(*pipelining*, RFC 9112 9.3.2: allowed, answers come back in request order), and `parallel`
+keep-alive connections at once (what a browser does: 6 per host over HTTP/1.1)."""
+
+
+class _Pipeline:
+    """HTTP/1.1 pipelining on a plain socket: write N requests, then read N responses in order.
+
+    No HTTP client library pipelines (aiohttp, requests, browsers all wait for each answer), so
+    this one writes the requests itself and parses the answers with h11. Each request's body
+    starts with its number, so the order the answers come back in is checked, not assumed."""
+
+    def __init__(self, endpoint: _Endpoint):
+        self.endpoint = endpoint
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def open(self) -> float:
+        """Connect and do one ordinary request (the connection's set-up); its time in ms."""
+        started = time.perf_counter_ns()
+        self.reader, self.writer = await asyncio.open_connection(
+            self.endpoint.host, self.endpoint.port, ssl=self.endpoint.ssl)
+        await self.exchange([b"open"])
+        return _ms(started, time.perf_counter_ns())
+
+    def _request(self, body: bytes) -> bytes:
+        return (f"POST /api/echo HTTP/1.1\r\nHost: {self.endpoint.host}:{self.endpoint.port}\r\n"
+                f"Content-Type: application/octet-stream\r\nContent-Length: {len(body)}\r\n"
+                "\r\n").encode() + body
+
+    async def exchange(self, bodies: list[bytes]) -> int:
+        """Send every body as a POST /api/echo in one write, read the answers; returns how many
+        answers came back in the order their requests were sent (all of them, over HTTP/1.1)."""
+        import h11
+
+        if self.reader is None or self.writer is None:
+            raise RuntimeError("open() the pipeline first")
+        self.writer.write(b"".join(self._request(body) for body in bodies))
+        await self.writer.drain()
+        parser, in_order = h11.Connection(h11.CLIENT), 0
+        for body in bodies:
+            parser.send(h11.Request(method="POST", target="/api/echo",
+                                    headers=[("Host", "lab"), ("Content-Length", str(len(body)))]))
+            parser.send(h11.Data(data=body))
+            parser.send(h11.EndOfMessage())
+            status, answer = 0, b""
+            while True:
+                event = parser.next_event()
+                if event is h11.NEED_DATA:
+                    data = await self.reader.read(65536)
+                    if not data:
+                        raise ConnectionError("the lab closed the pipelined connection")
+                    parser.receive_data(data)
+                elif isinstance(event, h11.Response):
+                    status = event.status_code
+                elif isinstance(event, h11.Data):
+                    answer += bytes(event.data)
+                elif isinstance(event, h11.EndOfMessage):
+                    break
+            if status != 200:
+                raise RuntimeError(f"pipelined echo failed: HTTP {status}")
+            in_order += answer == body
+            parser.start_next_cycle()
+        return in_order
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            with contextlib.suppress(ConnectionError, OSError):
+                await self.writer.wait_closed()
+
+
+def _numbered(body: bytes, messages: int) -> list[bytes]:
+    """`messages` bodies of len(body) bytes (at least 8), each starting with its number."""
+    size = max(8, len(body))
+    return [f"{i:08d}".encode() + body[8:size] + b"\0" * max(0, size - 8 - len(body[8:]))
+            for i in range(messages)]
 
 
 async def _pattern_total(pattern: str, endpoint: _Endpoint, body: bytes, messages: int,
-                         parallel: int) -> tuple[float, float]:
-    """(set-up ms, ms for `messages` echoes over the already open connection(s)) for `pattern`."""
+                         parallel: int) -> tuple[float, float, int | None]:
+    """(set-up ms, ms for `messages` echoes over the already open connection(s), answers in
+    request order (pipelining only, else None)) for `pattern`."""
+    if pattern == "rest pipelined":
+        pipe = _Pipeline(endpoint)
+        try:
+            setup = await pipe.open()
+            bodies = _numbered(body, messages)
+            started = time.perf_counter_ns()
+            in_order = await pipe.exchange(bodies)
+            return setup, _ms(started, time.perf_counter_ns()), in_order
+        finally:
+            await pipe.close()
     if pattern.startswith("websocket"):
         ws = _WebSocket(endpoint)
         setup = await ws.open()
@@ -406,10 +511,13 @@ async def _pattern_total(pattern: str, endpoint: _Endpoint, body: bytes, message
                             raise RuntimeError("echo failed: a message came back cut")
 
                 reader = asyncio.ensure_future(read_all())
-                for _ in range(messages):
-                    await ws.connection.send(body)
-                await reader
-            return setup, _ms(started, time.perf_counter_ns())
+                try:
+                    for _ in range(messages):
+                        await ws.connection.send(body)
+                    await reader
+                finally:
+                    reader.cancel()
+            return setup, _ms(started, time.perf_counter_ns()), None
         finally:
             await ws.close()
     lanes = 1 if pattern == "rest keep-alive" else parallel
@@ -421,7 +529,7 @@ async def _pattern_total(pattern: str, endpoint: _Endpoint, body: bytes, message
         setup = _ms(started, time.perf_counter_ns())
         started = time.perf_counter_ns()
         await asyncio.gather(*(rest.round(body) for _ in range(messages)))
-        return setup, _ms(started, time.perf_counter_ns())
+        return setup, _ms(started, time.perf_counter_ns()), None
     finally:
         await rest.close()
 
@@ -435,7 +543,8 @@ def compare_patterns(lab, *, messages: int = 100, payload_bytes: int = 64, paral
     the open connection(s), end to end, so it shows how the messages are sent, not how the
     connection was made. bytes_up / bytes_down: HTTP or WebSocket bytes that crossed the emulated
     link during the N messages (TCP/IP headers not included; see `tcp_ip_bytes`). One row per
-    pattern and trial; `round_trips` is total_ms over the configured round trip.
+    pattern and trial; `round_trips` is total_ms over the configured round trip;
+    `answers_in_order` (pipelining only) counts the answers that came back in request order.
     """
     from labkit.measure import tidy
 
@@ -454,8 +563,8 @@ def compare_patterns(lab, *, messages: int = 100, payload_bytes: int = 64, paral
         for trial in range(trials):
             for pattern in patterns:
                 up, down = (net.bytes_up, net.bytes_down) if net else (0, 0)
-                setup, total = _loop.run(_pattern_total(pattern, endpoint, body, messages, parallel),
-                                         timeout=limit)
+                setup, total, in_order = _loop.run(
+                    _pattern_total(pattern, endpoint, body, messages, parallel), timeout=limit)
                 bar.update()
                 rows.append({
                     "pattern": pattern, "connections": parallel if pattern == "rest parallel" else 1,
@@ -464,6 +573,7 @@ def compare_patterns(lab, *, messages: int = 100, payload_bytes: int = 64, paral
                     "round_trips": total / rtt if rtt else math.nan,
                     "bytes_up": net.bytes_up - up if net else None,
                     "bytes_down": net.bytes_down - down if net else None,
+                    "answers_in_order": in_order,
                     "profile": net.profile.name if net else "direct"})
     finally:
         bar.close()

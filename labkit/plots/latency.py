@@ -179,7 +179,8 @@ def tcp_ip_bytes(frame, *, title: str | None = None):
 
 PATTERN_STYLES = {
     "websocket lock-step": ("websocket", ""), "websocket streamed": ("websocket", "/"),
-    "rest keep-alive": ("rest-keepalive", ""), "rest parallel": ("rest-keepalive", "x"),
+    "rest keep-alive": ("rest-keepalive", ""), "rest pipelined": ("rest-keepalive", "/"),
+    "rest parallel": ("rest-keepalive", "x"),
 }
 """Pattern -> (transport whose colour it takes, bar hatching), so colour is not the only cue."""
 
