@@ -147,7 +147,8 @@ def test_the_issues_attacks_score_what_they_should(tmp_path):
     assert report["patched data"]["total"] == 0
 
     rows = list(csv.DictReader(io.StringIO(book.read_text())))
-    assert [row["notebook"] for row in rows] == [p.name for p in paths.values()]
+    assert [row["submission"] for row in rows] == [str(p) for p in paths.values()]
+    assert {row["student"] for row in rows} == {""}  # no nbgrader layout: nobody named
     assert [row["total"] for row in rows] == ["3", "0", "1", "0", "0", "3", "0"]
     assert rows[0]["00.1"] == "1" and rows[4]["tampered"] == "sized_reply"
 
@@ -167,3 +168,13 @@ def test_a_notebook_of_no_known_lesson_or_unreadable_exits_2(tmp_path):
         code, report, _ = grade(path)
         assert code == 2 and "error" in report
     assert "--lesson" in grade(anonymous)[1]["error"]
+
+
+def test_the_student_comes_from_nbgraders_submitted_folder():
+    from labkit.course.grade import student_of
+
+    assert student_of("course/submitted/alice/lesson03/03-latency-lab.ipynb") == "alice"
+    assert student_of("submitted/bob/lesson03/03-latency-lab.ipynb") == "bob"
+    assert student_of("downloads/03-latency-lab.ipynb") == ""
+    assert student_of("submitted/03-latency-lab.ipynb") == ""  # no student folder under it
+

@@ -6,8 +6,10 @@ would have scored 0 (ModuleNotFoundError, exit 2): a missing dependency now fail
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import venv
@@ -88,3 +90,28 @@ def test_the_github_classroom_workflow_runs_in_a_fresh_environment(tmp_path):
     answered = run(tests[0]["command"], repo, env)
     assert answered.returncode == 0, answered.stdout[-2000:] + answered.stderr[-2000:]
     assert json.loads(answered.stdout)["exercises"][0]["status"] == "correct"
+
+    # the nbgrader route of instructors/grading.md, its code block as written, in the same runner:
+    # a course folder with two students' submissions (alice answered 00.1, bob answered nothing)
+    course = tmp_path / "course"
+    for student, answer in (("alice", notebook), ("bob", ROOT / "notebooks" / "00-start-here.ipynb")):
+        folder = course / "submitted" / student / "lesson00"
+        folder.mkdir(parents=True)
+        shutil.copy2(answer, folder / "00-start-here.ipynb")
+    block = nbgrader_block()
+    routed = run(block, course, env)
+    assert routed.returncode == 0, routed.stdout[-2000:] + routed.stderr[-2000:]
+    rows = {row["student"]: row for row in csv.DictReader((course / "grades.csv").open())}
+    assert sorted(rows) == ["alice", "bob"]
+    assert [rows[s]["00.1"] for s in ("alice", "bob")] == ["1", "0"]
+    assert {rows[s]["max_total"] for s in rows} == {str(sum(e.points for e in EXERCISES["00"]))}
+
+
+def nbgrader_block() -> str:
+    """The commands of the guide's nbgrader route: its fenced block that grades submitted/."""
+    guide = (ROOT / "instructors" / "grading.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", guide, re.DOTALL)
+    found = [b for b in blocks if "submitted/*/" in b]
+    assert len(found) == 1, "instructors/grading.md should hold one nbgrader route block"
+    return found[0]
+

@@ -301,14 +301,27 @@ def grade(path: str | Path, *, lesson: str | None = None, timeout: int = CELL_TI
     return report
 
 
+def student_of(path: str) -> str:
+    """Who submitted `path`, from where it lies: the folder right under a `submitted` folder
+    (nbgrader's course layout, submitted/<student>/<assignment>/<notebook>), else ""."""
+    parts = Path(path).parts
+    for i, part in enumerate(parts[:-1]):
+        if part == "submitted" and i + 2 < len(parts):
+            return parts[i + 1]
+    return ""
+
+
 def gradebook(reports: list[dict], out) -> None:
-    """Write `reports` as CSV rows: notebook, lesson, each exercise's points, total, max, tampered."""
+    """Write `reports` as CSV rows: student, submission (the path as given: many students hand in
+    files of the same name), lesson, each exercise's points, total, max, tampered, error."""
     ids = sorted({r["exercise"] for report in reports for r in report.get("exercises", [])})
     writer = csv.writer(out)
-    writer.writerow(["notebook", "lesson", *ids, "total", "max_total", "tampered", "error"])
+    writer.writerow(["student", "submission", "lesson", *ids, "total", "max_total", "tampered",
+                     "error"])
     for report in reports:
         points = {r["exercise"]: r["points"] for r in report.get("exercises", [])}
-        writer.writerow([report["notebook"], report.get("lesson", ""),
+        submission = report.get("submission", report["notebook"])
+        writer.writerow([student_of(submission), submission, report.get("lesson", ""),
                          *(points.get(i, "") for i in ids), report.get("total", 0),
                          report.get("max_total", ""), "; ".join(report.get("tampered", [])),
                          report.get("error", "")])
@@ -335,9 +348,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _one(path: str, args: argparse.Namespace) -> dict:
     try:
-        report = grade(path, lesson=args.lesson, timeout=args.timeout)
+        report = {**grade(path, lesson=args.lesson, timeout=args.timeout), "submission": path}
     except Exception as exc:  # noqa: BLE001 - a grader reports, it does not crash
-        return {"notebook": Path(path).name, "error": f"{type(exc).__name__}: {exc}"}
+        return {"notebook": Path(path).name, "submission": path,
+                "error": f"{type(exc).__name__}: {exc}"}
     if args.exercise is not None:
         rows = [r for r in report["exercises"] if args.exercise in (r["exercise"], r["checker"])]
         if not rows:
