@@ -19,10 +19,25 @@ def test_unanswered_exercises_say_so(lab):
 def test_poller_median_delay():
     assert lk.check.poller_median_delay(1000, interval_s=2.0)
     assert lk.check.poller_median_delay(1001, interval_s=2.0)     # plus a request
-    for wrong in (2000, 500, 2, 0, "soon"):      # the whole interval, the 1 s room, seconds, ...
+    # what the lab measured at a 2 s interval (one schedule, three runs): accepted
+    for measured in (1168, 1170, 1172):
+        assert lk.check.poller_median_delay(measured, interval_s=2.0)
+    # the whole interval, the 1 s room, three quarters, seconds, nothing
+    for wrong in (2000, 500, 501, 1500, 2, 0, "soon"):
         assert not lk.check.poller_median_delay(wrong, interval_s=2.0)
     assert "longest" in lk.check.poller_median_delay(2000, interval_s=2.0).message
     assert "seconds" in lk.check.poller_median_delay(1, interval_s=2.0).message
+    assert "every second" in lk.check.poller_median_delay(500, interval_s=2.0).message
+
+
+def test_poller_model_and_margin():
+    from labkit.check import lesson05
+
+    assert lesson05.poller_model_ms(2.0) == 1001.0
+    assert lesson05.poller_model_ms(1.0, request_ms=0.0) == 500.0
+    # 24 messages polled every second: 1.96 * 1000 / (2 * sqrt(24)) = 200 ms
+    assert round(lesson05.poller_margin_ms(1.0, 24)) == 200
+    assert lesson05.poller_margin_ms(1.0, 96) == lesson05.poller_margin_ms(1.0, 24) / 2
 
 
 def test_chat_delay_difference():

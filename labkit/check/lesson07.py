@@ -41,7 +41,8 @@ def notes_after_retries(answer, *, posts: int, with_key: bool) -> Feedback:
                    "the request arrived, unless the key told it the request was the same.", name)
 
 
-@exercise("events lost by at-most-once", how="Read the at_most_once row of the frame.")
+@exercise("events lost by at-most-once",
+          how="Count the published SEQs (first_seq..last_seq) the reader never delivered.")
 def lost_at_most_once(answer, frame) -> Feedback:
     """Events the at-most-once reader lost in `frame` (from reliability.semantics_run)."""
     name = "events lost by at-most-once"
@@ -55,5 +56,7 @@ def lost_at_most_once(answer, frame) -> Feedback:
     return verdict(value == expected,
                    f"Yes: {expected} events were published while it was reconnecting, and "
                    "starting again from 'now' skipped them.",
-                   "Lost means published but never delivered: compare published with the unique "
-                   "events it delivered (not with the duplicates).", name)
+                   "Lost means published but never delivered: take the SEQs from "
+                   "semantics.attrs['first_seq'] to semantics.attrs['last_seq'] and remove the "
+                   "ones in semantics.attrs['delivered']['at_most_once'] (count each SEQ once).",
+                   name)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import json
 import socket
 import time
@@ -243,12 +242,12 @@ class ChatRestClient(_Participant):
         return self
 
     def stop(self) -> None:
-        """Stop background polling; waits at most one interval plus the request timeout."""
+        """Stop background polling now: a poll in flight or the wait for the next one is
+        cancelled (a poller that is told to stop has nothing left to wait for)."""
         self._stop = True
-        if self._task is not None:
-            with contextlib.suppress(Exception):  # stopping always finishes
-                self._task.result(self.interval_s + self.timeout)
-            self._task = None
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()  # cancels the coroutine on the client loop
 
     def close(self) -> None:
         """Stop polling and close the HTTP connection."""
@@ -257,25 +256,37 @@ class ChatRestClient(_Participant):
 
 
 def simulate_room(target, *, ws_members: int = 2, rest_members: int = 2, messages: int = 12,
-                  gap_s: float = 0.25, poll_interval_s: float = 1.0, seed: int = 7):
+                  gap_s: float = 0.25, poll_interval_s: float = 1.0, seed: int | None = None,
+                  progress_every_s: float | None = None):
     """Members on both sides take turns to talk; returns (frame of deliveries, members).
 
     The frame has one row per (message, receiver): receiver_kind, seq, sender, delay_ms. Each
-    message goes through the sender's own side (WebSocket send or REST POST).
+    message goes through the sender's own side (WebSocket send or REST POST). `frame.attrs` holds
+    the `seed` of the schedule (pass it back to replay the same schedule) and `first_poll_ts`.
 
-    The gaps between messages are random (exponential, mean `gap_s`, seeded), as people talk: with
-    a fixed gap the messages would fall at the same moments of every poll interval (a gap of half
-    the interval puts every other message just after a poll, to wait a whole interval), and the
-    pollers' delays would measure that coincidence instead of polling.
+    The gaps between messages are random (exponential, mean `gap_s`), as people talk: with a fixed
+    gap the messages would fall at the same moments of every poll interval (a gap of half the
+    interval puts every other message just after a poll, to wait a whole interval), and the
+    pollers' delays would measure that coincidence instead of polling. The schedule is drawn anew
+    on every run (`seed=None`): with one fixed seed every run would measure the same few
+    moments of the poll interval, and a median that happens to sit high would sit high every
+    time. Pass a seed to repeat a schedule.
+
+    With `progress_every_s`, a line is printed at most that often while messages are sent.
 
     Member names carry a short tag of this run (`ws-1-3f9a`), because a room keeps names unique:
     on a class server many students simulate rooms at once, and a second run must not collide
     with the first.
+
+    Interrupted (the kernel's stop button), every member leaves the room before the interrupt goes
+    on: no socket of the run stays open.
     """
     import random
 
     import pandas as pd
 
+    if seed is None:
+        seed = random.SystemRandom().randrange(10**6)
     rng = random.Random(seed)
     gaps = [rng.expovariate(1.0 / gap_s) for _ in range(messages)]
     with RestClient(target) as api:
@@ -283,30 +294,73 @@ def simulate_room(target, *, ws_members: int = 2, rest_members: int = 2, message
         start, epoch = first.json(), first.headers.get("Feed-Epoch")
     since = start[-1]["seq"] if start else 0
     tag = uuid.uuid4().hex[:4]
-    ws = [ChatWsClient(target, f"ws-{i + 1}-{tag}") for i in range(ws_members)]
-    rest = [ChatRestClient(target, f"rest-{i + 1}-{tag}", interval_s=poll_interval_s, since=since,
-                           epoch=epoch) for i in range(rest_members)]
-    seconds = sum(gaps) + 0.05 * messages + 2 * poll_interval_s + 1.0
-    for member in rest:
-        member.start(seconds)
-    members = ws + rest
-    sent = []
-    for n, gap in enumerate(gaps):
-        who = rng.choice(members)
-        if isinstance(who, ChatWsClient):
-            who.typing()
-        time.sleep(gap)
-        who.send(f"message {n + 1} from {who.name}")
-        sent.append(who.name)
-    time.sleep(poll_interval_s + 0.3)  # one more poll round, so pollers see the last message
-    for member in rest:
-        member.stop()
-    for ws_member in ws:
-        ws_member.close()
-    for member in rest:
-        member.close()
+    ws: list[ChatWsClient] = []
+    rest: list[ChatRestClient] = []
+    try:
+        for i in range(ws_members):
+            ws.append(ChatWsClient(target, f"ws-{i + 1}-{tag}"))
+        rest = [ChatRestClient(target, f"rest-{i + 1}-{tag}", interval_s=poll_interval_s,
+                               since=since, epoch=epoch) for i in range(rest_members)]
+        seconds = sum(gaps) + 0.05 * messages + 2 * poll_interval_s + 1.0
+        first_poll = time.time()
+        for member in rest:
+            member.start(seconds)
+        members: list[ChatWsClient | ChatRestClient] = [*ws, *rest]
+        started = shown = time.monotonic()
+        for n, gap in enumerate(gaps):
+            who = rng.choice(members)
+            if isinstance(who, ChatWsClient):
+                who.typing()
+            time.sleep(gap)
+            who.send(f"message {n + 1} from {who.name}")
+            now = time.monotonic()
+            if progress_every_s is not None and (now - shown >= progress_every_s
+                                                 or n + 1 == messages):
+                print(f"{n + 1} of {messages} messages sent ({now - started:.0f} s)", flush=True)
+                shown = now
+        time.sleep(poll_interval_s + 0.3)  # one more poll round, so pollers see the last message
+    finally:
+        for member in rest:
+            member.stop()
+        for ws_member in ws:
+            ws_member.close()
+        for member in rest:
+            member.close()
     rows = [row for m in members for row in m.rows() if row["seq"] > since]
-    return pd.DataFrame(rows), members
+    frame = pd.DataFrame(rows)
+    frame.attrs.update(seed=seed, first_poll_ts=first_poll)
+    return frame, members
+
+
+def poll_model_ms(interval_s: float, request_ms: float = 1.0) -> float:
+    """The model of a short poller's median delay (ms): a message lands at a random moment of the
+    poll interval and waits for the next poll, from 0 to a whole interval, so half an interval in
+    the middle, plus the poll request itself."""
+    return interval_s * 1000.0 / 2 + request_ms
+
+
+def poll_margin_ms(interval_s: float, messages: int) -> float:
+    """95 % margin (ms) of a measured median delay of `messages` messages around the model: 1.96
+    standard errors of the median of waits spread evenly over the interval, which is
+    interval / (2 * sqrt(n)) (the density of the waits is 1 / interval everywhere)."""
+    return 1.96 * interval_s * 1000.0 / (2 * max(1, messages) ** 0.5)
+
+
+def poll_model_check(frame, members, interval_s: float) -> dict:
+    """The model of the pollers' median delay next to what `simulate_room` measured: model_ms
+    (half an interval plus the pollers' median request time), margin_ms (95 %, for this many
+    messages), measured_ms, messages, request_ms and inside (measured within the margin)."""
+    from labkit.measure import median
+
+    request_ms = median([e.elapsed_ms for m in members if isinstance(m, ChatRestClient)
+                         for e in m.api.log]) if members else 0.0
+    messages = int(frame.seq.nunique())  # both pollers see a message at the same poll
+    measured = float(frame[frame.receiver_kind == ChatRestClient.kind].delay_ms.median())
+    model = poll_model_ms(interval_s, request_ms)
+    margin = poll_margin_ms(interval_s, messages)
+    return {"model_ms": model, "margin_ms": margin, "measured_ms": measured,
+            "messages": messages, "request_ms": request_ms,
+            "inside": abs(measured - model) <= margin, "seed": frame.attrs.get("seed")}
 
 
 # -- a sender cut as a slow consumer: what was accepted? -----------------------------------------
@@ -383,6 +437,20 @@ async def _flood(url: str, texts: list[str], ids: list[str] | None, read_timeout
             "close_reason": conn.close_reason, "seqs": seqs}
 
 
+def run_or_cancel(coro, timeout: float):
+    """`_loop.run(coro, timeout)`, but interrupted (KeyboardInterrupt in the kernel) the coroutine
+    is cancelled on the client loop too, so the sockets it opened are closed, not left running."""
+    future = asyncio.run_coroutine_threadsafe(coro, _loop.client_loop())
+    try:
+        return future.result(timeout)
+    except concurrent.futures.TimeoutError:
+        future.cancel()
+        raise TimeoutError(f"no answer within {timeout} s") from None
+    except BaseException:
+        future.cancel()
+        raise
+
+
 def slow_sender_run(target, name: str = "flooder", *, messages: int = 3000, size: int = 400,
                     ids: bool = True, read_timeout: float = 3.0) -> dict:
     """A WebSocket member sends `messages` texts of `size` characters as fast as it can and never
@@ -397,7 +465,7 @@ def slow_sender_run(target, name: str = "flooder", *, messages: int = 3000, size
     texts = [f"{n:06d} " + "x" * max(0, size - 7) for n in range(messages)]
     msg_ids = [f"{name}-{uuid.uuid4().hex[:12]}-{n}" for n in range(messages)] if ids else None
     before = _published(target)
-    first = _loop.run(_flood(url, texts, msg_ids, read_timeout), timeout=60 + read_timeout)
+    first = run_or_cancel(_flood(url, texts, msg_ids, read_timeout), 60 + read_timeout)
     published_first = _published(target) - before
     result = {"messages": messages, "sent": first["sent"], "published_before_cut": published_first,
               "acked_before_cut": len(first["acked"]), "close_code": first["close_code"],
@@ -409,9 +477,9 @@ def slow_sender_run(target, name: str = "flooder", *, messages: int = 3000, size
             if not pending:
                 break
             try:  # a well-behaved resend: it reads the acknowledgements while it sends
-                again = _loop.run(_flood(url, [texts[n] for n in pending],
-                                         [msg_ids[n] for n in pending], read_timeout,
-                                         read_while_sending=True), timeout=60 + read_timeout)
+                again = run_or_cancel(_flood(url, [texts[n] for n in pending],
+                                             [msg_ids[n] for n in pending], read_timeout,
+                                             read_while_sending=True), 60 + read_timeout)
             except Exception:  # noqa: BLE001 - e.g. 409 name taken: try again shortly
                 time.sleep(0.25)
                 continue

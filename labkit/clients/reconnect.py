@@ -155,6 +155,9 @@ class Subscriber:
     attempts: list[float] = field(default_factory=list, init=False)
     """time.time() of every connection attempt (WebSocket: when it succeeded or failed, which for
     a refused connection is when it started; SSE and long poll: when the request was sent)."""
+    attempt_starts: list[float] = field(default_factory=list, init=False)
+    """time.time() at which each reconnection attempt began: when its backoff delay ran out (what
+    jitter spreads; `attempts` records when each one ended, which a busy client loop delays)."""
     detections: list[dict] = field(default_factory=list, init=False)
     """Dead connections found: {"mechanism", "at"} (time.time())."""
     fallbacks: list[dict] = field(default_factory=list, init=False)
@@ -291,22 +294,16 @@ class Subscriber:
 
     def stop(self, timeout: float = 10.0) -> Subscriber:
         """Stop reading (waits at most `timeout` s for the reader to end)."""
+        stop_all([self], timeout)
+        return self
+
+    def _ask_to_stop(self) -> None:
+        """Tell the reader to stop and cut its live connection (from any thread)."""
         loop = _loop.client_loop()
         if self._stop is not None:
             loop.call_soon_threadsafe(self._stop.set)
             if self._cut is not None:
                 loop.call_soon_threadsafe(self._cut)
-        if self._future is not None:
-            try:
-                self._future.result(STOP_GRACE_S)
-            except concurrent.futures.TimeoutError:  # e.g. a connection attempt into a blackhole
-                self._future.cancel()
-            except Exception as exc:  # noqa: BLE001 - stopping always finishes
-                self.errors.append(f"{type(exc).__name__}: {exc}")
-            with contextlib.suppress(Exception):
-                self._future.result(timeout)
-        self.state, self.done = "stopped", True
-        return self
 
     def cut(self) -> None:
         """Break the live connection now (as a network reset would); the client reconnects."""
@@ -330,6 +327,13 @@ class Subscriber:
         self.state = "reconnecting"
         await asyncio.sleep(next(backoff_delays(self.base_s, self.cap_s, jitter=self.jitter,
                                                 rng=self._rng)))
+        self.attempt_starts.append(time.time())
+
+    def _noted(self, delays: Generator[float, None, None]) -> Generator[float, None, None]:
+        """`delays`, noting when each attempt they delay will begin (now + the delay)."""
+        for delay in delays:
+            self.attempt_starts.append(time.time() + delay)
+            yield delay
 
     def _connected(self) -> None:
         if self.used == "ws":
@@ -369,8 +373,8 @@ class Subscriber:
                           ping_interval=ping, ping_timeout=ping,
                           close_timeout=min(1.0, ping or 1.0),
                           max_size=2**20, process_exception=self._retryable,
-                          reconnect_delays=lambda: backoff_delays(
-                              self.base_s, self.cap_s, jitter=self.jitter, rng=self._rng))
+                          reconnect_delays=lambda: self._noted(backoff_delays(
+                              self.base_s, self.cap_s, jitter=self.jitter, rng=self._rng)))
         try:
             # connect's __aiter__ is an async generator, typed as a plain AsyncIterator
             connections_gen = cast(AsyncGenerator[Any, None], factory.__aiter__())
@@ -537,6 +541,29 @@ class Subscriber:
                 "duplicates_delivered": self.duplicates_delivered,
                 "connects": self.connects, "attempts": len(self.attempts),
                 "detections": len(self.detections)}
+
+
+def stop_all(subscribers, timeout: float = 10.0) -> None:
+    """Stop every subscriber at once: ask them all, give them STOP_GRACE_S together to end by
+    themselves, cancel the rest (e.g. a connection attempt into a blackhole), and wait at most
+    `timeout` s for every socket to be closed. Stopping 300 one after another would take 300
+    grace periods; experiments call this in a `finally`, so an interrupted cell (the kernel's
+    stop button) leaves no connection behind."""
+    subs = list(subscribers)
+    for sub in subs:
+        sub._ask_to_stop()
+    futures = [sub._future for sub in subs if sub._future is not None]
+    concurrent.futures.wait(futures, STOP_GRACE_S)
+    for future in futures:
+        if not future.done():
+            future.cancel()
+    concurrent.futures.wait(futures, timeout)
+    for sub in subs:
+        if sub._future is not None and sub._future.done() and not sub._future.cancelled():
+            exc = sub._future.exception()
+            if exc is not None:
+                sub.errors.append(f"{type(exc).__name__}: {exc}")
+        sub.state, sub.done = "stopped", True
 
 
 def subscriber(target, transport: str = "ws", **options) -> Subscriber:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from labkit import _loop
 from labkit.clients.feed import hub_stats, set_source
-from labkit.clients.reconnect import Subscriber
+from labkit.clients.reconnect import Subscriber, stop_all
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -113,6 +113,33 @@ def restart_with_downtime(lab, down_s: float) -> None:
     lab.start()
 
 
+def _ensure_running(lab) -> None:
+    """Start `lab` again on its port if an interrupted restart left it stopped."""
+    if not lab.running and lab.port is not None:
+        lab.config = dataclasses.replace(lab.config, port=lab.port)
+        lab.start()
+
+
+def cuts_and_restart(lab, subs, view=None, *, events: int = 40, rate_hz: float = 40.0) -> None:
+    """Lesson 07's opening: publish `events`, cut every subscriber's connection, publish again,
+    restart the lab (its history is lost), publish a third time; then stop the subscribers and
+    the `view`. Interrupted, it stops them all the same (no connection stays open)."""
+    try:
+        for step in range(3):
+            set_source(lab, rate_hz, ticks=events, seed=step + 1)
+            time.sleep(events / rate_hz + 0.3 + 0.2 * (step == 2))
+            if step == 0:
+                for sub in subs:
+                    sub.cut()  # as if the network reset each connection
+            elif step == 1:
+                lab.restart()  # a new incarnation: the feed's history is gone
+    finally:
+        stop_all(subs)
+        if view is not None:
+            view.stop()
+        _ensure_running(lab)
+
+
 # -- heartbeats ------------------------------------------------------------------------------------
 def detection_run(lab, transport: str = "ws", heartbeat_s: float | None = 0.5,
                   limit_s: float = 5.0, wait_s: float = 1.0, net=None) -> dict:
@@ -125,12 +152,14 @@ def detection_run(lab, transport: str = "ws", heartbeat_s: float | None = 0.5,
     with _netem(lab, net) as net:
         sub = Subscriber(net.url(), transport, heartbeat_s=heartbeat_s, base_s=0.05, cap_s=0.5,
                          seed=1, name=transport, wait_s=wait_s).start(limit_s + 5)
-        _wait(lambda: sub.connects >= 1, 5.0)
-        time.sleep(SETTLE_S)
-        cut_at = time.time()
-        net.toxic("timeout")
-        _wait(lambda: bool(sub.detections), limit_s)
-        sub.stop()
+        try:
+            _wait(lambda: sub.connects >= 1, 5.0)
+            time.sleep(SETTLE_S)
+            cut_at = time.time()
+            net.toxic("timeout")
+            _wait(lambda: bool(sub.detections), limit_s)
+        finally:
+            sub.stop()
     found = sub.detections[0] if sub.detections else None
     budget = None if heartbeat_s is None else {
         "ws": 2 * heartbeat_s + min(1.0, heartbeat_s), "sse": heartbeat_s,
@@ -150,8 +179,10 @@ def idle_timeout_run(lab, idle_s: float = 1.0, heartbeat_s: float | None = 0.3,
         net.toxic("idle_timeout", seconds=idle_s)
         sub = Subscriber(net.url(), "ws", heartbeat_s=heartbeat_s, base_s=0.05, cap_s=0.5,
                          seed=2).start(seconds + 5)
-        time.sleep(seconds)
-        sub.stop()
+        try:
+            time.sleep(seconds)
+        finally:
+            sub.stop()
     return {"idle_timeout_s": idle_s, "heartbeat_s": heartbeat_s, "seconds": seconds,
             "connects": sub.connects, "cuts": max(0, sub.connects - 1)}
 
@@ -162,36 +193,116 @@ def herd_run(lab, clients: int = 300, *, jitter: str = "full", down_s: float = 1
     """`clients` WebSocket subscribers; the lab stops for `down_s` and comes back on the same port.
 
     Returns a frame with one row per connection attempt after the stop: t_s (since the stop),
-    client, jitter. Without jitter every client retries at the same instants (waves); with full
-    jitter the attempts spread out."""
+    client, jitter, and `what`: "started" (the client's backoff delay ran out and it began the
+    attempt: what jitter spreads) or "finished" (it connected or was refused; one client loop
+    drives every client here, so finishing lags starting when hundreds start at once). Without
+    jitter every client starts its attempts at the same instants (waves); with full jitter they
+    spread out. `frame.attrs`: clients, reconnected.
+
+    Interrupted, every subscriber is stopped and the lab is left running."""
     import pandas as pd
 
     rng = random.Random(seed)
     subs = [Subscriber(lab, "ws", heartbeat_s=None, base_s=base_s, cap_s=cap_s, jitter=jitter,
                        seed=rng.randrange(2**32), name=f"c{i}") for i in range(clients)]
-    for sub in subs:
-        sub.start(down_s + after_s + 30)
-    _wait(lambda: all(s.connects >= 1 for s in subs), 30.0)
-    stopped = time.time()
-    restart_with_downtime(lab, down_s)
-    _wait(lambda: all(s.connects >= 2 for s in subs), after_s)
-    for sub in subs:
-        sub.stop()
-    rows = [{"t_s": t - stopped, "client": s.name, "jitter": jitter}
-            for s in subs for t in s.attempts if t >= stopped]
-    frame = pd.DataFrame(rows, columns=["t_s", "client", "jitter"])
+    try:
+        for sub in subs:
+            sub.start(down_s + after_s + 30)
+        _wait(lambda: all(s.connects >= 1 for s in subs), 30.0)
+        stopped = time.time()
+        restart_with_downtime(lab, down_s)
+        _wait(lambda: all(s.connects >= 2 for s in subs), after_s)
+    finally:
+        stop_all(subs)
+        _ensure_running(lab)  # interrupted while the lab was down: start it again
+    rows = [{"t_s": t - stopped, "client": s.name, "jitter": jitter, "what": what}
+            for s in subs for what, times in (("started", s.attempt_starts),
+                                              ("finished", s.attempts))
+            for t in times if t >= stopped]
+    frame = pd.DataFrame(rows, columns=["t_s", "client", "jitter", "what"])
     frame.attrs["reconnected"] = sum(s.connects >= 2 for s in subs)
     frame.attrs["clients"] = clients
     return frame
 
 
-def attempts_per_bin(frame, bin_s: float = 0.1):
-    """Connection attempts per `bin_s` window, per jitter setting (a tidy frame for a plot)."""
+def attempts_per_bin(frame, bin_s: float = 0.1, what: str = "started"):
+    """Connection attempts per `bin_s` window, per jitter setting (a tidy frame for a plot), from
+    the attempts that `what` ("started" or "finished") in each window."""
     import pandas as pd
 
+    if "what" in frame:
+        frame = frame[frame["what"] == what]
     out = frame.assign(bin_s=(frame["t_s"] // bin_s) * bin_s)
     counts = out.groupby(["jitter", "bin_s"]).size().rename("attempts").reset_index()
     return pd.DataFrame(counts)
+
+
+def herd_summary(storms, bin_s: float = 0.1):
+    """One row per (run, jitter) of `herd_runs`' frame: attempts started in all, the busiest
+    `bin_s` window of attempts started and of attempts finished."""
+    import pandas as pd
+
+    rows = []
+    group_keys = ["run", "jitter"] if "run" in storms else ["jitter"]
+    for key, part in storms.groupby(group_keys, sort=False):
+        run, jitter = key if len(group_keys) == 2 else (0, key[0])
+        started = part[part["what"] == "started"]
+        finished = part[part["what"] == "finished"]
+        rows.append({"run": run, "jitter": jitter, "clients": part["client"].nunique(),
+                     "attempts": len(started),
+                     "peak_started": _peak(started["t_s"], bin_s),
+                     "peak_finished": _peak(finished["t_s"], bin_s)})
+    return pd.DataFrame(rows)
+
+
+def _peak(times, bin_s: float) -> int:
+    """Most of `times` (s) in one `bin_s` window (0 for none)."""
+    return int((times // bin_s).value_counts().max()) if len(times) else 0
+
+
+def herd_runs(lab, clients: int = 300, *, runs: int = 1, down_s: float = 1.0,
+              after_s: float = 4.0, jitters=("none", "full"), progress=None):
+    """`runs` pairs of storms (each jitter setting in turn, same clients and seeds per run), one
+    frame with a `run` column. `progress`: a tqdm bar to advance after each storm."""
+    import pandas as pd
+
+    frames = []
+    for run in range(runs):
+        for jitter in jitters:
+            frame = herd_run(lab, clients, jitter=jitter, down_s=down_s, after_s=after_s,
+                             seed=1 + run)
+            frames.append(frame.assign(run=run))
+            if progress is not None:
+                progress.update(1)
+    out = pd.concat(frames, ignore_index=True)
+    out.attrs["clients"] = clients
+    return out
+
+
+def herd_text(summary, clients: int, bin_s: float = 0.1) -> str:
+    """What the storms showed, in words computed from `herd_summary` (peaks and totals)."""
+    by = summary.pivot(index="run", columns="jitter")
+    ratio = by["peak_started"]["none"] / by["peak_started"]["full"].clip(lower=1)
+    more = by["attempts"]["full"] / by["attempts"]["none"].clip(lower=1) - 1
+    ratio_done = by["peak_finished"]["none"] / by["peak_finished"]["full"].clip(lower=1)
+    runs = len(by)
+
+    def span(values, fmt: str) -> str:
+        lo, hi = values.min(), values.max()
+        return format(lo, fmt) if runs == 1 or format(lo, fmt) == format(hi, fmt) else \
+            f"{format(lo, fmt)} to {format(hi, fmt)}"
+
+    window = f"{bin_s * 1000:.0f} ms"
+    more_text = (f"{span(more * 100, '.0f')} % more attempts in all" if more.min() >= 0 else
+                 f"{span(more * 100, '+.0f')} % attempts in all")
+    return (f"{clients} clients, {runs} run(s) of each storm. Busiest {window} of attempts "
+            f"started: {span(by['peak_started']['none'], '.0f')} without jitter, "
+            f"{span(by['peak_started']['full'], '.0f')} with full jitter (peak without ÷ peak with: "
+            f"{span(ratio, '.1f')}×). Full jitter made {more_text} "
+            f"({span(by['attempts']['none'], '.0f')} vs {span(by['attempts']['full'], '.0f')}): "
+            "its delays are on average half as long, so clients try more often while the server "
+            "is down, but not at the same instants. Counted when the attempts finished (connected "
+            f"or refused) instead of started, the peak ratio is {span(ratio_done, '.1f')}×.")
 
 
 # -- epochs, idempotency, fallback ----------------------------------------------------------------
@@ -201,14 +312,16 @@ def epoch_run(lab, transport: str = "ws", events: int = 20, rate_hz: float = 100
     read in with SEQs 1..events in order (no old event, no gap, no duplicate)."""
     sub = Subscriber(lab, transport, heartbeat_s=1.0, base_s=0.05, cap_s=0.5, seed=3,
                      name=transport).start(60)
-    _wait(lambda: sub.connects >= 1, 10.0)
-    time.sleep(SETTLE_S)
-    before = _publish(lab, events, rate_hz)
-    _wait(lambda: sub.last_seq == before["last_seq"], 10.0)
-    lab.restart()
-    after = _publish(lab, events, rate_hz)
-    _wait(lambda: sub.epoch == after["epoch"] and sub.last_seq == after["last_seq"], 10.0)
-    sub.stop()
+    try:
+        _wait(lambda: sub.connects >= 1, 10.0)
+        time.sleep(SETTLE_S)
+        before = _publish(lab, events, rate_hz)
+        _wait(lambda: sub.last_seq == before["last_seq"], 10.0)
+        lab.restart()
+        after = _publish(lab, events, rate_hz)
+        _wait(lambda: sub.epoch == after["epoch"] and sub.last_seq == after["last_seq"], 10.0)
+    finally:
+        sub.stop()
     by_epoch: dict[str, list[int]] = {}
     for epoch, seq, *_ in sub.delivered:
         by_epoch.setdefault(epoch, []).append(seq)
@@ -256,14 +369,15 @@ def fallback_run(lab, seconds: float = 3.0, rate_hz: float = 20.0, net=None) -> 
         subs = [Subscriber(net.url(), "auto", name="auto (behind the proxy)"),
                 Subscriber(net.url(), "long_poll", name="long poll (behind the proxy)"),
                 Subscriber(lab, "ws", name="WebSocket (direct)")]
-        for sub in subs:
-            sub.start(seconds + 10)
-        _wait(lambda: all(s.connects >= 1 for s in subs), 10.0)
-        time.sleep(SETTLE_S)
-        _publish(lab, max(1, round(seconds * rate_hz)), rate_hz)
-        time.sleep(SETTLE_S)
-        for sub in subs:
-            sub.stop()
+        try:
+            for sub in subs:
+                sub.start(seconds + 10)
+            _wait(lambda: all(s.connects >= 1 for s in subs), 10.0)
+            time.sleep(SETTLE_S)
+            _publish(lab, max(1, round(seconds * rate_hz)), rate_hz)
+            time.sleep(SETTLE_S)
+        finally:
+            stop_all(subs)
     rows = [{"client": s.name, "transport": via, "staleness_ms": (recv - ts) * 1000.0}
             for s in subs for _, _, ts, recv, via in s.delivered]
     return {"fallbacks": subs[0].fallbacks, "settled_on": subs[0].used,
@@ -315,7 +429,7 @@ def slow_consumer_run(lab, messages: int = 3000, size: int = 450) -> dict:
     import uuid
     from urllib.parse import urlencode
 
-    from labkit.clients.chat import _flood
+    from labkit.clients.chat import _flood, run_or_cancel
     from labkit.clients.feed import target_url
 
     url = target_url(lab, "ws") + "/ws/chat?" + urlencode({"name": f"slow-{uuid.uuid4().hex[:6]}"})
@@ -323,7 +437,7 @@ def slow_consumer_run(lab, messages: int = 3000, size: int = 450) -> dict:
     start = room.get("last_seq", 0)
     dropped_before = room.get("counters", {}).get("ws", {}).get("dropped", 0)
     texts = [f"{n:05d} " + "x" * max(0, size - 6) for n in range(messages)]
-    first = _loop.run(_flood(url, texts, None, 3.0), timeout=90)
+    first = run_or_cancel(_flood(url, texts, None, 3.0), 90)
     room = hub_stats(lab)["topics"]["chat"]
     got = [seq for seq in first["seqs"] if seq > start]
     last_got = got[-1] if got else start
@@ -363,24 +477,27 @@ def _cut_randomly(subs, seconds: float, every_s: float, share: float, rng: rando
 def semantics_run(lab, events: int = 300, rate_hz: float = 100.0, cut_every_s: float = 0.4,
                   seed: int = 4):
     """Three readers of the same feed, one per delivery semantics, cut at the same moments.
-    One row per mode: published, delivered to the app, lost, duplicates delivered."""
+    One row per mode: published, delivered to the app, lost, duplicates delivered. `frame.attrs`:
+    first_seq and last_seq (the SEQs the run published) and delivered (mode -> the SEQs that
+    reader handed to its app, in order), to count losses and repeats from."""
     import pandas as pd
 
     modes = ("at_most_once", "at_least_once", "effectively_once")
     subs = [Subscriber(lab, "ws", mode=m, heartbeat_s=None, base_s=0.02, cap_s=0.2,
                        checkpoint_every=10, seed=seed, name=m) for m in modes]
-    for sub in subs:
-        sub.start(events / rate_hz + 30)
-    _wait(lambda: all(s.connects >= 1 for s in subs), 10.0)
-    time.sleep(SETTLE_S)
-    first = _source(lab)["last_seq"] + 1
-    set_source(lab, rate_hz, ticks=events, seed=seed)
-    cuts = _cut_randomly(subs, events / rate_hz, cut_every_s, 1.0, random.Random(seed))
-    last = _wait_source_done(lab)
-    _wait(lambda: all(s.last_seq == last for s in subs[1:]), 10.0)
-    time.sleep(SETTLE_S)
-    for sub in subs:
-        sub.stop()
+    try:
+        for sub in subs:
+            sub.start(events / rate_hz + 30)
+        _wait(lambda: all(s.connects >= 1 for s in subs), 10.0)
+        time.sleep(SETTLE_S)
+        first = _source(lab)["last_seq"] + 1
+        set_source(lab, rate_hz, ticks=events, seed=seed)
+        cuts = _cut_randomly(subs, events / rate_hz, cut_every_s, 1.0, random.Random(seed))
+        last = _wait_source_done(lab)
+        _wait(lambda: all(s.last_seq == last for s in subs[1:]), 10.0)
+        time.sleep(SETTLE_S)
+    finally:
+        stop_all(subs)
     rows = []
     for sub in subs:
         seqs = [seq for _, seq, *_ in sub.delivered if seq >= first]
@@ -388,7 +505,11 @@ def semantics_run(lab, events: int = 300, rate_hz: float = 100.0, cut_every_s: f
         rows.append({"mode": sub.mode, "published": last - first + 1, "delivered": len(seqs),
                      "unique": len(unique), "lost": (last - first + 1) - len(unique),
                      "duplicates_delivered": len(seqs) - len(unique), "cuts": cuts // len(subs)})
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    frame.attrs.update(first_seq=first, last_seq=last,
+                       delivered={sub.mode: [seq for _, seq, *_ in sub.delivered if seq >= first]
+                                  for sub in subs})
+    return frame
 
 
 def _wait_source_done(lab, limit_s: float = 60.0) -> int:
@@ -429,33 +550,16 @@ def chaos_run(lab, subscribers: int = 200, restarts: int = 3, seconds: float = 2
     subs = [Subscriber(lab, transports[i % len(transports)], heartbeat_s=2.0, base_s=0.05,
                        cap_s=1.0, seed=rng.randrange(2**32), dedup=dedup, name=f"s{i}")
             for i in range(subscribers)]
-    for sub in subs:
-        sub.start(seconds * 3 + 60)
-    _wait(lambda: all(s.connects >= 1 for s in subs), 30.0)
-    time.sleep(SETTLE_S)
-    before = _source(lab)  # events of this epoch published before the run are not expected
-    first_seq = {before["epoch"]: before["last_seq"] + 1}
     phases = restarts + 1
-    per_phase = max(1, round(seconds / phases * rate_hz))
-    published: dict[str, int] = {}
-    cuts = 0
     bar = _bar(phases, "chaos phases") if progress else None
-    for phase in range(phases):
-        set_source(lab, rate_hz, ticks=per_phase, seed=seed + phase)
-        cuts += _cut_randomly(subs, per_phase / rate_hz, cut_every_s, cut_share, rng)
-        _wait(lambda: not _source(lab)["running"], 30.0, 0.1)
-        state = _source(lab)
-        published[state["epoch"]] = state["last_seq"]
-        _wait(lambda st=state: all(s.epoch == st["epoch"] and s.last_seq == st["last_seq"]
-                                   for s in subs), 15.0, 0.1)
-        if phase < restarts:
-            lab.restart()
+    try:
+        published, cuts, first_seq = _chaos_phases(lab, subs, phases, seconds, rate_hz,
+                                                   cut_every_s, cut_share, seed, rng, bar)
+    finally:  # also when interrupted (the kernel's stop button): no subscriber stays connected
+        stop_all(subs)
         if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
-    for sub in subs:
-        sub.stop()
+            bar.close()
+        _ensure_running(lab)
     rows = []
     for sub in subs:
         by_epoch: dict[str, list[int]] = {}
@@ -473,6 +577,34 @@ def chaos_run(lab, subscribers: int = 200, restarts: int = 3, seconds: float = 2
                      "resyncs": sub.resyncs, "gaps": sub.gaps, "connects": sub.connects,
                      "ok": exact and sub.duplicates_delivered == 0})
     return ChaosResult(pd.DataFrame(rows), published, restarts, cuts, subscribers=subs)
+
+
+def _chaos_phases(lab, subs, phases: int, seconds: float, rate_hz: float, cut_every_s: float,
+                  cut_share: float, seed: int, rng: random.Random, bar):
+    """Start `subs`, then each phase: publish, cut at random, let the readers catch up, restart
+    the lab (not after the last). Returns (published per epoch, cuts, first SEQ per epoch)."""
+    for sub in subs:
+        sub.start(seconds * 3 + 60)
+    _wait(lambda: all(s.connects >= 1 for s in subs), 30.0)
+    time.sleep(SETTLE_S)
+    before = _source(lab)  # events of this epoch published before the run are not expected
+    first_seq = {before["epoch"]: before["last_seq"] + 1}
+    per_phase = max(1, round(seconds / phases * rate_hz))
+    published: dict[str, int] = {}
+    cuts = 0
+    for phase in range(phases):
+        set_source(lab, rate_hz, ticks=per_phase, seed=seed + phase)
+        cuts += _cut_randomly(subs, per_phase / rate_hz, cut_every_s, cut_share, rng)
+        _wait(lambda: not _source(lab)["running"], 30.0, 0.1)
+        state = _source(lab)
+        published[state["epoch"]] = state["last_seq"]
+        _wait(lambda st=state: all(s.epoch == st["epoch"] and s.last_seq == st["last_seq"]
+                                   for s in subs), 15.0, 0.1)
+        if phase < phases - 1:
+            lab.restart()
+        if bar is not None:
+            bar.update(1)
+    return published, cuts, first_seq
 
 
 def _bar(total: int, desc: str):
