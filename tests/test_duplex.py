@@ -1,9 +1,18 @@
 """Full duplex over an emulated link: ticks arrive while an upload is still going on one WebSocket;
-over HTTP/1.1 the response starts only after the request has ended. Order, never durations."""
+over HTTP/1.1 the lab's echo answers only after the request has ended, while a streaming handler
+answers while the request is still arriving. Order, never durations."""
 
 from __future__ import annotations
 
-from labkit.lessons.duplex import upload_during_push
+import socket
+
+from labkit.lessons.duplex import (
+    HTTP_STREAMS,
+    HTTP_WAITS,
+    serve_streaming_echo,
+    stop_streaming_echo,
+    upload_during_push,
+)
 
 
 def test_the_server_pushes_during_a_websocket_upload_and_http_waits(lab):
@@ -17,7 +26,43 @@ def test_the_server_pushes_during_a_websocket_upload_and_http_waits(lab):
     inside = ticks["t_ms"].between(chunks["t_ms"].min(), chunks["t_end_ms"].max())
     assert inside.any(), "no tick was sent while the upload was arriving"
     assert run.summary["ticks_during_upload"] == int(inside.sum())
-    http = events[events["protocol"] == "HTTP/1.1"].set_index("what")
-    assert http.loc["response (echo)", "t_ms"] >= http.loc["POST request (upload)", "t_end_ms"]
+    waits = events[events["protocol"] == HTTP_WAITS].set_index("what")
+    assert waits.loc["response (echo)", "t_ms"] >= waits.loc["POST request (upload)", "t_end_ms"]
+    # the same HTTP/1.1 through the same link: a streaming handler's answer starts before the
+    # request's last byte has arrived, and ends after it
+    streams = events[events["protocol"] == HTTP_STREAMS].set_index("what")
+    request, response = streams.loc["POST request (upload)"], streams.loc["response (echo)"]
+    assert request["t_ms"] <= response["t_ms"] < request["t_end_ms"] <= response["t_end_ms"]
+    assert run.summary["streamed_response_starts_after_request_ms"] < 0
+    assert run.summary["http_response_starts_after_request_ms"] >= 0
     assert len(ws[ws["what"] == "ack"]) == len(chunks)
-    assert len(lines) == 3 and lines[-1].startswith("done")
+    assert len(lines) == 4 and lines[-1].startswith("done")
+
+
+def _exchange(port: int, data: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(data)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_streaming_echo_answers_the_head_before_the_body_and_refuses_other_methods():
+    listener = serve_streaming_echo()
+    try:
+        with socket.create_connection(("127.0.0.1", listener.port), timeout=5) as sock:
+            sock.sendall(b"POST /s HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabcde")
+            first = b""
+            while b"abcde" not in first:  # the answer and the first half, before the rest is sent
+                first += sock.recv(65536)
+            assert first.startswith(b"HTTP/1.1 200 ") and b"transfer-encoding: chunked" in first.lower()
+            sock.sendall(b"fghij")
+            rest = b""
+            while chunk := sock.recv(65536):
+                rest += chunk
+        assert rest == b"5\r\nfghij\r\n0\r\n\r\n"
+        assert _exchange(listener.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 405 ")
+        assert _exchange(listener.port, b"NOT HTTP\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    finally:
+        stop_streaming_echo(listener)

@@ -69,21 +69,28 @@ def bytes_breakdown(table, *, title: str = "HTTP/WebSocket bytes for the same me
 
 
 def upload_during_push(run, *, title: str | None = None):
-    """Two timelines (WebSocket above, HTTP/1.1 below), each with its two directions: spans for
-    the uploads (from their first to their last byte at the server), a marker for each tick, ack
-    and for the moment the server began its HTTP response. `run` is what
+    """One timeline per run (WebSocket; HTTP/1.1 to the lab's echo; HTTP/1.1 to a streaming
+    handler), each with its two directions: spans for the uploads and HTTP messages (from their
+    first to their last byte at the server), a marker for each tick and ack. `run` is what
     `labkit.lessons.duplex.upload_during_push` returns."""
-    import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     events = run.events
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.12,
-                        subplot_titles=("one WebSocket: upload and pushed ticks at once",
-                                        "HTTP/1.1: the answer starts after the request ends"))
+    protocols = list(dict.fromkeys(events["protocol"]))
+    captions = {"WebSocket": "one WebSocket: upload and pushed ticks at once",
+                "HTTP/1.1, echo after the body": "HTTP/1.1, the lab's echo: it answers after the "
+                                                 "request ends",
+                "HTTP/1.1, streaming handler": "HTTP/1.1, a streaming handler: it answers while "
+                                               "the request arrives"}
+    fig = make_subplots(rows=len(protocols), cols=1, shared_xaxes=True, vertical_spacing=0.1,
+                        subplot_titles=[captions.get(p, p) for p in protocols])
     styles = {"upload chunk": ("#56B4E9", None, 0), "POST request (upload)": ("#56B4E9", None, 0),
-              "response (echo)": ("#E69F00", "triangle-right", 16), "tick": ("#0072B2", "line-ns", 14),
+              "response (echo)": ("#E69F00", None, 0), "tick": ("#0072B2", "line-ns", 14),
               "ack": ("#009E73", "circle-open", 7)}
-    for row, protocol in enumerate(("WebSocket", "HTTP/1.1"), 1):
+    import plotly.graph_objects as go
+
+    shown: set[str] = set()
+    for row, protocol in enumerate(protocols, 1):
         for what, group in events[events["protocol"] == protocol].groupby("what", sort=False):
             color, symbol, size = styles.get(what, ("#7f7f7f", "circle", 10))
             lane = group["direction"].map(LANES)
@@ -92,16 +99,19 @@ def upload_during_push(run, *, title: str | None = None):
                 for (_, r), name in zip(group.iterrows(), lane, strict=True):
                     xs += [r["t_ms"] / 1000, max(r["t_end_ms"], r["t_ms"] + 1) / 1000, None]
                     ys += [name, name, None]
-                trace = go.Scatter(x=xs, y=ys, mode="lines", name=what,
+                trace = go.Scatter(x=xs, y=ys, mode="lines", name=what, legendgroup=what,
+                                   showlegend=what not in shown,
                                    line={"color": color, "width": 14})
             else:
                 trace = go.Scatter(x=group["t_ms"] / 1000, y=lane, mode="markers", name=what,
+                                   legendgroup=what, showlegend=what not in shown,
                                    marker={"symbol": symbol, "size": size, "color": color,
                                            "line": {"width": 2, "color": color}})
+            shown.add(what)
             fig.add_trace(trace, row=row, col=1)
         fig.update_yaxes(categoryorder="array", categoryarray=list(LANES.values()), row=row, col=1)
-    fig.update_layout(height=420)
+    fig.update_layout(height=170 + 150 * len(protocols))
     fig.update_xaxes(title_text="time since the first uploaded byte reached the server (s)",
-                     row=2, col=1)
+                     row=len(protocols), col=1)
     return finish(fig, title or f"Uploading over the '{run.profile}' profile while the server talks",
                   "", "direction (lane)", legend="message")
