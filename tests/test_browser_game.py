@@ -39,6 +39,14 @@ CELLS = [
     "lk.browser.lab_link(lab)",
     'import ipywidgets\nipywidgets.HBox([lk.browser.probe(lab, "websocket", count=5),\n'
     '    lk.browser.probe(lab, "fetch", count=3), lk.browser.whiteboard(lab, "room", name="ann")])',
+    # the second test: two tabs (two people) of one notebook
+    'import labkit as lk\nlab = globals().get("lab") or lk.start()',
+    'pair = [lk.browser.connect_four(lab, "pair", seat="X"), lk.browser.connect_four(lab, "pair", seat="O")]\n'
+    'lk.browser.row(*pair, lk.browser.connect_four(lab, "pair", role="watch"),\n'
+    '               lk.browser.connect_four(lab, "pair", role="watch", transport="poll"))',
+    "lk.browser.row(*pair)",
+    'lk.browser.connect_four(lab, "duo")',
+    'lk.browser.whiteboard(lab, "tabs")',
 ]
 
 
@@ -280,3 +288,76 @@ def test_real_chromium_request_headers_beside_the_python_client(chromium):
     assert "sec-websocket-extensions" in chrome_upgrade.header_names.lower()
     assert chrome_poll.header_bytes > both["labkit Python client", "poll"].header_bytes
     assert chrome_upgrade.header_bytes > both["labkit Python client", "upgrade"].header_bytes
+
+
+def test_a_second_tab_is_another_person_who_can_join(chromium, hub_lab):
+    """Lesson 08 in two tabs: the first tab's X and O boards hold both seats, so the same boards
+    shown in a second tab watch (and say why) instead of failing with 1006; a board with no seat
+    asked for takes X in one tab and O in the other, and they play; whiteboard cursors carry their
+    owner's name, never "you"; four boards wrap instead of being clipped; and stopping the kernel
+    with boards open raises no page error ("Cannot send")."""
+    first, second = _open(chromium, hub_lab), _open(chromium, hub_lab)
+    errors = {id(p): [] for p in (first, second)}
+    for page in (first, second):
+        page.on("pageerror", lambda err, page=page: errors[id(page)].append(str(err)))
+    _run_cell(first, 6)
+    _run_cell(first, 7)
+    for seat in "XO":
+        first.locator(f".lk-game[data-seat='{seat}'][data-connected='true']").wait_for(timeout=60_000)
+    first.locator(".lk-game[data-version]").nth(3).wait_for(timeout=30_000)  # the poller drew too
+    area = first.locator(".jp-Notebook .jp-Cell").nth(7).locator(".jp-OutputArea-output").first
+    right = area.bounding_box()["x"] + area.bounding_box()["width"]
+    boards = first.locator(".jp-Notebook .jp-Cell").nth(7).locator(".lk-game")
+    assert boards.count() == 4
+    for i in range(4):
+        box = boards.nth(i).bounding_box()
+        assert box["x"] + box["width"] <= right + 1, f"board {i + 1} is clipped"
+
+    _run_cell(second, 8)  # the same two boards in a second tab, as a saved notebook shows them
+    second.locator(".lk-game[data-connected='true'][data-version]").nth(1).wait_for(timeout=60_000)
+    for i in range(2):
+        game = second.locator(".lk-game").nth(i)
+        assert game.get_attribute("data-seat") == ""
+        assert game.get_attribute("data-notice") == "both seats are held by other pages: you watch"
+        assert "could not join" not in game.locator(".lk-status").inner_text()
+
+    _run_cell(first, 9)
+    mine = first.locator(".jp-Notebook .jp-Cell").nth(9).locator(".lk-game[data-seat='X']")
+    mine.wait_for(timeout=60_000)
+    _run_cell(second, 9)
+    theirs = second.locator(".jp-Notebook .jp-Cell").nth(9).locator(".lk-game[data-seat='O']")
+    theirs.wait_for(timeout=60_000)
+    mine.locator(".lk-cell[data-row='0'][data-col='3']").click()
+    theirs.and_(second.locator(".lk-game[data-moves='1']")).wait_for(timeout=20_000)
+    theirs.locator(".lk-cell[data-row='0'][data-col='4']").click()
+    mine.and_(first.locator(".lk-game[data-moves='2']")).wait_for(timeout=20_000)
+    assert _board_of(mine) == _board_of(theirs) and sorted(d for d in _board_of(mine) if d) == ["O", "X"]
+
+    _run_cell(first, 10)
+    _run_cell(second, 10)
+    boards = [p.locator(".lk-whiteboard[data-me]") for p in (first, second)]
+    for board in boards:
+        board.wait_for(timeout=60_000)
+    me, them = (b.get_attribute("data-me") for b in boards)
+    assert me != them and me.startswith("guest-") and them.startswith("guest-")
+    canvas = second.locator(".lk-whiteboard canvas")
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    for step in range(5):
+        second.mouse.move(box["x"] + 40 + 20 * step, box["y"] + 40)
+        time.sleep(0.15)
+    first.locator(f".lk-whiteboard[data-cursors='{them}']").wait_for(timeout=20_000)
+    assert them in first.locator(".lk-whiteboard .lk-status").inner_text()
+
+    # the kernel stops with every board open: the pages go on quietly
+    first.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.shutdown()")
+    second.locator(".lk-game[data-connected='false']").first.wait_for(timeout=60_000)
+    time.sleep(2)
+    for page in (first, second):
+        assert not [e for e in errors[id(page)] if "Cannot send" in e], errors[id(page)]
+    first.context.close()
+    second.context.close()
+
+
+def _board_of(game) -> list[str]:
+    return game.evaluate("game => [...game.querySelectorAll('.lk-cell')].map(c => c.dataset.disc || '')")

@@ -23,12 +23,22 @@ def test_move_out_of_turn_status_is_checked_against_the_server(lab):
 
 
 def test_cursor_messages_per_second_counts_the_others_only():
-    assert cursor_messages_per_second(60)
-    assert cursor_messages_per_second(58.5)
-    assert cursor_messages_per_second(40, participants=5, tick_hz=10)
-    for wrong in (30, 90, 10, True, "sixty"):
+    assert cursor_messages_per_second(80)  # 5 participants at 20 Hz: 4 others × 20
+    assert cursor_messages_per_second(78)
+    assert cursor_messages_per_second(60, participants=3, tick_hz=30)
+    for wrong in (100, 20, 40, 60, True, "eighty"):  # all five, yourself, the table's 2×, 3 × 20
         feedback = cursor_messages_per_second(wrong)
-        assert not feedback and "60" not in feedback.message
+        assert not feedback and "80" not in feedback.message
+
+
+def test_cursor_messages_per_second_accepts_what_the_lab_measures(lab):
+    from labkit.clients.game import cursor_bandwidth
+
+    measured = cursor_bandwidth(lab, (20,), participants=5, seconds=1.0).iloc[0]
+    assert measured["messages_nominal_per_s"] == 80
+    assert cursor_messages_per_second(round(float(measured["messages_in_per_s"]), 1), target=lab)
+    for wrong in (100, 40, 20):
+        assert not cursor_messages_per_second(wrong, target=lab)
 
 
 def test_optimistic_wrong_seat():
@@ -36,6 +46,13 @@ def test_optimistic_wrong_seat():
     for wrong in ("X", "both", "neither", "the second"):
         feedback = optimistic_wrong_seat(wrong)
         assert not feedback and "Right" not in feedback.message
+
+
+def test_optimistic_wrong_seat_races_on_the_lab(lab):
+    right = optimistic_wrong_seat("O", lab, trials=3)
+    assert right and "raced 3 times" in right.message
+    for wrong in ("X", "both", "neither"):
+        assert not optimistic_wrong_seat(wrong, lab, trials=2)
 
 
 def test_unanswered_says_so():

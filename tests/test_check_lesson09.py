@@ -11,7 +11,7 @@ TELEMETRY = pd.DataFrame({"mode": ["rest", "batch", "ws"], "bytes_per_reading": 
 
 def test_none_is_not_answered_yet(lab):
     for feedback in (check.keyed_retries(None, lab), check.overdraft_status(None, lab),
-                     check.telemetry_ratio(None, TELEMETRY), check.big_note_bytes(None, lab)):
+                     check.telemetry_ratio(None, lab), check.big_note_bytes(None, lab)):
         assert not feedback and not feedback.answered
 
 
@@ -28,14 +28,20 @@ def test_overdraft_status(lab):
         assert not check.overdraft_status(wrong, lab), wrong
 
 
-def test_telemetry_ratio():
-    right = 343.0 / 70.6
-    assert check.telemetry_ratio(right, TELEMETRY)
-    assert check.telemetry_ratio(round(right, 1), TELEMETRY)
-    inverse = check.telemetry_ratio(70.6 / 343.0, TELEMETRY)
+def test_telemetry_ratio_with_one_reading_per_device(lab):
+    from labkit.clients import iot
+
+    per = {m: iot.telemetry(lab, m, devices=10, readings=1)["bytes_per_reading"] for m in ("rest", "ws")}
+    right = per["rest"] / per["ws"]
+    assert right < 1  # one reading cannot pay for a handshake
+    assert check.telemetry_ratio(right, lab)
+    assert check.telemetry_ratio(round(right, 2), lab, TELEMETRY)
+    inverse = check.telemetry_ratio(1 / right, lab)
     assert not inverse and "other way" in inverse.message
-    for wrong in (343.0 / 40.6, 343.0, 272.4, "five"):
-        assert not check.telemetry_ratio(wrong, TELEMETRY), wrong
+    table = check.telemetry_ratio(343.0 / 70.6, lab, TELEMETRY)  # the lesson's table: many readings
+    assert not table and "many readings" in table.message
+    for wrong in (1.0, 343.0 / 40.6, 343.0, "five", True):
+        assert not check.telemetry_ratio(wrong, lab), wrong
 
 
 def test_big_note_bytes(lab):

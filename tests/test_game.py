@@ -185,6 +185,36 @@ def test_whiteboard_participants_replay_one_order_and_bad_messages_are_refused(l
         assert api.get("/api/collab/r?since=x").status == 400
 
 
+def test_two_pages_asking_for_one_name_get_two_names_and_cursors_say_whose(lab):
+    """A second tab of the same notebook asks for the same name: each cursor still says whose."""
+    _create(lab, "collab", "tabs")
+
+    async def two_tabs():
+        async with aiohttp.ClientSession() as s:
+            url = f"{lab.ws_url}/ws/collab"
+            first = await s.ws_connect(url, params={"room": "tabs", "name": "you"})
+            one = json.loads((await first.receive()).data)
+            second = await s.ws_connect(url, params={"room": "tabs", "name": "you"})
+            two = json.loads((await second.receive()).data)
+            assert (await _next(first, "join"))["name"] == two["you"]
+            await second.send_json({"type": "cursor", "x": 0.25, "y": 0.5})
+            cursor = await _next(first, "cursor")
+            long_name = "n" * 32
+            third = await s.ws_connect(url, params={"room": "tabs", "name": long_name})
+            fourth = await s.ws_connect(url, params={"room": "tabs", "name": long_name})
+            three = json.loads((await third.receive()).data)
+            four = json.loads((await fourth.receive()).data)
+            for ws in (first, second, third, fourth):
+                await ws.close()
+            return one, two, cursor, three, four
+
+    one, two, cursor, three, four = _loop.run(two_tabs())
+    assert (one["you"], two["you"]) == ("you", "you 2")
+    assert two["participants"] == ["you", "you 2"]
+    assert (cursor["name"], cursor["x"], cursor["y"]) == ("you 2", 0.25, 0.5)
+    assert three["you"] == "n" * 32 and four["you"] == "n" * 30 + " 2"  # still within 32 characters
+
+
 # -- pages through the student's own Jupyter ------------------------------------------------------
 def test_origin_rule_accepts_the_jupyter_page_it_was_told_about_and_nothing_else():
     hub = {"https://hub.example.org"}

@@ -16,13 +16,15 @@ from .widgets import (
     ProbeWidget,
     WhiteboardWidget,
     connect_four,
+    drawn,
     lab_link,
     probe,
+    row,
     whiteboard,
 )
 
 __all__ = [
     "REFERENCE_REQUEST_BYTES", "BrowserWidget", "GameWidget", "LinkWidget", "ProbeWidget",
-    "WhiteboardWidget", "connect_four", "lab_link", "probe", "python_request_heads", "request_heads",
-    "whiteboard",
+    "WhiteboardWidget", "connect_four", "drawn", "lab_link", "probe", "python_request_heads",
+    "request_heads", "row", "whiteboard",
 ]

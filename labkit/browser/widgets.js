@@ -35,6 +35,17 @@ function wsBase(httpBase) {
   return httpBase.replace(/^http/, "ws");
 }
 
+// Send to the kernel unless it is gone: a stopped or restarted kernel disposes the comm, and the
+// comm then throws "Cannot send" for every message; the page just stops reporting.
+function toKernel(model, message) {
+  try {
+    model.send(message);
+    return true;
+  } catch (err) {
+    return false;
+  }
+}
+
 function el(tag, className, text) {
   const node = document.createElement(tag);
   if (className) node.className = className;
@@ -51,7 +62,15 @@ async function ensureExists(model, log, url, what) {
     const reply = await fetch(url, { method: "PUT", headers: { Accept: "application/json" }, cache: "no-store" });
     const text = await reply.text();
     log.add("↓", `${reply.status}`, sizeOf(text));
-    if (reply.ok) return { ok: true };
+    if (reply.ok) {
+      let body = null;
+      try {
+        body = JSON.parse(text);
+      } catch (err) {
+        // not JSON: nothing more to learn
+      }
+      return { ok: true, body };
+    }
     let detail = `HTTP ${reply.status}`;
     try {
       detail = JSON.parse(text).detail || detail;
@@ -79,7 +98,10 @@ function hello(model) {
       if (msg && msg.kind === "ready") finish();
     };
     model.on("msg:custom", onMessage);
-    model.send({ kind: "hello", origin: window.location.origin, href: window.location.href });
+    if (!toKernel(model, { kind: "hello", origin: window.location.origin, href: window.location.href })) {
+      finish();
+      return;
+    }
     setTimeout(finish, 3000);
   });
 }
@@ -103,7 +125,7 @@ function makeLog(model, title) {
   const flush = () => {
     timer = null;
     if (pending.length || timings.length) {
-      model.send({ kind: "rows", frames: pending.splice(0), timings: timings.splice(0) });
+      toKernel(model, { kind: "rows", frames: pending.splice(0), timings: timings.splice(0) });
     }
   };
   const schedule = () => {
@@ -150,8 +172,14 @@ function renderGame(model, root, log, base) {
       cells[r].push(cell);
     }
   }
+  const notice = el("div", "lk-notice");
   root.appendChild(status);
+  root.appendChild(notice);
   root.appendChild(board);
+  const tell = (text) => {
+    notice.textContent = text;
+    root.dataset.notice = text;
+  };
   let seat = null;
   let shown = -1;
   let current = null;
@@ -284,6 +312,8 @@ function renderGame(model, root, log, base) {
           seat = reply.body.seat;
           token = reply.body.token;
           root.dataset.seat = seat;
+        } else if (reply.status === 409) {
+          tell("both seats are held by other pages: you watch");
         } else {
           refused(reply.body ? reply.body.detail : `HTTP ${reply.status}`, null);
         }
@@ -291,11 +321,28 @@ function renderGame(model, root, log, base) {
       poll();
     })();
   } else {
-    const query = new URLSearchParams({ game, role: model.get("role"), name: model.get("name") });
-    if (model.get("seat")) query.set("seat", model.get("seat"));
+    let role = model.get("role");
+    let wanted = model.get("seat");
     let ws = null;
     let stopped = false;
-    const join = () => {
+    // A seat another page holds (this notebook open in a second tab, or another person's page)
+    // cannot be taken: take the free one, or watch, and say so.
+    const choose = (state) => {
+      if (role !== "play" || !state || !state.seats) return;
+      const free = ["X", "O"].filter((s) => !state.seats[s]);
+      if (wanted && free.includes(wanted)) return;
+      if (free.length) {
+        if (wanted) tell(`seat ${wanted} is held by another page: you take ${free[0]}`);
+        wanted = free[0];
+      } else {
+        role = "watch";
+        tell("both seats are held by other pages: you watch");
+      }
+    };
+    const join = (retry) => {
+      const query = new URLSearchParams({ game, role, name: model.get("name") });
+      if (role === "play" && wanted) query.set("seat", wanted);
+      let welcomed = false;
       ws = new WebSocket(wsBase(base) + "ws/game?" + query);
       log.add("•", "upgrade", 0);
       ws.onopen = () => {
@@ -306,6 +353,7 @@ function renderGame(model, root, log, base) {
         const msg = JSON.parse(event.data);
         log.add("↓", msg.type, sizeOf(event.data));
         if (msg.type === "welcome") {
+          welcomed = true;
           seat = msg.seat;
           root.dataset.seat = seat || "";
           draw(msg.state);
@@ -319,16 +367,35 @@ function renderGame(model, root, log, base) {
       ws.onclose = (event) => {
         log.add("•", `close ${event.code}`, 0);
         root.dataset.connected = "false";
-        if (shown < 0) status.textContent = `could not join (connection closed, code ${event.code})`;
         log.flush();
+        if (!welcomed && retry && role === "play" && !stopped) {
+          // refused before the upgrade: the seat was taken between our look and our join
+          role = "watch";
+          tell("the seat was taken meanwhile: you watch");
+          join(false);
+          return;
+        }
+        if (shown < 0) status.textContent = `could not join (connection closed, code ${event.code})`;
       };
     };
-    ensureExists(model, log, base + `api/games/${encodeURIComponent(game)}`, "game").then((made) => {
+    const gameUrl = base + `api/games/${encodeURIComponent(game)}`;
+    const look = async () => {
+      const made = await ensureExists(model, log, gameUrl, "game");
+      if (!made.ok || made.body || role !== "play") return made;
+      try {  // create=False: look at the seats with a GET
+        const reply = await fetch(gameUrl, { headers: { Accept: "application/json" }, cache: "no-store" });
+        return { ok: true, body: reply.ok ? await reply.json() : null };
+      } catch (err) {
+        return made;
+      }
+    };
+    look().then((made) => {
       if (!made.ok) {
         status.textContent = `could not create the game: ${made.detail}`;
         root.dataset.lastError = made.detail;
       } else if (!stopped) {
-        join();
+        choose(made.body);
+        join(true);
       }
     });
     play = (column) => {
@@ -365,7 +432,11 @@ function renderWhiteboard(model, root, log, base) {
   let drawing = null;
   let lastCursor = 0;
   let dirty = true;
-  const query = new URLSearchParams({ room: model.get("room"), name: model.get("name") });
+  // Every cursor is labelled with its owner's name: a page given no name picks one of its own, and
+  // the server numbers a name already in the room ("ada 2"), so two tabs never both say "you".
+  const asked = model.get("name") || `guest-${Math.random().toString(16).slice(2, 6)}`;
+  let me = asked;
+  const query = new URLSearchParams({ room: model.get("room"), name: asked });
   const api = base + `api/collab/${encodeURIComponent(model.get("room"))}`;
   let ws = null;
   let stopped = false;
@@ -398,6 +469,8 @@ function renderWhiteboard(model, root, log, base) {
       const msg = JSON.parse(event.data);
       log.add("↓", msg.type, sizeOf(event.data));
       if (msg.type === "welcome") {
+        me = msg.you || asked;
+        root.dataset.me = me;
         for (const s of msg.strokes) strokes.set(s.seq, s);
         if (msg.older > 0) {
           const until = msg.strokes.length ? msg.strokes[0].seq : msg.last_seq + 1;
@@ -464,7 +537,8 @@ function renderWhiteboard(model, root, log, base) {
       ctx.fill();
       ctx.fillText(name, c.x * width + 6, c.y * height - 6);
     }
-    status.textContent = `${cursors.size} other cursor(s) · ${strokes.size} stroke(s)`;
+    status.textContent = `you are ${me} · ${cursors.size} other cursor(s): ${[...cursors.keys()].join(", ") || "none"} · ${strokes.size} stroke(s)`;
+    root.dataset.cursors = [...cursors.keys()].join(",");
   };
   const timer = setInterval(paint, 100);
   return () => {
@@ -569,9 +643,13 @@ async function render({ model, el: host }) {
   await hello(model);
   const base = labBase(model);
   root.dataset.base = base;
-  model.set("page_base", base);
-  model.set("rendered", true);
-  model.save_changes();
+  try {
+    model.set("page_base", base);
+    model.set("rendered", true);
+    model.save_changes();
+  } catch (err) {
+    // the kernel is gone: the page still draws, it only cannot report
+  }
   const kind = model.get("kind");
   if (kind === "link") return renderLink(model, root, base);
   const log = makeLog(model);

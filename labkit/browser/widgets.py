@@ -95,7 +95,7 @@ class GameWidget(BrowserWidget):
 
 class WhiteboardWidget(BrowserWidget):
     room = t.Unicode("board").tag(sync=True)
-    name = t.Unicode("me").tag(sync=True)
+    name = t.Unicode("").tag(sync=True)
     tick_hz = t.Float(10.0).tag(sync=True)
     color = t.Unicode("#1f77b4").tag(sync=True)
     create = t.Bool(True).tag(sync=True)
@@ -129,9 +129,13 @@ def connect_four(lab, game: str = "demo", *, role: str = "play", seat: str = "",
                       poll_ms=poll_ms, optimistic=optimistic, seconds=seconds, via=via, create=create)
 
 
-def whiteboard(lab, room: str = "board", *, name: str = "me", tick_hz: float = 10, color: str = "#1f77b4",
+def whiteboard(lab, room: str = "board", *, name: str = "", tick_hz: float = 10, color: str = "#1f77b4",
                seconds: float = 300, via: str = "proxy", create: bool = True) -> WhiteboardWidget:
     """A shared whiteboard: draw with the mouse; your cursor is sent `tick_hz` times a second.
+
+    Every cursor is labelled with its owner's name: with `name` "" each page picks one of its own
+    ("guest-1a2b"), and the room numbers a name already in it ("ada 2"), so a second tab showing
+    the same widget is another participant with another name.
 
     The page first creates the room (`PUT /api/collab/{room}`, idempotent; create=False only
     joins). It joins with a welcome that holds the newest strokes (a bounded message) and pages the
@@ -149,6 +153,27 @@ def probe(lab, transport: str = "websocket", *, path: str | None = None, count: 
         raise ValueError(f"transport must be one of {sorted(defaults)}")
     return ProbeWidget(lab, kind="probe", transport=transport, path=path or defaults[transport],
                        count=count, payload_bytes=payload_bytes, seconds=60, via=via, port=port)
+
+
+def row(*items):
+    """Widgets side by side that wrap onto the next line when the page is too narrow (an HBox
+    clips the last ones instead)."""
+    import ipywidgets as widgets
+
+    return widgets.Box(list(items), layout=widgets.Layout(display="flex", flex_flow="row wrap",
+                                                          align_items="flex-start", grid_gap="8px"))
+
+
+def drawn(*items) -> str:
+    """A sentence, true whether or not a browser runs this notebook, on which of `items` a browser
+    has reported drawing so far. Reports reach the kernel between cells, so under Run All a cell
+    queued right after the widgets runs before any report can arrive."""
+    count = sum(1 for item in items if item.rendered)
+    if count:
+        return f"{count} of {len(items)} widgets above reported that a browser drew them."
+    return (f"None of the {len(items)} widgets above has reported a browser yet: either nothing runs "
+            "this notebook in a browser (a headless run), or the report is still on its way (under "
+            "Run All this cell ran before any widget could answer): run this cell again to tell.")
 
 
 def lab_link(lab, text: str = "open the lab's index in a new tab") -> LinkWidget:

@@ -46,20 +46,38 @@ def overdraft_status(answer, target) -> Feedback:
                    "Open an account with little money, pay more than it holds and read `.status`.", name)
 
 
-@exercise("bytes per reading", how="A ratio such as 3.5.")
-def telemetry_ratio(answer, telemetry) -> Feedback:
-    """Bytes per reading of one POST per reading divided by those of the WebSocket, from the frame."""
-    name = "bytes per reading"
-    per = telemetry.set_index("mode")["bytes_per_reading"]
+@exercise("bytes per reading with one reading per device", how="A ratio such as 2.5.")
+def telemetry_ratio(answer, target, telemetry=None, devices: int = 10) -> Feedback:
+    """Bytes per reading of one POST per reading divided by those of the WebSocket when each device
+    sends ONE reading (HTTP/WebSocket bytes, as the lesson's table counts them): measured by the
+    checker (`iot.telemetry` with readings=1, both modes). `telemetry`: the lesson's own table, so
+    its ratio (many readings per device) is recognised as the answer to another question."""
+    from labkit.clients import iot
+
+    name = "bytes per reading with one reading per device"
+    value = as_number(answer)
+    if value is None:
+        return verdict(False, "", "Give a ratio (a number, e.g. 2.5).", name)
+    per = {mode: iot.telemetry(target, mode, devices=devices, readings=1)["bytes_per_reading"]
+           for mode in ("rest", "ws")}
     expected = per["rest"] / per["ws"]
-    inverse = per["ws"] / per["rest"]
-    if close_to(answer, inverse, rel=0.03) and not close_to(answer, expected, rel=0.03):
+    if close_to(value, 1 / expected, rel=0.05) and not close_to(value, expected, rel=0.05):
         return verdict(False, "", "That is the ratio the other way round: REST divided by WebSocket.",
                        name)
-    return verdict(close_to(answer, expected, rel=0.03),
-                   f"Yes: {expected:.1f}× more bytes per reading when every reading is its own HTTP "
-                   "request (its headers travel every time; the WebSocket pays its handshake once).",
-                   "Divide the bytes_per_reading of the 'rest' row by that of the 'ws' row.", name)
+    if telemetry is not None and not close_to(value, expected, rel=0.05):
+        table = telemetry.set_index("mode")["bytes_per_reading"]
+        if close_to(value, table["rest"] / table["ws"], rel=0.1):
+            return verdict(False, "", "That is the ratio for many readings per device. With one "
+                           "reading, what does the WebSocket pay for that reading alone?", name)
+    return verdict(close_to(value, expected, rel=0.05),
+                   f"Yes: {expected:.2f}× ({per['rest']:.0f} B vs {per['ws']:.0f} B per reading, "
+                   "just measured). With one reading the WebSocket's handshake and close are paid "
+                   "by that one reading, so a lone POST is cheaper; a socket pays off only for a "
+                   "device that keeps sending.",
+                   "What does a WebSocket cost before its first message, and how many readings "
+                   "share that cost here?", name,
+                   then="Measure it: iot.telemetry(lab, 'ws', devices=10, readings=1) and the same "
+                   "with 'rest'; divide the bytes_per_reading.")
 
 
 @exercise("reading a ten times larger note", how="A number of bytes per read.")

@@ -10,7 +10,8 @@ A room exists once someone creates it; reading or joining one that does not exis
   "x", "y"} (0..1, where your pointer is; ephemeral: relayed to the others, never stored) and
   {"type": "stroke", "points": [[x, y], ...], "color"} (stored in order, numbered by the server,
   sent to everyone including you). Receive {"type": "welcome", "you", "participants",
-  "first_kept", "last_seq", "older", "strokes"} (the newest strokes, WELCOME_MAX_BYTES in all;
+  "first_kept", "last_seq", "older", "strokes"} (`you`: the name you got: N, or "N 2", "N 3" …
+  when someone in the room already goes by N; the newest strokes, WELCOME_MAX_BYTES in all;
   `older` more are kept from `first_kept` on: page them with GET ?since=first_kept-1),
   {"type": "cursor", "name", "x", "y", "ts"}, {"type": "stroke", "seq", "name", "points", "color",
   "ts"}, {"type": "join"|"leave", "name"}, and {"type": "error", "detail"} for a bad message (the
@@ -53,7 +54,7 @@ from labkit.server.websocket import accept
 from labkit.streaming.sockets import Outbox, outbox
 
 from .core import websocket_route
-from .game import NAME_SCHEMA, check_name, student
+from .game import MAX_NAME, NAME_SCHEMA, check_name, student
 
 ROOM_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 MAX_ROOMS_PER_IDENTITY = 10
@@ -103,6 +104,20 @@ class Room:
 
     def participants(self) -> list[str]:
         return sorted(self.sockets.values())
+
+    def free_name(self, name: str) -> str:
+        """`name`, or `name 2`, `name 3`, … if someone in the room already goes by it: every cursor
+        and stroke is labelled by whose it is, so two pages that ask for the same name (a second
+        tab of one notebook) still tell each other apart. Checked and taken with no await between."""
+        taken = set(self.sockets.values())
+        if name not in taken:
+            return name
+        for n in itertools.count(2):
+            suffix = f" {n}"
+            candidate = name[:MAX_NAME - len(suffix)] + suffix
+            if candidate not in taken:
+                return candidate
+        raise AssertionError("unreachable")
 
     @property
     def in_use(self) -> bool:
@@ -326,6 +341,7 @@ async def collab_ws(request: web.Request) -> web.WebSocketResponse:
         room.joining -= 1
     box = Outbox(request, ws, reason=lambda: (f"too slow: GET /api/collab/{room.id}?since=N "
                                               "loads the strokes you missed"))
+    name = room.free_name(name)  # the welcome's "you" says which name this socket got
     room.sockets[ws] = name
     try:
         box.send(_welcome(room, name))
