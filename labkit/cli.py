@@ -74,6 +74,12 @@ def main(argv: list[str] | None = None) -> int:
     p_serve.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                          help="(classroom) a browser Origin also accepted on WebSocket routes; repeatable")
     p_serve.add_argument("--tls", action="store_true", help="(classroom) https/wss with the kit's CA")
+    p_serve.add_argument("--hub-service", action="store_true",
+                         help="(classroom) run as a JupyterHub managed service: address, prefix and "
+                              "users come from the hub (instructors/jupyterhub.md)")
+    p_serve.add_argument("--hub-instructor-group", default="labkit-instructors", metavar="GROUP",
+                         help="(with --hub-service) the hub group whose members are instructors, "
+                              "besides the hub's admins (default: labkit-instructors)")
     p_serve.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE",
                          help="a connection limit (max_connections, per_peer_share, head_timeout, "
                               "body_timeout, keepalive_timeout, write_timeout, ws_heartbeat); "
@@ -106,6 +112,12 @@ def main(argv: list[str] | None = None) -> int:
             limits = parse_limits(args.limit)
         except ValueError as exc:
             parser.error(str(exc))
+    if args.command == "serve" and args.classroom and args.hub_service:
+        from labkit.course.hub_service import serve_hub_service
+
+        return serve_hub_service(args.db, instructor_token_file=args.instructor_token_file,
+                                 origins=args.allow_origin, limits=limits,
+                                 instructor_group=args.hub_instructor_group)
     if args.command == "serve" and args.classroom:
         from labkit.course.classroom import serve_classroom
 

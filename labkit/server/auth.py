@@ -12,6 +12,10 @@ asks for every request.
   student a token of their own instead (`--token T1 --token T2 ...`): a join code cannot stop a
   removed student from joining again as someone new. Identities are derived from tokens, so they
   stay the same when the class server restarts.
+- On a JupyterHub (`labkit serve --classroom --hub-service`), the hub's users are identities too:
+  a token the class does not know is handed to `IDENTITIES`, which asks the hub (a user's hub API
+  token, or the service's OAuth cookie): "hub:<user name>", the instructor role for hub admins and
+  the hub group `labkit-instructors` (`labkit/course/hub_service.py`).
 - `/`, `/healthz` and the bank's webhook receiver are open (`access.OPEN_ROUTES`); every other route
   needs a token: the instructor's, or a student one.
 - HTTP clients send `Authorization: Bearer <token>`. A browser cannot put a header on a WebSocket
@@ -35,6 +39,7 @@ import hashlib
 import hmac
 import itertools
 import time
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -43,8 +48,8 @@ from .access import INSTRUCTOR_ONLY, OPEN_ROUTES, PRINCIPAL, ROLE, classroom, is
 from .keys import CONFIG
 from .problem import ProblemError
 
-__all__ = ["CONNECTIONS", "INSTRUCTOR_ONLY", "OPEN_ROUTES", "PERSONAL", "PRINCIPAL", "ROLE",
-           "auth_middleware", "classroom", "identify", "is_instructor", "presented_token",
+__all__ = ["CONNECTIONS", "IDENTITIES", "INSTRUCTOR_ONLY", "OPEN_ROUTES", "PERSONAL", "PRINCIPAL",
+           "ROLE", "auth_middleware", "classroom", "identify", "is_instructor", "presented_token",
            "principal_of", "rule_method", "setup", "token_hash"]
 
 CONNECTIONS = web.AppKey("connections", dict)
@@ -106,6 +111,14 @@ def identify(config, token: str | None, personal: dict[str, str] | None = None
     return None
 
 
+IdentitySource = Callable[[web.Request, str | None], Awaitable[tuple[str, str] | None]]
+IDENTITIES: web.AppKey[IdentitySource] = web.AppKey("identities")
+"""Another source of identities, asked when a request's token is none of this class's: an async
+`source(request, token) -> (role, principal) | None`. A class server run as a JupyterHub service
+sets it (`labkit/course/hub_service.py`: the hub's users, by their hub token or OAuth cookie); what
+an identity may do is still decided by the one policy (`access.py`)."""
+
+
 def _transport(request: web.Request) -> str | None:
     if request.headers.get("Upgrade", "").lower() == "websocket":
         return "WebSocket"
@@ -128,7 +141,10 @@ async def auth_middleware(request: web.Request, handler):
         request[ROLE] = "student"
         return await handler(request)
     else:
-        who = identify(config, presented_token(request), request.app.get(PERSONAL))
+        token = presented_token(request)
+        who = identify(config, token, request.app.get(PERSONAL))
+        if who is None and (source := request.app.get(IDENTITIES)) is not None:
+            who = await source(request, token)
     if who is None:
         where = "Authorization: Bearer <token>" + (" or ?token=<token>" if _is_stream(request) else "")
         raise ProblemError(401, f"this classroom lab needs a token: send {where}.",

@@ -1,0 +1,385 @@
+"""The class server as a JupyterHub managed service, against a real JupyterHub on loopback.
+
+One JupyterHub (from PyPI) with configurable-http-proxy (from npm), the DummyAuthenticator with a
+password, SimpleLocalProcessSpawner, and the class server started by the hub from
+instructors/jupyterhub_config.py itself (this test only adds ports, the authenticator, the spawner
+and an admin service token it uses to start servers and make tokens). Every port is a free one
+chosen at start; the hub's database, cookie secret, state and home folders live in a temporary
+folder. Then:
+
+- two students log in with the hub's login form and reach the service through the hub's proxy;
+- each gets a real single-user server and kernel; in the kernel `lk.join()` (no token: the
+  kernel's JUPYTERHUB_API_TOKEN) joins the service and lesson 05's `lk.chat_ws` talks in the
+  class's room: each student sees the other's message;
+- the instructor (a hub user in the group labkit-instructors, logged in by the form) sees both
+  students' chat sockets and names in `GET /api/classroom`;
+- no credentials get 401 (a browser page a redirect to the hub's login), a student gets 403 on the
+  instructor's routes, a forged token, a token without access to the service and another
+  service's token get 401, and one student cannot take the other's chat name.
+
+configurable-http-proxy is looked for in .cache/npm (where .ci/run installs it) and on PATH; when
+only node and npm are there it is installed into .cache/npm first. Without node the test is
+skipped with that reason. Every process (hub, proxy, service, single-user servers, kernels) is
+stopped at the end, also when the test fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.xdist_group("serial"), pytest.mark.timeout(180)]
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ROOT / "instructors" / "jupyterhub_config.py"
+NPM_DIR = ROOT / ".cache" / "npm"
+PASSWORD = "class-of-" + uuid.uuid4().hex[:8]
+ADMIN_TOKEN = uuid.uuid4().hex
+STARTUP_S = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def find_proxy() -> str:
+    """configurable-http-proxy from .cache/npm or PATH, installed into .cache/npm if only npm is here."""
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed: configurable-http-proxy (JupyterHub's proxy) needs it "
+                    "(.ci/run installs nodejs and npm)")
+    local = NPM_DIR / "node_modules" / ".bin" / "configurable-http-proxy"
+    if local.exists():
+        return str(local)
+    on_path = shutil.which("configurable-http-proxy")
+    if on_path:
+        return on_path
+    npm = shutil.which("npm")
+    assert npm, "node is installed but npm is not: install npm (or configurable-http-proxy)"
+    NPM_DIR.mkdir(parents=True, exist_ok=True)
+    subprocess.run([npm, "install", "--prefix", str(NPM_DIR), "--no-audit", "--no-fund",
+                    "configurable-http-proxy@^5"], check=True, timeout=300)
+    assert local.exists(), "npm did not install configurable-http-proxy"
+    return str(local)
+
+
+class Hub:
+    """A running JupyterHub and what the test needs to talk to it."""
+
+    def __init__(self, tmp: Path):
+        self.tmp = tmp
+        self.proxy_port, self.hub_port, self.api_port, self.service_port = (free_port() for _ in range(4))
+        self.url = f"http://127.0.0.1:{self.proxy_port}"
+        self.service = f"{self.url}/services/labkit"
+        self.log = tmp / "hub.log"
+        self.proc: subprocess.Popen | None = None
+
+    def config(self, chp: str) -> Path:
+        wrapper = self.tmp / "jupyterhub_config.py"
+        root_args = ["--allow-root"] if os.geteuid() == 0 else []
+        wrapper.write_text(textwrap.dedent(f"""
+            load_subconfig({str(RECIPE)!r})   # the recipe instructors copy, as it is
+            c.JupyterHub.bind_url = {self.url!r}
+            c.JupyterHub.hub_bind_url = "http://127.0.0.1:{self.hub_port}"
+            c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{self.api_port}"
+            c.ConfigurableHTTPProxy.command = [{chp!r}]
+            c.ConfigurableHTTPProxy.pid_file = {str(self.tmp / "proxy.pid")!r}
+            c.JupyterHub.db_url = "sqlite:///{self.tmp / 'hub.sqlite'}"
+            c.JupyterHub.cookie_secret_file = {str(self.tmp / "cookie_secret")!r}
+            c.JupyterHub.authenticator_class = "dummy"
+            c.DummyAuthenticator.password = {PASSWORD!r}
+            c.Authenticator.allow_all = True
+            c.JupyterHub.spawner_class = "simple"
+            c.SimpleLocalProcessSpawner.home_dir_template = {str(self.tmp / "home" / "{username}")!r}
+            c.Spawner.cmd = [{sys.executable!r}, "-m", "jupyterhub.singleuser"]
+            c.Spawner.args = {root_args!r}
+            c.Spawner.start_timeout = 60
+            c.Spawner.http_timeout = 60
+            c.JupyterHub.services.append({{"name": "test-admin", "api_token": {ADMIN_TOKEN!r}}})
+            c.JupyterHub.load_roles.append({{"name": "test-admin", "services": ["test-admin"],
+                "scopes": ["admin:users", "admin:servers", "access:servers", "tokens", "read:users"]}})
+        """))
+        return wrapper
+
+    def start(self, chp: str) -> None:
+        env = {**os.environ, "LABKIT_SERVICE_PORT": str(self.service_port),
+               "LABKIT_STATE_DIR": str(self.tmp / "state"), "LABKIT_INSTRUCTORS": "teacher",
+               "LABKIT_HUB_PUBLIC_URL": self.url,
+               "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
+        for name in [n for n in env if n.startswith("JUPYTERHUB_")]:
+            del env[name]
+        (self.tmp / "home").mkdir()
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "jupyterhub", "-f",
+                                          str(self.config(chp))], cwd=self.tmp, env=env,
+                                         stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+
+    def tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no hub log)"
+
+    def stop(self) -> None:
+        """Stop the hub and every process it started (proxy, service, servers, kernels)."""
+        import psutil
+
+        if self.proc is None:
+            return
+        try:
+            family = psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            family = []
+        # also what outlived a hub that died: the proxy (its pid file), and every process working
+        # in or named after this test's own temporary folder (service, servers, kernels)
+        mine = str(self.tmp)
+        for proc in psutil.process_iter(["pid", "cwd", "cmdline"]):
+            cwd, cmdline = proc.info["cwd"] or "", " ".join(proc.info["cmdline"] or ())
+            if proc.pid != os.getpid() and (cwd.startswith(mine) or mine in cmdline):
+                family.append(proc)
+        with contextlib.suppress(OSError, ValueError, psutil.NoSuchProcess):
+            family.append(psutil.Process(int((self.tmp / "proxy.pid").read_text())))
+        family = list({proc.pid: proc for proc in family}.values())
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        gone, alive = psutil.wait_procs(family, timeout=10)
+        for proc in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
+        psutil.wait_procs(alive, timeout=10)
+
+
+def _admin(hub: Hub, method: str, path: str, **kwargs):
+    import requests
+
+    return requests.request(method, f"{hub.url}/hub/api{path}", timeout=30,
+                            headers={"Authorization": f"token {ADMIN_TOKEN}"}, **kwargs)
+
+
+def wait_for(what: str, check, hub: Hub, timeout: float = STARTUP_S):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        if hub.proc is not None and hub.proc.poll() is not None:
+            pytest.fail(f"the hub exited ({hub.proc.returncode}) while waiting for {what}:\n{hub.tail()}")
+        try:
+            last = check()
+            if last:
+                return last
+        except Exception as exc:  # noqa: BLE001 - not up yet
+            last = exc
+        time.sleep(0.25)
+    pytest.fail(f"{what} not within {timeout:.0f} s (last: {last!r}):\n{hub.tail()}")
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    chp = find_proxy()
+    import requests
+
+    hub = Hub(tmp_path_factory.mktemp("hub"))
+    try:
+        hub.start(chp)
+        wait_for("the class service behind the hub's proxy",
+                 lambda: requests.get(f"{hub.service}/healthz", timeout=5).status_code == 200, hub)
+        yield hub
+    finally:
+        hub.stop()
+
+
+def browser_login(hub: Hub, user: str):
+    """A requests session logged in with the hub's login form, then to the service (OAuth)."""
+    import requests
+
+    session = requests.Session()
+    page = session.get(f"{hub.url}/hub/login", timeout=30)
+    xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.text)
+    form = {"username": user, "password": PASSWORD, **({"_xsrf": xsrf[1]} if xsrf else {})}
+    reply = session.post(f"{hub.url}/hub/login", data=form, timeout=30)
+    assert reply.status_code == 200 and "/hub/login" not in reply.url, reply.text[:500]
+    stranger = requests.Session()  # the password matters: a wrong one logs nobody in
+    token = re.search(r'name="_xsrf" value="([^"]+)"', stranger.get(f"{hub.url}/hub/login", timeout=30).text)
+    stranger.post(f"{hub.url}/hub/login", timeout=30,
+                  data={**form, "password": "not-it", **({"_xsrf": token[1]} if token else {})})
+    assert "/hub/login" in stranger.get(f"{hub.url}/hub/home", timeout=30).url
+    # the service's own login: hub OAuth, no confirmation page (oauth_no_confirm), an HttpOnly cookie
+    reply = session.get(f"{hub.service}/oauth_login", timeout=30)
+    assert reply.status_code == 200, (reply.status_code, reply.text[:300])
+    hops = [r.headers.get("Location", "") for r in reply.history]
+    assert any("/hub/api/oauth2/authorize" in h for h in hops), hops
+    assert any("/services/labkit/oauth_callback" in h for h in hops), hops
+    assert session.cookies.get("labkit-hub-labkit", path="/services/labkit/")
+    return session
+
+
+class Kernel:
+    """A kernel of a user's real single-user server, driven over Jupyter's kernel WebSocket."""
+
+    def __init__(self, hub: Hub, user: str):
+        self.hub, self.user = hub, user
+        reply = _admin(hub, "POST", f"/users/{user}/server")  # (logging in may have started it)
+        assert reply.status_code in (201, 202) or "already running" in reply.text, reply.text
+        wait_for(f"{user}'s server", lambda: _admin(hub, "GET", f"/users/{user}").json()
+                 ["servers"].get("", {}).get("ready"), hub)
+        import requests
+
+        base = f"{hub.url}/user/{user}"
+        reply = requests.post(f"{base}/api/kernels", json={"name": "python3"}, timeout=60,
+                              headers={"Authorization": f"token {ADMIN_TOKEN}"})
+        assert reply.status_code == 201, reply.text
+        self.kernel_id = reply.json()["id"]
+        from websockets.sync.client import connect
+
+        self.stack = contextlib.ExitStack()
+        self.ws = self.stack.enter_context(connect(
+            f"ws://127.0.0.1:{hub.proxy_port}/user/{user}/api/kernels/{self.kernel_id}/channels",
+            additional_headers={"Authorization": f"token {ADMIN_TOKEN}"}, open_timeout=30,
+            max_size=None))
+        self.session = uuid.uuid4().hex
+
+    def run(self, code: str, timeout: float = 60.0) -> str:
+        """Execute `code`; its stdout, or a failure with the kernel's traceback."""
+        msg_id = uuid.uuid4().hex
+        self.ws.send(json.dumps({
+            "header": {"msg_id": msg_id, "username": self.user, "session": self.session,
+                       "msg_type": "execute_request", "version": "5.3"},
+            "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+            "content": {"code": code, "silent": False, "store_history": False,
+                        "user_expressions": {}, "allow_stdin": False, "stop_on_error": True}}))
+        out, replied, idle = [], None, False
+        deadline = time.monotonic() + timeout
+        while replied is None or not idle:
+            msg = json.loads(self.ws.recv(timeout=max(0.1, deadline - time.monotonic())))
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            kind = msg["msg_type"]
+            if kind == "stream":
+                out.append(msg["content"]["text"])
+            elif kind == "error":
+                out.append("\n".join(msg["content"]["traceback"]))
+            elif kind == "execute_reply":
+                replied = msg["content"]["status"]
+            elif kind == "status" and msg["content"]["execution_state"] == "idle":
+                idle = True
+        text = "".join(out)
+        assert replied == "ok", re.sub(r"\x1b\[[0-9;]*m", "", text)
+        return text
+
+    def close(self) -> None:
+        self.stack.close()
+
+
+def test_two_students_chat_through_the_hub_service_and_the_instructor_sees_both(hub):
+    import requests
+
+    svc = hub.service
+    # -- no credentials: the class server's 401 (problem+json); a browser page goes to the hub's login
+    bare = requests.get(f"{svc}/api/clock", headers={"Accept": "application/json"}, timeout=30)
+    assert bare.status_code == 401
+    assert bare.headers["Content-Type"].startswith("application/problem+json")
+    page = requests.get(f"{svc}/api/clock", headers={"Accept": "text/html"}, timeout=30,
+                        allow_redirects=False)
+    assert page.status_code == 302 and "/hub/api/oauth2/authorize" in page.headers["Location"]
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    with pytest.raises(InvalidStatus) as refused:
+        connect(f"ws://127.0.0.1:{hub.proxy_port}/services/labkit/ws/chat?name=nobody", open_timeout=30)
+    assert refused.value.response.status_code == 401
+
+    # -- two students log in with the hub's form; the teacher too (group labkit-instructors)
+    ann_web, bob_web, teacher_web = (browser_login(hub, u) for u in ("ann", "bob", "teacher"))
+    assert ann_web.get(f"{svc}/api/clock", timeout=30).status_code == 200
+
+    kernels = []
+    try:
+        # -- real servers and kernels: lk.join() with no token, lesson 05's chat client
+        for user in ("ann", "bob"):
+            kernels.append(Kernel(hub, user))
+        ann, bob = kernels
+        for kernel, user in ((ann, "ann"), (bob, "bob")):
+            out = kernel.run(textwrap.dedent(f"""
+                import os, json, labkit as lk
+                assert "JUPYTERHUB_API_TOKEN" in os.environ and os.environ["JUPYTERHUB_USER"] == {user!r}
+                lab = lk.join()
+                me = lk.chat_ws(lab, {user!r})
+                who = lk.rest(lab).get("/api/hub")
+                print(json.dumps({{"url": lab.base_url, "status": who.status,
+                                  "page_path": lab.page_path, "welcome": me.welcome["type"]}}))
+            """))
+            seen = json.loads(out.strip().splitlines()[-1])
+            assert seen == {"url": svc, "status": 200, "page_path": "../../services/labkit/",
+                            "welcome": "welcome"}, seen
+        ann.run('me.send("hello from ann")')
+        bob.run('me.send("hello from bob")')
+        wait = textwrap.dedent("""
+            import time
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and len({m["data"]["text"] for m in me.messages} &
+                                                      {"hello from ann", "hello from bob"}) < 2:
+                time.sleep(0.1)
+            print(json.dumps([[m["data"]["name"], m["data"]["text"]] for m in me.messages]))
+        """)
+        for kernel in kernels:
+            got = json.loads(kernel.run(wait).strip().splitlines()[-1])
+            ours = [m for m in got if m[1].startswith("hello from")]
+            assert ours == [["ann", "hello from ann"], ["bob", "hello from bob"]], got
+
+        # -- the instructor sees both students: their WebSockets and names, by hub identity
+        stats = teacher_web.get(f"{svc}/api/classroom", timeout=30)
+        assert stats.status_code == 200, stats.text
+        body = stats.json()
+        chats = sorted((c["principal"], c["name"]) for c in body["connections"]
+                       if c["transport"] == "WebSocket" and c["path"] == "/ws/chat")
+        assert chats == [("hub:ann", "ann"), ("hub:bob", "bob")], body["connections"]
+        assert {"ann", "bob"} <= set(body["chat_members"])
+        history = teacher_web.get(f"{svc}/api/chat/messages", timeout=30).json()
+        texts = [(m["data"]["name"], m["data"]["text"]) for m in history
+                 if m["data"]["text"].startswith("hello from")]
+        assert texts == [("ann", "hello from ann"), ("bob", "hello from bob")]
+
+        # -- a student is not the instructor: 403 on the instructor's routes, by token and by cookie
+        ann_token = _admin(hub, "POST", "/users/ann/tokens",
+                           json={"scopes": ["access:services!service=labkit"], "expires_in": 600}).json()
+        student = {"Authorization": f"Bearer {ann_token['token']}"}
+        assert requests.get(f"{svc}/api/clock", headers=student, timeout=30).status_code == 200
+        assert requests.get(f"{svc}/api/classroom", headers=student, timeout=30).status_code == 403
+        assert ann_web.get(f"{svc}/api/classroom", timeout=30).status_code == 403
+        assert requests.post(f"{svc}/api/feed/source", headers=student, json={"rate": 5},
+                             timeout=30).status_code == 403
+        # one identity per hub user: ann cannot speak as bob
+        taken = requests.post(f"{svc}/api/chat/messages", headers=student, timeout=30,
+                              json={"name": "bob", "text": "i am bob"})
+        assert taken.status_code == 409, taken.text
+
+        # -- refused tokens: forged, without access to the service, another service's
+        no_access = _admin(hub, "POST", "/users/bob/tokens",
+                           json={"scopes": ["read:users:name!user"], "expires_in": 600}).json()
+        for token in ("forged-" + uuid.uuid4().hex, no_access["token"], ADMIN_TOKEN):
+            reply = requests.get(f"{svc}/api/clock", headers={"Authorization": f"Bearer {token}"},
+                                 timeout=30)
+            assert reply.status_code == 401, (token[:8], reply.status_code, reply.text)
+            assert reply.headers["Content-Type"].startswith("application/problem+json")
+    finally:
+        for kernel in kernels:
+            kernel.close()
