@@ -2,15 +2,19 @@
 
     .venv/bin/python benchmarks/cluster.py [--quick]
 
-Prints, from one run (so the ratios compare like with like):
-- REST requests/s through the front door with 1, 2, 3 workers (and the machine's core count);
+Prints, from one run (so the ratios compare like with like), with the machine's cores and load:
+- REST requests/s with 1, 2, 3 workers, through the front door and straight to the workers, the
+  load coming from load generator processes of their own, with the CPU ms one request cost the
+  workers, the front door and the load generators, and the cores they kept busy;
+- front door / straight to the worker, 1 worker, alternating rounds: requests/s ratio (goal >= 0.9);
 - chat delivery delay (POST sent -> WebSocket received) in-process vs worker 1 -> Redis -> worker 2,
-  median and p99;
+  median and p99, and the difference (goal: median +0.5 ms at most);
 - fan-out: one feed event to 1,000 WebSocket subscribers, all on 1 worker without a backplane vs
   spread over 2 workers through Redis: per event, the delay until the LAST subscriber has it,
-  median and p99;
-- KiB per idle WebSocket on one worker, compression off and on.
-Never pass/fail: numbers for the notes.
+  median and p99, and the p99 ratio (goal <= 1.1);
+- KiB per idle WebSocket on one worker, compression off and on, silent or after one message
+  (goals: 12 KiB off, 48 KiB on after a message), and the kernel's TCP buffer memory beside it.
+Percentiles are nearest-rank; a p99 is printed only where n >= 100. Never pass/fail.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import time
@@ -33,6 +38,11 @@ from labkit.lessons import scaling  # noqa: E402
 def pct(values, q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def p99(values) -> str:
+    """The p99 as text, or why there is none (fewer than 100 values)."""
+    return f"{pct(values, 0.99):7.2f} ms" if len(values) >= 100 else "   (n < 100)"
 
 
 def fanout(cluster, subscribers: int, events: int, rate_hz: float = 2.0) -> list[float]:
@@ -70,50 +80,91 @@ def fanout(cluster, subscribers: int, events: int, rate_hz: float = 2.0) -> list
 
 def line(name: str, values) -> str:
     return (f"{name:<42} n={len(values):>4}  median={statistics.median(values):7.2f} ms  "
-            f"p99={pct(values, 0.99):7.2f} ms")
+            f"p99={p99(values)}")
+
+
+def front_door_ratio(seconds: float, rounds: int) -> None:
+    """1 worker: requests/s through the front door and straight to it, alternating rounds."""
+    via: dict[str, list[float]] = {"front door": [], "direct": []}
+    cpu: dict[str, list[float]] = {"front door": [], "direct": []}
+    with Cluster(1) as one:
+        scaling.rest_rate(one, 0.3)  # warm-up
+        for _ in range(rounds):
+            for name, direct in (("front door", False), ("direct", True)):
+                rate = scaling.rest_rate(one, seconds, direct=direct)
+                via[name].append(rate["requests_per_s"])
+                cpu[name].append(rate["cpu_ms_workers"] + rate["cpu_ms_front_door"])
+    for name, rates in via.items():
+        print(f"{name:<12} req/s per round {[round(r) for r in rates]}  median "
+              f"{statistics.median(rates):7.0f}  server CPU per request "
+              f"{statistics.median(cpu[name]):.3f} ms")
+    ratio = statistics.median(via["front door"]) / statistics.median(via["direct"])
+    print(f"front door / direct, 1 worker (median req/s): {ratio:.2f}  (goal >= 0.9)")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--skip", default="", help="comma list of parts to skip: "
+                        "throughput,frontdoor,delivery,fanout,memory")
     args = parser.parse_args()
-    quick = args.quick
-    print("== REST throughput through the front door ==")
-    for direct in (False, True):
-        rates = scaling.throughput((1, 2, 3), seconds=1.0 if quick else 4.0, direct=direct)
-        base = rates["requests_per_s"].iloc[0]
-        for _, row in rates.iterrows():
-            print(f"{row['via']:<10} {row['workers']} worker(s): {row['requests_per_s']:>6} req/s "
-                  f" ({row['requests_per_s'] / base:.2f}x)  cores={row['cores']}")
+    quick, skip = args.quick, set(filter(None, args.skip.split(",")))
+    print(f"cores: {os.cpu_count()}, load average: "
+          f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    if "throughput" not in skip:
+        print("== REST throughput, load generators in their own processes ==")
+        for direct in (False, True):
+            rates = scaling.throughput((1, 2, 3), seconds=1.0 if quick else 4.0, direct=direct)
+            print(rates.to_string(index=False))
+            print(scaling.throughput_story(rates))
+    if "frontdoor" not in skip:
+        print("\n== front door / straight to the worker (1 worker) ==")
+        front_door_ratio(1.0 if quick else 3.0, 2 if quick else 5)
     messages = 100 if quick else 400
     subscribers = 200 if quick else 1000
-    events = 10 if quick else 30
-    with Cluster(1) as one, Cluster(2, backplane="redis") as two:
-        print("\n== delivery delay: POST sent -> WebSocket received ==")
-        cost = scaling.backplane_cost(one, two, messages)
-        medians = {}
-        for path, delays in cost.groupby("path")["delay_ms"]:
-            print(line(path, list(delays)))
-            medians[path] = statistics.median(delays)
-        extra = medians["worker 1 -> Redis -> worker 2"] - medians["in-process (one worker)"]
-        print(f"Redis hop adds {extra:.2f} ms at the median")
-        print(f"\n== fan-out of one event to {subscribers} subscribers (until the last has it) ==")
-        single = fanout(one, subscribers, events)
-        spread = fanout(two, subscribers, events)
-        print(line("1 worker, in-process hub", single))
-        print(line("2 workers through Redis", spread))
-        print(f"p99 ratio (2 workers / 1 worker): {pct(spread, 0.99) / pct(single, 0.99):.2f}")
-    print("\n== memory per idle WebSocket (one worker's RSS) ==")
-    counts = (0, 500, 1000) if quick else (0, 1000, 2000, 5000)
-    for compression in (False, True):
-        for hello in (False, True):
-            with Cluster(1) as fresh:  # a fresh worker per row: no memory left from the last one
-                frame = scaling.idle_memory(fresh.workers[0], counts, compression=compression,
-                                            said_hello=hello)
-            print(f"compression {'on ' if compression else 'off'}, "
-                  f"{'one message each' if hello else 'silent since the handshake':<26}: "
-                  f"{scaling.kib_per_connection(frame):6.1f} KiB per connection  "
-                  f"(RSS {frame['rss_kib'].iloc[0]:.0f} -> {frame['rss_kib'].iloc[-1]:.0f} KiB)")
+    events = 20 if quick else 100
+    if not {"delivery", "fanout"} <= skip:
+        with Cluster(1) as one, Cluster(2, backplane="redis") as two:
+            if "delivery" not in skip:
+                print("\n== delivery delay: POST sent -> WebSocket received ==")
+                cost = scaling.backplane_cost(one, two, messages)
+                medians, tails = {}, {}
+                for path, delays in cost.groupby("path")["delay_ms"]:
+                    print(line(path, list(delays)))
+                    medians[path] = statistics.median(delays)
+                    tails[path] = pct(list(delays), 0.99)
+                redis, local = "worker 1 -> Redis -> worker 2", "in-process (one worker)"
+                print(f"Redis hop adds {medians[redis] - medians[local]:+.2f} ms at the median "
+                      f"(goal <= +0.5 ms), {tails[redis] - tails[local]:+.2f} ms at p99; "
+                      f"ratio {medians[redis] / medians[local]:.2f}x median")
+            if "fanout" not in skip:
+                print(f"\n== fan-out of one event to {subscribers} subscribers "
+                      "(until the last has it) ==")
+                single = fanout(one, subscribers, events, rate_hz=10.0)
+                spread = fanout(two, subscribers, events, rate_hz=10.0)
+                print(line("1 worker, in-process hub", single))
+                print(line("2 workers through Redis", spread))
+                ratio = statistics.median(spread) / statistics.median(single)
+                tail = (f"p99 ratio {pct(spread, 0.99) / pct(single, 0.99):.2f} (goal <= 1.1)"
+                        if min(len(single), len(spread)) >= 100 else "p99: n < 100")
+                print(f"2 workers / 1 worker: median ratio {ratio:.2f}, {tail}")
+    if "memory" not in skip:
+        print("\n== memory per idle WebSocket (one worker's RSS; kernel TCP buffers apart) ==")
+        counts = (0, 500, 1000) if quick else (0, 1000, 2000, 5000)
+        for compression in (False, True):
+            for hello in (False, True):
+                with Cluster(1) as fresh:  # a fresh worker per row: no memory left from the last
+                    frame = scaling.idle_memory(fresh.workers[0], counts, compression=compression,
+                                                said_hello=hello)
+                kernel = scaling.kernel_kib_per_connection(frame)
+                goal = (" (goal <= 48)" if compression and hello else
+                        " (goal <= 12)" if not compression else "")
+                print(f"compression {'on ' if compression else 'off'}, "
+                      f"{'one message each' if hello else 'silent since the handshake':<26}: "
+                      f"{scaling.kib_per_connection(frame):6.1f} KiB per connection{goal}  "
+                      f"(RSS {frame['rss_kib'].iloc[0]:.0f} -> {frame['rss_kib'].iloc[-1]:.0f} "
+                      f"KiB; kernel TCP buffers {kernel if kernel is not None else 'n/a'} KiB "
+                      "per connection, both ends)")
     return 0
 
 

@@ -12,6 +12,7 @@ import json
 import os
 import random
 import statistics
+import sys
 import time
 from collections.abc import Sequence
 
@@ -198,7 +199,8 @@ def delivery_delays(post_url: str, listen_ws_url: str, messages: int = 200) -> l
     return _run(go())
 
 
-def backplane_cost(in_process, through_redis, messages: int = 200, rounds: int = 4):
+def backplane_cost(in_process, through_redis, messages: int = 200, rounds: int = 4,
+                   progress=None):
     """Delivery delay side by side: poster and listener on worker 1 of `in_process` (no
     backplane) vs poster on worker 1 and listener on worker 2 of `through_redis`, measured in
     alternating rounds so that both paths see the same machine load. Rows: path, message,
@@ -208,12 +210,15 @@ def backplane_cost(in_process, through_redis, messages: int = 200, rounds: int =
     paths = (("in-process (one worker)", one, one), ("worker 1 -> Redis -> worker 2", first, second))
     per_round = max(1, messages // rounds)
     rows: list[dict] = []
-    for _ in range(rounds):
+    for round_ in range(rounds):
         for name, post, listen in paths:
             start = sum(r["path"] == name for r in rows)
             delays = delivery_delays(post, listen.replace("http", "ws"), per_round)
             rows += [{"path": name, "message": start + i, "delay_ms": d}
                      for i, d in enumerate(delays)]
+            if progress is not None:
+                progress(f"round {round_ + 1} of {rounds}, {name}: {len(delays)} messages, median "
+                         f"{statistics.median(delays):.2f} ms")
     return _frame(rows)
 
 
@@ -230,8 +235,12 @@ def idle_memory(worker, counts=(0, 1000, 2000, 5000), compression: bool = False,
     """RSS of one worker (`worker`: a cluster Worker, with .url and .pid) holding 0, 1,000, ...
     idle WebSockets opened straight to it. With `said_hello` each socket first exchanges one
     echo message (a server allocates its compressor on the first message it compresses, so a
-    socket that never spoke hides that cost). Rows: connections, rss_kib, compression,
-    said_hello. The sockets of this process (the client side) are not in the figure."""
+    socket that never spoke hides that cost). Rows: connections, rss_kib, kernel_tcp_kib,
+    compression, said_hello. The sockets of this process (the client side) are not in rss_kib.
+
+    RSS is the worker's own (user-space) memory; the kernel's memory for its sockets is not in it.
+    `kernel_tcp_kib` is the kernel's TCP buffer memory of the whole machine (`/proc/net/sockstat`),
+    so it counts both ends of each connection, and every other program's sockets too."""
     from labkit.server.listen import raise_open_file_limit
 
     raise_open_file_limit()
@@ -255,6 +264,7 @@ def idle_memory(worker, counts=(0, 1000, 2000, 5000), compression: bool = False,
                 sockets += await asyncio.gather(*(one() for _ in range(n - len(sockets))))
                 await asyncio.sleep(0.3)
                 rows.append({"connections": n, "rss_kib": rss_kib(worker.pid),
+                             "kernel_tcp_kib": kernel_tcp_kib(),
                              "compression": "on" if compression else "off",
                              "said_hello": said_hello})
                 if progress is not None:
@@ -264,6 +274,30 @@ def idle_memory(worker, counts=(0, 1000, 2000, 5000), compression: bool = False,
         return rows
 
     return _frame(_run(go(), timeout=600))
+
+
+def kernel_tcp_kib() -> float | None:
+    """The kernel's memory for TCP socket buffers on this machine, in KiB: the `mem` pages of the
+    TCP line of /proc/net/sockstat (Linux; None elsewhere). Not part of any process's RSS."""
+    try:
+        with open("/proc/net/sockstat", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("TCP:"):
+                    fields = line.split()
+                    pages = int(fields[fields.index("mem") + 1])
+                    return pages * os.sysconf("SC_PAGE_SIZE") / 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def kernel_kib_per_connection(frame) -> float | None:
+    """Slope of the kernel's TCP buffer memory over connections (KiB per connection, both ends,
+    least squares); None where /proc/net/sockstat is missing."""
+    if "kernel_tcp_kib" not in frame or frame["kernel_tcp_kib"].isna().any():
+        return None
+    slope = statistics.linear_regression(frame["connections"], frame["kernel_tcp_kib"]).slope
+    return round(slope, 2)
 
 
 def kib_per_connection(frame) -> float:
@@ -283,6 +317,16 @@ def fd_limit() -> dict:
 async def _feed_last_seq(session, url: str) -> int:
     async with session.get(f"{url}/api/feed/source") as r:
         return (await r.json())["last_seq"]
+
+
+PROGRESS_EVERY_S = 2.0
+"""Seconds between progress lines of a long experiment (no cell stays silent for long)."""
+
+
+async def _report_every(seconds: float, progress, line) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        progress(line())
 
 
 # -- a worker dies under load ---------------------------------------------------------------------
@@ -359,12 +403,24 @@ def kill_under_load(cluster, subscribers: int = 300, events: int = 400, rate_hz:
             tasks = [asyncio.create_task(s.run(base + events, deadline)) for s in subs]
             while sum(bool(s.workers) for s in subs) < subscribers and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
-            await _publish(session, publisher, rate_hz, first, seed=7)
-            await asyncio.to_thread(cluster.kill, kill_worker)
-            if progress is not None:
-                progress(f"worker {kill_worker} killed (SIGKILL) after event {first}")
-            await _publish(session, publisher, rate_hz, events - first, seed=None)
-            await asyncio.gather(*tasks)
+            ticker = asyncio.create_task(_report_every(PROGRESS_EVERY_S, progress, lambda: (
+                f"{sum(len(s.seqs) for s in subs):,} of {subscribers * events:,} deliveries so "
+                f"far; {sum(s.reconnects for s in subs)} reconnects"))) if progress else None
+            try:
+                if progress is not None:
+                    progress(f"{subscribers} subscribers connected; publishing {events} events "
+                             f"at {rate_hz:g}/s")
+                await _publish(session, publisher, rate_hz, first, seed=7)
+                await asyncio.to_thread(cluster.kill, kill_worker)
+                if progress is not None:
+                    progress(f"worker {kill_worker} killed (SIGKILL) after event {first}")
+                await _publish(session, publisher, rate_hz, events - first, seed=None)
+                await asyncio.gather(*tasks)
+            finally:
+                if ticker is not None:
+                    ticker.cancel()
+                for task in tasks:
+                    task.cancel()
         expected = set(range(base + 1, base + events + 1))
         return [{"subscriber": i + 1, "first_worker": s.workers[0] if s.workers else None,
                  "reconnects": s.reconnects, "received": len(s.seqs),
@@ -376,50 +432,168 @@ def kill_under_load(cluster, subscribers: int = 300, events: int = 400, rate_hz:
 
 
 # -- throughput -----------------------------------------------------------------------------------
+LOAD_PROCESSES = 2
+"""Load generator processes of `rest_rate` (each its own interpreter, never this kernel)."""
+
+
+async def _hammer(urls: list[str], seconds: float, concurrency: int, path: str) -> int:
+    """Keep-alive GETs of `path`, `concurrency` connections back to back for `seconds`: count."""
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    done = 0
+    async with aiohttp.ClientSession(connector=connector) as session:
+        stop_at = time.perf_counter() + seconds
+
+        async def loop(url):
+            nonlocal done
+            while time.perf_counter() < stop_at:
+                async with session.get(url + path) as r:
+                    await r.read()
+                done += 1
+
+        await asyncio.gather(*(loop(urls[i % len(urls)]) for i in range(concurrency)))
+    return done
+
+
+def _load_main(argv: list[str]) -> None:
+    """One load generator process: wait for a line on stdin, hammer, print what it did (JSON)."""
+    urls, seconds, concurrency, path = argv[0].split(","), float(argv[1]), int(argv[2]), argv[3]
+    print("ready", flush=True)
+    sys.stdin.readline()
+    cpu, start = time.process_time(), time.perf_counter()
+    done = asyncio.run(_hammer(urls, seconds, concurrency, path))
+    print(json.dumps({"done": done, "elapsed_s": time.perf_counter() - start,
+                      "cpu_s": time.process_time() - cpu}), flush=True)
+
+
+def _cpu_s(pid: int) -> float:
+    import psutil
+
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return 0.0
+    return times.user + times.system
+
+
+def _thread_cpu_s(native_id: int | None) -> float:
+    """CPU seconds of one thread of this process (the front door's), 0 if unknown."""
+    import psutil
+
+    if native_id is None:
+        return 0.0
+    for thread in psutil.Process().threads():
+        if thread.id == native_id:
+            return thread.user_time + thread.system_time
+    return 0.0
+
+
 def rest_rate(target, seconds: float = 3.0, concurrency: int = 24, path: str = "/api/notes",
-              direct: bool = False):
-    """REST requests per second: `concurrency` keep-alive connections each sending GET `path`
-    back to back, through the front door (spread when they open), or with `direct=True` (a
-    cluster only) straight to the workers' own ports, shared out evenly (no front door)."""
+              direct: bool = False, processes: int = LOAD_PROCESSES) -> dict:
+    """REST requests per second: `concurrency` keep-alive connections (split over `processes`
+    load generator processes, none of them this kernel) each sending GET `path` back to back,
+    through the front door (spread when they open), or with `direct=True` (a cluster only)
+    straight to the workers' own ports, shared out evenly (no front door).
+
+    Returns requests_per_s and the CPU each part spent per request, in ms: the workers (all
+    together), the front door (its thread in this kernel; 0 when direct), the load generators
+    (all together); and busy_cores, the CPU seconds of all of them per wall-clock second."""
+    import subprocess
+
     urls = [w.url for w in target.workers] if direct else [target.url]
-
-    async def go():
-        connector = aiohttp.TCPConnector(limit=concurrency)
-        done = 0
-        async with aiohttp.ClientSession(connector=connector) as session:
-            stop_at = time.perf_counter() + seconds
-
-            async def loop(url):
-                nonlocal done
-                while time.perf_counter() < stop_at:
-                    async with session.get(url + path) as r:
-                        await r.read()
-                    done += 1
-
-            start = time.perf_counter()
-            await asyncio.gather(*(loop(urls[i % len(urls)]) for i in range(concurrency)))
-            return done / (time.perf_counter() - start)
-
-    return _run(go())
+    shares = [concurrency // processes + (i < concurrency % processes) for i in range(processes)]
+    gens = [subprocess.Popen(
+        [sys.executable, "-c", "import sys; from labkit.lessons.scaling import _load_main; "
+         "_load_main(sys.argv[1:])", ",".join(urls), str(seconds), str(share), path],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for share in shares if share]
+    try:
+        for gen in gens:
+            assert gen.stdout is not None
+            if gen.stdout.readline().strip() != "ready":
+                raise RuntimeError("a load generator did not start")
+        front = getattr(target, "front", None)
+        front_thread = getattr(getattr(front, "_thread", None), "native_id", None)
+        pids = [w.pid for w in target.workers]
+        workers_before = sum(_cpu_s(pid) for pid in pids)
+        front_before = 0.0 if direct else _thread_cpu_s(front_thread)
+        start = time.perf_counter()
+        for gen in gens:
+            assert gen.stdin is not None
+            gen.stdin.write("go\n")
+            gen.stdin.flush()
+        reports = []
+        for gen in gens:
+            assert gen.stdout is not None
+            reports.append(json.loads(gen.stdout.readline()))
+        wall = time.perf_counter() - start
+        workers_cpu = sum(_cpu_s(pid) for pid in pids) - workers_before
+        front_cpu = 0.0 if direct else _thread_cpu_s(front_thread) - front_before
+    finally:
+        for gen in gens:
+            gen.communicate(timeout=30)
+    done = sum(r["done"] for r in reports)
+    load_cpu = sum(r["cpu_s"] for r in reports)
+    elapsed = max(r["elapsed_s"] for r in reports)
+    per = 1000 / max(done, 1)
+    return {"requests_per_s": done / elapsed,
+            "cpu_ms_workers": workers_cpu * per, "cpu_ms_front_door": front_cpu * per,
+            "cpu_ms_load": load_cpu * per,
+            "busy_cores": (workers_cpu + front_cpu + load_cpu) / wall}
 
 
 def throughput(sizes=(1, 2, 3), seconds: float = 3.0, concurrency: int = 24, direct: bool = False,
                progress=None):
     """REST requests/s with 1, 2, 3 workers (a fresh cluster each, no backplane), through the
-    front door (or `direct` to the workers), plus the CPU cores of this machine. Rows: workers,
-    requests_per_s, cores, via."""
+    front door (or `direct` to the workers), load generated by LOAD_PROCESSES processes of their
+    own. Rows: workers, requests_per_s, the CPU ms per request of the workers, the front door and
+    the load generators, busy_cores (CPU seconds of all of them per second), cores (this
+    machine's), load_1min (the machine's load average after the run: other programs count), via."""
     from labkit.cluster import Cluster
 
     rows = []
     for n in sizes:
+        if progress is not None:
+            progress(f"starting {n} worker(s) and measuring for {seconds:g} s ...")
         with Cluster(n) as cluster:
             rest_rate(cluster, 0.3, concurrency, direct=direct)  # warm-up, not counted
             rate = rest_rate(cluster, seconds, concurrency, direct=direct)
-        rows.append({"workers": n, "requests_per_s": round(rate), "cores": os.cpu_count(),
+        rows.append({"workers": n, "requests_per_s": round(rate["requests_per_s"]),
+                     "cpu_ms_workers": round(rate["cpu_ms_workers"], 3),
+                     "cpu_ms_front_door": round(rate["cpu_ms_front_door"], 3),
+                     "cpu_ms_load": round(rate["cpu_ms_load"], 3),
+                     "busy_cores": round(rate["busy_cores"], 2), "cores": os.cpu_count(),
+                     "load_1min": round(os.getloadavg()[0], 2),
                      "via": "direct" if direct else "front door"})
         if progress is not None:
-            progress(f"{n} worker(s): {rate:.0f} requests/s")
+            progress(f"{n} worker(s): {rate['requests_per_s']:.0f} requests/s, "
+                     f"{rate['busy_cores']:.1f} cores busy")
     return _frame(rows)
+
+
+def throughput_story(rates) -> str:
+    """What a `throughput` frame says, in words computed from it: the speed-up, the CPU a request
+    costs each part, and whether the cores were the limit."""
+    first, last = rates.iloc[0], rates.iloc[-1]
+    cores = int(first["cores"])
+    gain = last["requests_per_s"] / first["requests_per_s"]
+    cost = {part: float(last[f"cpu_ms_{key}"]) for part, key in
+            (("the workers", "workers"), ("the front door", "front_door"),
+             ("the load generators", "load"))}
+    total = sum(cost.values())
+    parts = ", ".join(f"{part} {ms:.2f} ms" for part, ms in cost.items())
+    ceiling = cores * 1000 / total if total > 0 else float("nan")
+    text = (f"{int(first['workers'])} → {int(last['workers'])} workers: "
+            f"{first['requests_per_s']:,} → {last['requests_per_s']:,} requests/s "
+            f"({gain:.2f}×). With {int(last['workers'])} workers one request cost {parts} of CPU "
+            f"({total:.2f} ms in all), so {cores} cores can carry at most about {ceiling:,.0f} "
+            f"requests/s; the run kept {last['busy_cores']:.1f} of {cores} cores busy. ")
+    if last["busy_cores"] >= 0.85 * cores:
+        text += ("The cores were the limit: more worker processes share the same cores, and the "
+                 "load generators and the front door take their share of them too.")
+    else:
+        text += (f"Not every core was busy with this experiment (load average {last['load_1min']:g}: "
+                 "other programs on the machine count too), so part of the limit was elsewhere: "
+                 "connections waiting on each other, or the front door's single thread.")
+    return text
 
 
 def redis_ready() -> bool:
@@ -465,3 +639,53 @@ def delay_summary(frame) -> dict:
         out[path] = {"n": len(delays), "median_ms": round(float(delays.median()), 2),
                      f"{tail}_ms": round(float(delays.quantile(0.99 if tail == "p99" else 0.9)), 2)}
     return out
+
+
+# -- figures (the kit's template: labkit.plots.base.finish) ---------------------------------------
+def delay_figure(cost):
+    """Box plot of the delivery delay per path (a `backplane_cost` frame)."""
+    import plotly.express as px
+
+    from labkit.plots.base import OKABE_ITO, finish
+
+    fig = px.box(cost, x="path", y="delay_ms", color="path", points=False,
+                 color_discrete_sequence=[OKABE_ITO["blue"], OKABE_ITO["orange"]])
+    return finish(fig, "Delivery delay: in-process vs through Redis", "path",
+                  "POST sent → WebSocket received (ms)", legend="path")
+
+
+def memory_figure(memory):
+    """Worker RSS against idle WebSockets, one line per compression setting (`idle_memory` rows)."""
+    import plotly.express as px
+
+    from labkit.plots.base import OKABE_ITO, finish
+
+    fig = px.line(memory, x="connections", y="rss_kib", color="compression", markers=True,
+                  color_discrete_map={"off": OKABE_ITO["blue"], "on": OKABE_ITO["vermillion"]})
+    return finish(fig, "Worker memory vs idle WebSockets", "idle WebSockets (count)",
+                  "worker RSS (KiB)", legend="compression")
+
+
+def throughput_figure(rates):
+    """Requests/s per worker count, and beside it the CPU one request cost each part (a
+    `throughput` frame); whole worker counts on the axes."""
+    from plotly.subplots import make_subplots
+
+    from labkit.plots.base import OKABE_ITO, finish
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("requests per second",
+                                                        "CPU per request (ms), by process"))
+    workers = [int(w) for w in rates["workers"]]
+    fig.add_bar(x=workers, y=rates["requests_per_s"], name="requests/s",
+                marker_color=OKABE_ITO["blue"], row=1, col=1)
+    for key, name, colour in (("workers", "workers", OKABE_ITO["bluish green"]),
+                              ("front_door", "front door", OKABE_ITO["orange"]),
+                              ("load", "load generators", OKABE_ITO["reddish purple"])):
+        fig.add_bar(x=workers, y=rates[f"cpu_ms_{key}"], name=f"CPU: {name}",
+                    marker_color=colour, row=1, col=2)
+    fig.update_layout(barmode="stack")
+    fig.update_xaxes(tickmode="array", tickvals=workers, ticktext=[str(w) for w in workers])
+    fig.update_yaxes(title_text="CPU per request (ms)", row=1, col=2)
+    fig.update_xaxes(title_text="worker processes (count)", row=1, col=2)
+    return finish(fig, f"REST throughput vs workers ({int(rates['cores'].iloc[0])} cores)",
+                  "worker processes (count)", "requests per second (1/s)", legend="measure")
