@@ -38,6 +38,7 @@ import textwrap
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urljoin
 
 import pytest
 
@@ -324,12 +325,17 @@ def test_two_students_chat_through_the_hub_service_and_the_instructor_sees_both(
                 lab = lk.join()
                 me = lk.chat_ws(lab, {user!r})
                 who = lk.rest(lab).get("/api/hub")
+                from labkit.browser.widgets import lab_link
+                page = lab_link(lab)  # a browser widget: where its page will go
                 print(json.dumps({{"url": lab.base_url, "status": who.status,
-                                  "page_path": lab.page_path, "welcome": me.welcome["type"]}}))
+                                  "welcome": me.welcome["type"], "widget": [page.proxy_path,
+                                  page.login_path, page.direct_url]}}))
             """))
             seen = json.loads(out.strip().splitlines()[-1])
-            assert seen == {"url": svc, "status": 200, "page_path": "../../services/labkit/",
-                            "welcome": "welcome"}, seen
+            assert seen == {"url": svc, "status": 200, "welcome": "welcome",
+                            "widget": ["../../services/labkit/", "oauth_login", svc + "/"]}, seen
+            # the page appends proxy_path to its Jupyter base URL: the service on the hub's origin
+            assert urljoin(f"{hub.url}/user/{user}/", seen["widget"][0]) == svc + "/"
         ann.run('me.send("hello from ann")')
         bob.run('me.send("hello from bob")')
         wait = textwrap.dedent("""
@@ -357,6 +363,17 @@ def test_two_students_chat_through_the_hub_service_and_the_instructor_sees_both(
         texts = [(m["data"]["name"], m["data"]["text"]) for m in history
                  if m["data"]["text"].startswith("hello from")]
         assert texts == [("ann", "hello from ann"), ("bob", "hello from bob")]
+
+        # -- a browser widget's page: same origin, the service cookie from oauth_login, Origin checked
+        cookie = {"Cookie": f"labkit-hub-labkit={ann_web.cookies.get('labkit-hub-labkit')}"}
+        with connect(f"ws://127.0.0.1:{hub.proxy_port}/services/labkit/ws/echo", open_timeout=30,
+                     additional_headers={**cookie, "Origin": hub.url}) as page_ws:
+            page_ws.send("from the page")
+            assert page_ws.recv(timeout=30) == "from the page"
+        with pytest.raises(InvalidStatus) as foreign:
+            connect(f"ws://127.0.0.1:{hub.proxy_port}/services/labkit/ws/echo", open_timeout=30,
+                    additional_headers={**cookie, "Origin": "https://evil.example"})
+        assert foreign.value.response.status_code == 403
 
         # -- a student is not the instructor: 403 on the instructor's routes, by token and by cookie
         ann_token = _admin(hub, "POST", "/users/ann/tokens",

@@ -643,6 +643,15 @@ async function render({ model, el: host }) {
   await hello(model);
   const base = labBase(model);
   root.dataset.base = base;
+  if (model.get("login_path")) {
+    // a JupyterHub service on this page's origin: one same-origin fetch of its login path lets the
+    // hub's OAuth set the service's cookie (no page to confirm), which later fetches and WebSockets carry
+    try {
+      await fetch(base + model.get("login_path"), { cache: "no-store", credentials: "same-origin" });
+    } catch (err) {
+      // not logged in to the hub: the widget's own requests will say 401
+    }
+  }
   try {
     model.set("page_base", base);
     model.set("rendered", true);

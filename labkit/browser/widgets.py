@@ -37,6 +37,7 @@ class BrowserWidget(anywidget.AnyWidget):
     seconds = t.Float(300.0).tag(sync=True)
     rendered = t.Bool(False).tag(sync=True)
     page_base = t.Unicode("").tag(sync=True)
+    login_path = t.Unicode("").tag(sync=True)
 
     def __init__(self, lab, *, port: int | None = None, **kwargs):
         """`lab`: the LabServer (or a URL). `port`: connect to this port instead of the lab's (a wire
@@ -46,7 +47,15 @@ class BrowserWidget(anywidget.AnyWidget):
         if port is not None:
             url = f"{parts.scheme}://{parts.hostname}:{port}"
         port = urlsplit(url).port
-        super().__init__(direct_url=url.rstrip("/") + "/", proxy_path=f"proxy/{port}/", **kwargs)
+        hub_path = getattr(lab, "page_path", None)
+        if hub_path and port == getattr(lab, "port", None):
+            # a class service of the student's JupyterHub (lk.join() there): the page reaches it
+            # on its own origin and logs in to it with the hub's OAuth (course/hub_service.py)
+            kwargs = {"login_path": "oauth_login", **kwargs}
+            url, proxy = lab.base_url, hub_path
+        else:
+            proxy = f"proxy/{port}/"
+        super().__init__(direct_url=url.rstrip("/") + "/", proxy_path=proxy, **kwargs)
         self._lab = lab
         self.page_origins: list[str] = []
         self.frames: list[dict] = []
