@@ -13,17 +13,31 @@ round trips on loopback and on the chosen emulated network for a few payload siz
   IQR) per profile, transport and payload;
 - `latency-<profile>.html`: the figures and the summary table in one file with plotly inlined, so
   it opens offline.
+
+Every run also measures the server's own cost side by side with its floors (`overhead_figures`): the
+lab's REST keep-alive GET against a bare aiohttp app, the lab's WebSocket echo against a raw asyncio
+WebSocket echo (and a bare aiohttp one), each server on its own thread, interleaved rounds; and
+`lk.start()` to the first answer in fresh interpreters. `benchmarks/echo_floor.py` prints the same
+figures from the same code. The report shows medians and ratios, and p99 only where n >= 100.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import base64
 import datetime as dt
+import hashlib
 import html
 import json
 import os
 import platform
+import statistics
+import struct
+import subprocess
 import sys
+import threading
+import time
 from importlib import metadata
 from pathlib import Path
 from typing import TypedDict
@@ -34,16 +48,306 @@ class Suite(TypedDict):
     count: int
     warmup: int
     messages: tuple[int, ...]
+    overhead_n: int
+    overhead_rounds: int
+    startup_runs: int
 
 
 SUITES: dict[bool, Suite] = {
     # quick: a smoke run (CI, a first look); full: enough round trips for stable tails
-    True: {"payloads": (64, 4096), "count": 8, "warmup": 2, "messages": (1, 5)},
-    False: {"payloads": (16, 1024, 16384, 65536), "count": 100, "warmup": 5, "messages": (1, 10, 50)},
+    True: {"payloads": (64, 4096), "count": 8, "warmup": 2, "messages": (1, 5),
+           "overhead_n": 50, "overhead_rounds": 1, "startup_runs": 1},
+    False: {"payloads": (16, 1024, 16384, 65536), "count": 100, "warmup": 5, "messages": (1, 10, 50),
+            "overhead_n": 1000, "overhead_rounds": 3, "startup_runs": 5},
 }
 
 PACKAGES = ("labkit-lessons", "aiohttp", "websockets", "pandas", "plotly", "trustme")
 """Distributions whose versions a report records (labkit's distribution is labkit-lessons)."""
+
+
+PAYLOAD = b"x" * 16
+
+
+class ThreadedLoop:
+    """An event loop on a daemon thread, to host a server the way the lab is hosted."""
+
+    def __init__(self):
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro):
+        """Run `coro` on this loop and return its result (at most 30 s)."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
+
+    def close(self):
+        """Stop the loop and end its thread."""
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+async def _raw_echo(reader, writer):
+    while data := await reader.read(65536):
+        writer.write(data)
+        await writer.drain()
+    writer.close()
+
+
+class RawWebSocketEcho(asyncio.Protocol):
+    """The floor of a WebSocket echo: asyncio's protocol callbacks, the RFC 6455 handshake and
+    frame format done by hand, nothing else (no limits, no heartbeat, no fragmentation; a small
+    unfragmented masked client frame in, the same payload unmasked out)."""
+
+    GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+    def connection_made(self, transport) -> None:
+        self.transport, self.buffer, self.open = transport, b"", False
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if not self.open:
+            head, sep, rest = self.buffer.partition(b"\r\n\r\n")
+            if not sep:
+                return
+            key = next(line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"sec-websocket-key:"))
+            accept = base64.b64encode(hashlib.sha1(key + self.GUID).digest())
+            self.transport.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                                 b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept
+                                 + b"\r\n\r\n")
+            self.open, self.buffer = True, rest
+        while len(self.buffer) >= 6:
+            first, second = self.buffer[0], self.buffer[1] & 0x7F
+            start = 2 + (2 if second == 126 else 8 if second == 127 else 0)
+            if second == 126:
+                second = struct.unpack_from("!H", self.buffer, 2)[0]
+            elif second == 127:
+                second = struct.unpack_from("!Q", self.buffer, 2)[0]
+            end = start + 4 + second
+            if len(self.buffer) < end:
+                return
+            mask = self.buffer[start:start + 4]
+            payload = bytes(b ^ mask[i % 4] for i, b in enumerate(self.buffer[start + 4:end]))
+            self.buffer = self.buffer[end:]
+            if first & 0x0F == 8:  # close: answer it and stop
+                self.transport.write(bytes([0x88, len(payload)]) + payload)
+                self.transport.close()
+                return
+            size = (bytes([len(payload)]) if len(payload) < 126
+                    else bytes([126]) + struct.pack("!H", len(payload)))
+            self.transport.write(bytes([first]) + size + payload)
+
+
+def start_raw_ws_server(host: ThreadedLoop) -> int:
+    async def _start():
+        server = await asyncio.get_running_loop().create_server(RawWebSocketEcho, "127.0.0.1", 0)
+        return server.sockets[0].getsockname()[1]
+
+    return host.run(_start())
+
+
+def start_raw_server(host: ThreadedLoop) -> int:
+    async def _start():
+        server = await asyncio.start_server(_raw_echo, "127.0.0.1", 0)
+        return server.sockets[0].getsockname()[1]
+
+    return host.run(_start())
+
+
+def start_bare_aiohttp(host: ThreadedLoop) -> int:
+    import aiohttp
+    from aiohttp import web
+
+    async def get(request):
+        return web.Response(body=PAYLOAD, content_type="application/octet-stream")
+
+    async def ws(request):
+        sock = web.WebSocketResponse()
+        await sock.prepare(request)
+        async for msg in sock:
+            if msg.type is aiohttp.WSMsgType.TEXT:
+                await sock.send_str(msg.data)
+        return sock
+
+    async def _start():
+        app = web.Application()
+        app.router.add_get("/echo", get)
+        app.router.add_get("/ws", ws)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        return runner.addresses[0][1]
+
+    return host.run(_start())
+
+
+async def time_raw(port: int, n: int, warmup: int) -> list[float]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    out = []
+    for i in range(n + warmup):
+        t = time.perf_counter_ns()
+        writer.write(PAYLOAD)
+        await writer.drain()
+        await reader.readexactly(len(PAYLOAD))
+        if i >= warmup:
+            out.append((time.perf_counter_ns() - t) / 1e6)
+    writer.close()
+    return out
+
+
+async def time_http(url: str, n: int, warmup: int) -> list[float]:
+    import aiohttp
+
+    out = []
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as session:
+        for i in range(n + warmup):
+            t = time.perf_counter_ns()
+            async with session.get(url) as reply:
+                await reply.read()
+            if i >= warmup:
+                out.append((time.perf_counter_ns() - t) / 1e6)
+    return out
+
+
+async def time_ws(url: str, n: int, warmup: int) -> list[float]:
+    from websockets.asyncio.client import connect
+
+    out = []
+    text = PAYLOAD.decode()
+    async with connect(url, compression=None) as ws:
+        for i in range(n + warmup):
+            t = time.perf_counter_ns()
+            await ws.send(text)
+            await ws.recv()
+            if i >= warmup:
+                out.append((time.perf_counter_ns() - t) / 1e6)
+    return out
+
+
+def startup_times(runs_each: int = 5) -> tuple[float, float]:
+    """(import labkit s, lk.start() to first answered request s): medians of `runs_each` fresh
+    interpreters."""
+    code_import = "import time; t=time.perf_counter(); import labkit; print(time.perf_counter()-t)"
+    code_start = (
+        "import time, urllib.request, labkit as lk; t=time.perf_counter(); lab=lk.start(); "
+        "urllib.request.urlopen(lab.url + '/healthz').read(); print(time.perf_counter()-t); lab.stop()"
+    )
+
+    def median_of(code: str) -> float:
+        runs = [float(subprocess.check_output([sys.executable, "-c", code]))
+                for _ in range(runs_each)]
+        return statistics.median(runs)
+
+    return median_of(code_import), median_of(code_start)
+
+OVERHEAD_PAIRS = (
+    # (figure, setup, floor, goal for the p50 ratio or None)
+    ("REST keep-alive: lab / bare aiohttp app", "lab REST GET keep-alive",
+     "bare aiohttp GET keep-alive", 1.05),
+    ("WebSocket echo: lab / raw asyncio WebSocket echo", "lab WS echo", "raw asyncio WS echo", 1.10),
+    ("WebSocket echo: lab / bare aiohttp WebSocket echo", "lab WS echo", "bare aiohttp WS echo",
+     None),
+)
+"""The server-overhead figures: each setup over its floor, measured side by side."""
+
+
+def overhead_rounds(n: int, warmup: int, rounds: int) -> dict[str, list[float]]:
+    """Round trips (ms) of the lab and its floors, each server on its own thread, the setups
+    interleaved `rounds` times so that load on the machine hits all alike."""
+    from labkit.server.runner import LabServer
+
+    raw_host, raw_ws_host, bare_host = ThreadedLoop(), ThreadedLoop(), ThreadedLoop()
+    lab = None
+    try:
+        raw_port, bare_port = start_raw_server(raw_host), start_bare_aiohttp(bare_host)
+        raw_ws_port = start_raw_ws_server(raw_ws_host)
+        lab = LabServer().start()
+        setups = {
+            "raw asyncio TCP echo": lambda: time_raw(raw_port, n, warmup),
+            "bare aiohttp GET keep-alive": lambda: time_http(
+                f"http://127.0.0.1:{bare_port}/echo", n, warmup),
+            "lab REST GET keep-alive": lambda: time_http(f"{lab.url}/api/echo?size=16", n, warmup),
+            "raw asyncio WS echo": lambda: time_ws(f"ws://127.0.0.1:{raw_ws_port}/", n, warmup),
+            "bare aiohttp WS echo": lambda: time_ws(f"ws://127.0.0.1:{bare_port}/ws", n, warmup),
+            "lab WS echo": lambda: time_ws(f"{lab.ws_url}/ws/echo", n, warmup),
+        }
+        results: dict[str, list[float]] = {name: [] for name in setups}
+        for _ in range(rounds):
+            for name, make in setups.items():
+                results[name] += asyncio.run(make())
+        return results
+    finally:
+        if lab is not None:
+            lab.stop()
+        for host in (raw_host, raw_ws_host, bare_host):
+            host.close()
+
+
+def _p99(values: list[float]) -> float | None:
+    from labkit.lessons.latency import MIN_N_FOR_P99
+
+    from .measure import percentile
+
+    return percentile(values, 99) if len(values) >= MIN_N_FOR_P99 else None
+
+
+def overhead_figures(n: int, warmup: int, rounds: int, startup_runs: int = 5) -> dict:
+    """The server-overhead figures of one run: per setup n, p50, p99 (None below 100 round trips);
+    per pair the p50 and p99 ratios and the goal; `lk.start()` and `import labkit` medians; the
+    cores and the load average."""
+    results = overhead_rounds(n, warmup, rounds)
+    setups: dict[str, dict] = {
+        name: {"n": len(v), "p50_ms": statistics.median(v), "p99_ms": _p99(v)}
+        for name, v in results.items()}
+    ratios = []
+    for figure, setup, floor, goal in OVERHEAD_PAIRS:
+        top, bottom = setups[setup], setups[floor]
+        top_p99, bottom_p99 = top["p99_ms"], bottom["p99_ms"]
+        p99 = top_p99 / bottom_p99 if top_p99 is not None and bottom_p99 is not None else None
+        ratios.append({"figure": figure, "n": min(top["n"], bottom["n"]),
+                       "p50_ratio": top["p50_ms"] / bottom["p50_ms"], "p99_ratio": p99,
+                       "goal_p50": goal})
+    t_import, t_start = startup_times(startup_runs)
+    return {"setups": setups, "ratios": ratios, "import_ms": t_import * 1000,
+            "start_ms": t_start * 1000, "start_goal_ms": 200, "cores": os.cpu_count(),
+            "load_average": list(os.getloadavg())}
+
+
+def _overhead_html(figures: dict) -> str:
+    def num(value, digits=3):
+        return "&ndash;" if value is None else f"{value:.{digits}f}"
+
+    with_p99 = figures_have_p99(figures)
+    rows = "".join(
+        f"<tr><td>{html.escape(name)}</td><td>{row['n']}</td><td>{num(row['p50_ms'], 4)}</td>"
+        + (f"<td>{num(row['p99_ms'], 4)}</td>" if with_p99 else "") + "</tr>"
+        for name, row in figures["setups"].items())
+    ratio_rows = "".join(
+        f"<tr><td>{html.escape(r['figure'])}</td><td>{r['n']}</td><td>{r['p50_ratio']:.2f}&times;</td>"
+        + (f"<td>{num(r['p99_ratio'], 2)}&times;</td>" if with_p99 else "")
+        + f"<td>{'&le; ' + format(r['goal_p50'], '.2f') if r['goal_p50'] else ''}</td></tr>"
+        for r in figures["ratios"])
+    p99_head = "<th>p99 ms</th>" if with_p99 else ""
+    p99_ratio_head = "<th>p99 ratio</th>" if with_p99 else ""
+    return (
+        "<h2>The server's own cost, side by side with its floors</h2>"
+        f"<p>Each server on its own thread and event loop, the same client for a setup and its "
+        f"floor, setups interleaved. {figures['cores']} cores, load average "
+        f"{' / '.join(f'{v:.2f}' for v in figures['load_average'])} (1/5/15 min). "
+        "p99 only where every group has at least 100 round trips.</p>"
+        f"<table><tr><th>setup</th><th>n</th><th>p50 ms</th>{p99_head}</tr>{rows}</table>"
+        f"<table><tr><th>ratio</th><th>n</th><th>p50 ratio</th>{p99_ratio_head}<th>goal (p50)</th>"
+        f"</tr>{ratio_rows}</table>"
+        f"<p><code>lk.start()</code> to the first answered request: {figures['start_ms']:.0f} ms "
+        f"(median of fresh interpreters; goal &le; {figures['start_goal_ms']} ms); "
+        f"<code>import labkit</code>: {figures['import_ms']:.1f} ms.</p>"
+    )
+
+
+def figures_have_p99(figures: dict) -> bool:
+    """Whether every setup of an overhead run has enough round trips for a p99."""
+    return all(row["p99_ms"] is not None for row in figures["setups"].values())
+
 
 
 def machine_info() -> dict:
@@ -85,7 +389,7 @@ def _summary_records(frame) -> list[dict]:
     return json.loads(table.to_json(orient="records"))
 
 
-def _report_html(frame, totals, info: dict, settings: dict) -> str:
+def _report_html(frame, totals, info: dict, settings: dict, overhead: dict | None = None) -> str:
     from labkit.lessons.latency import summary
 
     from .plots import latency as charts
@@ -118,6 +422,7 @@ def _report_html(frame, totals, info: dict, settings: dict) -> str:
         "interquartile range (IQR) per group, and p99 where every group has at least 100 round "
         "trips (fewer cannot carry a 99th percentile: read p90 and the max).</p>"
         + table.to_html(index=False, border=0)
+        + (_overhead_html(overhead) if overhead is not None else "")
         + "".join(f"<div>{p}</div>" for p in parts)
         + f"<h2>Machine and settings</h2><pre>{meta}</pre></body></html>"
     )
@@ -154,6 +459,8 @@ def run_bench(profile: str = "4g", quick: bool = False, out: str | Path = ".",
             exchange_totals(chosen_frame),
             measure_exchange(lab, messages=suite["messages"], profile=chosen.name),
         ], ignore_index=True)
+    overhead = overhead_figures(suite["overhead_n"], max(10, suite["overhead_n"] // 10),
+                                suite["overhead_rounds"], suite["startup_runs"])
     info = machine_info()
     stem = f"latency-{chosen.name}"
     paths = {"csv": out / f"{stem}.csv", "json": out / f"{stem}.json", "html": out / f"{stem}.html"}
@@ -162,9 +469,11 @@ def run_bench(profile: str = "4g", quick: bool = False, out: str | Path = ".",
               "warmup_dropped_per_group": suite["warmup"],
               "setup_ms": chosen_frame.attrs.get("setup_ms", {}),
               "summary_rtt_ms": _summary_records(frame),
-              "exchange_totals": json.loads(totals.to_json(orient="records"))}
+              "exchange_totals": json.loads(totals.to_json(orient="records")),
+              "server_overhead": overhead}
     paths["json"].write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    paths["html"].write_text(_report_html(frame, totals, info, settings), encoding="utf-8")
+    paths["html"].write_text(_report_html(frame, totals, info, settings, overhead),
+                             encoding="utf-8")
     return paths
 
 

@@ -1,0 +1,148 @@
+"""The fast paths of the serving guard behave like the slow ones did: behaviour only, never timing.
+
+- `listen()` serves a protocol that reports its own end (the guarded aiohttp handler) without a
+  wrapper, and still counts it: live and per-peer counts go up with each connection and back to 0.
+- The head clock (one timer per connection, read instead of re-armed per request) still answers a
+  head that trickles in on a kept-alive connection, after a served request, with 408 problem+json.
+- The remembered Host decisions never turn a refused Host into an accepted one.
+- `labkit bench`'s overhead figures carry n, p50, ratios, and a p99 only where n >= 100.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+
+from labkit.server.config import LabConfig
+from labkit.server.guard import GuardedRequestHandler
+from labkit.server.runner import LabServer
+
+WAIT_S = 10.0
+
+
+def _get(sock: socket.socket, path: str, host: str = "127.0.0.1") -> bytes:
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    return _read_answer(sock)
+
+
+def _read_answer(sock: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"content-length:")), 0)
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
+def _listener(lab: LabServer):
+    return lab._served.listener  # the lab's one listener (its counters)
+
+
+def _until(condition, timeout: float = WAIT_S) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+def test_guarded_connections_are_served_unwrapped_and_counted():
+    with LabServer(LabConfig()) as lab:
+        listener = _listener(lab)
+        socks = [socket.create_connection(("127.0.0.1", lab.port), timeout=WAIT_S) for _ in range(3)]
+        try:
+            for sock in socks:
+                assert _get(sock, "/healthz").startswith(b"HTTP/1.1 200")
+            assert listener.live == 3 and listener.peer_count("127.0.0.1") == 3
+            protocols = list(listener._live)
+            assert len(protocols) == 3
+            assert all(type(p) is GuardedRequestHandler for p in protocols)
+        finally:
+            for sock in socks:
+                sock.close()
+        assert _until(lambda: listener.live == 0 and listener.peer_count("127.0.0.1") == 0)
+
+
+def test_a_plain_protocol_is_still_counted_through_its_wrapper():
+    from labkit.server.listen import Limits, listen
+
+    async def main():
+        lost = asyncio.Event()
+
+        class Echo(asyncio.Protocol):
+            def connection_made(self, transport):
+                self.transport = transport
+
+            def data_received(self, data):
+                self.transport.write(data)
+
+            def connection_lost(self, exc):
+                lost.set()
+
+        listener = await listen(Echo, "127.0.0.1", 0, limits=Limits(max_connections=8))
+        reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
+        writer.write(b"ping")
+        assert await asyncio.wait_for(reader.readexactly(4), WAIT_S) == b"ping"
+        assert listener.live == 1 and listener.peer_count("127.0.0.1") == 1
+        writer.close()
+        await asyncio.wait_for(lost.wait(), WAIT_S)
+        counts = (listener.live, listener.peer_count("127.0.0.1"))
+        listener.close()
+        await listener.wait_closed()
+        return counts
+
+    assert asyncio.run(main()) == (0, 0)
+
+
+def test_a_late_head_after_a_served_request_still_gets_408():
+    with LabServer(LabConfig(head_timeout=1.0)) as lab:
+        with socket.create_connection(("127.0.0.1", lab.port), timeout=WAIT_S) as sock:
+            for _ in range(3):  # back to back: the head clock is read, not re-armed
+                assert _get(sock, "/healthz").startswith(b"HTTP/1.1 200")
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHo")  # a head that never completes
+            answer = _read_answer(sock)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408")
+        assert b"application/problem+json" in head
+        assert json.loads(body)["status"] == 408
+
+
+def test_an_idle_kept_alive_connection_is_not_cut_by_the_head_clock():
+    with (LabServer(LabConfig(head_timeout=0.5)) as lab,
+          socket.create_connection(("127.0.0.1", lab.port), timeout=WAIT_S) as sock):
+        assert _get(sock, "/healthz").startswith(b"HTTP/1.1 200")
+        time.sleep(0.8)  # idle between requests: keep-alive's rule, not the head deadline
+        assert _get(sock, "/healthz").startswith(b"HTTP/1.1 200")
+
+
+def test_remembered_hosts_never_accept_a_refused_one():
+    with (LabServer(LabConfig()) as lab,
+          socket.create_connection(("127.0.0.1", lab.port), timeout=WAIT_S) as sock):
+        for host in ("localhost", "127.0.0.1", "evil.example", "localhost", "evil.example"):
+            status = _get(sock, "/healthz", host=host).split(b" ", 2)[1]
+            assert status == (b"403" if host == "evil.example" else b"200"), host
+
+
+def test_bench_overhead_figures_have_p99_only_with_enough_round_trips():
+    from labkit.bench import OVERHEAD_PAIRS, _overhead_html, overhead_figures
+
+    few = overhead_figures(n=20, warmup=5, rounds=1, startup_runs=1)
+    assert {row["n"] for row in few["setups"].values()} == {20}
+    assert all(row["p99_ms"] is None for row in few["setups"].values())
+    assert [r["figure"] for r in few["ratios"]] == [pair[0] for pair in OVERHEAD_PAIRS]
+    assert all(r["p99_ratio"] is None and r["p50_ratio"] > 0 for r in few["ratios"])
+    assert "<th>p99" not in _overhead_html(few)  # no p99 column below n = 100
+    enough = overhead_figures(n=100, warmup=5, rounds=1, startup_runs=1)
+    assert all(row["p99_ms"] is not None for row in enough["setups"].values())
+    assert all(r["p99_ratio"] is not None for r in enough["ratios"])
+    assert "<th>p99 ratio</th>" in _overhead_html(enough)
+    assert few["start_ms"] > 0 and few["cores"] >= 1
