@@ -72,8 +72,11 @@ def find_proxy() -> str:
     npm = shutil.which("npm")
     assert npm, "node is installed but npm is not: install npm (or configurable-http-proxy)"
     NPM_DIR.mkdir(parents=True, exist_ok=True)
+    major = subprocess.run(["node", "-p", "process.versions.node.split('.')[0]"], text=True,
+                           capture_output=True, check=True).stdout.strip()
+    wanted = "^5" if int(major) >= 20 else "^4.6"  # 5.x needs node 20 (as .ci/run chooses)
     subprocess.run([npm, "install", "--prefix", str(NPM_DIR), "--no-audit", "--no-fund",
-                    "configurable-http-proxy@^5"], check=True, timeout=300)
+                    f"configurable-http-proxy@{wanted}"], check=True, timeout=300)
     assert local.exists(), "npm did not install configurable-http-proxy"
     return str(local)
 
