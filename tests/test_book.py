@@ -47,27 +47,34 @@ def test_execute_runs_a_notebook_with_figures_for_the_book(tmp_path, monkeypatch
         nbformat.v4.new_markdown_cell("# A figure"),
         nbformat.v4.new_code_cell("import os, plotly.graph_objects as go\nprint(os.environ['LABKIT_QUICK'])\n"
                                   "go.Figure(go.Scatter(y=[1, 3, 2]))"),
-        nbformat.v4.new_code_cell("import ipywidgets as w\nw.VBox([w.Label('live')])"),
+        nbformat.v4.new_code_cell("import ipywidgets as w\nbox = w.VBox([w.Label('live'), w.HTML('')])\nbox"),
+        nbformat.v4.new_code_cell("box.children[1].value = '<b>changed after display</b>'\n"
+                                  "w.HBox([w.FloatSlider(3.5, description='rate'), "
+                                  "go.FigureWidget(go.Bar(y=[4, 2]))])"),
     ])
     path = tmp_path / "one-figure.ipynb"
     nbformat.write(nb, path)
     cache = tmp_path / "cache"
     executed = book.execute(path, cache=cache)
-    assert [c.cell_type for c in executed.cells] == ["markdown", "code", "code"]
+    assert [c.cell_type for c in executed.cells] == ["markdown", "code", "code", "code"]
     assert "widgets" not in executed.metadata
     outputs = executed.cells[1].outputs
     assert [o.get("text") for o in outputs if o.output_type == "stream"] == ["0\n"]  # normal mode
     figures = [o for o in outputs if book.PLOTLY_MIME in o.get("data", {})]
-    assert len(figures) == 1 == book.figures_in(executed)
+    assert len(figures) == 1
     html = figures[0]["data"]["text/html"]
     assert "Plotly.newPlot(" in html
     assert len(html) < 100_000, "plotly.js (megabytes) went into the figure"
+    expected = book.figures_in(executed)  # before the page replaces the widgets' outputs
     page = book.lesson_page(executed, "one-figure")
     assert "A live widget ran here (VBox)" in page and "VBox(children" not in page
+    # each widget's state when the run ended: a later cell's change shows, a figure widget is drawn
+    assert "live" in page and "<b>changed after display</b>" in page
+    assert "rate: 3.5" in page and page.count("Plotly.newPlot(") == 2 == expected
 
     # cached: the same lesson text runs no kernel again; quick mode is a run of its own
     assert len(list(cache.glob("*.ipynb"))) == 1
-    monkeypatch.setattr("nbclient.NotebookClient.execute", lambda *a, **k: pytest.fail("ran again"))
+    monkeypatch.setattr("nbclient.NotebookClient.setup_kernel", lambda *a, **k: pytest.fail("ran again"))
     assert book.execute(path, cache=cache).cells[1].outputs[0]["text"] == "0\n"
 
 

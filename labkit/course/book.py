@@ -10,7 +10,8 @@ counts can reverse a comparison: lesson 03 once showed WebSocket slower than kee
 is cached in build/book-cache by the lesson's text, labkit's version and the mode, so a rebuild only
 runs what changed (--no-cache runs everything again; --quick makes a smoke build, labelled as such).
 Each page is exported with nbconvert's HTML exporter. A live widget cannot run in a static page: its
-place shows a note saying what it was and how to see it live. Figures carry an HTML representation
+place shows a note saying what it was and how to see it live, above its state when the run ended
+(a snapshot taken in the same kernel: labkit/course/snapshot.py). Figures carry an HTML representation
 beside plotly's JSON one (labkit/plots/export.py); plotly.js is written once, to
 `_static/plotly.min.js`, which every page loads from disk, so the book works offline and holds one
 copy of it. The instructor guide (instructors/*.md)
@@ -31,6 +32,7 @@ import time
 from pathlib import Path
 
 from labkit._env import environment
+from labkit.course import snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
@@ -66,8 +68,8 @@ CACHE = ROOT / "build" / "book-cache"
 """Executed lessons, one file per (lesson text, labkit version, mode)."""
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 WIDGET_NOTE = ("<div class='labkit-widget-note' style='border:1px dashed #999;padding:.5rem 1rem;"
-               "color:#555'>A live widget ran here ({what}). A static page cannot run it: open the "
-               "lesson in JupyterLab to see it update.</div>")
+               "color:#555'>A live widget ran here ({what}){tail}. A static page cannot run it: open "
+               "the lesson in JupyterLab to see it update.</div>")
 
 
 def cache_key(path: Path, quick: bool) -> str:
@@ -95,14 +97,21 @@ def execute(path: Path, timeout: int = 600, *, quick: bool = False, cache: Path 
     nb.cells.insert(0, new_code_cell(SETUP_CELL))
     env = {"LABKIT_QUICK": "1" if quick else "0", "LABKIT_PLOTLYJS": "external",
            "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=False,
+                            store_widget_state=False,  # live widgets' state holds a plotly.js each
+                            resources={"metadata": {"path": str(path.parent)}})
     with environment(env):
         try:
-            NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=False,
-                           store_widget_state=False,  # live widgets' state holds a plotly.js each
-                           resources={"metadata": {"path": str(path.parent)}}).execute()
+            with client.setup_kernel():
+                for index, cell in enumerate(nb.cells):
+                    client.execute_cell(cell, index)
+                # the widgets' last state, taken in the same kernel before it stops
+                nb.cells.append(new_code_cell(snapshot.cell_source(widget_ids(nb))))
+                client.execute_cell(nb.cells[-1], len(nb.cells) - 1)
         except Exception as exc:
             raise BookError(f"{path.name} did not run: {str(exc)[:1500]}") from None
     nb.cells.pop(0)
+    nb.metadata["labkit_widget_snapshots"] = snapshot.read(nb.cells.pop())
     nb.metadata.pop("widgets", None)
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)
@@ -110,9 +119,19 @@ def execute(path: Path, timeout: int = 600, *, quick: bool = False, cache: Path 
     return nb
 
 
+def widget_ids(nb) -> list[str]:
+    """The model ids of the live widgets the run displayed, in order."""
+    return [out["data"][WIDGET_MIME]["model_id"] for cell in nb.cells if cell.cell_type == "code"
+            for out in cell.get("outputs", []) if WIDGET_MIME in out.get("data", {})
+            and isinstance(out["data"][WIDGET_MIME], dict) and "model_id" in out["data"][WIDGET_MIME]]
+
+
 def static_widgets(nb) -> int:
-    """Replace each live widget's output by a note (its text form, e.g. "VBox(children=(...))",
-    would otherwise show as a raw dump); returns how many."""
+    """Replace each live widget's output by its snapshot (its last state as HTML, taken by
+    `execute`, see labkit/course/snapshot.py) under a note that it was live, or by the note alone
+    when there is none (its text form, e.g. "VBox(children=(...))", would be a raw dump); returns
+    how many."""
+    shots = nb.metadata.get("labkit_widget_snapshots", {})
     replaced = 0
     for cell in nb.cells:
         if cell.cell_type != "code":
@@ -121,7 +140,10 @@ def static_widgets(nb) -> int:
             data = output.get("data", {})
             if WIDGET_MIME in data:
                 what = html.escape(str(data.get("text/plain", "a widget")).split("(", 1)[0][:40])
-                output["data"] = {"text/html": WIDGET_NOTE.format(what=what)}
+                model = data[WIDGET_MIME] if isinstance(data[WIDGET_MIME], dict) else {}
+                shot = shots.get(model.get("model_id", ""), "")
+                tail = "; below, its state when the run ended" if shot else ""
+                output["data"] = {"text/html": WIDGET_NOTE.format(what=what, tail=tail) + shot}
                 replaced += 1
     return replaced
 
@@ -130,9 +152,12 @@ _execute = execute  # build() passes quick/cache only to this one (a test may sw
 
 
 def figures_in(nb) -> int:
-    """Figures the run produced (outputs with plotly's JSON)."""
-    return sum(PLOTLY_MIME in out.get("data", {})
-               for cell in nb.cells if cell.cell_type == "code" for out in cell.get("outputs", []))
+    """Figures the run produced: outputs with plotly's JSON, and figure widgets in the snapshots
+    of the live widgets displayed (one per display)."""
+    shots = nb.metadata.get("labkit_widget_snapshots", {})
+    in_widgets = sum(shots.get(model_id, "").count(FIGURE_CALL) for model_id in widget_ids(nb))
+    return in_widgets + sum(PLOTLY_MIME in out.get("data", {}) for cell in nb.cells
+                            if cell.cell_type == "code" for out in cell.get("outputs", []))
 
 
 def nav(depth: str) -> str:
