@@ -8,12 +8,15 @@ dashboard cell itself with the dashboard in view.
 
 "Changing" is observed without any clock: a MutationObserver, installed before the dashboard cell
 runs, records every distinct state of the counters table and of the plot that the browser shows.
+The probes of tests/browser_probe.py count the widget updates the page receives per second and the
+main thread's stalls meanwhile (it says why counts, not speed, are asserted).
 """
 
 from __future__ import annotations
 
 import json
 
+import browser_probe
 import pytest
 from browser import browser, jupyter_lab, open_notebook, screenshot, wait_until_idle
 
@@ -38,8 +41,8 @@ WATCH = """() => {
     if (!dash) return;
     const rows = [...dash.querySelectorAll('table.labkit-counters tr')].slice(1);
     const events = rows.map(r => Number(r.children[1].textContent));
-    const plot = dash.querySelector('.js-plotly-plot');
-    const points = plot && plot.data ? plot.data.map(t => (t.y ? t.y.length : 0)) : [];
+    const points = [...dash.querySelectorAll('svg.labkit-chart polyline.series')]
+      .map(p => Number(p.dataset.points));
     const state = JSON.stringify({events, points});
     const seen = window.labkitSeen;
     if (!seen.length || seen[seen.length - 1] !== state) seen.push(state);
@@ -55,13 +58,17 @@ def test_lesson_04_dashboard_renders_and_changes(browser, jupyter_lab):
     page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-above')")
     wait_until_idle(page)
     page.evaluate(WATCH)
+    browser_probe.install(page)
     page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-cell')")
     dash = page.locator(".labkit-feed-dashboard")
     dash.wait_for(state="attached", timeout=90_000)
     dash.scroll_into_view_if_needed()
-    dash.locator(".js-plotly-plot").wait_for(state="visible", timeout=60_000)
+    dash.locator("svg.labkit-chart").wait_for(state="visible", timeout=60_000)
     dash.get_by_text("run finished").wait_for(timeout=90_000)
     wait_until_idle(page)
+    probed = browser_probe.read(page)
+    probed.pop("raw")
+    print("feed dashboard, in the page:", probed)
 
     seen = [json.loads(s) for s in page.evaluate("() => window.labkitSeen")]
     tables = [s["events"] for s in seen if len(s["events"]) == 4]
@@ -77,6 +84,16 @@ def test_lesson_04_dashboard_renders_and_changes(browser, jupyter_lab):
     assert len({tuple(p) for p in plots}) >= 3, plots
     assert plots[-1] == final
     assert dash.locator("table.labkit-counters").text_content().startswith("transport")
+    # at most ~10 updates per widget per second, and no long freeze of the tab meanwhile
+    assert probed["longtask_error"] is None
+    assert probed["max_per_second"] <= browser_probe.UPDATES_PER_S + 1, probed
+    assert probed["longest_task_ms"] < browser_probe.STALL_BOUND_MS, probed
+    assert probed["longest_frame_gap_ms"] < browser_probe.STALL_BOUND_MS, probed
+    # the caption sits below the x-axis title, not on it
+    y_of = page.evaluate("""() => Object.fromEntries([...document.querySelectorAll(
+        '.labkit-feed-dashboard svg text')].map(t => [t.getAttribute('class') || t.textContent,
+        t.getBBox().y]))""")
+    assert y_of["caption"] > y_of["x-title"] + 10, y_of
 
     errors = page.locator(".jp-RenderedText[data-mime-type='application/vnd.jupyter.error']")
     assert errors.count() == 0

@@ -15,7 +15,9 @@ __all__ = ["poll_staleness", "requests_per_event", "poll_requests_per_event",
 def poll_staleness(answer_ms, interval_s: float) -> Feedback:
     """Median staleness (ms) of a short poller every `interval_s` s, for events at random times.
 
-    Derivable: an event waits for the next poll, on average half an interval.
+    Derivable: an event waits for the next poll, on average half an interval. Accepted within
+    ±10 %, as lesson 05's poller exercise: the lab measures 400–410 ms at 0.8 s on loopback
+    (three 12 s runs of `feed.poll_tradeoff`, 240 events each).
     """
     exercise = "median staleness of a short poller"
     value = as_number(answer_ms)
@@ -23,7 +25,7 @@ def poll_staleness(answer_ms, interval_s: float) -> Feedback:
         return verdict(False, "", "Give a number of milliseconds (replace the placeholder).",
                        exercise)
     expected = interval_s * 1000.0 / 2
-    return verdict(close_to(value, expected, rel=0.25),
+    return verdict(close_to(value, expected, rel=0.10),
                    f"Yes: events land at random between polls, so they wait half an interval "
                    f"on average, about {expected:.0f} ms.",
                    "Think of where an event falls between two polls, and how long it then waits "
@@ -53,6 +55,11 @@ def requests_per_event(answer, summary, transport: str = "short poll") -> Feedba
                    "both in run.summary; is your ratio the right way up?", exercise)
 
 
+def _per_second(count: float, noun: str) -> str:
+    """"1 event per second", "2 events per second", "0.5 events per second"."""
+    return f"{count:g} {noun if count == 1 else noun + 's'} per second"
+
+
 @exercise("requests per event of a short poller", answer="answer",
           how="Answer with a number of requests per event.")
 def poll_requests_per_event(answer, *, interval_s: float, rate_hz: float) -> Feedback:
@@ -65,9 +72,10 @@ def poll_requests_per_event(answer, *, interval_s: float, rate_hz: float) -> Fee
         return verdict(False, "", "Give a number: requests per delivered event.", exercise)
     expected = 1.0 / (interval_s * rate_hz)
     if close_to(value, expected, rel=0.05):
-        return verdict(True, f"Yes: {1 / interval_s:g} requests per second for {rate_hz:g} events "
-                       f"per second = {expected:.3g} requests per event. Polling pays for time, "
-                       "not for news: a quieter feed makes every event dearer.", "", exercise)
+        return verdict(True, f"Yes: {_per_second(1 / interval_s, 'request')} for "
+                       f"{_per_second(rate_hz, 'event')} = {expected:.3g} requests per event. "
+                       "Polling pays for time, not for news: a quieter feed makes every event "
+                       "dearer.", "", exercise)
     hint = ("How many requests does the poller make per second, and how many events arrive per "
             "second? Requests per event is the first divided by the second.")
     if close_to(value, 1 / expected, rel=0.05):

@@ -634,7 +634,10 @@ def server_costs(target, transports=TRANSPORTS, *, clients: int = 20, seconds: f
 
     The run with no clients costs the ticker, the hub's publishing and the control requests that
     every run makes; `cpu_ms_above_idle` and `cpu_us_per_event` subtract it, so what is left is
-    what serving the clients cost.
+    what serving the clients cost. The run with no clients is made twice (first and last): their
+    mean is subtracted, and their difference is `noise_ms`, what two equal runs differ by on this
+    machine now. A row whose cost above idle is no larger than that is `within_noise`: its sign
+    and size mean nothing (see `cpu_text`).
     """
     import pandas as pd
 
@@ -644,8 +647,12 @@ def server_costs(target, transports=TRANSPORTS, *, clients: int = 20, seconds: f
 
     idle = cost(transports[0], 0)
     rows = [idle] + [cost(t, clients) for t in transports]
+    again = cost(transports[0], 0)  # the idle run once more: how much two equal runs differ
     frame = pd.DataFrame(rows)
-    frame["cpu_ms_above_idle"] = frame["server_cpu_ms"] - idle["server_cpu_ms"]
+    baseline = (idle["server_cpu_ms"] + again["server_cpu_ms"]) / 2
+    frame["cpu_ms_above_idle"] = frame["server_cpu_ms"] - baseline
+    frame["noise_ms"] = abs(idle["server_cpu_ms"] - again["server_cpu_ms"])
+    frame["within_noise"] = frame["cpu_ms_above_idle"].abs() <= frame["noise_ms"]
     frame["cpu_us_per_event"] = (frame["cpu_ms_above_idle"] * 1000.0
                                  / frame["events_received"].where(frame["events_received"] > 0))
     frame["cpu_us_per_request"] = (frame["cpu_ms_above_idle"] * 1000.0
@@ -662,7 +669,9 @@ def idle_costs(target, transports=TRANSPORTS, *, clients: int = 20, seconds: flo
     `server_cost`) is read, again `seconds` later, and a run with no clients is subtracted.
     Short pollers keep asking; long pollers hold their request (and ask again every `wait_s`); SSE
     and WebSocket keep a connection open. One row per transport: server_requests,
-    cpu_ms_above_idle, cpu_us_per_client_s (CPU per connected client per second of silence).
+    cpu_ms_above_idle, cpu_us_per_client_s (CPU per connected client per second of silence), and,
+    as in `server_costs`, noise_ms / noise_us_per_client_s / within_noise from a second run with
+    no clients.
     """
     import pandas as pd
 
@@ -694,15 +703,82 @@ def idle_costs(target, transports=TRANSPORTS, *, clients: int = 20, seconds: flo
                 * 1000.0}
 
     rows = [silent(None)] + [silent(t) for t in transports]
+    again = silent(None)  # as in server_costs: the difference of two equal runs is the noise
     frame = pd.DataFrame(rows)
-    frame["cpu_ms_above_idle"] = frame["server_cpu_ms"] - rows[0]["server_cpu_ms"]
-    frame["cpu_us_per_client_s"] = (frame["cpu_ms_above_idle"] * 1000.0
-                                    / (frame["clients"] * seconds).where(frame["clients"] > 0))
+    frame["cpu_ms_above_idle"] = (frame["server_cpu_ms"]
+                                  - (rows[0]["server_cpu_ms"] + again["server_cpu_ms"]) / 2)
+    frame["noise_ms"] = abs(rows[0]["server_cpu_ms"] - again["server_cpu_ms"])
+    frame["within_noise"] = frame["cpu_ms_above_idle"].abs() <= frame["noise_ms"]
+    per = (frame["clients"] * seconds).where(frame["clients"] > 0)
+    frame["cpu_us_per_client_s"] = frame["cpu_ms_above_idle"] * 1000.0 / per
+    frame["noise_us_per_client_s"] = frame["noise_ms"] * 1000.0 / per
     return frame
 
 
+def cpu_text(value: float, noise: float, unit: str = "µs") -> str:
+    """A measured CPU cost as words: "120 µs", or, when it is no larger than the noise two equal
+    runs showed (`noise`, same unit), "within noise (under 40 µs)": never a negative cost."""
+    if value != value or value <= noise:  # NaN, lost in the noise, or below 0: noise at least
+        return f"within noise (under {max(noise, -value if value == value else 0):,.0f} {unit})"
+    return f"{value:,.0f} {unit}"
+
+
+def _ms(value: float) -> str:
+    return f"{value:,.0f} ms" if value >= 10 else f"{value:.2g} ms"
+
+
+def describe_model(model, *, poll_interval_s: float) -> tuple[str, str]:
+    """What `cost_model(..., upper=True)` says, in words computed from it: (a paragraph, a short
+    phrase for a summary). A transport whose unit cost was within the run's noise is priced "at
+    most" (its bound), and no ratio is claimed that the bounds do not support."""
+    cpu = model.pivot(index="event_rate_hz", columns="transport", values="cpu_ms_per_s")
+    sure = model.groupby("transport")["measured"].all()
+    clients = int(model["clients"].iloc[0])
+    calm, busy = cpu.index.min(), cpu.index.max()
+    push = cpu[["SSE", "WebSocket"]].idxmin(axis=1)  # the cheaper push at each rate
+
+    def cost(rate, t) -> str:
+        return _ms(cpu.loc[rate, t]) if sure[t] else f"at most {_ms(cpu.loc[rate, t])}"
+
+    if not sure["short poll"]:
+        text = (f"Short polling's cost per request was within this run's noise, so the model cannot "
+                f"price it: with {clients:,} clients it could be anything up to "
+                f"{_ms(cpu.loc[calm, 'short poll'])} per second. Run the lesson in normal mode "
+                "(more clients, longer runs) for a measurement.")
+        return text, "this run's noise allowed no comparison of short polling and push"
+    poll, first = cpu.loc[calm, "short poll"], push[calm]
+    ratio = poll / cpu.loc[calm, first]
+    if sure[first]:
+        verdict = f"{ratio:,.0f}×"
+    elif ratio > 1:
+        verdict = f"at least {ratio:,.0f}×"
+    else:
+        verdict = "an amount this run's noise hides"
+    text = (f"With {clients:,} clients and a feed of {calm:g} events/s, short polling every "
+            f"{poll_interval_s:g} s would keep the server busy {_ms(poll)} per second against "
+            f"{cost(calm, first)} for the cheaper push, {first} ({verdict}). At {busy:g} events/s "
+            f"push costs {cost(busy, push[busy])} per second and short polling "
+            f"{_ms(cpu.loc[busy, 'short poll'])}: ")
+    cross = [r for r in cpu.index if sure[push[r]] and cpu.loc[r, "short poll"] <= cpu.loc[r, push[r]]]
+    unsure = [r for r in cpu.index if not sure[push[r]]
+              and cpu.loc[r, "short poll"] <= cpu.loc[r, push[r]]]
+    if cross:
+        text += (f"from {cross[0]:g} events/s on, polling is no dearer, because each poll then "
+                 "carries several events (at the price of their staleness).")
+    elif unsure:
+        text += (f"from {unsure[0]:g} events/s on, this run cannot tell which is cheaper (push's "
+                 "cost was within the noise).")
+    else:
+        text += "push stays cheaper at every rate here."
+    if not sure[["SSE", "WebSocket"]].all():
+        text += (" (\"At most\": that transport's cost was within this run's noise, so the model "
+                 "uses the noise itself, the most it can be.)")
+    return text, f"short polling cost {verdict} the cheaper push"
+
+
 def cost_model(costs, *, clients: int = 1000, event_rates_hz=(0.01, 0.1, 1.0, 10.0),
-               poll_interval_s: float = 0.5, wait_s: float = 10.0, idle=None):
+               poll_interval_s: float = 0.5, wait_s: float = 10.0, idle=None,
+               upper: bool = False):
     """Server CPU (ms per second of wall time) that `clients` readers would cost, per transport
     and event rate, from the unit costs `server_costs` measured. A model of what scales with what:
 
@@ -714,7 +790,13 @@ def cost_model(costs, *, clients: int = 1000, event_rates_hz=(0.01, 0.1, 1.0, 10
     - SSE, WebSocket: CPU per delivered event x event rate x clients, plus, when `idle` (the
       frame of `idle_costs`) is given, each connected client's CPU per second of silence
       (negative noise counts as 0; memory per connection is not modelled).
-    Returns a tidy frame: transport, event_rate_hz, clients, cpu_ms_per_s, cpu_share (of one core).
+    A unit cost below 0 (noise: `server_costs`' within_noise) counts as 0, so the model never
+    shows a negative cost; `measured` is False on the rows built from such a unit cost. With
+    `upper=True` such a unit cost becomes the noise per event or request instead (`noise_ms`
+    over the run's count): the most a cost lost in the noise can be, so those rows are upper
+    bounds.
+    Returns a tidy frame: transport, event_rate_hz, clients, cpu_ms_per_s, cpu_share (of one core),
+    measured.
     """
     import pandas as pd
 
@@ -722,16 +804,26 @@ def cost_model(costs, *, clients: int = 1000, event_rates_hz=(0.01, 0.1, 1.0, 10
     silent = {} if idle is None else idle.set_index("transport")["cpu_us_per_client_s"].to_dict()
     rows = []
     for transport, row in unit.iterrows():
+        measured = not bool(row.get("within_noise", False))
+        per_request = max(0.0, float(row["cpu_us_per_request"])) \
+            if row["cpu_us_per_request"] == row["cpu_us_per_request"] else float("nan")
+        per_event = max(0.0, float(row["cpu_us_per_event"]))
+        if upper and not measured:
+            noise_us = float(row["noise_ms"]) * 1000.0
+            per_event = max(per_event, noise_us / max(1, int(row["events_received"])))
+            if per_request == per_request:
+                per_request = max(per_request, noise_us / max(1, int(row["server_requests"])))
         for rate in event_rates_hz:
             if transport == "short poll":
-                cpu_us = clients / poll_interval_s * row["cpu_us_per_request"]
+                cpu_us = clients / poll_interval_s * per_request
             elif transport == "long poll":
-                cpu_us = clients * (rate + 1 / wait_s) * row["cpu_us_per_request"]
+                cpu_us = clients * (rate + 1 / wait_s) * per_request
             else:
                 held = max(0.0, float(silent.get(transport, 0.0)))
-                cpu_us = clients * (rate * row["cpu_us_per_event"] + held)
+                cpu_us = clients * (rate * per_event + held)
             rows.append({"transport": transport, "event_rate_hz": rate, "clients": clients,
-                         "cpu_ms_per_s": cpu_us / 1000.0, "cpu_share": cpu_us / 1e6})
+                         "cpu_ms_per_s": cpu_us / 1000.0, "cpu_share": cpu_us / 1e6,
+                         "measured": measured})
     return pd.DataFrame(rows)
 
 

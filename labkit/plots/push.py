@@ -50,7 +50,8 @@ def server_cpu(costs):
 def cost_model(model):
     """Server CPU against the feed's event rate for many clients, per transport (log-log), from
     `clients.feed.cost_model`: polling is flat (it pays per client per poll), push grows with
-    the events. A dashed line marks one CPU core."""
+    the events. A dashed line marks one CPU core; a dotted line (named "at most") is an upper
+    bound, for a transport whose measured cost was within the noise (`cost_model(upper=True)`)."""
     import plotly.graph_objects as go
 
     from .base import transport_color
@@ -59,8 +60,11 @@ def cost_model(model):
     symbols = {"short poll": "square", "long poll": "diamond", "SSE": "triangle-up",
                "WebSocket": "circle"}
     for transport, rows in model.groupby("transport", sort=False):
-        fig.add_scatter(x=rows["event_rate_hz"], y=rows["cpu_ms_per_s"], name=transport,
-                        mode="lines+markers", line={"color": transport_color(transport)},
+        bound = "measured" in rows and not rows["measured"].all()  # an upper bound: within noise
+        fig.add_scatter(x=rows["event_rate_hz"], y=rows["cpu_ms_per_s"],
+                        name=f"{transport} (at most: within noise)" if bound else transport,
+                        mode="lines+markers",
+                        line={"color": transport_color(transport), "dash": "dot" if bound else None},
                         marker={"symbol": symbols.get(transport, "circle"), "size": 9})
     fig.add_hline(y=1000, line={"dash": "dash", "color": "#666"},
                   annotation_text="one CPU core busy (1000 ms per s)")

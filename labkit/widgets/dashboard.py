@@ -26,38 +26,32 @@ PAD = "style='padding:2px 12px;text-align:right'"
 
 
 class FeedDashboard:
-    """Price per transport (plotly FigureWidget) and a table of counters, live during one run."""
+    """Price per transport (an SVG chart, labkit/widgets/lines.py says why not a plotly
+    FigureWidget) and a table of counters, live during one run."""
 
     def __init__(self, target, *, seconds: float = 10.0, rate_hz: float = 10.0,
                  poll_interval_s: float = 0.5, wait_s: float = 10.0, seed: int | None = 1):
         import ipywidgets as widgets
-        import plotly.graph_objects as go
 
         from labkit.clients.feed import LABELS, TRANSPORTS, start_run
-        from labkit.plots.base import finish, transport_color
+        from labkit.plots.base import transport_color
         from labkit.plots.push import LIVE_LINE_STYLES
 
+        from .lines import Series
+
         self.redraws = 0
-        self.figure = go.FigureWidget()
+        self.seconds = seconds
+        self.series = []
         for transport in TRANSPORTS:  # long poll, SSE, WebSocket: widest first, thinnest on top
             label = LABELS[transport]
             style = LIVE_LINE_STYLES.get(label, {})
-            self.figure.add_scatter(
-                x=[], y=[], name=label, mode="lines+markers",
-                line={"shape": "hv", "color": transport_color(label), **style},
-                marker={"size": 2 + 1.2 * style.get("width", 2.0)})
-        finish(self.figure, "The same feed, as each transport sees it", "time since start (s)",
-               "price (LAB units)", legend="transport")
-        self.figure.add_annotation(
-            text="lines that coincide are drawn widest first, so each one stays visible",
-            x=0, y=-0.22, xref="paper", yref="paper", xanchor="left", showarrow=False,
-            font={"size": 11, "color": "#666"})
-        self.figure.update_layout(height=380, margin={"b": 70})
+            self.series.append(Series(label, transport_color(label) or "#000",
+                                      width=style.get("width", 2.0), step=True))
+        self.plot = widgets.HTML(self._chart())
         self.counters = widgets.HTML()
         self.status = widgets.HTML("starting…")
-        self.box = widgets.VBox([self.figure, self.counters, self.status])
+        self.box = widgets.VBox([self.plot, self.counters, self.status])
         self.box.add_class("labkit-feed-dashboard")
-        self.seconds = seconds
         self.stopped = False
         self.t0 = time.time()  # the clients start now; the ticker about 0.3 s later
         self.clients, self.future = start_run(
@@ -79,13 +73,22 @@ class FeedDashboard:
         self.stopped = True
         self.future.cancel()
 
+    def _chart(self) -> str:
+        from .lines import svg_chart
+
+        return svg_chart(self.series, title="The same feed, as each transport sees it",
+                         x_title="time since start (s)", y_title="price (LAB units)",
+                         x_range=(0, self.seconds + 0.5),
+                         legend_title="transport", height=380,
+                         caption="lines that coincide are drawn widest first, so each one "
+                                 "stays visible")
+
     def redraw(self) -> None:
-        """Draw what the clients have received so far (called by the refresher)."""
-        with self.figure.batch_update():
-            for trace, client in zip(self.figure.data, self.clients, strict=True):
-                events = list(client.events)
-                trace.x = [e.received_ts - self.t0 for e in events]
-                trace.y = [e.price for e in events]
+        """Draw what the clients have received so far (called by the refresher, at most every
+        REFRESH_S: one message per widget, whatever the number of events)."""
+        for series, client in zip(self.series, self.clients, strict=True):
+            series.points = [(e.received_ts - self.t0, e.price) for e in list(client.events)]
+        self.plot.value = self._chart()
         self.counters.value = self._table()
         self.status.value = f"running… {time.time() - self.t0:.1f} s"
         self.redraws += 1

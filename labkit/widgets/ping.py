@@ -65,31 +65,32 @@ def ping_meter(target, seconds: float = 5.0, *, path: str = "/ws/echo", payload:
 
     Echoes run in slices of REFRESH_S seconds; after each slice the meter adds one point for the
     slice's median and one for its slowest echo (so it redraws at most ~10 times a second, however
-    many thousand echoes there are), and it stops by itself.
+    many thousand echoes there are), and it stops by itself. The chart is SVG in an HTML widget
+    (labkit/widgets/lines.py says why not a plotly FigureWidget).
     Columns of the result: trial, t_s (time since start), rtt_ms.
     """
     import ipywidgets as w
     import pandas as pd
-    import plotly.graph_objects as go
     from IPython.display import display
 
-    from labkit.plots.base import finish, log_axis, transport_color
+    from labkit.plots.base import transport_color
+
+    from .lines import Series, svg_chart
+
+    color = transport_color("websocket") or "#0072B2"
+    median = Series("median of each slice", color, markers=True)
+    slowest = Series("slowest of each slice", color, width=1.2, dash="1 3")
+
+    def chart() -> str:
+        return svg_chart([median, slowest], title=f"WebSocket echo round trips, live (one point "
+                         f"per {REFRESH_S:g} s slice)", x_title="time since start (s)",
+                         y_title="round trip (ms, log scale)", x_range=(0, seconds),
+                         y_range=(0.01, 10_000), log_y=True, legend_title="echoes", height=300)
 
     readout = w.HTML("<b>ping meter</b>: connecting…")
     clock = w.FloatProgress(value=0, min=0, max=seconds, description="time", bar_style="info")
-    color = transport_color("websocket")
-    figure = go.FigureWidget([
-        go.Scatter(x=[], y=[], mode="lines+markers", name="median of each slice",
-                   line={"color": color}, marker={"size": 5}),
-        go.Scatter(x=[], y=[], mode="lines", name="slowest of each slice",
-                   line={"color": color, "dash": "dot", "width": 1}),
-    ])
-    finish(figure, f"WebSocket echo round trips, live (one point per {REFRESH_S:g} s slice)",
-           "time since start (s)", "round trip (ms, log scale)", legend="echoes", hide_empty=False)
-    figure.update_xaxes(range=[0, seconds])
-    log_axis(figure, "y", lo=0.01, hi=10_000)  # ticks written in full: 0.01, 0.03, 0.1 ... ms
-    figure.update_layout(height=300)
-    box = w.VBox([readout, clock, figure], layout=w.Layout(width="100%"))
+    plot = w.HTML(chart())
+    box = w.VBox([readout, clock, plot], layout=w.Layout(width="100%"))
     box.add_class("labkit-ping-meter")
     display(box)
 
@@ -113,15 +114,14 @@ def ping_meter(target, seconds: float = 5.0, *, path: str = "/ws/echo", payload:
             samples.extend((elapsed + t, rtt) for t, rtt in batch)
             if batch:
                 rtts = sorted(rtt for _, rtt in batch)
-                with figure.batch_update():
-                    for trace, value in zip(figure.data, (rtts[len(rtts) // 2], rtts[-1]),
-                                            strict=True):
-                        trace.x = (*trace.x, elapsed + slice_s / 2)
-                        trace.y = (*trace.y, value)
+                median.points.append((elapsed + slice_s / 2, rtts[len(rtts) // 2]))
+                slowest.points.append((elapsed + slice_s / 2, rtts[-1]))
+            # one redraw per slice (REFRESH_S): three small messages, whatever the echo count
             last = samples[-1][1] if samples else float("nan")
             readout.value = (
                 f"<b>ping meter</b>: {len(samples):,} echoes · last {last:.3f} ms"
             )
+            plot.value = chart()
             clock.value = min(seconds, time.perf_counter() - started)
     clock.bar_style = "success"
     frame = pd.DataFrame(samples, columns=["t_s", "rtt_ms"])
