@@ -95,3 +95,23 @@ def test_new_connection_prediction_measures_and_refuses_one_or_three_round_trips
     for wrong in (rtt, 3 * rtt, 2 * rtt / 1000):       # no handshake, with TLS, seconds
         assert not lk.check.new_connection_prediction(wrong, lab)
     assert "seconds" in lk.check.new_connection_prediction(0.3, lab).message
+
+
+def test_websocket_bytes_saved_counts_the_handshake_measured_now(lab):
+    """100 echoes: 100 x (500 - 150) B saved per echo minus the handshake the checker measures
+    through its own tap (the same for every client of compare_transports)."""
+    from labkit.check.lesson03 import _handshake_bytes
+
+    handshake = _handshake_bytes(lab)
+    assert 300 < handshake < 700    # a GET with Upgrade headers and a 101 answer
+    right = 100 * 350 - handshake
+    assert lk.check.websocket_bytes_saved(right, G4, lab)
+    assert lk.check.websocket_bytes_saved(right + 10, G4, lab)           # a byte count or two apart
+    for wrong in (100 * 350, 100 * 350 + handshake, 350, -right,   # no handshake, added, one echo
+                  100 * 500 - handshake, right - handshake, "many"):
+        feedback = lk.check.websocket_bytes_saved(wrong, G4, lab)
+        assert not feedback
+        assert f"{right:,}" not in feedback.message and str(right) not in feedback.message
+    assert not lk.check.websocket_bytes_saved(None, G4, lab)
+    assert not lk.check.websocket_bytes_saved(right, G4.assign(bytes_up=None, bytes_down=None), lab)
+    assert lk.check.websocket_bytes_saved(10 * 350 - handshake, G4, lab, messages=10)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from ._core import Feedback, as_number, exercise, verdict
 
 __all__ = ["new_connection_round_trips", "websocket_break_even", "header_bytes_saved",
+           "websocket_bytes_saved",
            "parallel_prediction", "new_connection_prediction"]
 
 
@@ -122,6 +123,79 @@ def header_bytes_saved(answer, frame=None) -> Feedback:
         "keep-alive request's.",
         name,
     )
+
+
+def _handshake_bytes(lab) -> int:
+    """HTTP bytes (up + down) of one WebSocket opening handshake to `lab`, measured now through a
+    private tap, with the client `lk.compare_transports` uses."""
+    from websockets.asyncio.client import connect
+
+    from labkit import _loop
+    from labkit.net.wire import WireTap
+
+    async def handshake(url: str) -> None:
+        conn = await connect(url, compression=None, open_timeout=10)
+        await conn.close()
+
+    with WireTap(lab).start() as tap:
+        _loop.run(handshake(tap.url("ws") + "/ws/echo"), timeout=20)
+        messages = tap.settle().http_messages()
+    return int(messages["wire_bytes"].sum())
+
+
+@exercise("bytes of N messages, handshake included", answer="answer",
+          how="Answer with a number of bytes.")
+def websocket_bytes_saved(answer, frame=None, lab=None, *, messages: int = 100) -> Feedback:
+    """Exercise: how many fewer HTTP/WebSocket bytes (up + down) do `messages` echoes put on the
+    wire over one WebSocket, its opening handshake included, than over one keep-alive REST
+    connection? Per-echo bytes: the run's medians (smallest payload); the handshake: measured
+    again now through the checker's own tap in front of `lab` (default: the running lab; the
+    run does not hold it)."""
+    name = f"bytes of {messages} messages"
+    problem = _needs(frame, ["rest-keepalive", "websocket"], name)
+    if problem is not None:
+        return problem
+    if frame["bytes_up"].isna().all():
+        return verdict(False, "", "This run counted no bytes (profile=None); measure through "
+                       "the emulator, e.g. profile='loopback'.", name)
+    value = as_number(answer)
+    if value is None:
+        return verdict(False, "", "Answer with a number of bytes.", name)
+    from labkit.measure import median
+    from labkit.server.runner import current
+
+    lab = lab if lab is not None else current()
+    if lab is None:
+        return verdict(False, "", "Start the lab first: lab = lk.start()", name)
+    rows = frame[frame["payload_bytes"] == frame["payload_bytes"].min()]
+
+    def per_echo(transport):
+        sel = rows[rows["transport"] == transport]
+        return median(sel["bytes_up"] + sel["bytes_down"])
+
+    per_message = per_echo("rest-keepalive") - per_echo("websocket")
+    handshake = _handshake_bytes(lab)
+    expected = messages * per_message - handshake
+    tolerance = min(handshake / 4, max(20.0, 0.002 * abs(expected)))
+    if abs(value - expected) <= tolerance:
+        return verdict(True, f"Right: {messages} × {per_message:.0f} B saved per echo, minus the "
+                       f"handshake's {handshake} B (request and 101 answer, measured again just "
+                       f"now): {expected:,.0f} B. From the second message on the WebSocket is "
+                       "ahead in bytes; in time it needs more (exercise 2).", "", name)
+    slips = [(messages * per_message, "That leaves the handshake out: the WebSocket pays its "
+              "opening request and 101 answer once, before its first message."),
+             (messages * per_message + handshake, "The handshake is a cost of the WebSocket: "
+              "subtract it from what it saves, do not add it."),
+             (per_message, f"That is one echo; the question asks about {messages}."),
+             (-expected, "Upside down: REST puts more bytes on the wire per message, so the "
+              "saving is positive.")]
+    for wrong, hint in slips:
+        if abs(value - wrong) <= tolerance:
+            return verdict(False, "", hint, name)
+    return verdict(False, "", f"Not this run's number. Per echo: the median of bytes_up + "
+                   f"bytes_down per transport in the run; {messages} echoes of each; then the "
+                   "WebSocket's opening handshake, measured through a tap (tap.http_messages()).",
+                   name)
 
 
 @exercise("requests over parallel connections", answer="answer_ms",

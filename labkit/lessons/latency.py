@@ -232,7 +232,7 @@ def _phases(row: dict, handshake_ms: float, tls: bool) -> dict:
 
 def compare_transports(lab, *, transports=TRANSPORTS, payloads=(64,), count: int = 20,
                        warmup: int = 3, profile: str | Profile | None = "loopback",
-                       seed: int = 0, progress: bool | None = None):
+                       seed: int = 0, progress: bool | None = None, slow_start: bool = True):
     """Time `count` round trips per transport and payload size through `profile`; a tidy frame.
 
     lab: a running LabServer (https/wss when it was started with tls=True).
@@ -241,6 +241,8 @@ def compare_transports(lab, *, transports=TRANSPORTS, payloads=(64,), count: int
     profile: a netem profile name ("loopback", "lan", "wifi", "4g", "intercontinental"), a
     netem.Profile, or None to skip the proxy (then bytes_* are not counted).
     seed: seeds the emulator's jitter. progress: None shows a bar for long runs only.
+    slow_start=False switches the emulator's slow-start model off (to see what it costs).
+    attrs["slow_start_restarts"]: how often a kept connection restarted slow start after idle.
     """
     from labkit.measure import tidy
 
@@ -252,7 +254,7 @@ def compare_transports(lab, *, transports=TRANSPORTS, payloads=(64,), count: int
     host, port, tls = _lab_address(lab)
     net = None
     if profile is not None:
-        net = NetemProxy(host, port, profile, seed=seed).start()
+        net = NetemProxy(host, port, profile, seed=seed, slow_start=slow_start).start()
         endpoint, profile_name = _Endpoint(net.host, net.port, tls), net.profile.name
     else:
         endpoint, profile_name = _Endpoint(host, port, tls), "direct"
@@ -297,12 +299,14 @@ def compare_transports(lab, *, transports=TRANSPORTS, payloads=(64,), count: int
                     dropped[f"{transport} {size} B"] = warmup
                 finally:
                     _loop.run(client.close(), timeout=per_round_limit)
+        restarts = net.slow_start_restarts if net is not None else 0
     finally:
         bar.close()
         if net is not None:
             net.stop()
     frame = tidy(rows, COLUMNS)
     frame.attrs.update({
+        "slow_start": slow_start, "slow_start_restarts": restarts,
         "warmup_dropped": dropped,
         "setup_ms": setup_ms,
         "profile": net.profile.describe() if net else "direct (no proxy)",
@@ -483,9 +487,10 @@ def _numbered(body: bytes, messages: int) -> list[bytes]:
 
 
 async def _pattern_total(pattern: str, endpoint: _Endpoint, body: bytes, messages: int,
-                         parallel: int) -> tuple[float, float, int | None]:
+                         parallel: int) -> tuple[float, float, int | None, int]:
     """(set-up ms, ms for `messages` echoes over the already open connection(s), answers in
-    request order (pipelining only, else None)) for `pattern`."""
+    request order (pipelining only, else None), perf_counter_ns when the timed part began) for
+    `pattern`."""
     if pattern == "rest pipelined":
         pipe = _Pipeline(endpoint)
         try:
@@ -493,7 +498,7 @@ async def _pattern_total(pattern: str, endpoint: _Endpoint, body: bytes, message
             bodies = _numbered(body, messages)
             started = time.perf_counter_ns()
             in_order = await pipe.exchange(bodies)
-            return setup, _ms(started, time.perf_counter_ns()), in_order
+            return setup, _ms(started, time.perf_counter_ns()), in_order, started
         finally:
             await pipe.close()
     if pattern.startswith("websocket"):
@@ -517,7 +522,7 @@ async def _pattern_total(pattern: str, endpoint: _Endpoint, body: bytes, message
                     await reader
                 finally:
                     reader.cancel()
-            return setup, _ms(started, time.perf_counter_ns()), None
+            return setup, _ms(started, time.perf_counter_ns()), None, started
         finally:
             await ws.close()
     lanes = 1 if pattern == "rest keep-alive" else parallel
@@ -529,14 +534,15 @@ async def _pattern_total(pattern: str, endpoint: _Endpoint, body: bytes, message
         setup = _ms(started, time.perf_counter_ns())
         started = time.perf_counter_ns()
         await asyncio.gather(*(rest.round(body) for _ in range(messages)))
-        return setup, _ms(started, time.perf_counter_ns()), None
+        return setup, _ms(started, time.perf_counter_ns()), None, started
     finally:
         await rest.close()
 
 
 def compare_patterns(lab, *, messages: int = 100, payload_bytes: int = 64, parallel: int = 6,
                      profile: str | Profile | None = "4g", trials: int = 1, seed: int = 0,
-                     patterns=PATTERNS, progress: bool | None = True):
+                     patterns=PATTERNS, progress: bool | None = True, loss: float = 0.0,
+                     rto_ms: float = 200.0):
     """Time N echoes of `payload_bytes` each way with every pattern of PATTERNS, through `profile`.
 
     Connections are opened first (their cost is `setup_ms`); `total_ms` times the N messages on
@@ -545,14 +551,22 @@ def compare_patterns(lab, *, messages: int = 100, payload_bytes: int = 64, paral
     link during the N messages (TCP/IP headers not included; see `tcp_ip_bytes`). One row per
     pattern and trial; `round_trips` is total_ms over the configured round trip;
     `answers_in_order` (pipelining only) counts the answers that came back in request order.
+    loss > 0 switches the emulator's modelled loss on (the "loss" toxic, seeded with `seed`):
+    each segment is lost with that probability and arrives `rto_ms` late, with everything behind
+    it on its connection and direction (head-of-line blocking); `losses` counts those that hit
+    the N messages (not the set-up) per row.
     """
     from labkit.measure import tidy
 
     unknown = [p for p in patterns if p not in PATTERNS]
     if unknown or messages < 1 or parallel < 1 or trials < 1:
         raise ValueError(f"patterns are {', '.join(PATTERNS)}; messages, parallel and trials >= 1")
+    if not 0 <= loss < 1 or (loss and profile is None):
+        raise ValueError("loss is a probability in [0, 1) and needs an emulated profile")
     host, port, tls = _lab_address(lab)
     net = NetemProxy(host, port, profile, seed=seed).start() if profile is not None else None
+    if net is not None and loss:
+        net.toxic("loss", probability=loss, rto_ms=rto_ms, seed=seed)
     endpoint = _Endpoint(net.host, net.port, tls) if net else _Endpoint(host, port, tls)
     rtt = net.profile.rtt_ms if net else 0.0
     body, rows = bytes(payload_bytes), []
@@ -563,7 +577,8 @@ def compare_patterns(lab, *, messages: int = 100, payload_bytes: int = 64, paral
         for trial in range(trials):
             for pattern in patterns:
                 up, down = (net.bytes_up, net.bytes_down) if net else (0, 0)
-                setup, total, in_order = _loop.run(
+                lost = len(net.losses) if net and loss else 0
+                setup, total, in_order, timed_from = _loop.run(
                     _pattern_total(pattern, endpoint, body, messages, parallel), timeout=limit)
                 bar.update()
                 rows.append({
@@ -573,7 +588,9 @@ def compare_patterns(lab, *, messages: int = 100, payload_bytes: int = 64, paral
                     "round_trips": total / rtt if rtt else math.nan,
                     "bytes_up": net.bytes_up - up if net else None,
                     "bytes_down": net.bytes_down - down if net else None,
-                    "answers_in_order": in_order,
+                    "answers_in_order": in_order, "loss": loss,
+                    "losses": sum(hit["t_ns"] >= timed_from for hit in net.losses[lost:])
+                    if net and loss else 0,
                     "profile": net.profile.name if net else "direct"})
     finally:
         bar.close()
@@ -675,6 +692,18 @@ def tls_lab():
     return _tls_lab
 
 
+def slow_start_extra_round_trips(size: int, profile: str | Profile = "4g") -> int:
+    """Round trips a new connection's slow start adds to sending `size` bytes upstream over
+    `profile`, by the emulator's model (`netem.slow_start_rounds` minus the one round any
+    connection needs)."""
+    from labkit.net.netem import KB, slow_start_rounds
+
+    link = resolve_profile(profile)
+    rate = link.upstream.rate
+    bdp = rate * KB * link.rtt_ms / 1000 if rate else math.inf
+    return slow_start_rounds(size, bdp=bdp) - 1
+
+
 def round_trips_per_connection(frame) -> float:
     """From a run: a new-connection request's median round trip in keep-alive round trips."""
     from labkit.measure import median, ratio
@@ -686,4 +715,4 @@ def round_trips_per_connection(frame) -> float:
 
 __all__ = ["COLUMNS", "PATTERNS", "PHASES", "TRANSPORTS", "compare_patterns", "compare_transports",
            "exchange_totals", "extrapolate", "measure_exchange", "round_trips_per_connection",
-           "summary", "tcp_ip_bytes", "tls_lab"]
+           "slow_start_extra_round_trips", "summary", "tcp_ip_bytes", "tls_lab"]

@@ -46,8 +46,9 @@ from labkit.server.listen import Limits
 from .proxy import DOWN, UP, Connection, TcpProxy
 
 __all__ = ["BROWSER_HEADERS", "DOWN", "PUBLISHED_HEADER_BYTES", "UP", "WireTap", "accept_key",
-           "count_packets", "deflate_memory", "directions", "packet_model", "packet_table",
-           "segments", "send_frames", "tap"]
+           "codes_as_text", "count_packets", "deflate_memory", "directions", "packet_model",
+           "packet_table", "retransmission_give_up_s", "segments", "send_frames", "tap",
+           "tcp_settings"]
 
 WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 """The fixed string RFC 6455 appends to Sec-WebSocket-Key before hashing."""
@@ -628,6 +629,54 @@ def packet_model(up: list[int], down: list[int], *, new_connection: bool = False
             "tcp_ip_header_bytes": data_packets * TCP_IP_HEADER, "ack_bytes": acks * TCP_IP_HEADER,
             "handshake_bytes": handshake, "teardown_bytes": teardown,
             "total_bytes": application + headers + handshake + teardown}
+
+
+TCP_SETTINGS = {
+    "tcp_timestamps": "timestamps option on every segment (12 B each)",
+    "tcp_slow_start_after_idle": "slow start again after an idle period (RFC 5681 4.1)",
+    "tcp_keepalive_time": "seconds idle before TCP's first keepalive probe (SO_KEEPALIVE only)",
+    "tcp_keepalive_intvl": "seconds between keepalive probes",
+    "tcp_keepalive_probes": "unanswered probes before the connection is dropped",
+    "tcp_retries2": "retransmissions of unacknowledged data before giving up",
+}
+"""Linux's TCP settings (net.ipv4.*) the lessons talk about, with what each means."""
+
+
+def tcp_settings() -> dict[str, int | None]:
+    """This machine's values of TCP_SETTINGS, read from /proc/sys/net/ipv4 (None where there is
+    no such file, e.g. not Linux)."""
+    from pathlib import Path
+
+    values: dict[str, int | None] = {}
+    for name in TCP_SETTINGS:
+        try:
+            values[name] = int(Path("/proc/sys/net/ipv4", name).read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            values[name] = None
+    return values
+
+
+def retransmission_give_up_s(retries: int, rto_min_s: float = 0.2, rto_max_s: float = 120.0) -> float:
+    """Seconds until Linux gives up on unacknowledged data after `retries` (tcp_retries2)
+    retransmissions, each timeout double the one before from rto_min_s, capped at rto_max_s: the
+    bound `tcp_retransmit_timer` uses (924.6 s, about 15 min, for the default 15)."""
+    total, rto = 0.0, rto_min_s
+    for _ in range(retries + 1):
+        total += rto
+        rto = min(2 * rto, rto_max_s)
+    return total
+
+
+def codes_as_text(frame, columns=("close_code",)):
+    """A copy of `frame` with close-code columns as plain digits ("1000", "" for none), so a table
+    that groups thousands (lk.view) does not print a code as "1,000"."""
+    import pandas as pd
+
+    out = frame.copy()
+    for column in columns:
+        if column in out:
+            out[column] = ["" if pd.isna(v) else str(int(v)) for v in out[column]]
+    return out
 
 
 def _tcp_segments(sock) -> tuple[int, int] | None:
