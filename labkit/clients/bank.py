@@ -92,16 +92,24 @@ async def _settled(ws, payment_id: int, seen: list) -> dict:
 
 
 def pay_and_watch(target, account_id: str, count: int = 5, amount: int = 100,
-                  payee: str = "Corner shop", ws_target=None):
+                  payee: str = "Corner shop", ws_target=None, progress=None):
     """Pay `count` times over REST while a WebSocket watches the account. One row per payment:
     rest_ms (the POST's answer: "pending"), screen_ms (until the pushed balance arrived), status,
-    balance. `ws_target` lets the stream go through another path (e.g. an emulated link)."""
+    balance. `ws_target` lets the stream go through another path (e.g. an emulated link).
+    `progress` (e.g. `print`) gets a line every 2 s while it runs."""
     import pandas as pd
 
+    from .game import run_interruptible
+
     url, ws_url = base_url(target), base_url(ws_target or target, "ws")
+    rows: list[dict] = []
+
+    def report() -> None:
+        if progress is not None:
+            progress(f"{len(rows)} of {count} payments settled")
 
     async def _run():
-        rows, seen = [], []
+        seen: list[dict] = []
         async with _session(url) as session, \
                 _ws(f"{ws_url}/ws/bank?account={account_id}") as ws:
             json.loads(await ws.recv())  # welcome
@@ -120,7 +128,7 @@ def pay_and_watch(target, account_id: str, count: int = 5, amount: int = 100,
                              "balance": data["balance"]})
         return rows, seen
 
-    rows, seen = _loop.run(_run(), timeout=SETTLE_TIMEOUT_S * (count + 1))
+    rows, seen = run_interruptible(_run(), SETTLE_TIMEOUT_S * (count + 1), progress=report)
     frame = pd.DataFrame(rows)
     frame.attrs["messages"] = seen
     return frame

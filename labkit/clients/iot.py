@@ -32,23 +32,26 @@ async def _stats(session: aiohttp.ClientSession, url: str) -> dict:
         return await reply.json()
 
 
-async def _device_rest(session, url, device, values, mode):
+async def _device_rest(session, url, device, values, mode, sent: list[int]):
     if mode == "rest":
         for value in values:
             async with session.post(f"{url}/api/iot/readings", json={"device": device, "value": value}) as r:
                 r.raise_for_status()
+            sent[0] += 1
     else:
         for i in range(0, len(values), BATCH):
             async with session.post(f"{url}/api/iot/readings/batch",
                                     json={"device": device, "values": values[i:i + BATCH]}) as r:
                 r.raise_for_status()
+            sent[0] += len(values[i:i + BATCH])
 
 
-async def _device_ws(ws_url, device, values):
+async def _device_ws(ws_url, device, values, sent: list[int]):
     async with connect(f"{ws_url}/ws/iot?device={device}", compression=None) as ws:
         json.loads(await ws.recv())
         for value in values:
             await ws.send(json.dumps({"value": value}))
+            sent[0] += 1
 
 
 def exchanges(tap):
@@ -87,13 +90,15 @@ def exchanges(tap):
     return frame
 
 
-def telemetry(lab, mode: str, devices: int = 20, readings: int = 20, *, packet_model=None) -> dict:
+def telemetry(lab, mode: str, devices: int = 20, readings: int = 20, *, packet_model=None,
+              progress=None) -> dict:
     """Run `devices` devices sending `readings` readings each in `mode`; one summary row.
 
     `packet_model`: a function that adds a `tcp_ip_bytes` column to `exchanges(tap)` (lesson 03's
     `labkit.lessons.latency.tcp_ip_bytes`); with it the row also holds tcp_ip_bytes_per_reading
     (the model's packet headers, ACKs and connection set-up and teardown) and
-    bytes_with_tcp_ip_per_reading (the measured bytes plus those)."""
+    bytes_with_tcp_ip_per_reading (the measured bytes plus those). `progress` (e.g. `print`) gets
+    a line every 2 s while it runs."""
     from labkit.net.wire import tap as wire_tap
 
     if mode not in MODES:
@@ -102,6 +107,11 @@ def telemetry(lab, mode: str, devices: int = 20, readings: int = 20, *, packet_m
     direct = base_url(lab)
     tap = wire_tap(lab)
     url, ws_url = base_url(tap.url()), base_url(tap.url("ws"))
+    sent_so_far = [0]
+
+    def report() -> None:
+        if progress is not None:
+            progress(f"{mode}: {sent_so_far[0]} of {devices * readings} readings sent")
 
     async def _run():
         async with aiohttp.ClientSession() as control:
@@ -109,8 +119,8 @@ def telemetry(lab, mode: str, devices: int = 20, readings: int = 20, *, packet_m
             limit = aiohttp.TCPConnector(limit=0)
             async with aiohttp.ClientSession(connector=limit) as session:
                 values = [[20.0 + (d + i) % 7 * 0.5 for i in range(readings)] for d in range(devices)]
-                jobs = [_device_ws(ws_url, f"dev{d}", values[d]) if mode == "ws"
-                        else _device_rest(session, url, f"dev{d}", values[d], mode)
+                jobs = [_device_ws(ws_url, f"dev{d}", values[d], sent_so_far) if mode == "ws"
+                        else _device_rest(session, url, f"dev{d}", values[d], mode, sent_so_far)
                         for d in range(devices)]
                 await asyncio.gather(*jobs)
             expected = before["readings"][mode] + devices * readings
@@ -122,7 +132,7 @@ def telemetry(lab, mode: str, devices: int = 20, readings: int = 20, *, packet_m
         return before, after
 
     try:
-        before, after = run_interruptible(_run(), 120)
+        before, after = run_interruptible(_run(), 120, progress=report)
         tap.settle()
         totals = tap.totals()
         packets = packet_model(exchanges(tap)) if packet_model is not None else None
