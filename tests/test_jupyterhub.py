@@ -403,3 +403,67 @@ def test_two_students_chat_through_the_hub_service_and_the_instructor_sees_both(
     finally:
         for kernel in kernels:
             kernel.close()
+
+
+def test_the_guide_shows_the_recipe_file_as_it_is():
+    page = (ROOT / "instructors" / "jupyterhub.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", page, flags=re.S)
+    assert RECIPE.read_text(encoding="utf-8") in blocks
+
+
+def test_lk_join_in_a_hub_kernel_finds_the_service_and_sends_the_hub_token_only_there():
+    from labkit.course.hub_service import hub_join_url, in_hub, on_this_hub, page_path
+
+    env = {"JUPYTERHUB_API_TOKEN": "t", "JUPYTERHUB_API_URL": "http://127.0.0.1:8081/hub/api",
+           "JUPYTERHUB_PUBLIC_URL": "https://hub.example.edu/user/ann/",
+           "JUPYTERHUB_BASE_URL": "/", "JUPYTERHUB_SERVICE_PREFIX": "/user/ann/"}
+    assert in_hub(env) and not in_hub({})
+    assert hub_join_url(None, env) == "https://hub.example.edu/services/labkit/"
+    assert hub_join_url("/services/other", env) == "https://hub.example.edu/services/other/"
+    assert hub_join_url(None, {**env, "JUPYTERHUB_BASE_URL": "/jupyter/"}) == \
+        "https://hub.example.edu/jupyter/services/labkit/"
+    inside = {**env, "LABKIT_CLASS_URL": "http://proxy-public/services/labkit/"}
+    assert hub_join_url(None, inside) == "http://proxy-public/services/labkit/"
+    assert on_this_hub("https://hub.example.edu/services/labkit/", env)
+    assert not on_this_hub("https://elsewhere.example/services/labkit/", env)
+    assert not on_this_hub("/services/labkit/", env)
+    assert page_path("https://hub.example.edu/services/labkit/", env) == "../../services/labkit/"
+    assert page_path("https://hub.example.edu/services/labkit/",
+                     {**env, "JUPYTERHUB_SERVICE_PREFIX": "/user/ann/lab2/"}) == "../../../services/labkit/"
+    assert page_path("https://elsewhere.example/services/labkit/", env) is None
+    with pytest.raises(ValueError, match="public_url"):
+        hub_join_url(None, {"JUPYTERHUB_API_TOKEN": "t", "JUPYTERHUB_API_URL": "http://h/hub/api"})
+
+
+def test_the_hub_answers_are_kept_briefly_and_boundedly():
+    import asyncio
+
+    from labkit.course.hub_service import HubIdentities, hub_settings
+
+    settings = hub_settings({"JUPYTERHUB_API_URL": "http://127.0.0.1:1/hub/api",
+                             "JUPYTERHUB_API_TOKEN": "s", "JUPYTERHUB_SERVICE_URL": "http://127.0.0.1:2"})
+    assert settings.prefix == "/services/labkit/" and settings.client_id == "service-labkit"
+
+    class Counting(HubIdentities):
+        async def ask_hub(self, token):
+            self.asked += 1
+            model = {"kind": "user", "name": token, "admin": token == "boss",
+                     "groups": ["labkit-instructors"] if token == "tutor" else [],
+                     "scopes": [] if token == "outsider" else ["access:services!service=labkit"]}
+            return self.who(model)
+
+    hub = Counting(settings, ttl=60, size=3)
+
+    async def run():
+        seen = [await hub.identify_token(t) for t in ("ann", "ann", "boss", "tutor", "outsider")]
+        assert seen == [("student", "hub:ann"), ("student", "hub:ann"), ("instructor", "hub:boss"),
+                        ("instructor", "hub:tutor"), None]
+        assert hub.asked == 4 and len(hub.cache) == 3  # "ann" asked once, then dropped (size 3)
+        await hub.identify_token("ann")
+        assert hub.asked == 5
+        hub.ttl = 0.0
+        await hub.identify_token("x")
+        await hub.identify_token("x")
+        assert hub.asked == 7  # nothing kept past its time
+
+    asyncio.run(run())

@@ -261,7 +261,7 @@ def hub_middleware(settings: HubSettings, identities: HubIdentities):
             return _login_redirect(request, settings, request.query.get("next", settings.prefix))
         if (request.method == "GET" and "text/html" in request.headers.get("Accept", "")
                 and request.headers.get("Upgrade", "").lower() != "websocket"
-                and path != "/" and not _has_credentials(request, settings)):
+                and not _has_credentials(request, settings)):
             return _login_redirect(request, settings, settings.prefix.rstrip("/") + request.path_qs)
         response = await handler(request)
         location = response.headers.get("Location", "")

@@ -65,9 +65,10 @@ def _is_stream(request: web.Request) -> bool:
 
 
 def presented_token(request: web.Request) -> str | None:
-    """The token the request carries: Bearer, Basic's password, or (streams only) ?token=."""
+    """The token the request carries: Bearer (or `token`), Basic's password, or (streams only)
+    ?token=."""
     scheme, _, value = request.headers.get("Authorization", "").strip().partition(" ")
-    if scheme.lower() == "bearer":
+    if scheme.lower() in ("bearer", "token"):  # "token": JupyterHub's clients say so
         return value.strip() or None
     if scheme.lower() == "basic":
         try:
