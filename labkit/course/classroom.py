@@ -15,6 +15,9 @@ carry the token as user info (`http://student:<token>@host:port`), which Python'
 clients send as an `Authorization` header; a browser's WebSocket, which cannot set headers, uses
 `?token=` (see labkit/server/auth.py). On joining, the handle estimates this machine's clock offset
 from the server's (`clock_offset_s`), so staleness measured across machines is corrected.
+
+On a JupyterHub the class server runs as a hub service (`hub_service.py`) and, in a hub kernel,
+`lab = lk.join()` joins it with the kernel's own hub token (no class token).
 """
 
 from __future__ import annotations

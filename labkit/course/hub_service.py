@@ -203,6 +203,15 @@ def _safe_next(settings: HubSettings, target: str | None) -> str:
     return settings.prefix
 
 
+def _https(request: web.Request, settings: HubSettings) -> bool | None:
+    """Whether the browser reached the hub over https (TLS usually ends at the hub's proxy, so the
+    service itself sees http): then its cookies are Secure."""
+    forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    if request.secure or forwarded == "https" or (settings.public_url or "").startswith("https:"):
+        return True
+    return None
+
+
 def _login_redirect(request: web.Request, settings: HubSettings, target: str) -> web.Response:
     state = secrets.token_urlsafe(24)
     query = urlencode({"client_id": settings.client_id, "redirect_uri": settings.callback_url,
@@ -211,7 +220,7 @@ def _login_redirect(request: web.Request, settings: HubSettings, target: str) ->
     response.set_cookie(settings.state_cookie_name,
                         f"{state}|{_safe_next(settings, target)}", path=settings.prefix,
                         max_age=STATE_MAX_AGE_S, httponly=True, samesite="Lax",
-                        secure=request.secure or None)
+                        secure=_https(request, settings))
     return response
 
 
@@ -238,7 +247,7 @@ async def _oauth_callback(request: web.Request, settings: HubSettings,
         raise ProblemError(403, "the hub did not grant this user access to the class server")
     response = web.HTTPFound(_safe_next(settings, target))
     response.set_cookie(settings.cookie_name, token, path=settings.prefix, httponly=True,
-                        samesite="Lax", secure=request.secure or None)
+                        samesite="Lax", secure=_https(request, settings))
     response.del_cookie(settings.state_cookie_name, path=settings.prefix)
     return response
 
