@@ -41,7 +41,8 @@ CELLS = [
     '    lk.browser.probe(lab, "fetch", count=3), lk.browser.whiteboard(lab, "room", name="ann")])',
     # the second test: two tabs (two people) of one notebook
     'import labkit as lk\nlab = globals().get("lab") or lk.start()',
-    'pair = [lk.browser.connect_four(lab, "pair", seat="X"), lk.browser.connect_four(lab, "pair", seat="O")]\n'
+    'pair = [lk.browser.connect_four(lab, "pair", seat="X"),\n'
+    '        lk.browser.connect_four(lab, "pair", seat="O")]\n'
     'lk.browser.row(*pair, lk.browser.connect_four(lab, "pair", role="watch"),\n'
     '               lk.browser.connect_four(lab, "pair", role="watch", transport="poll"))',
     "lk.browser.row(*pair)",

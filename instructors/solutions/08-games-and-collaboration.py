@@ -13,11 +13,11 @@ answer = api.post(f"/api/games/{game}/moves", json=move).status
 lk.check.move_out_of_turn_status(answer, lab)
 
 # %% exercise 2
-# The server relays each cursor to everyone else, not back to its sender: 2 others x 30 per second.
-answer = (3 - 1) * 30
-lk.check.cursor_messages_per_second(answer, participants=3, tick_hz=30)
+# The server relays each cursor to everyone else, not back to its sender: 4 others x 20 per second.
+answer = (5 - 1) * 20
+lk.check.cursor_messages_per_second(answer, participants=5, tick_hz=20, target=lab)
 
 # %% exercise 3
 # X's move is valid in either order; O's is refused (first) or lands a row higher (second).
 answer = "O"
-lk.check.optimistic_wrong_seat(answer)
+lk.check.optimistic_wrong_seat(answer, lab)
