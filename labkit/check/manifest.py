@@ -49,7 +49,7 @@ EXERCISES: dict[str, tuple[Exercise, ...]] = {
     "03": (
         Exercise("03.1", "new_connection_prediction", cell="20f6f5cf", prompt="709e90f9"),
         Exercise("03.2", "websocket_break_even", cell="4ccc2090", prompt="88117a1b"),
-        Exercise("03.3", "header_bytes_saved", cell="a64e09f7", prompt="7a8fd88f"),
+        Exercise("03.3", "websocket_bytes_saved", cell="a64e09f7", prompt="7a8fd88f"),
         Exercise("03.4", "parallel_prediction", cell="930d7fe5", prompt="90048924"),
     ),
     "04": (
@@ -81,6 +81,11 @@ EXERCISES: dict[str, tuple[Exercise, ...]] = {
         Exercise("09.2", "overdraft_status", cell="329797be", prompt="06d3366d"),
         Exercise("09.3", "telemetry_ratio", cell="b8f3f8ac", prompt="f64bcc5b"),
         Exercise("09.4", "big_note_bytes", cell="d676d36c", prompt="dec352ed"),
+    ),
+    "10": (
+        Exercise("10.1", "h1_vs_h2_ratio", cell="fc6d9181", prompt="d4658a9d"),
+        Exercise("10.2", "h2_streams_held", cell="db31a119", prompt="4204ed75"),
+        Exercise("10.3", "hpack_bytes_saved", cell="1318d2cc", prompt="83a302c2"),
     ),
 }
 
