@@ -5,9 +5,13 @@
 Two Python players play Connect Four on the lab (lk.game.compare_game_transports): the delay of a
 move is the time from one player sending it to the other player holding the new board. Each player
 thinks a random time up to the longest poll interval before each move, the same pace for every
-transport (so each move falls at a uniformly random point of the pollers' intervals). Printed per transport:
+transport (so each move falls at a uniformly random point of the pollers' intervals). The transports'
+games are played at the same time, each pair in its own game (their delays are waits on the network
+and the poll timers, a few messages a second per pair). Printed per transport:
 n, median, p99 (n >= 100) or max, requests/s and bytes/s per player, bytes per move, and the ratio of
-each polling median to the WebSocket median measured in the same run. Numbers only, never pass/fail.
+each polling median to the WebSocket median measured in the same run; through a netem profile, also
+the pushed move's floor: two one-way trips (mover -> server -> other player). Numbers only, never
+pass/fail.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import argparse
 
 import labkit as lk
-from labkit.clients.game import compare_game_transports
+from labkit.clients.game import compare_game_transports, push_delay_model
 
 
 def main() -> None:
@@ -33,6 +37,10 @@ def main() -> None:
                 frame = compare_game_transports(net.url(), polls, moves=args.moves, label=args.profile)
     ws_median = frame[frame.transport == "WebSocket"].delay_ms.median()
     print(f"profile {args.profile}, {args.moves} moves per transport")
+    if args.profile != "loopback":
+        floor = push_delay_model(args.profile)
+        print(f"pushed move's floor: {floor['up_ms']:g} ms up + {floor['down_ms']:g} ms down = "
+              f"{floor['floor_ms']:g} ms")
     for transport, part in frame.groupby("transport", sort=False):
         d = part.delay_ms
         tail = f"p99 {d.quantile(0.99):8.2f}" if len(d) >= 100 else f"max {d.max():8.2f}"
