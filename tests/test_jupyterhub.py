@@ -17,6 +17,10 @@ folder. Then:
   instructor's routes, a forged token, a token without access to the service and another
   service's token get 401, and one student cannot take the other's chat name.
 
+In Chromium, a page of the hub does what a browser widget's page does (its WebSocket is refused
+until one fetch of the service's oauth_login, then works). Without a hub, the service alone
+checks the prefix, Location, Host and Origin rules for the hub's public name.
+
 configurable-http-proxy is looked for in .cache/npm (where .ci/run installs it) and on PATH; when
 only node and npm are there it is installed into .cache/npm first. Without node the test is
 skipped with that reason. Every process (hub, proxy, service, single-user servers, kernels) is
@@ -507,3 +511,55 @@ def test_a_hub_page_in_chromium_logs_in_to_the_service_and_opens_its_websocket(h
             browser.close()
     assert seen == {"before": "closed 1006", "login": 200, "landed": "/services/labkit/",
                     "clock": 200, "after": "from chromium"}, seen
+
+
+def test_the_service_answers_under_its_prefix_for_the_hubs_public_name_only(tmp_path):
+    """The service alone (no hub: only the instructor token works), as the hub would start it with
+    a public URL: the prefix is stripped and put back on Location, the hub's public name passes the
+    Host and Origin checks, another name does not."""
+    import requests
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    port = free_port()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("JUPYTERHUB_")},
+           "JUPYTERHUB_SERVICE_NAME": "labkit", "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{port}",
+           "JUPYTERHUB_SERVICE_PREFIX": "/services/labkit/", "JUPYTERHUB_API_TOKEN": "service-token",
+           "JUPYTERHUB_API_URL": f"http://127.0.0.1:{free_port()}/hub/api",
+           "JUPYTERHUB_PUBLIC_URL": "https://hub.example.edu/services/labkit/"}
+    token_file = tmp_path / "instructor-token"
+    proc = subprocess.Popen([sys.executable, "-m", "labkit", "serve", "--classroom", "--hub-service",
+                             "--db", str(tmp_path / "class.db"), "--instructor-token-file",
+                             str(token_file)], env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    try:
+        started = json.loads(proc.stderr.readline())
+        assert started["prefix"] == "/services/labkit/" and started["port"] == port
+        base = f"http://127.0.0.1:{port}/services/labkit"
+        teacher = {"Authorization": f"token {token_file.read_text().strip()}"}
+        public = {**teacher, "Host": "hub.example.edu"}
+        assert requests.get(f"{base}/healthz", headers={"Host": "hub.example.edu"}, timeout=10).json() \
+            == {"status": "ok"}
+        assert requests.get(f"{base}/healthz", headers={"Host": "evil.example"},
+                            timeout=10).status_code == 403
+        made = requests.post(f"{base}/api/notes", headers=public, json={"title": "t", "body": "b"},
+                             timeout=10)
+        assert made.status_code == 201, made.text
+        assert made.headers["Location"].startswith("/services/labkit/api/notes/")
+        # the hub is not there: a token the class does not know cannot be checked (503, not 401)
+        unknown = requests.get(f"{base}/api/clock", headers={"Authorization": "Bearer x"}, timeout=30)
+        assert unknown.status_code == 503 and unknown.headers["Retry-After"]
+        ws_url = "ws://hub.example.edu/services/labkit/ws/echo"  # Host: the hub's; socket: the service
+
+        def handshake(origin: str):
+            return connect(ws_url, sock=socket.create_connection(("127.0.0.1", port)), open_timeout=10,
+                           additional_headers={**teacher, "Origin": origin})
+
+        with handshake("https://hub.example.edu") as ws:
+            ws.send("ok")
+            assert ws.recv(timeout=10) == "ok"
+        with pytest.raises(InvalidStatus) as refused:
+            handshake("https://evil.example")
+        assert refused.value.response.status_code == 403
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=20) == 0
