@@ -10,6 +10,7 @@ datagrams and aioquic's recovery runs). Both are seeded, so a run repeats its lo
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ from contextlib import contextmanager
 
 import pandas as pd
 
+from ..._loop import client_loop
 from ..._loop import run as run_on_clients
 from ...net import tls
 from ...net.netem import NetemProxy, UdpLink
@@ -27,6 +29,7 @@ from .servers import VersionServers
 RTO_MS = 200
 """The TCP loss model's stall (Linux's minimum retransmission timeout)."""
 TIMEOUT_S = 120.0
+PROGRESS_S = 4.0
 
 
 @contextmanager
@@ -47,14 +50,29 @@ def links(servers: VersionServers, profile: str, loss: float = 0.0, seed: int = 
             link.stop()
 
 
-def run_pattern(pattern: str, net: NetemProxy, link: UdpLink | None, n: int, **options) -> clients.Run:
-    """One pattern (a key of `clients.PATTERNS`) for n requests through the links."""
+def run_pattern(pattern: str, net: NetemProxy, link: UdpLink | None, n: int,
+                progress: Callable[[str], None] | None = None, **options) -> clients.Run:
+    """One pattern (a key of `clients.PATTERNS`) for n requests through the links. While it runs
+    longer than PROGRESS_S, `progress` hears about it every PROGRESS_S (no cell stays silent)."""
     function = clients.PATTERNS[pattern]
     if pattern.startswith("h3"):
         if link is None:
             raise RuntimeError("no QUIC here (see servers.quic_error)")
-        return run_on_clients(function(link.port, n, **options), timeout=TIMEOUT_S)
-    return run_on_clients(function(net.port, n, **options), timeout=TIMEOUT_S)
+        port = link.port
+    else:
+        port = net.port
+    future = asyncio.run_coroutine_threadsafe(function(port, n, **options), client_loop())
+    started = time.perf_counter()
+    while True:
+        try:
+            return future.result(PROGRESS_S)
+        except concurrent.futures.TimeoutError:
+            waited = time.perf_counter() - started
+            if waited > TIMEOUT_S:
+                future.cancel()
+                raise TimeoutError(f"{pattern} x {n}: no answer within {TIMEOUT_S:g} s") from None
+            if progress:
+                progress(f"    ... {pattern} x {n} still running ({waited:.0f} s)")
 
 
 def _row(run: clients.Run, **keys) -> dict:
@@ -91,8 +109,11 @@ def measure(servers: VersionServers, profiles=("loopback", "4g"), losses=(0.0, 0
             with links(servers, profile, loss, seed) as (net, link):
                 for n in counts:
                     for pattern in patterns:
-                        run = run_pattern(pattern, net, link, n)
+                        run = run_pattern(pattern, net, link, n, progress)
                         rows.append(_row(run, profile=profile, loss=loss, key=pattern))
+                    if progress and n >= 10:
+                        progress(f"  {profile}, loss {loss:.0%}, N = {n}: done "
+                                 f"({time.perf_counter() - started:.1f} s so far)")
                 tcp_stalls = len(net.losses)
                 dropped = sum(len(v) for v in link.dropped.values()) if link else 0
             for row in rows:
@@ -103,6 +124,35 @@ def measure(servers: VersionServers, profiles=("loopback", "4g"), losses=(0.0, 0
                          f"({time.perf_counter() - started:.1f} s so far; {tcp_stalls} modelled TCP "
                          f"stalls, {dropped} datagrams dropped)")
     return pd.DataFrame(rows)
+
+
+def grid_findings(grid: pd.DataFrame, servers: VersionServers, profile: str = "4g") -> str:
+    """Markdown sentences on `profile` at the grid's largest N, every number from the grid."""
+    n = int(grid["n"].max())
+    lost = float(grid["loss"].max())
+
+    def total(loss: float, key: str) -> float:
+        row = grid[(grid.profile == profile) & (grid.loss == loss) & (grid.key == key) & (grid.n == n)]
+        return float(row["total_ms"].iloc[0]) if len(row) else float("nan")
+
+    lines = [
+        f"- On {profile} with no loss, {n} requests over **six HTTP/1.1 connections** took "
+        f"**{total(0.0, 'h1 six connections'):.0f} ms**, over **one HTTP/2 connection** "
+        f"**{total(0.0, 'h2 multiplexed'):.0f} ms**, and {n} **streamed WebSocket** messages "
+        f"**{total(0.0, 'ws streamed'):.0f} ms** "
+        f"({total(0.0, 'h2 multiplexed') / total(0.0, 'ws streamed'):.2f}x).",
+        f"- Lock-step WebSocket took **{total(0.0, 'ws lock-step'):.0f} ms**: a WebSocket that "
+        "waits for each answer pays a round trip per message, as HTTP/1.1 does.",
+        f"- With {lost:.0%} loss, HTTP/2 took **{total(lost, 'h2 multiplexed'):.0f} ms** and "
+        f"streamed WebSocket **{total(lost, 'ws streamed'):.0f} ms** (both on one TCP connection).",
+    ]
+    if servers.udp_port:
+        lines.append(f"- HTTP/3 took **{total(0.0, 'h3 multiplexed'):.0f} ms** without loss and "
+                     f"**{total(lost, 'h3 multiplexed'):.0f} ms** with {lost:.0%}; QUIC's handshake "
+                     "here is aioquic's, in Python: its CPU time is part of every HTTP/3 total.")
+    else:
+        lines.append(f"- No HTTP/3 here ({servers.quic_error}): the lesson runs its TCP parts.")
+    return "\n".join(lines)
 
 
 # -- head-of-line blocking ------------------------------------------------------------------------
