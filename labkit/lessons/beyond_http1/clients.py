@@ -11,10 +11,12 @@ from the start of the run, connection set-up included) and the connections it op
   of one TLS connection (ALPN h2);
 - HTTP/3 (`h3_multiplexed`): aioquic's own client API (`QuicConnectionProtocol` + `H3Connection`).
   Why aioquic and not niquests/qh3: the server (hypercorn) already runs on aioquic, so one QUIC
-  stack is installed, not two; aioquic is maintained (aiortc's project, releases through 2025 with
-  wheels for CPython 3.9-3.13); and its event API shows each stream's headers and data as they
-  arrive, which the head-of-line timeline needs. niquests (on qh3, a fork of aioquic) is a
-  requests-like convenience client: good for fetching, but it hides the streams;
+  stack is installed, not two; aioquic is maintained (the aiortc project's; 1.9 is the current
+  release on PyPI, 1.7.2 the one tested here); and its event API shows each stream's headers and
+  data as they arrive, which the head-of-line timeline needs. niquests (on qh3, a fork of aioquic)
+  is a requests-like client, also maintained: good for fetching, but it hides the streams and
+  would add a second QUIC stack. No 0-RTT: hypercorn's QUIC server keeps no session tickets, so a
+  client has none to resume with;
 - WebSocket over HTTP/1.1 (`ws_lockstep`: send, wait for the echo, send the next; `ws_streamed`:
   send every message without waiting, read the echoes as they come), with the `websockets` library.
 
