@@ -177,3 +177,24 @@ def test_header_bytes_shrink_with_hpack_and_qpack(servers):
     assert last["HTTP/2 (HPACK)"] < first["HTTP/2 (HPACK)"]
     assert last["HTTP/3 (QPACK)"] < first["HTTP/3 (QPACK)"]
     assert last["WebSocket frame"] < last["HTTP/3 (QPACK)"] < last["HTTP/1.1"]
+
+
+def test_the_lessons_figures_label_every_panel_and_name_every_pattern():
+    import pandas as pd
+
+    from labkit.plots import http_versions as charts
+
+    grid = pd.DataFrame([{"profile": p, "loss": loss, "key": k, "n": 10, "total_ms": 100.0}
+                         for p in ("loopback", "4g") for loss in (0.0, 0.02) for k in clients.PATTERNS])
+    fig = charts.totals(grid)
+    assert fig.layout.title.text and fig.layout.yaxis.title.text
+    assert all(axis.title.text == "loss rate on the link" for axis in (fig.layout.xaxis, fig.layout.xaxis2))
+    assert [t.name for t in fig.data if t.showlegend] == list(clients.PATTERNS)
+    timeline = pd.DataFrame([{"protocol": p, "stream": i, "sent_ms": 10.0 * i, "done_ms": 10.0 * i + 60,
+                              "overtaken_by": int(p == "HTTP/3" and i == 2)}
+                             for p in ("HTTP/2", "HTTP/3") for i in range(5)])
+    fig = charts.timeline(timeline)
+    assert fig.layout.xaxis2.title.text == fig.layout.xaxis.title.text
+    assert len(fig.data) == 4  # in order and overtaken, per protocol
+    overtaken = next(t for t in fig.data if t.name == "HTTP/3: overtaken by a later stream")
+    assert [y for y in overtaken.y if y is not None] == [2, 2]

@@ -55,8 +55,9 @@ def totals(frame, *, n: int | None = None, title: str | None = None):
                 marker={"color": color, "pattern": {"shape": hatch}}), row=1, col=col)
     fig.update_yaxes(type="log", dtick=1)
     fig.update_layout(barmode="group")
-    return finish(fig, title or f"{n} small requests or messages: total time per pattern",
-                  "loss rate on the link", "total time (ms, log scale)", legend="pattern")
+    finish(fig, title or f"{n} small requests or messages: total time per pattern",
+           "loss rate on the link", "total time (ms, log scale)", legend="pattern")
+    return fig.update_xaxes(title_text="loss rate on the link")  # every panel, not the first only
 
 
 def timeline(frame, *, title: str | None = None):
@@ -87,8 +88,9 @@ def timeline(frame, *, title: str | None = None):
     attrs = frame.attrs
     title = title or (f"Each stream from request to answer, {attrs.get('profile')} link, "
                       f"{attrs.get('loss', 0):.0%} loss")
-    return finish(fig, title, "time since the first request (ms)", "stream (in request order)",
-                  legend="stream")
+    finish(fig, title, "time since the first request (ms)", "stream (in request order)",
+           legend="stream")
+    return fig.update_xaxes(title_text="time since the first request (ms)")
 
 
 def header_bytes(frame, *, title: str | None = None):
