@@ -33,6 +33,10 @@ its oldest strokes), and there are at most MAX_ROOMS rooms: creating one more fo
 recently used room with nobody in it, and when every room has someone in it the answer is 503 with
 `Retry-After` (the rooms are full for now, not for good: a room empties when its last member
 leaves; 507 would say the server cannot store it at all).
+
+Size: longer than 500 lines because the room store (bounded strokes, paging, unique names), the REST
+and WebSocket routes and their OpenAPI and AsyncAPI documents are one wire contract and change
+together.
 """
 
 from __future__ import annotations
