@@ -1,13 +1,13 @@
 """Reliability costs, measured side by side in one run (lesson 07).
 
-    python benchmarks/reliability.py [--runs 5] [--clients 300] [--posts 300]
+    python benchmarks/reliability.py [--runs 5] [--clients 300] [--storm-runs 3] [--posts 300]
 
 1. Detection time of a blackholed WebSocket (netem "timeout" toxic) against the ping interval
    (ping timeout = interval): median and max of `--runs` blackholes per interval (too few for a
    p99), next to the bound interval + timeout + close timeout.
 2. A reconnect storm: `--clients` WebSocket clients, the lab stopped for 1 s and started again on
-   the same port: the peak of connection attempts per 100 ms without jitter and with full jitter,
-   and their ratio.
+   the same port, `--storm-runs` times without and with full jitter: attempts started in all, the
+   peak of attempts started (and finished) per 100 ms, and the spread of the ratios over the runs.
 3. The cost of an Idempotency-Key on POST /api/notes (SQLite, WAL): p50 and p99 of `--posts`
    POSTs with a fresh key each, interleaved with as many without a key, on one keep-alive
    connection; the ratio of the p50s.
@@ -41,16 +41,14 @@ def detection(lab, intervals=(0.2, 0.5, 1.0), runs: int = 5) -> None:
                   f" {found[0]['budget_s']:>8.2f} {len(times):>3}/{runs}")
 
 
-def storm(lab, clients: int) -> None:
-    print(f"2. reconnect storm: {clients} WebSocket clients, server down 1 s")
-    peaks = {}
-    for jitter in ("none", "full"):
-        frame = reliability.herd_run(lab, clients, jitter=jitter, down_s=1.0, after_s=6.0)
-        bins = reliability.attempts_per_bin(frame, 0.1)
-        peaks[jitter] = int(bins["attempts"].max())
-        print(f"   {jitter:>5} jitter: {len(frame):>5} attempts, peak {peaks[jitter]:>4} per 100 ms, "
-              f"{frame.attrs['reconnected']}/{clients} back")
-    print(f"   peak ratio without / with jitter: {peaks['none'] / peaks['full']:.2f}")
+def storm(lab, clients: int, runs: int) -> None:
+    print(f"2. reconnect storm: {clients} WebSocket clients, server down 1 s, {runs} runs each")
+    storms = reliability.herd_runs(lab, clients, runs=runs, down_s=1.0, after_s=6.0)
+    summary = reliability.herd_summary(storms, 0.1)
+    for row in summary.to_dict("records"):
+        print(f"   run {row['run']} {row['jitter']:>5} jitter: {row['attempts']:>5} attempts started, "
+              f"peak {row['peak_started']:>4} started / {row['peak_finished']:>4} finished per 100 ms")
+    print("   " + reliability.herd_text(summary, clients))
 
 
 def idempotency_cost(lab, posts: int) -> None:
@@ -75,11 +73,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--clients", type=int, default=300)
+    parser.add_argument("--storm-runs", type=int, default=3)
     parser.add_argument("--posts", type=int, default=300)
     args = parser.parse_args()
     with LabServer(LabConfig()) as lab:
         detection(lab, runs=args.runs)
-        storm(lab, args.clients)
+        storm(lab, args.clients, args.storm_runs)
         idempotency_cost(lab, args.posts)
 
 

@@ -182,3 +182,39 @@ def test_simulated_room_delivers_every_message_to_every_member(lab):
     for member in members:
         assert [m["seq"] for m in member.messages] == [1, 2, 3, 4, 5]
     assert set(frame.receiver_kind) == {"WebSocket", "REST poll"}
+
+
+def test_each_simulated_room_draws_its_own_schedule_and_a_seed_repeats_it(lab):
+    a, _ = simulate_room(lab, ws_members=1, rest_members=1, messages=3, gap_s=0.02,
+                         poll_interval_s=0.1)
+    b, _ = simulate_room(lab, ws_members=1, rest_members=1, messages=3, gap_s=0.02,
+                         poll_interval_s=0.1)
+    assert a.attrs["seed"] != b.attrs["seed"]
+    c, _ = simulate_room(lab, ws_members=1, rest_members=1, messages=3, gap_s=0.02,
+                         poll_interval_s=0.1, seed=a.attrs["seed"])
+    senders = [f.sort_values("seq").drop_duplicates("seq").sender.str.split("-").str[0].tolist()
+               for f in (a, c)]
+    assert senders[0] == senders[1]  # the same seed: the same speakers in the same order
+
+
+def test_an_interrupted_room_leaves_no_member_behind(lab, monkeypatch):
+    import labkit.clients.chat as chat
+    from labkit.clients.feed import hub_stats
+
+    sleeps = {"n": 0}
+    real_sleep = time.sleep
+
+    def sleep_then_interrupt(seconds):
+        sleeps["n"] += 1
+        if sleeps["n"] == 3:
+            raise KeyboardInterrupt  # the kernel's stop button between two messages
+        real_sleep(seconds)
+
+    monkeypatch.setattr(chat.time, "sleep", sleep_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        simulate_room(lab, ws_members=2, rest_members=2, messages=10, gap_s=0.05,
+                      poll_interval_s=0.2)
+    monkeypatch.undo()
+    wait_until(lambda: not hub_stats(lab)["topics"].get("chat", {}).get("subscribers", {})
+               .get("ws", 0))
+    assert hub_stats(lab)["topics"]["chat"]["published"] == 2  # two messages went out

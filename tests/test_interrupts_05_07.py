@@ -54,6 +54,32 @@ def subscribers(url: str) -> dict[str, int]:
             for kind, n in state.get("subscribers", {}).items() if n}
 
 
+def connections_to(port: int) -> int:
+    """Established TCP connections whose far end is 127.0.0.1:`port` (the clients' side of every
+    connection to the lab), from /proc/net/tcp: what the client closed, whatever the lab's
+    bookkeeping says."""
+    count = 0
+    with open("/proc/net/tcp") as table:
+        next(table)
+        for line in table:
+            fields = line.split()
+            remote, state = fields[2], fields[3]
+            if state == "01" and int(remote.split(":")[1], 16) == port:
+                count += 1
+    return count
+
+
+def publish_one(url: str) -> None:
+    """One feed event: the lab notices a closed SSE stream only when it next writes to it (the
+    handler of an idle stream is not cancelled when its client goes), so after the clients'
+    side is closed, one event lets the lab's count catch up."""
+    body = json.dumps({"rate_hz": 10, "ticks": 1, "kind": "walk"}).encode()
+    request = urllib.request.Request(url + "/api/feed/source", data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10):
+        pass
+
+
 def wait_for(predicate, limit_s: float, step_s: float = 0.1) -> bool:
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
@@ -89,6 +115,7 @@ def test_interrupting_the_longest_cell_leaves_no_connection(lesson):
     try:
         run(client, cell_source(path, lab_cell), timeout=120)
         url = run(client, "print(lab.url)").strip()
+        port = int(url.rsplit(":", 1)[1])
         assert subscribers(url) == {}
 
         msg_id = client.execute(cell_source(path, long_cell))
@@ -99,10 +126,13 @@ def test_interrupting_the_longest_cell_leaves_no_connection(lesson):
         reply = reply_to(client, msg_id, timeout=120)
         assert reply["status"] == "error" and reply["ename"] == "KeyboardInterrupt", reply
 
-        # every socket the cell opened is closed; a bounded wait lets the lab see the last closes
+        # every socket the cell opened is closed (the clients' side, and the lab's count); a
+        # bounded wait lets the lab see the last closes
+        assert wait_for(lambda: connections_to(port) == 0, 20), connections_to(port)
+        publish_one(url)
         assert wait_for(lambda: subscribers(url) == {}, 20), (during, subscribers(url))
         time.sleep(2)  # and no reconnect loop brings any of them back
-        assert subscribers(url) == {}, (during, subscribers(url))
+        assert subscribers(url) == {} and connections_to(port) == 0, (during, subscribers(url))
         # the kernel is usable again and its lab still answers
         assert run(client, "print(lab.running)").strip() == "True"
     finally:

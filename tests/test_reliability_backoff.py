@@ -55,7 +55,40 @@ def test_a_reconnect_storm_comes_in_waves_without_jitter_and_spread_with_it(lab)
     full = reliability.herd_run(lab, clients=40, jitter="full", down_s=0.7, base_s=0.2,
                                 after_s=4.0)
     assert none.attrs["reconnected"] == full.attrs["reconnected"] == 40
-    # without jitter every client retries at the same instants: few distinct 10 ms slots
-    slots = {jitter: frame["t_s"].round(2).nunique() for jitter, frame in
-             (("none", none), ("full", full))}
+    for frame in (none, full):
+        assert set(frame["what"]) == {"started", "finished"}
+        # every client started at least one attempt after the stop, and each attempt it started
+        # also finished (connected or refused)
+        started = frame[frame["what"] == "started"].groupby("client").size()
+        finished = frame[frame["what"] == "finished"].groupby("client").size()
+        assert len(started) == 40 and (started == finished.reindex(started.index)).all()
+    # without jitter every client starts its attempts at the same instants: few distinct 10 ms
+    # slots
+    slots = {jitter: frame[frame["what"] == "started"]["t_s"].round(2).nunique()
+             for jitter, frame in (("none", none), ("full", full))}
     assert slots["full"] > 2 * slots["none"]
+
+
+def test_the_storm_summary_and_its_words_come_from_the_frame():
+    import pandas as pd
+
+    from labkit.lessons import reliability
+
+    rows = []
+    for run, (none_times, full_times) in enumerate((([0.51] * 6 + [1.52] * 6, [0.05, 0.21, 0.33,
+                                                      0.48, 0.6, 0.75, 0.9, 1.1, 1.3, 1.7]),
+                                                     ([0.55] * 4, [0.1, 0.3, 0.5, 0.7, 0.9]))):
+        for jitter, times in (("none", none_times), ("full", full_times)):
+            rows += [{"t_s": t, "client": f"c{i % 4}", "jitter": jitter, "what": what, "run": run}
+                     for i, t in enumerate(times) for what in ("started", "finished")]
+    summary = reliability.herd_summary(pd.DataFrame(rows), 0.1).set_index(["run", "jitter"])
+    assert summary.loc[(0, "none"), "attempts"] == 12
+    assert summary.loc[(0, "none"), "peak_started"] == 6
+    assert summary.loc[(0, "full"), "peak_started"] == 1
+    assert summary.loc[(1, "none"), "peak_started"] == 4
+    assert summary.loc[(1, "full"), "attempts"] == 5
+    text = reliability.herd_text(summary.reset_index(), 4)
+    # peaks 6 and 4 without jitter, 1 with it: ratios 6.0 and 4.0; attempts 12 and 4 vs 10 and 5
+    assert "4 to 6 without jitter, 1 with full jitter" in text
+    assert "4.0 to 6.0×" in text
+    assert "-17 to +25 % attempts in all" in text

@@ -369,6 +369,7 @@ class Subscriber:
 
     async def _run_ws(self) -> None:
         ping = self.heartbeat_s
+        self.attempt_starts.append(time.time())  # the iterator's first attempt starts now
         factory = connect(self._ws_url(), compression=None, open_timeout=OPEN_TIMEOUT_S,
                           ping_interval=ping, ping_timeout=ping,
                           close_timeout=min(1.0, ping or 1.0),
