@@ -198,3 +198,31 @@ def test_the_lessons_figures_label_every_panel_and_name_every_pattern():
     assert len(fig.data) == 4  # in order and overtaken, per protocol
     overtaken = next(t for t in fig.data if t.name == "HTTP/3: overtaken by a later stream")
     assert [y for y in overtaken.y if y is not None] == [2, 2]
+
+
+@pytest.mark.parametrize("sends", ["nothing", "half a head", "a head one line at a time"])
+def test_a_connection_without_a_whole_request_head_is_closed_after_the_keepalive_timeout(sends):
+    """hypercorn has no head deadline and sends no 408 (ARCHITECTURE.md says so): its keep-alive
+    timer closes a connection that is not serving a request, whatever it trickles in."""
+    with VersionServers(quic=False, keepalive_timeout=1) as small:
+        context = tls.client_ssl_context()
+        context.set_alpn_protocols(["http/1.1"])
+        with context.wrap_socket(socket.create_connection(("127.0.0.1", small.tcp_port), timeout=15),
+                                 server_hostname="127.0.0.1") as sock:
+            got = None
+            if sends == "half a head":
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127")
+            elif sends == "a head one line at a time":
+                sock.sendall(b"GET /healthz HTTP/1.1\r\n")
+                try:
+                    for _ in range(60):  # far longer than the timeout, unless the server closes
+                        time.sleep(0.25)
+                        sock.sendall(b"X-Slow: 1\r\n")
+                except (ssl.SSLError, OSError):
+                    got = b""  # closed while we were still sending
+            if got is None:
+                try:
+                    got = sock.recv(100)
+                except (ssl.SSLError, OSError):
+                    got = b""
+            assert got == b""  # closed, with no answer

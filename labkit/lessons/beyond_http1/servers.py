@@ -232,8 +232,9 @@ class VersionServers:
             if task is not None:
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
-            # stop() cancels: the connection ends here (asyncio's stream callback would log it)
-            with contextlib.suppress(asyncio.CancelledError):
+            # stop() cancels, or a peer breaks TLS's close (data after close_notify): the
+            # connection ends here either way (asyncio's stream callback would log a traceback)
+            with contextlib.suppress(asyncio.CancelledError, OSError):
                 await TCPServer(app, loop, config, context, state, reader, writer)
 
         def factory() -> asyncio.Protocol:
