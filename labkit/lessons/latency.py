@@ -363,16 +363,6 @@ def measure_exchange(lab, *, messages=(1, 10), transports=TRANSPORTS,
     body = bytes(payload_bytes)
     say = progress or (lambda *_: None)
 
-    async def rounds(client, n: int, deadline: float) -> int:
-        """Up to n round trips, stopping early once `deadline` (monotonic s) has passed."""
-        done = 0
-        while done < n:
-            await client.round(body)
-            done += 1
-            if time.monotonic() >= deadline:
-                break
-        return done
-
     rows = []
     started_all = time.monotonic()
     try:
@@ -386,8 +376,8 @@ def measure_exchange(lab, *, messages=(1, 10), transports=TRANSPORTS,
                     _loop.run(client.open(), timeout=60)
                     done = 0
                     while done < n:  # in slices, so a line can be printed between them
-                        done += _loop.run(rounds(client, n - done, time.monotonic() + every_s),
-                                          timeout=120)
+                        done += _loop.run(_rounds(client, body, n - done,
+                                                  time.monotonic() + every_s), timeout=120)
                         if done < n:
                             say(f"  {done} of {n}…")
                     total = _ms(started, time.perf_counter_ns())
@@ -539,6 +529,45 @@ async def _pattern_total(pattern: str, endpoint: _Endpoint, body: bytes, message
         await rest.close()
 
 
+LOCK_STEP = ("websocket lock-step", "rest keep-alive")
+"""The patterns that wait for each answer: N round trips, timed in slices of SLICE_S."""
+SLICE_S = 1.0
+
+
+async def _rounds(client, body: bytes, n: int, deadline: float) -> int:
+    """Up to `n` lock-step round trips on an open client, stopping early once `deadline`
+    (time.monotonic()) has passed; how many were done."""
+    done = 0
+    while done < n:
+        await client.round(body)
+        done += 1
+        if time.monotonic() >= deadline:
+            break
+    return done
+
+
+def _lock_step_total(pattern: str, endpoint: _Endpoint, body: bytes, messages: int,
+                     update) -> tuple[float, float, None, int]:
+    """`_pattern_total` for a lock-step pattern, run from this thread in slices of SLICE_S, so
+    `update(n)` can report progress (and an interrupt lands between round trips)."""
+    client = _WebSocket(endpoint) if pattern.startswith("websocket") else _Rest(endpoint, True)
+    try:
+        started = time.perf_counter_ns()
+        setup = _loop.run(client.open(), timeout=60)
+        if setup is None:  # REST: the set-up is the request that opens the connection
+            _loop.run(client.round(body), timeout=60)
+            setup = _ms(started, time.perf_counter_ns())
+        started, done = time.perf_counter_ns(), 0
+        while done < messages:
+            step = _loop.run(_rounds(client, body, messages - done, time.monotonic() + SLICE_S),
+                             timeout=60 + SLICE_S)
+            done += step
+            update(step)
+        return setup, _ms(started, time.perf_counter_ns()), None, started
+    finally:
+        _loop.run(client.close(), timeout=60)
+
+
 def compare_patterns(lab, *, messages: int = 100, payload_bytes: int = 64, parallel: int = 6,
                      profile: str | Profile | None = "4g", trials: int = 1, seed: int = 0,
                      patterns=PATTERNS, progress: bool | None = True, loss: float = 0.0,
@@ -571,16 +600,20 @@ def compare_patterns(lab, *, messages: int = 100, payload_bytes: int = 64, paral
     rtt = net.profile.rtt_ms if net else 0.0
     body, rows = bytes(payload_bytes), []
     limit = 60 + messages * (2 * rtt / 1000 + 0.1)
-    bar = _progress(len(patterns) * trials, progress, f"{messages} messages per pattern",
-                    unit="pattern")
+    bar = _progress(len(patterns) * trials * messages, progress,
+                    f"{messages} messages x {len(patterns)} patterns", unit="msg")
     try:
         for trial in range(trials):
             for pattern in patterns:
                 up, down = (net.bytes_up, net.bytes_down) if net else (0, 0)
                 lost = len(net.losses) if net and loss else 0
-                setup, total, in_order, timed_from = _loop.run(
-                    _pattern_total(pattern, endpoint, body, messages, parallel), timeout=limit)
-                bar.update()
+                if pattern in LOCK_STEP:  # in slices, so the bar moves during the longest runs
+                    setup, total, in_order, timed_from = _lock_step_total(
+                        pattern, endpoint, body, messages, bar.update)
+                else:
+                    setup, total, in_order, timed_from = _loop.run(
+                        _pattern_total(pattern, endpoint, body, messages, parallel), timeout=limit)
+                    bar.update(messages)
                 rows.append({
                     "pattern": pattern, "connections": parallel if pattern == "rest parallel" else 1,
                     "messages": messages, "payload_bytes": payload_bytes, "trial": trial,
