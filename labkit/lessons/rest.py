@@ -3,6 +3,8 @@
 status_tour: one request per status code the API can answer; repeat_effects / repeat_summary:
 what repeating a request does to the server (idempotency); conditional_savings: the same GET with and without
 If-None-Match, bytes and milliseconds; operations: the operations an OpenAPI document lists;
+channels: the channels an AsyncAPI document lists; response_schema / schema_errors: check a real
+answer or message against the schema a document gives for it (jsonschema, draft 2020-12);
 Conflict / stale_write: a note someone else changed after you read it (for the 412 exercise);
 increment: read-modify-write that recovers from 412 by reading again; log_view: a client's
 request log in columns that fit a notebook page.
@@ -196,6 +198,55 @@ def operations(document: dict) -> pd.DataFrame:
         if method in OPERATION_METHODS
     ]
     return _frame(rows)
+
+
+def channels(document: dict) -> pd.DataFrame:
+    """One row per channel of an AsyncAPI 3 document: channel, address, what the lab sends and
+    what it receives there (message names, from the document's operations: in AsyncAPI an
+    operation's `action` is the application's, here the lab's)."""
+    sends: dict[str, list[str]] = {}
+    receives: dict[str, list[str]] = {}
+    for op in document.get("operations", {}).values():
+        name = op["channel"]["$ref"].rsplit("/", 1)[-1]
+        messages = [m["$ref"].rsplit("/", 1)[-1] for m in op.get("messages", [])]
+        (sends if op["action"] == "send" else receives).setdefault(name, []).extend(messages)
+    rows = [{"channel": name, "address": channel.get("address", ""),
+             "lab sends": ", ".join(sends.get(name, [])),
+             "lab receives": ", ".join(receives.get(name, []))}
+            for name, channel in document.get("channels", {}).items()]
+    return _frame(rows)
+
+
+def _pointer(*parts: str) -> str:
+    return "/" + "/".join(p.replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def response_schema(document: dict, path: str, method: str, status: int,
+                    media: str = "application/json") -> str:
+    """The JSON pointer, inside an OpenAPI document, of the schema of one answer's body."""
+    pointer = _pointer("paths", path, method.lower(), "responses", str(status), "content", media,
+                       "schema")
+    node: Any = document
+    for part in pointer.split("/")[1:]:
+        node = node[part.replace("~1", "/").replace("~0", "~")]  # KeyError: not documented
+    return pointer
+
+
+def message_schema(document: dict, channel: str, message: str) -> str:
+    """The JSON pointer, inside an AsyncAPI document, of one message's payload schema."""
+    pointer = _pointer("channels", channel, "messages", message, "payload")
+    document["channels"][channel]["messages"][message]["payload"]  # KeyError: not documented
+    return pointer
+
+
+def schema_errors(document: dict, pointer: str, instance) -> list[str]:
+    """Why `instance` does not fit the schema at `pointer` in `document` (OpenAPI 3.1 and AsyncAPI
+    3 schemas are JSON Schema; `$ref`s resolve inside the document); [] when it fits."""
+    from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
+
+    validator = Draft202012Validator({**document, "$ref": "#" + pointer})
+    return [f"{'/'.join(map(str, e.absolute_path)) or '(the whole message)'}: {e.message}"
+            for e in validator.iter_errors(instance)]
 
 
 @dataclass(frozen=True)

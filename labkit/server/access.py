@@ -149,6 +149,9 @@ RULES: dict[tuple[str, str], Rule] = {
     # echo, session, workers, hub, clock: no resource of anyone's
     ("GET", "/api/echo"): MEMBER,
     ("POST", "/api/echo"): MEMBER,
+    ("GET", "/api/cacheable"): MEMBER,  # lesson 01's caches: one answer, no one's resource
+    ("GET", "/api/cacheable/stats"): MEMBER,
+    ("POST", "/api/cacheable/version"): MEMBER,
     ("GET", "/ws/echo"): MEMBER,
     ("GET", "/ws/session"): MEMBER,
     ("GET", "/ws/clock"): MEMBER,

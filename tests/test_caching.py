@@ -1,0 +1,91 @@
+"""Lesson 01's caches in between: a real shared cache (hishel, RFC 9111, shared mode) behind the
+kit's proxy, in front of a real lab on 127.0.0.1. Which requests reached the lab is counted by the
+lab itself (GET /api/cacheable/stats), never inferred from timings."""
+
+from __future__ import annotations
+
+import pytest
+
+from labkit.clients.rest import RestClient
+from labkit.lessons.caching import SharedCache, cache_tour, lab_requests
+
+
+def test_the_lab_answers_with_the_cache_control_asked_for_and_counts_each_request(lab):
+    api = RestClient(lab)
+    before = lab_requests(lab)
+    r = api.get("/api/cacheable?max_age=30&s_maxage=60&scope=private&must_revalidate=1"
+                "&stale_while_revalidate=5", headers={"Cookie": "user=ada"})
+    assert r.status == 200 and r.headers["Vary"] == "Accept"
+    assert r.headers["Cache-Control"] == ("private, max-age=30, s-maxage=60, "
+                                          "stale-while-revalidate=5, must-revalidate")
+    assert r.json() == {"version": 1, "user": "ada", "cache_control": r.headers["Cache-Control"]}
+    again = api.get("/api/cacheable?max_age=30", headers={"If-None-Match": r.headers["ETag"],
+                                                          "Cookie": "user=ada"})
+    assert again.status == 200  # another query, another answer: its own ETag
+    same = api.get("/api/cacheable?max_age=30&s_maxage=60&scope=private&must_revalidate=1"
+                   "&stale_while_revalidate=5",
+                   headers={"If-None-Match": r.headers["ETag"], "Cookie": "user=ada"})
+    assert same.status == 304 and same.body == b""
+    csv = api.get("/api/cacheable", headers={"Accept": "text/csv"})
+    assert csv.headers["Content-Type"].startswith("text/csv") and csv.text.startswith("version,user")
+    stats = api.get("/api/cacheable/stats")
+    assert stats.headers["Cache-Control"] == "no-store"
+    assert lab_requests(lab) - before == 4
+    for bad in ("max_age=-1", "max_age=1e3", "scope=shared", "must_revalidate=2", "s_maxage=x"):
+        assert api.get(f"/api/cacheable?{bad}").status == 422, bad
+    assert api.get("/api/cacheable", headers={"Accept": "image/png"}).status == 406
+    assert api.post("/api/cacheable/version").json() == {"version": 2}
+
+
+def test_a_fresh_answer_is_served_by_the_shared_cache_without_a_request_to_the_lab(lab):
+    with SharedCache(lab) as cdn:
+        via = RestClient(cdn.url)
+        before = lab_requests(lab)
+        answers = [via.get("/api/cacheable?max_age=60") for _ in range(6)]
+        assert lab_requests(lab) - before == 1
+        assert [a.headers["X-Cache"] for a in answers] == ["MISS"] + ["HIT"] * 5
+        assert {a.json()["version"] for a in answers} == {1}
+        before = lab_requests(lab)
+        revalidated = [via.get("/api/cacheable?max_age=0") for _ in range(4)]
+        assert lab_requests(lab) - before == 4  # every use asks: 1 full answer, then 3 × 304
+        assert [a.headers["X-Cache"] for a in revalidated] == ["MISS"] + ["REVALIDATED"] * 3
+        assert list(cdn.log_frame()["x_cache"]) == ["MISS"] + ["HIT"] * 5 + ["MISS"] + \
+            ["REVALIDATED"] * 3
+    assert "stopped" in repr(cdn)
+
+
+def test_the_tour_counts_what_each_rule_kept_from_the_lab(lab):
+    tour = cache_tour(lab, repeats=4, stale_wait_s=1.2).set_index("case")
+    rows = list(tour.itertuples())
+    fresh, asks, shared, vary, public, private, stale, strict = rows
+    assert (fresh.requests, fresh.reached_lab) == (4, 1)
+    assert (asks.requests, asks.reached_lab) == (4, 4)
+    assert asks.x_cache.split().count("REVALIDATED") == 3
+    # s-maxage: the client's own cache asks every time (max-age=0), the shared cache answers
+    assert (shared.requests, shared.reached_lab) == (4, 1)
+    assert shared.cache_control == "max-age=0, s-maxage=30"
+    # Vary: Accept: one stored copy per format, each client got the format it asked for
+    assert (vary.requests, vary.reached_lab) == (8, 2) and vary.got.startswith("8 of 8")
+    # a per-user answer: public leaks alice's copy to bob; private keeps it out of the cache
+    assert public.leaked and public.reached_lab == 1 and "bob got alice's" in public.got
+    assert not private.leaked and private.reached_lab == 2 and "bob got bob's" in private.got
+    # stale: served from the cache without asking, unless must-revalidate
+    assert stale.reached_lab == 1 and stale.x_cache == "MISS HIT"
+    old, new = (int(w) for w in stale.got.replace("version ", "").split(" while the lab has "))
+    assert old < new
+    assert strict.reached_lab == 2 and strict.x_cache == "MISS MISS"
+    assert len(set(strict.got.replace("version ", "").split(" while the lab has "))) == 1
+
+
+@pytest.mark.parametrize("allow_stale", [False, True])
+def test_a_stale_answer_is_revalidated_unless_stale_answers_are_allowed(lab, allow_stale):
+    import time
+
+    with SharedCache(lab, allow_stale=allow_stale) as cdn:
+        via = RestClient(cdn.url)
+        via.get("/api/cacheable?max_age=1&stale=1")
+        time.sleep(1.2)  # not a timing assertion: only lets max-age=1 pass
+        before = lab_requests(lab)
+        again = via.get("/api/cacheable?max_age=1&stale=1")
+        assert lab_requests(lab) - before == (0 if allow_stale else 1)
+        assert again.headers["X-Cache"] == ("HIT" if allow_stale else "REVALIDATED")
