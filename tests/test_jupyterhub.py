@@ -64,6 +64,8 @@ def free_port() -> int:
 
 def find_proxy() -> str:
     """configurable-http-proxy from .cache/npm or PATH, installed into .cache/npm if only npm is here."""
+    if sys.platform == "win32":
+        pytest.skip("JupyterHub does not run on Windows")
     if shutil.which("node") is None:
         pytest.skip("node is not installed: configurable-http-proxy (JupyterHub's proxy) needs it "
                     "(.ci/run installs nodejs and npm)")
@@ -330,6 +332,7 @@ def test_two_students_chat_through_the_hub_service_and_the_instructor_sees_both(
                 import os, json, labkit as lk
                 assert "JUPYTERHUB_API_TOKEN" in os.environ and os.environ["JUPYTERHUB_USER"] == {user!r}
                 lab = lk.join()
+                assert lab.token == os.environ["JUPYTERHUB_API_TOKEN"]  # the kernel's own hub token
                 me = lk.chat_ws(lab, {user!r})
                 who = lk.rest(lab).get("/api/hub")
                 from labkit.browser.widgets import lab_link
