@@ -68,6 +68,30 @@ def test_websocket_echoes_in_both_patterns(servers):
     assert servers.counters.ws_messages - before == 20
 
 
+def test_websocket_over_http2_is_one_stream_of_one_h2_connection(servers):
+    """RFC 8441: extended CONNECT on an HTTP/2 connection; the echoes come back on that stream."""
+    connections, messages = servers.counters.tcp_connections, servers.counters.ws_messages
+    h2_connections = servers.counters.alpn.get("h2", 0)
+    result = run(clients.ws_h2_streamed(servers.tcp_port, 25))
+    assert result.alpn == "h2" and [item.index for item in result.items] == list(range(25))
+    assert servers.counters.tcp_connections - connections == 1
+    assert servers.counters.alpn.get("h2", 0) - h2_connections == 1
+    assert servers.counters.ws_messages - messages == 25
+
+
+def test_websocket_frames_round_trip_through_the_hand_made_codec():
+    buffer = bytearray()
+    for payload in (b"", b"x" * 125, b"y" * 126, b"z" * 4000):
+        masked = clients.ws_frame(payload)
+        assert masked[0] == 0x81 and masked[1] & 0x80  # a text frame, masked (client to server)
+        size = len(payload)
+        buffer += bytes([0x81]) + (bytes([size]) if size < 126 else bytes([126]) + size.to_bytes(2, "big"))
+        buffer += payload
+    buffer += b"\x81"  # the first byte of a frame still on its way
+    assert [len(m) for m in clients.ws_messages(buffer)] == [0, 125, 126, 4000]
+    assert buffer == bytearray(b"\x81")
+
+
 class _Sink(asyncio.DatagramProtocol):
     def __init__(self):
         self.received: list[bytes] = []
@@ -157,16 +181,16 @@ def test_a_foreign_host_or_origin_is_refused(servers):
 
 
 def test_head_of_line_timelines_show_the_stall_pattern(servers):
-    """HTTP/2: one TCP byte stream, so no stream ever overtakes an earlier one, and a modelled lost
-    segment holds every stream behind it. HTTP/3: real dropped datagrams, and later streams
-    overtake the ones that lost a packet."""
+    """HTTP/2: one TCP byte stream, so a modelled lost segment holds every later byte and cannot
+    let a later stream pass (the server's own scheduling may, now and then: seen 0-2 of 30).
+    HTTP/3: real dropped datagrams, and later streams overtake the ones that lost a packet (seen
+    14-23 of 30 under loss, 2-7 without). Counts compared, never durations."""
     frame = experiments.hol_timeline(servers, "4g", loss=0.05, streams=30, gap_s=0.01, seed=3)
     summary = experiments.hol_summary(frame).set_index("protocol")
     assert frame.attrs["tcp_stalls"] >= 1 and frame.attrs["datagrams_dropped"] >= 1
     assert list(summary["streams"]) == [30, 30]
-    assert summary.loc["HTTP/2", "overtaken_streams"] == 0
     assert summary.loc["HTTP/2", "delayed_over_1_rtt"] >= 2  # a stall holds several streams
-    assert summary.loc["HTTP/3", "overtaken_streams"] >= 1
+    assert summary.loc["HTTP/3", "overtaken_streams"] > summary.loc["HTTP/2", "overtaken_streams"]
 
 
 def test_header_bytes_shrink_with_hpack_and_qpack(servers):

@@ -50,12 +50,12 @@ def h1_vs_h2_ratio(answer, grid=None, *, profile: str = "4g", loss: float = 0.0)
     return verdict(False, "", hint, name)
 
 
-@exercise("streams held by one lost segment", answer="answer",
+@exercise("HTTP/2 streams delayed over a round trip", answer="answer",
           how="Answer with a whole number of streams, from timeline.")
 def h2_streams_held(answer, timeline=None) -> Feedback:
     """Exercise: in the head-of-line run, how many HTTP/2 streams finished more than one round
     trip (the link's) later than the fastest HTTP/2 stream? Exact."""
-    name = "streams held by one lost segment"
+    name = "HTTP/2 streams delayed over a round trip"
     problem = _has(timeline, ["protocol", "extra_ms"], name, "check(answer, timeline)")
     if problem is not None:
         return problem
@@ -72,9 +72,10 @@ def h2_streams_held(answer, timeline=None) -> Feedback:
     expected = counts["HTTP/2"]
     streams = int((timeline["protocol"] == "HTTP/2").sum())
     if int(value) == expected:
-        return verdict(True, f"Right: {expected} of {streams} HTTP/2 streams waited more than a "
-                       f"round trip ({rtt:g} ms) longer than the fastest: every stream whose bytes "
-                       "came after a stalled TCP segment waited for it.", "", name)
+        return verdict(True, f"Right: {expected} of {streams} HTTP/2 streams took more than a "
+                       f"round trip ({rtt:g} ms) longer than the fastest: on one TCP connection "
+                       "every stream waits for the bytes written before it, stalled or queued.",
+                       "", name)
     if "HTTP/3" in counts and int(value) == counts["HTTP/3"] and counts["HTTP/3"] != expected:
         hint = "That is HTTP/3's count: filter the timeline to protocol == 'HTTP/2'."
     elif int(value) == streams:

@@ -83,9 +83,9 @@ EXERCISES: dict[str, tuple[Exercise, ...]] = {
         Exercise("09.4", "big_note_bytes", cell="d676d36c", prompt="dec352ed"),
     ),
     "10": (
-        Exercise("10.1", "h1_vs_h2_ratio", cell="fc6d9181", prompt="d4658a9d"),
-        Exercise("10.2", "h2_streams_held", cell="db31a119", prompt="4204ed75"),
-        Exercise("10.3", "hpack_bytes_saved", cell="1318d2cc", prompt="83a302c2"),
+        Exercise("10.1", "h1_vs_h2_ratio", cell="4204ed75", prompt="fc6d9181"),
+        Exercise("10.2", "h2_streams_held", cell="83a302c2", prompt="db31a119"),
+        Exercise("10.3", "hpack_bytes_saved", cell="fb635742", prompt="1318d2cc"),
     ),
 }
 

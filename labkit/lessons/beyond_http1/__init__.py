@@ -19,6 +19,7 @@ from .experiments import (
     closing_table,
     grid_findings,
     header_bytes,
+    hol_findings,
     hol_summary,
     hol_timeline,
     links,
@@ -53,5 +54,5 @@ def describe(servers: VersionServers) -> str:
 
 
 __all__ = ["BROWSER_HEADERS", "PATTERNS", "VersionServers", "closing_table", "describe", "grid_findings",
-           "header_bytes", "hol_summary", "hol_timeline", "links", "measure", "run_pattern",
+           "header_bytes", "hol_findings", "hol_summary", "hol_timeline", "links", "measure", "run_pattern",
            "start", "warm_up"]

@@ -18,7 +18,8 @@ from the start of the run, connection set-up included) and the connections it op
   would add a second QUIC stack. No 0-RTT: hypercorn's QUIC server keeps no session tickets, so a
   client has none to resume with;
 - WebSocket over HTTP/1.1 (`ws_lockstep`: send, wait for the echo, send the next; `ws_streamed`:
-  send every message without waiting, read the echoes as they come), with the `websockets` library.
+  send every message without waiting, read the echoes as they come), with the `websockets` library;
+  and over HTTP/2 (`ws_h2_streamed`, RFC 8441: one stream of an HTTP/2 connection), with h2.
 
 `gap_s` (HTTP/2, HTTP/3) starts request i at i x gap_s instead of all at once: the head-of-line
 timeline uses it, so each stream's delay can be seen on its own.
@@ -27,7 +28,9 @@ timeline uses it, so each stream's delay can be seen on its own.
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
+import struct
 import time
 from dataclasses import dataclass, field
 
@@ -322,6 +325,90 @@ async def ws_streamed(port: int, n: int, message: str = "x" * 64, gap_s: float =
     return run
 
 
+# -- WebSocket over HTTP/2 (RFC 8441) -------------------------------------------------------------
+def ws_frame(payload: bytes) -> bytes:
+    """One masked text frame, client to server (RFC 6455 section 5.2), payload under 64 KiB."""
+    mask = os.urandom(4)
+    size = len(payload)
+    length = bytes([0x80 | size]) if size < 126 else bytes([0x80 | 126]) + struct.pack("!H", size)
+    return bytes([0x81]) + length + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def ws_messages(buffer: bytearray) -> list[bytes]:
+    """Take every whole unmasked frame (server to client) off the front of `buffer`: payloads."""
+    out = []
+    while len(buffer) >= 2:
+        size, start = buffer[1] & 0x7F, 2
+        if size == 126:
+            if len(buffer) < 4:
+                break
+            size, start = struct.unpack("!H", buffer[2:4])[0], 4
+        if len(buffer) < start + size:
+            break
+        out.append(bytes(buffer[start:start + size]))
+        del buffer[:start + size]
+    return out
+
+
+async def ws_h2_streamed(port: int, n: int, message: str = "x" * 64) -> Run:
+    """WebSocket over HTTP/2 (RFC 8441, extended CONNECT): the WebSocket is one stream of an
+    HTTP/2 connection (ALPN h2), its frames the stream's DATA. The h2 library speaks HTTP/2; the
+    frames are built here (the `websockets` client speaks HTTP/1.1 only). Streamed: every message
+    sent at once, the echoes read as they come."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    run, now = Run("WebSocket over HTTP/2, streamed"), _clock()
+    reader, writer = await asyncio.open_connection(HOST, port, ssl=_ssl(["h2"]), server_hostname=HOST)
+    run.connections, run.alpn = 1, writer.get_extra_info("ssl_object").selected_alpn_protocol()
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    buffer, status = bytearray(), None
+    echoes: list[float] = []
+
+    async def pump() -> None:  # send what h2 has, read one chunk, handle its events
+        nonlocal status
+        writer.write(conn.data_to_send())
+        data = await reader.read(65536)
+        if not data:
+            raise ConnectionError("the server closed the HTTP/2 connection")
+        for event in conn.receive_data(data):
+            if isinstance(event, h2.events.ResponseReceived):
+                status = int(dict(event.headers)[b":status"])
+            elif isinstance(event, h2.events.DataReceived):
+                conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                buffer.extend(event.data)
+                echoes.extend(now() for _ in ws_messages(buffer))
+
+    try:
+        while conn.remote_settings.enable_connect_protocol != 1:  # RFC 8441: the server says yes
+            await pump()
+        stream = conn.get_next_available_stream_id()
+        conn.send_headers(stream, [(":method", "CONNECT"), (":protocol", "websocket"),
+                                   (":scheme", "https"), (":path", "/ws/echo"),
+                                   (":authority", f"{HOST}:{port}"), ("sec-websocket-version", "13")])
+        while status is None:
+            await pump()
+        if status != 200:
+            raise RuntimeError(f"extended CONNECT answered {status}")
+        sent = []
+        for _ in range(n):
+            sent.append(now())
+            conn.send_data(stream, ws_frame(message.encode()))
+        while len(echoes) < n:
+            await pump()
+        run.items = [Item(i, sent[i], echoes[i]) for i in range(n)]
+        conn.send_data(stream, bytes([0x88, 0x80]) + os.urandom(4), end_stream=True)  # Close, masked
+        conn.close_connection()
+        writer.write(conn.data_to_send())
+        await writer.drain()
+    finally:
+        writer.close()
+    run.total_s = now()
+    return run
+
+
 PATTERNS = {
     "h1 sequential": h1_sequential,
     "h1 six connections": h1_parallel,
@@ -332,3 +419,5 @@ PATTERNS = {
     "ws streamed": ws_streamed,
 }
 """Every pattern by its short name (the h3 one takes the UDP port, the others the TCP port)."""
+MORE_PATTERNS = {"ws over h2 streamed": ws_h2_streamed}
+"""Patterns the lesson runs on their own, outside the grid."""

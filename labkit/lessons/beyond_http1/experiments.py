@@ -52,9 +52,10 @@ def links(servers: VersionServers, profile: str, loss: float = 0.0, seed: int = 
 
 def run_pattern(pattern: str, net: NetemProxy, link: UdpLink | None, n: int,
                 progress: Callable[[str], None] | None = None, **options) -> clients.Run:
-    """One pattern (a key of `clients.PATTERNS`) for n requests through the links. While it runs
-    longer than PROGRESS_S, `progress` hears about it every PROGRESS_S (no cell stays silent)."""
-    function = clients.PATTERNS[pattern]
+    """One pattern (a key of `clients.PATTERNS` or `MORE_PATTERNS`) for n requests through the
+    links. While it runs longer than PROGRESS_S, `progress` hears about it every PROGRESS_S (no
+    cell stays silent)."""
+    function = {**clients.PATTERNS, **clients.MORE_PATTERNS}[pattern]
     if pattern.startswith("h3"):
         if link is None:
             raise RuntimeError("no QUIC here (see servers.quic_error)")
@@ -196,6 +197,22 @@ def hol_summary(frame: pd.DataFrame) -> pd.DataFrame:
                     "overtaken_streams": int((part["overtaken_by"] > 0).sum()),
                     "median_ms": part["latency_ms"].median(), "max_ms": part["latency_ms"].max()})
     return pd.DataFrame(out)
+
+
+def hol_findings(frame: pd.DataFrame) -> str:
+    """A sentence on who overtook whom in `hol_timeline`'s run, every number from the frame."""
+    over = {p: int((part["overtaken_by"] > 0).sum()) for p, part in frame.groupby("protocol", sort=False)}
+    streams = int(len(frame) // max(1, len(over)))
+    text = (f"Over HTTP/2, **{over.get('HTTP/2', 0)}** of {streams} streams were overtaken by a later "
+            "stream. On one TCP connection a stalled segment holds every byte written after it, "
+            "whatever its stream, so a loss cannot let a later stream pass (what overtaking there is "
+            "comes from the order in which the server wrote the streams).")
+    if "HTTP/3" in over:
+        text += (f" Over QUIC, **{over['HTTP/3']}** were: each stream is retransmitted on its own, "
+                 "so a stream that lost a packet falls behind while later ones finish. (Some "
+                 "overtaking happens without loss too, from scheduling: run `h.hol_timeline` with "
+                 "`loss=0` to see how much.)")
+    return text
 
 
 # -- header bytes ---------------------------------------------------------------------------------
