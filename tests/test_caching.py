@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from labkit.clients.rest import RestClient
-from labkit.lessons.caching import SharedCache, cache_tour, lab_requests
+from labkit.lessons.caching import SharedCache, cache_tour, describe_tour, lab_requests
 
 
 def test_the_lab_answers_with_the_cache_control_asked_for_and_counts_each_request(lab):
@@ -74,6 +74,9 @@ def test_the_tour_counts_what_each_rule_kept_from_the_lab(lab):
     old, new = (int(w) for w in stale.got.replace("version ", "").split(" while the lab has "))
     assert old < new
     assert strict.reached_lab == 2 and strict.x_cache == "MISS MISS"
+    words = describe_tour(tour.reset_index())
+    assert "the shared cache served bob the copy it stored for alice" in words
+    assert "the lab saw 1." in words and "reached the lab 0 times (`X-Cache`: HIT)" in words
     assert len(set(strict.got.replace("version ", "").split(" while the lab has "))) == 1
 
 

@@ -171,3 +171,24 @@ def test_the_model_in_words_never_claims_what_the_noise_hides():
     assert "cannot price" in text and "noise" in versus
     for text, _ in (words(a, b) for a in (False, True) for b in (False, True)):
         assert not any(w.startswith("-") and w[1:2].isdigit() for w in text.split())
+
+
+def test_the_server_costs_in_words_say_noise_where_the_run_cannot_tell():
+    from labkit.clients import feed
+
+    costs = pd.DataFrame([
+        {"transport": "no clients", "clients": 0, "events_received": 0, "server_requests": 0,
+         "cpu_us_per_event": float("nan"), "cpu_us_per_request": float("nan"), "noise_ms": 2.0},
+        {"transport": "short poll", "clients": 5, "events_received": 100, "server_requests": 40,
+         "cpu_us_per_event": 90.0, "cpu_us_per_request": 225.0, "noise_ms": 2.0},
+        {"transport": "long poll", "clients": 5, "events_received": 100, "server_requests": 100,
+         "cpu_us_per_event": 150.0, "cpu_us_per_request": 150.0, "noise_ms": 2.0},
+        {"transport": "SSE", "clients": 5, "events_received": 100, "server_requests": 5,
+         "cpu_us_per_event": -12.0, "cpu_us_per_request": float("nan"), "noise_ms": 2.0},
+        {"transport": "WebSocket", "clients": 5, "events_received": 100, "server_requests": 5,
+         "cpu_us_per_event": 8.0, "cpu_us_per_request": float("nan"), "noise_ms": 2.0},
+    ])
+    text, ranked = feed.describe_costs(costs)
+    assert ranked.startswith("SSE within noise (under 20 µs), WebSocket within noise")
+    assert "long poll 150 µs" in ranked and "short poll within noise (under 20 µs)" not in ranked
+    assert "short poll 225 µs, long poll 150 µs" in text and "-12" not in text

@@ -723,6 +723,30 @@ def cpu_text(value: float, noise: float, unit: str = "µs") -> str:
     return f"{value:,.0f} {unit}"
 
 
+def describe_costs(costs) -> tuple[str, str]:
+    """What `server_costs` measured, in words computed from it: (a paragraph, the transports
+    ranked by CPU per delivered event). Costs within the noise are said so (`cpu_text`)."""
+    per = costs[costs.clients > 0].set_index("transport")
+    noise_ms = float(per.noise_ms.iloc[0])
+    per_event = per.noise_ms * 1000 / per.events_received  # the noise, per delivered event (µs)
+    ranked = ", ".join(f"{t} {cpu_text(v, per_event[t])}"
+                       for t, v in per.cpu_us_per_event.sort_values().items())
+    req = per.server_requests
+    per_request = {t: cpu_text(per.cpu_us_per_request[t], noise_ms * 1000 / max(1, req[t]))
+                   for t in ("short poll", "long poll")}
+    text = (f"The two runs with no clients differed by {noise_ms:.1f} ms of server CPU: a cost "
+            f"smaller than that is this run's noise, not a measurement. Per delivered event above "
+            f"idle, cheapest first: {ranked}. To serve {per.clients.iloc[0]} clients the server "
+            f"answered {req['short poll']} short polls, {req['long poll']} long polls and kept "
+            f"{req['SSE']} SSE and {req['WebSocket']} WebSocket connections. An HTTP request cost "
+            f"the server: short poll {per_request['short poll']}, long poll "
+            f"{per_request['long poll']}. In this run a short poll found "
+            f"{per.events_received['short poll'] / max(1, req['short poll']):.1f} events per "
+            "request: that is why its cost per event depends on the event rate, and the next "
+            "section shows it.")
+    return text, ranked
+
+
 def _ms(value: float) -> str:
     return f"{value:,.0f} ms" if value >= 10 else f"{value:.2g} ms"
 

@@ -251,3 +251,30 @@ def _tour(target, clients, repeats: int, stale_wait_s: float):
         case(f"stale ({stale_wait_s:g} s after max-age=1), stale answers allowed", cdn, stale(0))
         case("the same with must-revalidate", cdn, stale(1))
     return pd.DataFrame(rows)
+
+
+def describe_tour(cases) -> str:
+    """What `cache_tour` measured, as Markdown bullets computed from its rows (in its order)."""
+    hit, ask, cdn_only, per_format, leak, kept_out, served_stale, strict = (
+        row for _, row in cases.iterrows())
+    return "\n".join([
+        f"- **Fresh:** with `{hit.cache_control}`, {hit.requests} requests reached the cache and "
+        f"{hit.reached_lab} the lab. With `{ask.cache_control}` the lab saw {ask.reached_lab} of "
+        f"{ask.requests}: {ask.x_cache.split().count('REVALIDATED')} were conditional requests "
+        "answered 304.",
+        f"- **Shared, not private:** with `{cdn_only.cache_control}` the client's own cache asked "
+        f"every time ({cdn_only.requests} requests reached the shared cache), and the shared cache "
+        f"answered them itself: the lab saw {cdn_only.reached_lab}.",
+        f"- **Vary:** {per_format.requests} requests alternating JSON and CSV reached the lab "
+        f"{per_format.reached_lab} times; {per_format.got}.",
+        f"- **A per-user answer:** marked `public`, {leak.got}: "
+        + ("the shared cache served bob the copy it stored for alice" if leak.leaked
+           else "each got their own")
+        + f" (the lab answered {leak.reached_lab} of the {leak.requests} requests). Marked "
+        f"`private`, {kept_out.got}; the lab answered {kept_out.reached_lab} of {kept_out.requests}.",
+        f"- **Stale:** after the change, the second read of a stale `{served_stale.cache_control}` "
+        f"answer reached the lab {served_stale.reached_lab - 1} times (`X-Cache`: "
+        f"{served_stale.x_cache.split()[-1]}) and gave {served_stale.got}. With "
+        f"`{strict.cache_control}` it reached the lab {strict.reached_lab - 1} times and gave "
+        f"{strict.got}.",
+    ])

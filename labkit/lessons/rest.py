@@ -249,6 +249,24 @@ def schema_errors(document: dict, pointer: str, instance) -> list[str]:
             for e in validator.iter_errors(instance)]
 
 
+def traffic_checks(openapi: dict, asyncapi: dict, note: dict, tick: dict) -> pd.DataFrame:
+    """A real answer of GET /api/notes/{id} checked against OpenAPI and a real /ws/clock tick
+    against AsyncAPI, each also with one field made wrong: traffic, document, schema, fits,
+    errors."""
+    note_schema = response_schema(openapi, "/api/notes/{id}", "get", 200)
+    tick_schema = message_schema(asyncapi, "clock", "tick")
+    rows = []
+    for what, doc, spec, pointer, value in [
+            ("GET /api/notes/{id}, as answered", "OpenAPI", openapi, note_schema, note),
+            ("the same, votes as text", "OpenAPI", openapi, note_schema, {**note, "votes": "many"}),
+            ("a /ws/clock tick, as sent", "AsyncAPI", asyncapi, tick_schema, tick),
+            ("the same, seq as text", "AsyncAPI", asyncapi, tick_schema, {**tick, "seq": "three"})]:
+        errors = schema_errors(spec, pointer, value)
+        rows.append({"traffic": what, "document": doc, "schema": pointer, "fits": not errors,
+                     "errors": "; ".join(errors)})
+    return _frame(rows)
+
+
 @dataclass(frozen=True)
 class Conflict:
     """A note you read (its ETag and votes as you saw them) that someone else has changed since."""
