@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from .clients import BROWSER_HEADERS, PATTERNS
 from .experiments import (
+    closing_findings,
     closing_table,
     grid_findings,
     header_bytes,
@@ -53,6 +54,6 @@ def describe(servers: VersionServers) -> str:
             f"{seen}); {quic}")
 
 
-__all__ = ["BROWSER_HEADERS", "PATTERNS", "VersionServers", "closing_table", "describe", "grid_findings",
-           "header_bytes", "hol_findings", "hol_summary", "hol_timeline", "links", "measure", "run_pattern",
-           "start", "warm_up"]
+__all__ = ["BROWSER_HEADERS", "PATTERNS", "VersionServers", "closing_findings", "closing_table",
+           "describe", "grid_findings", "header_bytes", "hol_findings", "hol_summary", "hol_timeline",
+           "links", "measure", "run_pattern", "start", "warm_up"]
