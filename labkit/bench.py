@@ -86,14 +86,32 @@ class ThreadedLoop:
         self.thread.join(5)
 
 
-async def _raw_echo(reader, writer):
-    while data := await reader.read(65536):
-        writer.write(data)
-        await writer.drain()
-    writer.close()
+class _Floor(asyncio.Protocol):
+    """A floor server's protocol: it tells `listen()` itself when its connection ends, so the
+    floors are served through the kit's one serving path with nothing added to their data path
+    (the same accept loop as the lab's; no wrapper around `data_received`)."""
+
+    _on_lost = None
+
+    def set_on_lost(self, callback) -> None:
+        self._on_lost = callback
+
+    def connection_lost(self, exc) -> None:
+        if self._on_lost is not None:
+            self._on_lost(self)
 
 
-class RawWebSocketEcho(asyncio.Protocol):
+class RawEcho(_Floor):
+    """The floor of any echo: asyncio's protocol callbacks writing back what they read."""
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.transport.write(data)
+
+
+class RawWebSocketEcho(_Floor):
     """The floor of a WebSocket echo: asyncio's protocol callbacks, the RFC 6455 handshake and
     frame format done by hand, nothing else (no limits, no heartbeat, no fragmentation; a small
     unfragmented masked client frame in, the same payload unmasked out)."""
@@ -138,25 +156,39 @@ class RawWebSocketEcho(asyncio.Protocol):
             self.transport.write(bytes([first]) + size + payload)
 
 
-def start_raw_ws_server(host: ThreadedLoop) -> int:
+def _serve_floor(host: ThreadedLoop, factory) -> int:
+    from labkit.server.listen import listen
+
     async def _start():
-        server = await asyncio.get_running_loop().create_server(RawWebSocketEcho, "127.0.0.1", 0)
-        return server.sockets[0].getsockname()[1]
+        return (await listen(factory, "127.0.0.1", 0)).port
 
     return host.run(_start())
+
+
+def start_raw_ws_server(host: ThreadedLoop) -> int:
+    """A raw asyncio WebSocket echo (`RawWebSocketEcho`) on `host`'s loop; its port."""
+    return _serve_floor(host, RawWebSocketEcho)
 
 
 def start_raw_server(host: ThreadedLoop) -> int:
-    async def _start():
-        server = await asyncio.start_server(_raw_echo, "127.0.0.1", 0)
-        return server.sockets[0].getsockname()[1]
-
-    return host.run(_start())
+    """A raw asyncio TCP echo (`RawEcho`) on `host`'s loop; its port."""
+    return _serve_floor(host, RawEcho)
 
 
 def start_bare_aiohttp(host: ThreadedLoop) -> int:
+    """A bare aiohttp app (GET /echo: 16 bytes; /ws: a text echo), no middleware, aiohttp's own
+    connection handler (plus the end-of-connection hook `listen()` counts with); its port."""
     import aiohttp
     from aiohttp import web
+    from aiohttp.web_protocol import RequestHandler
+
+    class Handler(RequestHandler):
+        def set_on_lost(self, callback) -> None:
+            self.on_lost = callback
+
+        def connection_lost(self, exc) -> None:
+            self.on_lost(self)
+            super().connection_lost(exc)
 
     async def get(request):
         return web.Response(body=PAYLOAD, content_type="application/octet-stream")
@@ -169,16 +201,19 @@ def start_bare_aiohttp(host: ThreadedLoop) -> int:
                 await sock.send_str(msg.data)
         return sock
 
-    async def _start():
-        app = web.Application()
-        app.router.add_get("/echo", get)
-        app.router.add_get("/ws", ws)
+    app = web.Application()
+    app.router.add_get("/echo", get)
+    app.router.add_get("/ws", ws)
+
+    async def _setup():
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        return runner.addresses[0][1]
+        return runner
 
-    return host.run(_start())
+    runner = host.run(_setup())
+    server = runner.server
+    options: dict = {"access_log": None}
+    return _serve_floor(host, lambda: Handler(server, loop=host.loop, **options))
 
 
 async def time_raw(port: int, n: int, warmup: int) -> list[float]:

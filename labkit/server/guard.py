@@ -8,8 +8,9 @@ connection with `GuardedRequestHandler`, aiohttp's handler plus:
 - a write timeout: a peer that reads nothing for `write_timeout` while an answer waits is cut off,
   so a slow reader holds a bounded amount of memory for a bounded time;
 - aiohttp's own keep-alive timeout for idle connections.
-`serve_app` adds one middleware, outermost, to every app it serves: `guard_middleware` (stops the
-head clock; a request body must arrive within `body_timeout`, else 408 and closed).
+`serve_app` adds two middlewares to every app it serves: `guard_middleware`, outermost (stops the
+head clock; runs the lab's Host check), and `body_deadline`, innermost and frameless (a request body
+must arrive within `body_timeout`, else 408 and closed).
 Upgraded WebSockets get the heartbeat of `labkit.server.websocket.accept`: a peer that stops
 answering pings is closed.
 
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
+from . import hostcheck
 from .config import LabConfig
 from .listen import Limits, Listener, listen
 from .problem import PROBLEM_TYPE, title
@@ -97,6 +99,11 @@ class GuardedRequestHandler(RequestHandler):
         self.heads += 1
         self.in_flight += 1
         self.head_since = None  # the timer, if any, finds nothing awaited and lapses
+        if self.heads == 1 and self.head_timer is not None:
+            # The connection's first head: cancel the timer armed when it opened, so an upgraded
+            # WebSocket (a request for its whole life) holds no timer while it sits idle.
+            self.head_timer.cancel()
+            self.head_timer = None
 
     def request_ended(self) -> None:
         self.in_flight -= 1
@@ -151,26 +158,42 @@ class GuardedRequestHandler(RequestHandler):
         super().connection_lost(exc)
 
 
-def guard_middleware(body_timeout: float):
-    """The guard's one middleware (outermost on every app `serve_app` serves): it tells the
-    connection's handler that a whole head arrived (stops its head clock) and, only for a request
-    with a body, reads the body within `body_timeout` (else 408 problem+json, closed). A request
-    without a body costs this one call."""
+def guard_middleware(body_timeout: float,
+                     gate: Callable[[web.Request], web.StreamResponse | None] | None = None):
+    """The guard's middleware, outermost on every app `serve_app` serves: it tells the
+    connection's handler that a whole head arrived (stops its head clock) and answers with what
+    `gate` returns if anything (the lab's Host check, `hostcheck.refusal`, folded in here).
+    `body_timeout` is `body_deadline`'s, which serve_app adds innermost."""
 
     @web.middleware
     async def guard(request: web.Request, handler):
         protocol = request.protocol
         if not isinstance(protocol, GuardedRequestHandler):
-            return await _with_body_deadline(request, handler, body_timeout)
+            return await handler(request)
         protocol.request_started()
         try:
-            if request.body_exists:
-                return await _with_body_deadline(request, handler, body_timeout)
+            if gate is not None and (refused := gate(request)) is not None:
+                return refused
             return await handler(request)
         finally:
             protocol.request_ended()
 
     return guard
+
+
+def body_deadline(limit: float):
+    """Middleware, innermost (so a 413 or 408 passes through the app's problem middleware): read
+    a request body within `limit` seconds, else 408 problem+json, closed. A plain function, not a
+    coroutine: a request without a body gets its handler's own coroutine back, so this layer
+    keeps no frame alive, neither per request nor for an open WebSocket's whole life."""
+
+    @web.middleware
+    def read_body_in_time(request: web.Request, handler):
+        if not request.body_exists:
+            return handler(request)
+        return _with_body_deadline(request, handler, limit)
+
+    return read_body_in_time
 
 
 async def _with_body_deadline(request: web.Request, handler, limit: float):
@@ -230,7 +253,14 @@ async def serve_app(app: web.Application, host: str, port: int, *, config: LabCo
     config = config or LabConfig()
     # The guard's own middleware, outermost on every app served here (the lab's, the provider's,
     # ...): the head clock learns when a head arrived; a body must arrive within body_timeout.
-    app.middlewares.insert(0, guard_middleware(config.body_timeout))
+    # An app with the lab's Host check (make_app) has it run inside the guard's middleware: the
+    # same 403 problem+json, one coroutine less per request and per open WebSocket.
+    gate = None
+    if hostcheck.host_check in app.middlewares:
+        app.middlewares.remove(hostcheck.host_check)
+        gate = hostcheck.refusal
+    app.middlewares.insert(0, guard_middleware(config.body_timeout, gate))
+    app.middlewares.append(body_deadline(config.body_timeout))
     runner = web.AppRunner(app, handle_signals=handle_signals, access_log=None,
                            shutdown_timeout=STOP_TIMEOUT_S, keepalive_timeout=config.keepalive_timeout)
     await runner.setup()
