@@ -20,17 +20,13 @@ Percentiles are nearest-rank; a p99 is printed only where n >= 100. Never pass/f
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from labkit import _loop
 from labkit.cluster import Cluster  # noqa: E402
 from labkit.lessons import scaling  # noqa: E402
 
@@ -45,37 +41,7 @@ def p99(values) -> str:
     return f"{pct(values, 0.99):7.2f} ms" if len(values) >= 100 else "   (n < 100)"
 
 
-def fanout(cluster, subscribers: int, events: int, rate_hz: float = 2.0) -> list[float]:
-    """Per event: ms from its publish time (ts) until the last subscriber received it."""
-
-    async def go():
-        opened = await asyncio.gather(*(scaling.open_websocket(f"{cluster.ws_url}/ws/feed")
-                                        for _ in range(subscribers)))
-        last_arrival: dict[int, float] = {}
-        published: dict[int, float] = {}
-
-        async def read(ws):
-            got = 0
-            while got < events:
-                msg = json.loads(await asyncio.wait_for(ws.recv(), 30))
-                if "seq" in msg:
-                    got += 1
-                    now = time.time()
-                    published[msg["seq"]] = msg["ts"]
-                    last_arrival[msg["seq"]] = max(last_arrival.get(msg["seq"], 0.0), now)
-
-        readers = [asyncio.create_task(read(ws)) for _w, ws in opened]
-        import aiohttp
-
-        async with (aiohttp.ClientSession() as s,
-                    s.post(f"{cluster.workers[0].url}/api/feed/source",
-                           json={"rate_hz": rate_hz, "ticks": events, "seed": 3}) as r):
-            await r.read()
-        await asyncio.gather(*readers)
-        await asyncio.gather(*(ws.close() for _w, ws in opened))
-        return [(last_arrival[s] - published[s]) * 1000 for s in sorted(published)]
-
-    return _loop.run(go(), timeout=300)
+fanout = scaling.fanout_delays
 
 
 def line(name: str, values) -> str:
@@ -85,21 +51,16 @@ def line(name: str, values) -> str:
 
 def front_door_ratio(seconds: float, rounds: int) -> None:
     """1 worker: requests/s through the front door and straight to it, alternating rounds."""
-    via: dict[str, list[float]] = {"front door": [], "direct": []}
-    cpu: dict[str, list[float]] = {"front door": [], "direct": []}
-    with Cluster(1) as one:
-        scaling.rest_rate(one, 0.3)  # warm-up
-        for _ in range(rounds):
-            for name, direct in (("front door", False), ("direct", True)):
-                rate = scaling.rest_rate(one, seconds, direct=direct)
-                via[name].append(rate["requests_per_s"])
-                cpu[name].append(rate["cpu_ms_workers"] + rate["cpu_ms_front_door"])
-    for name, rates in via.items():
-        print(f"{name:<12} req/s per round {[round(r) for r in rates]}  median "
-              f"{statistics.median(rates):7.0f}  server CPU per request "
-              f"{statistics.median(cpu[name]):.3f} ms")
-    ratio = statistics.median(via["front door"]) / statistics.median(via["direct"])
-    print(f"front door / direct, 1 worker (median req/s): {ratio:.2f}  (goal >= 0.9)")
+    runs = scaling.front_door_rounds(seconds, rounds)
+    medians = {}
+    for name, rates in runs.items():
+        per_s = [r["requests_per_s"] for r in rates]
+        medians[name] = statistics.median(per_s)
+        cpu = statistics.median(r["cpu_ms_workers"] + r["cpu_ms_front_door"] for r in rates)
+        print(f"{name:<12} req/s per round {[round(r) for r in per_s]}  median "
+              f"{medians[name]:7.0f}  server CPU per request {cpu:.3f} ms")
+    print(f"front door / direct, 1 worker (median req/s): "
+          f"{medians['front door'] / medians['direct']:.2f}  (goal >= 0.9)")
 
 
 def main() -> int:
@@ -157,14 +118,15 @@ def main() -> int:
                     frame = scaling.idle_memory(fresh.workers[0], counts, compression=compression,
                                                 said_hello=hello)
                 kernel = scaling.kernel_kib_per_connection(frame)
+                slab = scaling.kernel_kib_per_connection(frame, "kernel_slab_kib")
                 goal = (" (goal <= 48)" if compression and hello else
                         " (goal <= 12)" if not compression else "")
                 print(f"compression {'on ' if compression else 'off'}, "
                       f"{'one message each' if hello else 'silent since the handshake':<26}: "
                       f"{scaling.kib_per_connection(frame):6.1f} KiB per connection{goal}  "
                       f"(RSS {frame['rss_kib'].iloc[0]:.0f} -> {frame['rss_kib'].iloc[-1]:.0f} "
-                      f"KiB; kernel TCP buffers {kernel if kernel is not None else 'n/a'} KiB "
-                      "per connection, both ends)")
+                      f"KiB; kernel, both ends, whole machine: TCP buffers {kernel} KiB, slab "
+                      f"{slab} KiB per connection)")
     return 0
 
 

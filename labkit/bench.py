@@ -19,6 +19,8 @@ lab's REST keep-alive GET against a bare aiohttp app, the lab's WebSocket echo a
 WebSocket echo (and a bare aiohttp one), each server on its own thread, interleaved rounds; and
 `lk.start()` to the first answer in fresh interpreters. `benchmarks/echo_floor.py` prints the same
 figures from the same code. The report shows medians and ratios, and p99 only where n >= 100.
+With `--cluster` it adds the scaling-out figures (`labkit.lessons.scaling.cluster_figures`, the same
+code as `benchmarks/cluster.py`): front door / direct, the Redis hop, fan-out, idle memory.
 """
 
 from __future__ import annotations
@@ -379,6 +381,25 @@ def _overhead_html(figures: dict) -> str:
     )
 
 
+def _cluster_html(rows: list[dict]) -> str:
+    """The cluster figures (`scaling.cluster_figures`) as a table: the ratio or difference, its
+    goal, and each side's n, median and p99 (p99 only where that side has n >= 100)."""
+    def side(part: dict | None, unit: str) -> str:
+        if part is None or part.get("median") is None:
+            return "&ndash;"
+        tail = f", p99 {part['p99']:.2f}" if part.get("p99") is not None else ""
+        return f"n={part['n']}, median {part['median']:.2f}{tail} {html.escape(unit)}"
+
+    body = "".join(
+        f"<tr><td>{html.escape(r['figure'])}</td><td>{r['value']:.2f} {html.escape(r['unit'])}</td>"
+        f"<td>{html.escape(r['goal'])}</td><td>{side(r['a'], r['of'])}</td>"
+        f"<td>{side(r['b'], r['of'])}</td></tr>" for r in rows)
+    return ("<h2>Scaling out: the cluster figures</h2><p>Each measured side by side in one run "
+            "(labkit.lessons.scaling.cluster_figures; load from processes of their own).</p>"
+            "<table><tr><th>figure</th><th>value</th><th>goal</th><th>measured</th>"
+            f"<th>against</th></tr>{body}</table>")
+
+
 def figures_have_p99(figures: dict) -> bool:
     """Whether every setup of an overhead run has enough round trips for a p99."""
     return all(row["p99_ms"] is not None for row in figures["setups"].values())
@@ -424,7 +445,8 @@ def _summary_records(frame) -> list[dict]:
     return json.loads(table.to_json(orient="records"))
 
 
-def _report_html(frame, totals, info: dict, settings: dict, overhead: dict | None = None) -> str:
+def _report_html(frame, totals, info: dict, settings: dict, overhead: dict | None = None,
+                 cluster: list[dict] | None = None) -> str:
     from labkit.lessons.latency import summary
 
     from .plots import latency as charts
@@ -458,14 +480,16 @@ def _report_html(frame, totals, info: dict, settings: dict, overhead: dict | Non
         "trips (fewer cannot carry a 99th percentile: read p90 and the max).</p>"
         + table.to_html(index=False, border=0)
         + (_overhead_html(overhead) if overhead is not None else "")
+        + (_cluster_html(cluster) if cluster else "")
         + "".join(f"<div>{p}</div>" for p in parts)
         + f"<h2>Machine and settings</h2><pre>{meta}</pre></body></html>"
     )
 
 
 def run_bench(profile: str = "4g", quick: bool = False, out: str | Path = ".",
-              *, progress: bool | None = None) -> dict[str, Path]:
-    """Run the suite (loopback + `profile`), write CSV, JSON and HTML into `out`; return paths."""
+              *, progress: bool | None = None, cluster: bool = False) -> dict[str, Path]:
+    """Run the suite (loopback + `profile`), write CSV, JSON and HTML into `out`; return paths.
+    With `cluster`, also the cluster figures (worker processes, Redis; a few minutes more)."""
     import pandas as pd
 
     from labkit.lessons.latency import compare_transports, exchange_totals, measure_exchange
@@ -496,6 +520,11 @@ def run_bench(profile: str = "4g", quick: bool = False, out: str | Path = ".",
         ], ignore_index=True)
     overhead = overhead_figures(suite["overhead_n"], max(10, suite["overhead_n"] // 10),
                                 suite["overhead_rounds"], suite["startup_runs"])
+    cluster_rows = None
+    if cluster:
+        from labkit.lessons.scaling import cluster_figures
+
+        cluster_rows = cluster_figures(quick, progress=print if progress is not False else None)
     info = machine_info()
     stem = f"latency-{chosen.name}"
     paths = {"csv": out / f"{stem}.csv", "json": out / f"{stem}.json", "html": out / f"{stem}.html"}
@@ -505,9 +534,9 @@ def run_bench(profile: str = "4g", quick: bool = False, out: str | Path = ".",
               "setup_ms": chosen_frame.attrs.get("setup_ms", {}),
               "summary_rtt_ms": _summary_records(frame),
               "exchange_totals": json.loads(totals.to_json(orient="records")),
-              "server_overhead": overhead}
+              "server_overhead": overhead, "cluster_figures": cluster_rows}
     paths["json"].write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    paths["html"].write_text(_report_html(frame, totals, info, settings, overhead),
+    paths["html"].write_text(_report_html(frame, totals, info, settings, overhead, cluster_rows),
                              encoding="utf-8")
     return paths
 
@@ -524,12 +553,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         + ["loopback"], help="emulated network besides loopback (default 4g)")
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke run")
     parser.add_argument("--out", default=".", help="folder for the files (default: here)")
+    parser.add_argument("--cluster", action="store_true",
+                        help="also the cluster figures: front door, Redis hop, fan-out, idle "
+                             "memory (starts worker processes and redis-server)")
     return parser
 
 
 def run_from_args(args: argparse.Namespace) -> int:
     """Run `labkit bench` from parsed arguments; prints the files written; exit code."""
-    paths = run_bench(args.profile, args.quick, args.out)
+    paths = run_bench(args.profile, args.quick, args.out, cluster=getattr(args, "cluster", False))
     for kind, path in paths.items():
         print(f"{kind}: {path}")
     return 0

@@ -239,8 +239,9 @@ def idle_memory(worker, counts=(0, 1000, 2000, 5000), compression: bool = False,
     compression, said_hello. The sockets of this process (the client side) are not in rss_kib.
 
     RSS is the worker's own (user-space) memory; the kernel's memory for its sockets is not in it.
-    `kernel_tcp_kib` is the kernel's TCP buffer memory of the whole machine (`/proc/net/sockstat`),
-    so it counts both ends of each connection, and every other program's sockets too."""
+    `kernel_tcp_kib` is the kernel's TCP buffer memory of the whole machine (`/proc/net/sockstat`)
+    and `kernel_slab_kib` its slab memory (`/proc/meminfo`: socket structures, inodes, files, ...),
+    so both count both ends of each connection, and every other program on the machine too."""
     from labkit.server.listen import raise_open_file_limit
 
     raise_open_file_limit()
@@ -265,6 +266,7 @@ def idle_memory(worker, counts=(0, 1000, 2000, 5000), compression: bool = False,
                 await asyncio.sleep(0.3)
                 rows.append({"connections": n, "rss_kib": rss_kib(worker.pid),
                              "kernel_tcp_kib": kernel_tcp_kib(),
+                             "kernel_slab_kib": kernel_slab_kib(),
                              "compression": "on" if compression else "off",
                              "said_hello": said_hello})
                 if progress is not None:
@@ -291,12 +293,25 @@ def kernel_tcp_kib() -> float | None:
     return None
 
 
-def kernel_kib_per_connection(frame) -> float | None:
-    """Slope of the kernel's TCP buffer memory over connections (KiB per connection, both ends,
-    least squares); None where /proc/net/sockstat is missing."""
-    if "kernel_tcp_kib" not in frame or frame["kernel_tcp_kib"].isna().any():
+def kernel_slab_kib() -> float | None:
+    """The kernel's slab memory on this machine in KiB (`Slab` of /proc/meminfo: where socket
+    structures, their inodes and files live); None elsewhere. Not part of any process's RSS."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Slab:"):
+                    return float(line.split()[1])
+    except (OSError, ValueError, IndexError):
         return None
-    slope = statistics.linear_regression(frame["connections"], frame["kernel_tcp_kib"]).slope
+    return None
+
+
+def kernel_kib_per_connection(frame, column: str = "kernel_tcp_kib") -> float | None:
+    """Slope of a kernel memory column (`kernel_tcp_kib`: TCP buffers; `kernel_slab_kib`: slab)
+    over connections: KiB per connection, both ends, least squares; None where it is missing."""
+    if column not in frame or frame[column].isna().any():
+        return None
+    slope = statistics.linear_regression(frame["connections"], frame[column]).slope
     return round(slope, 2)
 
 
@@ -639,6 +654,116 @@ def delay_summary(frame) -> dict:
         out[path] = {"n": len(delays), "median_ms": round(float(delays.median()), 2),
                      f"{tail}_ms": round(float(delays.quantile(0.99 if tail == "p99" else 0.9)), 2)}
     return out
+
+
+# -- the cluster figures of benchmarks/cluster.py and `labkit bench --cluster` ----------------------
+def fanout_delays(cluster, subscribers: int, events: int, rate_hz: float = 10.0) -> list[float]:
+    """`subscribers` feed WebSockets through the front door; worker 1 publishes `events` events.
+    Per event: ms from its publish time (ts) until the LAST subscriber received it."""
+
+    async def go():
+        opened = await asyncio.gather(*(open_websocket(f"{cluster.ws_url}/ws/feed")
+                                        for _ in range(subscribers)))
+        last_arrival: dict[int, float] = {}
+        published: dict[int, float] = {}
+
+        async def read(ws):
+            got = 0
+            while got < events:
+                msg = json.loads(await asyncio.wait_for(ws.recv(), 30))
+                if "seq" in msg:
+                    got += 1
+                    published[msg["seq"]] = msg["ts"]
+                    last_arrival[msg["seq"]] = max(last_arrival.get(msg["seq"], 0.0), time.time())
+
+        readers = [asyncio.create_task(read(ws)) for _w, ws in opened]
+        try:
+            async with (aiohttp.ClientSession() as session,
+                        session.post(f"{cluster.workers[0].url}/api/feed/source",
+                                     json={"rate_hz": rate_hz, "ticks": events, "seed": 3}) as r):
+                await r.read()
+            await asyncio.gather(*readers)
+        finally:
+            for task in readers:
+                task.cancel()
+            await asyncio.gather(*(ws.close() for _w, ws in opened), return_exceptions=True)
+        return [(last_arrival[q] - published[q]) * 1000 for q in sorted(published)]
+
+    return _run(go(), timeout=events / rate_hz + 300)
+
+
+def front_door_rounds(seconds: float, rounds: int) -> dict[str, list[dict]]:
+    """1 worker: `rest_rate` through the front door and straight to the worker, alternating
+    `rounds` times (same cluster, same load generators): per path, one `rest_rate` per round."""
+    from labkit.cluster import Cluster
+
+    runs: dict[str, list[dict]] = {"front door": [], "direct": []}
+    with Cluster(1) as one:
+        rest_rate(one, 0.3)  # warm-up
+        for _ in range(rounds):
+            for name, direct in (("front door", False), ("direct", True)):
+                runs[name].append(rest_rate(one, seconds, direct=direct))
+    return runs
+
+
+def _pct(values, q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _spread(values) -> dict:
+    """n, median and (n >= 100 only) the nearest-rank p99 of `values`."""
+    return {"n": len(values), "median": statistics.median(values),
+            "p99": _pct(values, 0.99) if len(values) >= 100 else None}
+
+
+def cluster_figures(quick: bool = False, progress=None) -> list[dict]:
+    """The figures of performance round 3 that need a cluster, each measured side by side in one
+    run: front door / direct (req/s, 1 worker), Redis delivery minus in-process (ms), fan-out
+    2 workers via Redis / 1 worker, KiB per idle WebSocket (compression off, and on after one
+    message). Rows: figure, value, unit, goal, n, and the two sides (median, p99 or None)."""
+    from labkit.cluster import Cluster
+
+    say = progress or (lambda _line: None)
+    rows: list[dict] = []
+    say("front door / direct ...")
+    runs = front_door_rounds(1.0 if quick else 3.0, 2 if quick else 5)
+    front = [r["requests_per_s"] for r in runs["front door"]]
+    direct = [r["requests_per_s"] for r in runs["direct"]]
+    rows.append({"figure": "REST through the front door / straight to the worker, 1 worker",
+                 "value": statistics.median(front) / statistics.median(direct), "unit": "×",
+                 "goal": "≥ 0.9", "a": _spread(front), "b": _spread(direct), "of": "req/s"})
+    with Cluster(1) as one, Cluster(2, backplane="redis") as two:
+        say("delivery through Redis ...")
+        cost = backplane_cost(one, two, 100 if quick else 400)
+        local = list(cost[cost["path"] == "in-process (one worker)"]["delay_ms"])
+        redis = list(cost[cost["path"] == "worker 1 -> Redis -> worker 2"]["delay_ms"])
+        rows.append({"figure": "chat delivery through Redis minus in-process, median",
+                     "value": statistics.median(redis) - statistics.median(local), "unit": "ms",
+                     "goal": "≤ +0.5 ms", "a": _spread(redis), "b": _spread(local), "of": "ms"})
+        subscribers, events = (200, 20) if quick else (1000, 100)
+        say(f"fan-out to {subscribers} subscribers ...")
+        single = fanout_delays(one, subscribers, events)
+        spread = fanout_delays(two, subscribers, events)
+        both = min(len(single), len(spread)) >= 100
+        rows.append({"figure": f"fan-out to {subscribers} subscribers, 2 workers via Redis / 1 "
+                               f"worker, {'p99' if both else 'median (n < 100)'}",
+                     "value": (_pct(spread, 0.99) / _pct(single, 0.99) if both
+                               else statistics.median(spread) / statistics.median(single)),
+                     "unit": "×", "goal": "≤ 1.1 (p99)", "a": _spread(spread), "b": _spread(single),
+                     "of": "ms"})
+    counts = (0, 500, 1000) if quick else (0, 1000, 2000, 5000)
+    for compression, goal in ((False, "≤ 12"), (True, "≤ 48")):
+        say(f"idle memory, compression {'on' if compression else 'off'} ...")
+        with Cluster(1) as fresh:
+            frame = idle_memory(fresh.workers[0], counts, compression=compression, said_hello=True)
+        rows.append({"figure": f"KiB per idle WebSocket (worker RSS), compression "
+                               f"{'on' if compression else 'off'}, after one message",
+                     "value": kib_per_connection(frame), "unit": "KiB", "goal": goal,
+                     "kernel_tcp_kib": kernel_kib_per_connection(frame),
+                     "kernel_slab_kib": kernel_kib_per_connection(frame, "kernel_slab_kib"),
+                     "a": {"n": len(frame), "median": None, "p99": None}, "b": None, "of": ""})
+    return rows
 
 
 # -- figures (the kit's template: labkit.plots.base.finish) ---------------------------------------
