@@ -77,6 +77,7 @@ def test_the_tour_counts_what_each_rule_kept_from_the_lab(lab):
     words = describe_tour(tour.reset_index())
     assert "the shared cache served bob the copy it stored for alice" in words
     assert "the lab saw 1." in words and "reached the lab 0 times (`X-Cache`: HIT)" in words
+    assert "reached the lab 1 time and gave" in words
     assert len(set(strict.got.replace("version ", "").split(" while the lab has "))) == 1
 
 

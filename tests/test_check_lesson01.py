@@ -153,3 +153,22 @@ def test_second_conditional_put(kernel_lab):
         if isinstance(wrong, int):
             assert "412" not in feedback.message, wrong
     assert not lk.check.second_conditional_put(None).answered
+
+
+def test_time_saved_by_a_304_within_the_noise_is_said_so_never_negative():
+    import pandas as pd
+
+    from labkit.lessons import rest as rest_lab
+
+    def frame(plain, cond):
+        return pd.DataFrame(
+            [{"kind": "plain GET (200)", "bytes_down": 50_300, "elapsed_ms": ms} for ms in plain]
+            + [{"kind": "conditional GET (304)", "bytes_down": 200, "elapsed_ms": ms}
+               for ms in cond])
+
+    noisy = rest_lab.savings_summary(frame([1.0, 1.4, 1.1, 1.5], [1.3, 1.3, 1.3, 1.3]))
+    assert noisy["ms_saved"] < 0 and noisy["ms_noise"] == pytest.approx(0.4)
+    assert rest_lab.time_saved_text(noisy) == ("no time beyond the noise (two halves of the plain "
+                                               "GETs differed by 0.40 ms)")
+    clear = rest_lab.savings_summary(frame([80.0, 81.0, 80.0, 81.0], [30.0, 31.0, 30.0, 30.0]))
+    assert rest_lab.time_saved_text(clear) == "50.50 ms (63% of the time)"

@@ -253,6 +253,10 @@ def _tour(target, clients, repeats: int, stale_wait_s: float):
     return pd.DataFrame(rows)
 
 
+def _times(n: int) -> str:
+    return f"{n} time" if n == 1 else f"{n} times"
+
+
 def describe_tour(cases) -> str:
     """What `cache_tour` measured, as Markdown bullets computed from its rows (in its order)."""
     hit, ask, cdn_only, per_format, leak, kept_out, served_stale, strict = (
@@ -266,15 +270,15 @@ def describe_tour(cases) -> str:
         f"every time ({cdn_only.requests} requests reached the shared cache), and the shared cache "
         f"answered them itself: the lab saw {cdn_only.reached_lab}.",
         f"- **Vary:** {per_format.requests} requests alternating JSON and CSV reached the lab "
-        f"{per_format.reached_lab} times; {per_format.got}.",
+        f"{_times(per_format.reached_lab)}; {per_format.got}.",
         f"- **A per-user answer:** marked `public`, {leak.got}: "
         + ("the shared cache served bob the copy it stored for alice" if leak.leaked
            else "each got their own")
         + f" (the lab answered {leak.reached_lab} of the {leak.requests} requests). Marked "
         f"`private`, {kept_out.got}; the lab answered {kept_out.reached_lab} of {kept_out.requests}.",
         f"- **Stale:** after the change, the second read of a stale `{served_stale.cache_control}` "
-        f"answer reached the lab {served_stale.reached_lab - 1} times (`X-Cache`: "
+        f"answer reached the lab {_times(served_stale.reached_lab - 1)} (`X-Cache`: "
         f"{served_stale.x_cache.split()[-1]}) and gave {served_stale.got}. With "
-        f"`{strict.cache_control}` it reached the lab {strict.reached_lab - 1} times and gave "
+        f"`{strict.cache_control}` it reached the lab {_times(strict.reached_lab - 1)} and gave "
         f"{strict.got}.",
     ])
