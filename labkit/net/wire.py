@@ -790,7 +790,7 @@ def packet_table(cases: dict) -> object:
         model = packet_model(*directions(messages), new_connection=new_connection)
         parts = {"HTTP/WebSocket bytes (measured)": model["application_bytes"],
                  "TCP/IP headers, 52 B per packet (model)": model["tcp_ip_header_bytes"],
-                 "pure ACK packets (model)": model["ack_bytes"],
+                 "ACK packets (model)": model["ack_bytes"],
                  "handshake + teardown (model)": model["handshake_bytes"] + model["teardown_bytes"]}
         rows += [{"case": case, "part": part, "bytes": value} for part, value in parts.items()
                  if value or part.startswith("HTTP")]
