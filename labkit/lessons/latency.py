@@ -480,7 +480,7 @@ async def _pattern_total(pattern: str, endpoint: _Endpoint, body: bytes, message
                          parallel: int) -> tuple[float, float, int | None, int]:
     """(set-up ms, ms for `messages` echoes over the already open connection(s), answers in
     request order (pipelining only, else None), perf_counter_ns when the timed part began) for
-    `pattern`."""
+    `pattern`, one that does not wait for each answer (LOCK_STEP patterns: `_lock_step_total`)."""
     if pattern == "rest pipelined":
         pipe = _Pipeline(endpoint)
         try:
@@ -491,31 +491,30 @@ async def _pattern_total(pattern: str, endpoint: _Endpoint, body: bytes, message
             return setup, _ms(started, time.perf_counter_ns()), in_order, started
         finally:
             await pipe.close()
-    if pattern.startswith("websocket"):
+    if pattern == "websocket streamed":
         ws = _WebSocket(endpoint)
         setup = await ws.open()
         try:
             started = time.perf_counter_ns()
-            if pattern == "websocket lock-step":
-                for _ in range(messages):
-                    await ws.round(body)
-            else:
-                async def read_all() -> None:
-                    for _ in range(messages):
-                        if len(await ws.connection.recv()) != len(body):
-                            raise RuntimeError("echo failed: a message came back cut")
 
-                reader = asyncio.ensure_future(read_all())
-                try:
-                    for _ in range(messages):
-                        await ws.connection.send(body)
-                    await reader
-                finally:
-                    reader.cancel()
+            async def read_all() -> None:
+                for _ in range(messages):
+                    if len(await ws.connection.recv()) != len(body):
+                        raise RuntimeError("echo failed: a message came back cut")
+
+            reader = asyncio.ensure_future(read_all())
+            try:
+                for _ in range(messages):
+                    await ws.connection.send(body)
+                await reader
+            finally:
+                reader.cancel()
             return setup, _ms(started, time.perf_counter_ns()), None, started
         finally:
             await ws.close()
-    lanes = 1 if pattern == "rest keep-alive" else parallel
+    if pattern != "rest parallel":
+        raise ValueError(f"{pattern!r} waits for each answer: time it with _lock_step_total")
+    lanes = parallel
     rest = _Rest(endpoint, keep_alive=True, limit=lanes)
     await rest.open()
     try:
