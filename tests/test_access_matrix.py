@@ -346,3 +346,110 @@ def test_owners_survive_a_restart_on_the_same_db(make_lab, tmp_path):
     assert out[("note", A)] == 200 and out[("pay", A)] == 201
     assert out[("note", B)] == 403 and out[("pay", B)] == 403
     assert out[("hub", A)] == [f"bank.{res['account']}"] and out[("hub", B)] == []
+
+
+PAGE = "http://jupyter.example:8888"
+"""A student's Jupyter origin the class server was told about (`--allow-origin`)."""
+FOREIGN = "http://evil.example"
+
+
+def _cors_walk(lab) -> list[tuple]:
+    """For every route of the index and every method it serves: a preflight and the request itself
+    (a student's, with the token) from the allowed page, from a loopback page and from a foreign
+    origin; what came back: (kind, method, route, origin, status, Allow-Origin, the other headers)."""
+    async def go():
+        seen = []
+        async with aiohttp.ClientSession() as session:
+            index = await _index(session, lab.url)
+            res = await _resources(session, lab)
+            for entry in index:
+                route, kind = entry["path"], entry["kind"]
+                for method in entry["methods"]:
+                    variant = ROWS[(method, route)][0]
+                    path = _fill(route, res, route, "owner")
+                    query = _fill(variant["query"], res, route, "owner")
+                    for origin in (PAGE, "http://127.0.0.1:8888", FOREIGN):
+                        ask = {"Origin": origin, "Access-Control-Request-Method": method,
+                               "Access-Control-Request-Headers": "authorization, content-type"}
+                        async with session.options(lab.url + path, headers=ask) as r:
+                            seen.append(("preflight", method, route, origin, r.status,
+                                         r.headers.get("Access-Control-Allow-Origin"), dict(r.headers)))
+                        if kind == "websocket":
+                            if route == "/ws/game":  # the REST rows above took both seats
+                                query += "&role=watch"
+                            url = f"{lab.ws_url}{path}?{query + '&' if query else ''}token={A}"
+                            try:
+                                ws = await session.ws_connect(url, headers={"Origin": origin})
+                                await ws.close()
+                                status = 101
+                            except aiohttp.WSServerHandshakeError as exc:
+                                status = exc.status
+                            seen.append(("ws", method, route, origin, status, None, {}))
+                            continue
+                        headers = {"Origin": origin, **bearer(A)}
+                        data = None
+                        if variant["body"] is not None:
+                            data = _fill(json.dumps(variant["body"]), res, route, "owner").encode()
+                            headers["Content-Type"] = ("application/merge-patch+json" if method == "PATCH"
+                                                       else "application/json")
+                        url = lab.url + path + (f"?{query}" if query else "")
+                        async with session.request(method, url, headers=headers, data=data,
+                                                   allow_redirects=False,
+                                                   timeout=aiohttp.ClientTimeout(10)) as r:
+                            seen.append((kind, method, route, origin, r.status,
+                                         r.headers.get("Access-Control-Allow-Origin"), dict(r.headers)))
+        return seen
+
+    return asyncio.run(go())
+
+
+def test_cors_for_allowed_pages_on_every_route(make_lab):
+    """A class server told `--allow-origin PAGE` lets that page (and a loopback one: the WebSocket
+    Origin rule's own) call every route from the browser: every preflight is answered 204 without
+    a token, naming the origin, the method and the headers the pages send; every answer, errors
+    and SSE streams included, names the origin and exposes Location and ETag. A foreign origin
+    gets no CORS header anywhere (its preflight is a 403) and no WebSocket."""
+    lab = make_lab(student_tokens=(A, B), instructor_token=T, allowed_origins=[PAGE])
+    seen = _cors_walk(lab)
+    routes = {(m, r) for _, m, r, *_ in seen}
+    assert len(routes) > 40 and {k for k, *_ in seen} == {"preflight", "http", "sse", "ws"}
+    wrong = []
+    for kind, method, route, origin, status, allow, headers in seen:
+        if origin == FOREIGN:
+            ok = allow is None and (status == 403 if kind in ("preflight", "ws") else True)
+        elif kind == "preflight":
+            ok = (status == 204 and allow == origin and method in headers["Access-Control-Allow-Methods"]
+                  and "Authorization" in headers["Access-Control-Allow-Headers"]
+                  and "Content-Type" in headers["Access-Control-Allow-Headers"]
+                  and headers.get("Vary") == "Origin")
+        elif kind == "ws":
+            ok = status == 101 or (route, status) == ("/ws/bank/support", 403)  # role=agent
+        else:
+            ok = (allow == origin and "Origin" in headers.get("Vary", "")
+                  and {"Location", "ETag"} <= set(headers["Access-Control-Expose-Headers"].split(", ")))
+        if not ok:
+            wrong.append((kind, method, route, origin, status, allow))
+    assert not wrong, "\n".join(map(str, wrong))
+    # a plain OPTIONS (no preflight) is still the route's own, behind the token
+    async def plain():
+        async with aiohttp.ClientSession() as session, session.options(
+                lab.url + "/api/notes", headers={"Origin": PAGE}) as r:
+            return r.status, r.headers.get("Access-Control-Allow-Origin")
+    assert asyncio.run(plain()) == (401, PAGE)
+
+
+def test_no_cors_on_the_kernels_own_lab(make_lab):
+    """The kernel's own lab (no class, no origins named) is reached through Jupyter's proxy on the
+    page's own origin: it answers no preflight and names no origin."""
+    lab = make_lab()
+
+    async def go():
+        async with aiohttp.ClientSession() as session:
+            async with session.options(lab.url + "/api/games/g", headers={
+                    "Origin": "http://127.0.0.1:8888", "Access-Control-Request-Method": "PUT"}) as r:
+                pre = (r.status, r.headers.get("Access-Control-Allow-Origin"))
+            async with session.get(lab.url + "/api/games", headers={"Origin": "http://127.0.0.1:8888"}) as r:
+                return pre, r.status, r.headers.get("Access-Control-Allow-Origin")
+
+    pre, status, allow = asyncio.run(go())
+    assert pre[1] is None and pre[0] != 204 and status == 200 and allow is None

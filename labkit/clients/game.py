@@ -37,7 +37,7 @@ from websockets.asyncio.client import connect
 from labkit import _loop
 from labkit.net.proxy import TcpProxy
 
-from ._target import base_url
+from ._target import base_url, through
 
 COLUMNS = 7
 TRANSPORTS = ("websocket", "poll")
@@ -81,9 +81,10 @@ class _Counted:
     def __init__(self, target):
         parts = urlsplit(base_url(target))
         self.proxy = TcpProxy(parts.hostname, parts.port).start()
+        self._userinfo, self._prefix = through(target)  # a class server: the same identity
 
     def url(self, scheme: str = "http") -> str:
-        return self.proxy.url(scheme)
+        return f"{scheme}://{self._userinfo}{self.proxy.host}:{self.proxy.port}{self._prefix}"
 
     @property
     def bytes(self) -> int:

@@ -14,6 +14,7 @@ from types import ModuleType
 
 from aiohttp import web
 
+from . import cors
 from .config import LabConfig
 from .hostcheck import host_check
 from .keys import CONFIG, WEBSOCKETS
@@ -61,5 +62,6 @@ def make_app(config: LabConfig | None = None) -> web.Application:
     app[FAMILY_MODULES] = families()
     for module in app[FAMILY_MODULES]:
         module.setup(app)
+    cors.setup(app)  # pages of another origin (a student's Jupyter) on a class server: cors.py
     app.on_shutdown.append(close_all)
     return app
