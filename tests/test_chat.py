@@ -218,3 +218,98 @@ def test_an_interrupted_room_leaves_no_member_behind(lab, monkeypatch):
     wait_until(lambda: not hub_stats(lab)["topics"].get("chat", {}).get("subscribers", {})
                .get("ws", 0))
     assert hub_stats(lab)["topics"]["chat"]["published"] == 2  # two messages went out
+
+
+# -- the chat box on a class server: one room for the class, one name per person --------------------
+JOIN_A, JOIN_B, TEACHER = "class-token-a", "class-token-b", "teacher-token"
+
+
+@pytest.fixture
+def class_room(make_lab):
+    return make_lab(student_tokens=(JOIN_A, JOIN_B), instructor_token=TEACHER)
+
+
+def _student(class_room, token):
+    import labkit as lk
+    from labkit.course.classroom import join_url
+
+    return lk.join(join_url("127.0.0.1", class_room.port, token), personal=False, sync_clock=False)
+
+
+def test_the_box_is_you_on_the_own_lab(lab):
+    from labkit.clients.chat import personal_name
+    from labkit.widgets.chat import chat_widget
+
+    assert personal_name(lab) == "you"
+    box = chat_widget(lab, seconds=30)
+    try:
+        assert box.client.name == "you" and "<b><bdi>you</bdi></b>" in box.who.value
+    finally:
+        box.close()
+
+
+def test_two_students_with_the_same_user_name_each_get_a_name_of_their_own(class_room, monkeypatch):
+    """Binder: everybody is "jovyan". Each box joins the class's room under a name of its own
+    person (the user name and four characters of the personal token's hash), so the second does
+    not get 409; both see both messages, in one order."""
+    from labkit.clients.chat import personal_name
+    from labkit.widgets.chat import chat_widget
+
+    monkeypatch.setenv("JUPYTERHUB_USER", "jovyan")
+    ana, ben = _student(class_room, JOIN_A), _student(class_room, JOIN_B)
+    names = personal_name(ana), personal_name(ben)
+    assert names[0] != names[1] and all(n.startswith("jovyan-") and len(n) == 11 for n in names)
+    assert personal_name(_student(class_room, JOIN_A)) == names[0]  # the same person, the same name
+    boxes = [chat_widget(ana, seconds=30), chat_widget(ben, seconds=30)]
+    try:
+        assert [b.client.name for b in boxes] == list(names)
+        boxes[0].send("hello from ana")
+        boxes[1].send("hello from ben")
+        for box in boxes:
+            wait_until(lambda box=box: len(box.client.messages) == 2)
+        seen = [[(m["seq"], m["data"]["name"]) for m in b.client.messages] for b in boxes]
+        assert seen[0] == seen[1] and {n for _, n in seen[0]} == set(names)
+    finally:
+        for box in boxes:
+            box.close()
+
+
+def test_a_person_who_holds_a_name_joins_as_that_name(class_room):
+    """A student who chose a name earlier holds it (one name per person): the class server answers
+    409 "you are 'ana' in this room" to any other name, and the box joins as 'ana' instead."""
+    from websockets.exceptions import InvalidStatus
+
+    from labkit.clients.chat import held_name, join_room
+    from labkit.widgets.chat import chat_widget
+
+    student = _student(class_room, JOIN_A)
+    ChatWsClient(student, "ana").close()
+    with pytest.raises(InvalidStatus) as refused:
+        ChatWsClient(student, "someone-else")
+    assert refused.value.response.status_code == 409 and held_name(refused.value) == "ana"
+    member = join_room(student, "someone-else")
+    try:
+        assert member.name == "ana" and member.welcome["name"] == "ana"
+    finally:
+        member.close()
+    box = chat_widget(student, seconds=30)  # the default name: the held one wins as well
+    try:
+        assert box.name == "ana" and "<b><bdi>ana</bdi></b>" in box.who.value
+    finally:
+        box.close()
+    other = _student(class_room, JOIN_B)  # a name another person holds is not adopted
+    with pytest.raises(InvalidStatus) as taken:
+        join_room(other, "ana")
+    assert taken.value.response.status_code == 409 and held_name(taken.value) is None
+
+
+@pytest.mark.parametrize("user", ["admin", "...", ""])
+def test_a_user_name_the_room_refuses_becomes_student(class_room, monkeypatch, user):
+    from labkit.clients.chat import personal_name
+
+    monkeypatch.setenv("JUPYTERHUB_USER", user)
+    monkeypatch.setattr("getpass.getuser", lambda: user)
+    name = personal_name(_student(class_room, JOIN_A))
+    assert name.startswith("student-") and len(name) == 12
+    member = ChatWsClient(_student(class_room, JOIN_A), name)
+    member.close()

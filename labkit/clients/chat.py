@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
+import re
 import socket
 import time
 import uuid
@@ -491,6 +492,71 @@ def slow_sender_run(target, name: str = "flooder", *, messages: int = 3000, size
     result.update(published=published, lost=max(0, messages - published),
                   duplicates_published=max(0, published - messages))
     return result
+
+
+OWN_LAB_NAME = "you"
+"""The chat box's name on the kernel's own lab (`lk.start()`): the student is alone there."""
+
+
+def personal_name(target) -> str:
+    """The chat name of this kernel's person on `target`: `OWN_LAB_NAME` on its own lab; on a
+    class server (`lk.join`), where the whole class shares one room and each person has one name
+    (held while away), a name of their own: the JupyterHub user's name in a hub kernel, else this
+    machine's user name, each with four characters of the kernel's personal token's hash, so two
+    students who are both "jovyan" (Binder) differ. A user name that holds a word the room
+    reserves (`validate.reserved_word`) becomes "student". Stable across kernel restarts (the
+    personal token is kept)."""
+    import getpass
+    import hashlib
+    import os
+    import re
+
+    from labkit.course.classroom import ClassroomLab
+    from labkit.server.validate import reserved_word
+
+    if not isinstance(target, ClassroomLab):
+        return OWN_LAB_NAME
+    try:
+        user = os.environ.get("JUPYTERHUB_USER") or getpass.getuser()
+    except (KeyError, OSError):  # no user name for this uid (some containers)
+        user = ""
+    user = re.sub(r"[^A-Za-z0-9._-]", "", user)[:20].strip("._-")
+    if not user or reserved_word(user):
+        user = "student"
+    return f"{user}-{hashlib.sha256(target.token.encode()).hexdigest()[:4]}"
+
+
+_HELD = re.compile(r"you are (?P<held>'[^']*'|\"[^\"]*\") in this room")
+
+
+def held_name(exc: BaseException) -> str | None:
+    """The name a class server says this person already holds, from its 409 to a handshake that
+    asked for another one ("name: you are 'ana' in this room; one name per person"), or None."""
+    import ast
+
+    response = getattr(exc, "response", None)
+    if getattr(response, "status_code", None) != 409:
+        return None
+    try:
+        detail = json.loads(getattr(response, "body", None) or b"{}").get("detail", "")
+    except (ValueError, AttributeError):
+        return None
+    found = _HELD.search(detail) if isinstance(detail, str) else None
+    return ast.literal_eval(found["held"]) if found else None
+
+
+def join_room(target, name: str | None = None, **options) -> ChatWsClient:
+    """A WebSocket member of `target`'s room as `name` (default: `personal_name`). On a class
+    server that answers that this person already holds another name (409, one name per person),
+    it joins as that name instead: `client.name` says which."""
+    wanted = personal_name(target) if name is None else name
+    try:
+        return ChatWsClient(target, wanted, **options)
+    except Exception as exc:  # websockets' InvalidStatus carries the server's problem+json
+        held = held_name(exc)
+        if held is None or held == wanted:
+            raise
+        return ChatWsClient(target, held, **options)
 
 
 def _ws_base(target) -> str:

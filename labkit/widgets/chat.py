@@ -1,6 +1,11 @@
 """A chat box for the student: a text box, a Send button and the room's messages, live.
 
     box = lk.chat_widget(lab, "me", seconds=120)   # joins the room over WebSocket; Enter sends
+    box = lk.chat_widget(lab)                      # as "you"; on a class server, a name of your own
+
+On a class server (`lk.join`) the box joins the class's room with this kernel's personal token;
+each person has one name there (`clients.chat.personal_name`, or the one they already hold): the
+box shows it.
 
 The message list redraws at most every REFRESH_S seconds and the widget leaves the room by itself
 after `seconds` (the box stays, greyed out).
@@ -25,19 +30,22 @@ TYPING_SHOWN_S = 2.0
 class ChatBox:
     """ipywidgets chat box talking to the room through a ChatWsClient."""
 
-    def __init__(self, target, name: str = "you", *, seconds: float = 120.0, show: int = 30):
+    def __init__(self, target, name: str | None = None, *, seconds: float = 120.0, show: int = 30):
         import ipywidgets as widgets
 
-        from labkit.clients.chat import ChatWsClient
+        from labkit.clients.chat import join_room
 
-        self.client = ChatWsClient(target, name)
+        self.client = join_room(target, name)
+        self.name = self.client.name
         self.show = show
+        self.who = widgets.HTML(f"<i>you are <b><bdi>{html.escape(self.name)}</bdi></b> in this "
+                                "room</i>")
         self.text = widgets.Text(placeholder="say something…", continuous_update=True)
         self.button = widgets.Button(description="Send", button_style="primary")
         self.list = widgets.HTML()
         self.typing_label = widgets.HTML()
         self.feedback = widgets.HTML()
-        self.box = widgets.VBox([self.list, self.typing_label,
+        self.box = widgets.VBox([self.who, self.list, self.typing_label,
                                  widgets.HBox([self.text, self.button]), self.feedback])
         self.box.add_class("labkit-chat-box")
         self.button.on_click(lambda _: self.send())
@@ -109,12 +117,15 @@ _OPEN: dict[tuple[str, str], ChatBox] = {}
 """The chat box of each (lab, name) made in this kernel: running the cell again replaces it."""
 
 
-def chat_widget(target, name: str = "you", **options) -> ChatBox:
-    """Join the room over WebSocket with a chat box (see ChatBox). A box this kernel already has
-    for the same lab and name leaves the room first, so a cell run twice joins again instead of
-    finding its own name taken (409)."""
+def chat_widget(target, name: str | None = None, **options) -> ChatBox:
+    """Join the room over WebSocket with a chat box (see ChatBox) as `name` (default: "you" on the
+    kernel's own lab, this person's own name on a class server: `clients.chat.personal_name`). A
+    box this kernel already has for the same lab and name leaves the room first, so a cell run
+    twice joins again instead of finding its own name taken (409)."""
+    from labkit.clients.chat import personal_name
     from labkit.clients.feed import target_url
 
+    name = personal_name(target) if name is None else name
     key = (target_url(target, "ws"), name)
     previous = _OPEN.pop(key, None)
     if previous is not None:
