@@ -306,3 +306,41 @@ def test_pipelined_answers_come_back_in_request_order(lab):
             await pipe.close()
 
     assert _loop.run(run(), timeout=30) == (30, 3)
+
+
+def test_findings_follow_the_numbers_they_are_given():
+    from labkit.lessons.latency import (
+        loss_findings,
+        pattern_findings,
+        payload_findings,
+        slow_start_off_findings,
+    )
+
+    rows = [{"transport": t, "payload_bytes": size, "rtt_ms": base + (grow if size > 64 else 0)}
+            for t, base, grow in (("rest-new", 100, 130), ("rest-keepalive", 50, 80),
+                                  ("websocket", 50, 80)) for size in (64, 16384) for _ in range(3)]
+    sweep = pd.DataFrame(rows)
+    found = payload_findings(sweep, "4g")
+    assert (found["small"], found["big"], found["extra_new_ms"]) == (64, 16384, 50)
+    assert found["expected_round_trips"] == 1 and "**+50 ms**" in found["text"]
+    off = pd.DataFrame({"payload_bytes": [64, 16384], "rtt_ms": [100, 180]})
+    assert slow_start_off_findings(off, found)["slow_start_shows"]          # +0 against +50
+    same = pd.DataFrame({"payload_bytes": [64, 16384], "rtt_ms": [100, 230]})
+    assert not slow_start_off_findings(same, found)["slow_start_shows"]     # +50 both ways
+
+    ways = pd.DataFrame({"pattern": ["websocket lock-step", "websocket streamed", "rest keep-alive",
+                                     "rest pipelined", "rest parallel"],
+                         "messages": 20, "total_ms": [1000, 50, 1100, 75, 200],
+                         "answers_in_order": [None, None, None, 20, None]})
+    ways.attrs["rtt_configured_ms"] = 50.0
+    patterns = pattern_findings(ways)
+    assert patterns["in_order"] == 20 and "20 of 20 answers" in patterns["text"]
+    assert "**0.075 s** (1.5 round trips)" in patterns["text"]
+
+    clean = pd.DataFrame({"pattern": ["websocket streamed"], "total_ms": [80.0]})
+    lossy = pd.DataFrame({"pattern": "websocket streamed", "messages": 100, "loss": 0.02,
+                          "total_ms": [80.0, 280.0], "losses": [0, 1]})
+    hol = loss_findings(clean, lossy)
+    assert hol["lost"] == 1 and "+200 ms" in hol["text"] and "1 modelled loss in 2 runs" in hol["text"]
+    none = loss_findings(clean, lossy.assign(losses=0, total_ms=80.0))
+    assert none["lost"] == 0 and "No segment was lost" in none["text"]

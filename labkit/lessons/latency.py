@@ -736,6 +736,106 @@ def slow_start_extra_round_trips(size: int, profile: str | Profile = "4g") -> in
     return slow_start_rounds(size, bdp=bdp) - 1
 
 
+def payload_findings(sweep, profile: str | Profile = "4g") -> dict:
+    """What a payload sweep (`compare_transports` with several payloads) shows, with the lesson's
+    sentence about it: how much each transport's median grew from the smallest to the largest
+    payload, what the link alone needs for the extra bytes, how much more a new connection grew
+    than the WebSocket, and what the slow-start model expects for that."""
+    from labkit.measure import median
+    from labkit.net.netem import INITIAL_WINDOW, KB, MSS
+
+    link = resolve_profile(profile)
+    sizes = sorted(int(p) for p in sweep["payload_bytes"].unique())
+    small, big = sizes[0], sizes[-1]
+    growth = {t: median(g.loc[g["payload_bytes"] == big, "rtt_ms"])
+              - median(g.loc[g["payload_bytes"] == small, "rtt_ms"])
+              for t, g in sweep.groupby("transport", sort=False)}
+    link_ms = sum((big - small) / (toxics.rate * KB) * 1000
+                  for toxics in (link.upstream, link.downstream) if toxics.rate)
+    extra_new = growth["rest-new"] - growth["websocket"]
+    trips, rtt = slow_start_extra_round_trips(big, link), link.rtt_ms
+    grew = ", ".join(f"{t} **{v:.0f} ms**" for t, v in growth.items())
+    text = (f"From {small:,} B to {big:,} B each way the median round trip grew by {grew}; squeezing "
+            f"the extra {big - small:,} B through the link up and down takes {link_ms:.0f} ms. A new "
+            f"connection grew **{extra_new:+.0f} ms** more than the WebSocket ({extra_new / rtt:+.1f} "
+            f"round trips). The slow-start model expects {trips} extra round trip"
+            f"{'s' * (trips != 1)} ({trips * rtt:g} ms) for {big:,} B on a new connection, whose "
+            f"first window holds {INITIAL_WINDOW * MSS:,} B; the kept connections had opened their "
+            f"windows during the warm-up (restarts after idle in this run: "
+            f"{sweep.attrs.get('slow_start_restarts', 0)}). "
+            f"({sweep.groupby(['transport', 'payload_bytes']).size().min()} round trips per point.)")
+    return {"small": small, "big": big, "growth": growth, "link_ms": link_ms,
+            "extra_new_ms": extra_new, "expected_round_trips": trips, "rtt_ms": rtt, "text": text}
+
+
+def slow_start_off_findings(no_slow_start, found: dict) -> dict:
+    """The same new-connection growth measured with the slow-start model off
+    (`compare_transports(..., transports=["rest-new"], slow_start=False)`), beside `found`
+    (`payload_findings` of the run with it on), with the lesson's sentence."""
+    from labkit.measure import median
+
+    small, big = found["small"], found["big"]
+
+    def at(size):
+        return median(no_slow_start.loc[no_slow_start["payload_bytes"] == size, "rtt_ms"])
+
+    grew = at(big) - at(small)
+    extra_off = grew - found["growth"]["websocket"]
+    slow_start = found["extra_new_ms"] - extra_off > found["rtt_ms"] / 2
+    text = (f"Without slow start the new connection grew by **{grew:.0f} ms**, {extra_off:+.0f} ms "
+            f"against the WebSocket (with slow start: {found['extra_new_ms']:+.0f} ms). "
+            + ("So the extra time was slow start: a new connection pays it on a large first message."
+               if slow_start else "In this run the two differ by less than half a round trip: the "
+               "jitter hides slow start."))
+    return {"grew_ms": grew, "extra_off_ms": extra_off, "slow_start_shows": slow_start,
+            "text": text}
+
+
+def pattern_findings(ways) -> dict:
+    """Medians per pattern of a `compare_patterns` run and the lesson's sentence about them."""
+    from labkit.measure import median
+
+    t = {p: median(g["total_ms"]) for p, g in ways.groupby("pattern", sort=False)}
+    n, rtt = int(ways["messages"].iloc[0]), ways.attrs.get("rtt_configured_ms", math.nan)
+    lock, stream, keep = t["websocket lock-step"], t["websocket streamed"], t["rest keep-alive"]
+    piped, par = t["rest pipelined"], t["rest parallel"]
+    in_order = int(ways.loc[ways["pattern"] == "rest pipelined", "answers_in_order"].min())
+    text = (f"Lock-step, {n} messages took **{lock / 1000:.2f} s** over a WebSocket and "
+            f"**{keep / 1000:.2f} s** over keep-alive REST ({keep / lock:.2f}×): both pay about one "
+            f"round trip per message ({lock / rtt:.0f} and {keep / rtt:.0f} round trips of {rtt:g} ms). "
+            f"Streamed, the same WebSocket took **{stream / 1000:.3f} s**, {lock / stream:.0f}× less. "
+            f"Pipelined, one HTTP/1.1 connection took **{piped / 1000:.3f} s** ({piped / rtt:.1f} round "
+            f"trips), {keep / piped:.0f}× less than waiting for each answer, and {in_order} of {n} "
+            "answers came back in the order of their requests. Six REST connections, each waiting for "
+            f"its answers, took **{par / 1000:.2f} s**, {keep / par:.1f}× less than one "
+            f"({par / rtt:.0f} round trips for {n} requests).")
+    return {"messages": n, "lock": lock, "stream": stream, "keep": keep, "piped": piped,
+            "par": par, "in_order": in_order, "text": text}
+
+
+def loss_findings(clean, lossy) -> dict:
+    """A loss-free `compare_patterns` run beside the same patterns with modelled loss (several
+    trials), per pattern, with the lesson's sentences; `lost` counts the losses that hit."""
+    lines = []
+    n = int(lossy["messages"].iloc[0])
+    for pattern, runs in lossy.groupby("pattern", sort=False):
+        before = float(clean.loc[clean["pattern"] == pattern, "total_ms"].iloc[0])
+        hit = runs[runs["losses"] > 0]
+        line = (f"- {pattern}: **{before:.0f} ms** without loss; with {runs['loss'].iloc[0]:.0%} loss "
+                + ", ".join(f"{t:.0f} ms ({k} lost)"
+                            for t, k in zip(runs["total_ms"], runs["losses"], strict=True)))
+        if len(hit):
+            line += (f". The runs that met a loss took {hit['total_ms'].median() - before:+.0f} ms "
+                     "(median) more: the stall, paid by every message queued behind the lost segment")
+        lines.append(line + ".")
+    lost = int(lossy["losses"].sum())
+    lines.append(f"\n{lost} modelled loss{'es' * (lost != 1)} in {len(lossy)} runs of {n} messages. "
+                 if lost else f"\nNo segment was lost in these {len(lossy)} runs: change `seed` and "
+                 "run again. ")
+    lines[-1] += "Lock-step messages would lose only the round trip that met the loss."
+    return {"lost": lost, "text": "\n".join(lines)}
+
+
 def round_trips_per_connection(frame) -> float:
     """From a run: a new-connection request's median round trip in keep-alive round trips."""
     from labkit.measure import median, ratio
@@ -747,4 +847,5 @@ def round_trips_per_connection(frame) -> float:
 
 __all__ = ["COLUMNS", "PATTERNS", "PHASES", "TRANSPORTS", "compare_patterns", "compare_transports",
            "exchange_totals", "extrapolate", "measure_exchange", "round_trips_per_connection",
-           "slow_start_extra_round_trips", "summary", "tcp_ip_bytes", "tls_lab"]
+           "loss_findings", "pattern_findings", "payload_findings", "slow_start_extra_round_trips",
+           "slow_start_off_findings", "summary", "tcp_ip_bytes", "tls_lab"]
