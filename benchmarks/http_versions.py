@@ -3,7 +3,8 @@
     python benchmarks/http_versions.py [--profiles loopback,4g] [--losses 0,0.01,0.02] [--n 100]
                                        [--rounds 2]
 
-For each link and loss rate, every pattern of lesson 10 (`labkit.lessons.beyond_http1.PATTERNS`)
+For each link and loss rate, every pattern of lesson 10 (`labkit.lessons.beyond_http1.PATTERNS`,
+and WebSocket over HTTP/2, `MORE_PATTERNS`)
 sends N small requests (or messages), `rounds` times, the patterns interleaved within each round so
 that load on the machine hits all alike. TCP patterns cross `NetemProxy` (loss: the modelled 200 ms
 stall), HTTP/3 crosses `UdpLink` (loss: real dropped datagrams, QUIC recovers). Printed per
@@ -39,7 +40,7 @@ def main() -> None:
           f"{args.rounds} rounds per pattern")
     servers = h.start()
     print(h.describe(servers))
-    patterns = [p for p in h.PATTERNS if servers.udp_port or not p.startswith("h3")]
+    patterns = [p for p in [*h.PATTERNS, *h.MORE_PATTERNS] if servers.udp_port or not p.startswith("h3")]
     try:
         for profile in profiles:
             for loss in losses:

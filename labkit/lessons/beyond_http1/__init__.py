@@ -14,7 +14,7 @@ ALPN), `clients` (one client per pattern, and why aioquic's own client for HTTP/
 
 from __future__ import annotations
 
-from .clients import BROWSER_HEADERS, PATTERNS
+from .clients import BROWSER_HEADERS, MORE_PATTERNS, PATTERNS
 from .experiments import (
     closing_findings,
     closing_table,
@@ -54,6 +54,6 @@ def describe(servers: VersionServers) -> str:
             f"{seen}); {quic}")
 
 
-__all__ = ["BROWSER_HEADERS", "PATTERNS", "VersionServers", "closing_findings", "closing_table",
-           "describe", "grid_findings", "header_bytes", "hol_findings", "hol_summary", "hol_timeline",
-           "links", "measure", "run_pattern", "start", "warm_up"]
+__all__ = ["BROWSER_HEADERS", "MORE_PATTERNS", "PATTERNS", "VersionServers", "closing_findings",
+           "closing_table", "describe", "grid_findings", "header_bytes", "hol_findings", "hol_summary",
+           "hol_timeline", "links", "measure", "run_pattern", "start", "warm_up"]
