@@ -93,3 +93,18 @@ def test_a_stale_answer_is_revalidated_unless_stale_answers_are_allowed(lab, all
         again = via.get("/api/cacheable?max_age=1&stale=1")
         assert lab_requests(lab) - before == (0 if allow_stale else 1)
         assert again.headers["X-Cache"] == ("HIT" if allow_stale else "REVALIDATED")
+
+
+def test_the_cache_refuses_a_foreign_host_as_the_lab_does(lab):
+    """DNS rebinding through the cache: a request for Host evil.example is refused (403) by the
+    cache itself, as the lab would (a stored answer is served without asking the lab), and the
+    cache forwards the client's own Host, so the lab checks it too."""
+    with SharedCache(lab) as cdn:
+        via = RestClient(cdn.url)
+        assert via.get("/api/cacheable?max_age=60&host=1").status == 200
+        before = lab_requests(lab)
+        for url in ("/api/cacheable?max_age=60&host=1", "/api/cacheable?max_age=60&host=2"):
+            refused = via.get(url, headers={"Host": "evil.example"})  # stored or not: refused
+            assert refused.status == 403 and "X-Cache" not in refused.headers
+            assert refused.headers["Content-Type"].startswith("application/problem+json")
+        assert lab_requests(lab) == before

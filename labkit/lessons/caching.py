@@ -18,7 +18,9 @@ with its limits), which forwards each request with an httpx client whose transpo
 `AsyncCacheTransport`, and says in an `X-Cache` header (as CDNs do) what the cache did: `HIT`
 (answered from the cache, nothing sent to the lab), `REVALIDATED` (the lab answered a conditional
 request with 304), `MISS` (the lab answered in full). The stored answers live in a SQLite file of
-at most 16 MiB in a temporary folder, deleted with the cache.
+at most 16 MiB in a temporary folder, deleted with the cache. The proxy applies the lab's Host rule
+itself (`hostcheck.host_allowed`, 403 otherwise: a stored answer never reaches the lab's check) and
+forwards the client's own Host, so the lab checks it as well.
 
 Which requests reached the lab is read at the lab, never inferred from timings:
 `lab_requests(target)` reads `GET /api/cacheable/stats` (routes/echo.py counts every request it
@@ -93,7 +95,18 @@ class SharedCache:
     async def _forward(self, request):
         from aiohttp import web
 
+        from labkit.server.hostcheck import host_allowed
+        from labkit.server.problem import problem
+
+        if not host_allowed(request.headers.get("Host", "")):
+            # the lab's own rule (DNS rebinding), checked here too: a stored answer is served
+            # without asking the lab, so the lab's check alone would come too late
+            return problem(403, "This cache answers only requests addressed to a "
+                                "loopback name (the Host header).")
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+        # the client's own Host goes on to the lab, whose Host check (DNS rebinding) still decides:
+        # a page that made its name resolve to this port is refused there, as it would be directly
+        headers["Host"] = request.headers.get("Host", "")
         body = await request.read()
         assert self._client is not None
         answer = await self._client.request(request.method, request.path_qs, headers=headers,
