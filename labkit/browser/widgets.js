@@ -35,6 +35,21 @@ function wsBase(httpBase) {
   return httpBase.replace(/^http/, "ws");
 }
 
+// A class server reached directly (lk.join on a laptop class): the page is on the student's
+// Jupyter origin, so every fetch names the student's token in `Authorization: Bearer` (a
+// cross-origin fetch the class server allows with CORS), and a WebSocket or EventSource, which
+// cannot set a header, carries it as ?token=. Anywhere else there is no token (the proxy or the
+// hub's cookie is the credential).
+function authed(model, headers) {
+  const token = model.get("token");
+  return token ? { ...headers, Authorization: `Bearer ${token}` } : headers;
+}
+function streamUrl(model, url) {
+  const token = model.get("token");
+  if (!token) return url;
+  return url + (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token);
+}
+
 // Send to the kernel unless it is gone: a stopped or restarted kernel disposes the comm, and the
 // comm then throws "Cannot send" for every message; the page just stops reporting.
 function toKernel(model, message) {
@@ -59,7 +74,7 @@ async function ensureExists(model, log, url, what) {
   if (!model.get("create")) return { ok: true };
   log.add("↑", "PUT " + what, 0);
   try {
-    const reply = await fetch(url, { method: "PUT", headers: { Accept: "application/json" }, cache: "no-store" });
+    const reply = await fetch(url, { method: "PUT", headers: authed(model, { Accept: "application/json" }), cache: "no-store" });
     const text = await reply.text();
     log.add("↓", `${reply.status}`, sizeOf(text));
     if (reply.ok) {
@@ -262,7 +277,7 @@ function renderGame(model, root, log, base) {
       const headers = { Accept: "application/json" };
       if (text) headers["Content-Type"] = "application/json";
       if (method === "GET" && etag) headers["If-None-Match"] = etag;
-      const reply = await fetch(url, { method, headers, body: text, cache: "no-store" });
+      const reply = await fetch(url, { method, headers: authed(model, headers), body: text, cache: "no-store" });
       const answer = reply.status === 304 ? "" : await reply.text();
       log.add("↓", `${reply.status}`, sizeOf(answer));
       return { status: reply.status, etag: reply.headers.get("ETag"), body: answer ? JSON.parse(answer) : null };
@@ -343,7 +358,7 @@ function renderGame(model, root, log, base) {
       const query = new URLSearchParams({ game, role, name: model.get("name") });
       if (role === "play" && wanted) query.set("seat", wanted);
       let welcomed = false;
-      ws = new WebSocket(wsBase(base) + "ws/game?" + query);
+      ws = new WebSocket(streamUrl(model, wsBase(base) + "ws/game?" + query));
       log.add("•", "upgrade", 0);
       ws.onopen = () => {
         log.add("•", "open", 0);
@@ -383,7 +398,7 @@ function renderGame(model, root, log, base) {
       const made = await ensureExists(model, log, gameUrl, "game");
       if (!made.ok || made.body || role !== "play") return made;
       try {  // create=False: look at the seats with a GET
-        const reply = await fetch(gameUrl, { headers: { Accept: "application/json" }, cache: "no-store" });
+        const reply = await fetch(gameUrl, { headers: authed(model, { Accept: "application/json" }), cache: "no-store" });
         return { ok: true, body: reply.ok ? await reply.json() : null };
       } catch (err) {
         return made;
@@ -450,7 +465,7 @@ function renderWhiteboard(model, root, log, base) {
   const loadOlder = async (since, until) => {
     while (!stopped && since < until) {
       log.add("↑", `GET ?since=${since}`, 0);
-      const reply = await fetch(`${api}?since=${since}`, { headers: { Accept: "application/json" }, cache: "no-store" });
+      const reply = await fetch(`${api}?since=${since}`, { headers: authed(model, { Accept: "application/json" }), cache: "no-store" });
       const text = await reply.text();
       log.add("↓", `${reply.status}`, sizeOf(text));
       if (!reply.ok) return;
@@ -463,7 +478,7 @@ function renderWhiteboard(model, root, log, base) {
     }
   };
   const join = () => {
-    ws = new WebSocket(wsBase(base) + "ws/collab?" + query);
+    ws = new WebSocket(streamUrl(model, wsBase(base) + "ws/collab?" + query));
     ws.onopen = () => log.add("•", "open", 0);
     ws.onmessage = (event) => {
       const msg = JSON.parse(event.data);
@@ -564,7 +579,7 @@ function renderProbe(model, root, log, base) {
     log.flush();
   };
   if (kind === "websocket") {
-    const ws = new WebSocket(wsBase(base) + path.replace(/^\//, ""));
+    const ws = new WebSocket(streamUrl(model, wsBase(base) + path.replace(/^\//, "")));
     const opened = performance.now();
     log.add("•", "upgrade", 0);
     let sent = 0;
@@ -592,7 +607,7 @@ function renderProbe(model, root, log, base) {
     return () => ws.close(1000, "widget stopped");
   }
   if (kind === "sse") {
-    const source = new EventSource(base + path.replace(/^\//, ""));
+    const source = new EventSource(streamUrl(model, base + path.replace(/^\//, "")));
     let last = performance.now();
     source.onopen = () => log.add("•", "open", 0);
     source.onmessage = (event) => {
@@ -614,7 +629,7 @@ function renderProbe(model, root, log, base) {
     for (let i = 1; i <= count && !stopped; i++) {
       const started = performance.now();
       log.add("↑", "GET", 0);
-      const reply = await fetch(base + path.replace(/^\//, ""), { cache: "no-store" });
+      const reply = await fetch(base + path.replace(/^\//, ""), { cache: "no-store", headers: authed(model, {}) });
       const body = await reply.text();
       log.add("↓", String(reply.status), sizeOf(body));
       done = i;

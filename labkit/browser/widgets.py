@@ -5,6 +5,14 @@ locally, on Binder and on a JupyterHub. On first render the page sends its `loca
 kernel over Jupyter's comm channel; the widget passes it to `lab.trust_page_origin` so the lab
 accepts this page's WebSockets on a hub (see labkit/server/jupyter_proxy.py for why that is safe).
 
+On a class server (`lab = lk.join(...)`) the widgets carry the student's credentials: on a
+JupyterHub the class service is on the page's own origin and the hub's login cookie is the
+credential; a class server on the instructor's machine is reached directly (`via="direct"`) with
+the student's personal token (`token`: `Authorization: Bearer` on fetches, `?token=` on
+WebSockets and EventSources), and the class server answers the page's cross-origin fetches for
+the origins it allows (loopback pages, `labkit serve --classroom --allow-origin ORIGIN`; see
+labkit/server/cors.py).
+
 The widget shows a DevTools-like log of frames (direction, type, size, time) and sends its rows
 and its timings (measured in the page with performance.now()) back to Python at most ten times a
 second: `widget.frame_log()` and `widget.timings()` are DataFrames a later cell can plot.
@@ -20,6 +28,8 @@ from urllib.parse import urlsplit
 
 import anywidget
 import traitlets as t
+
+from labkit.course.classroom import ClassroomLab
 
 HERE = Path(__file__).parent
 
@@ -38,6 +48,9 @@ class BrowserWidget(anywidget.AnyWidget):
     rendered = t.Bool(False).tag(sync=True)
     page_base = t.Unicode("").tag(sync=True)
     login_path = t.Unicode("").tag(sync=True)
+    token = t.Unicode("").tag(sync=True)
+    """The student's personal token for a class server reached directly (else ""): the page's
+    fetches send it as `Authorization: Bearer`, its WebSockets and EventSources as ?token=."""
 
     def __init__(self, lab, *, port: int | None = None, **kwargs):
         """`lab`: the LabServer (or a URL). `port`: connect to this port instead of the lab's (a wire
@@ -53,6 +66,14 @@ class BrowserWidget(anywidget.AnyWidget):
             # on its own origin and logs in to it with the hub's OAuth (course/hub_service.py)
             kwargs = {"login_path": "oauth_login", **kwargs}
             url, proxy = lab.base_url, hub_path
+        elif isinstance(lab, ClassroomLab) and not hub_path:
+            # a class server on the instructor's machine (lk.join on a laptop class): Jupyter's
+            # proxy reaches only the kernel's machine, so the page talks to it directly, with the
+            # student's personal token; the class server allows the page's origin with CORS
+            # (server/cors.py). A tap or emulator in front of it (`port`) runs in this kernel.
+            kwargs = {**kwargs, "via": "direct", "token": lab.token}
+            url = f"http://127.0.0.1:{port}{lab.prefix}" if port != lab.port else lab.base_url
+            proxy = f"proxy/{port}/"
         else:
             proxy = f"proxy/{port}/"
         super().__init__(direct_url=url.rstrip("/") + "/", proxy_path=proxy, **kwargs)

@@ -1,0 +1,201 @@
+"""Lesson 08's boards on a laptop class server, in headless Chromium: the page talks to the class
+server directly, with the student's token, across origins.
+
+A real `labkit serve --classroom` runs on one loopback port with `--allow-origin` for the students'
+Jupyter origin; JupyterLab runs on another port and is reached under two names mapped to 127.0.0.1
+inside Chromium only: `jupyter.test` (the allowed origin) and `other.test` (an origin the class
+server was not told about). The notebook's kernel joins the class server (`lk.join`), so its
+widgets get the student's personal token and the class server's own address (`via="direct"`).
+
+From the allowed origin two tabs play a whole game: one board over a WebSocket (`?token=`), the
+other polling with fetch (`Authorization: Bearer`, preflighted, If-None-Match/ETag read across
+origins). From the other origin the same board is refused: its fetch is blocked (no CORS header)
+and its WebSocket is refused by the Origin rule, and the class server holds no seat for it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+
+import nbformat
+import pytest
+import requests
+from browser import CHROMIUM_FLAGS, chromium_path, free_port, screenshot
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(400)]
+
+ALLOWED, OTHER = "jupyter.test", "other.test"
+TOKEN = "labkit-class-browser-test"
+
+
+@pytest.fixture(scope="module")
+def setting(tmp_path_factory):
+    """The class server (allowing http://jupyter.test:<Jupyter port>) and JupyterLab, whose
+    notebook joins it."""
+    if chromium_path() is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium); .ci/run installs it")
+    workdir = tmp_path_factory.mktemp("classbrowser")
+    jport = free_port()
+    page_origin = f"http://{ALLOWED}:{jport}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "labkit.cli", "serve", "--classroom", "--host", "127.0.0.1", "--port", "0",
+         "--allow-origin", page_origin, "--instructor-token-file", str(workdir / "instructor-token")],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    join_url = server.stdout.readline().strip()
+    assert join_url.startswith("http://127.0.0.1:"), join_url
+    class_base = join_url.split("/?")[0]
+    cells = [
+        f"import labkit as lk\nlab = lk.join({join_url!r})\nprint(lab.base_url)",
+        'x = lk.browser.connect_four(lab, "cors", seat="X", name="ann")\nx',
+        'o = lk.browser.connect_four(lab, "cors", seat="O", name="bob", transport="poll", poll_ms=200)\no',
+        'lk.browser.connect_four(lab, "elsewhere", seat="X", name="eve")',
+    ]
+    (workdir / "nb").mkdir()
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells], metadata={
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    nbformat.write(nb, workdir / "nb" / "class.ipynb")
+    env = {**os.environ, "LABKIT_QUICK": "1", "JUPYTER_CONFIG_DIR": str(workdir / "cfg"),
+           "JUPYTER_RUNTIME_DIR": str(workdir / "rt"), "XDG_CONFIG_HOME": str(workdir / "xdg")}
+    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={jport}",
+           f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={workdir / 'nb'}",
+           "--ServerApp.allow_remote_access=True", "--LabApp.expose_app_in_browser=True"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")
+    log = open(workdir / "jupyter.log", "w")  # noqa: SIM115 - closed below
+    lab = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and lab.poll() is None:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{jport}/api/status?token={TOKEN}", timeout=2)
+            break
+        except OSError:
+            time.sleep(0.3)
+    try:
+        if lab.poll() is not None or time.monotonic() >= deadline:
+            pytest.fail("JupyterLab did not start:\n" + (workdir / "jupyter.log").read_text()[-3000:])
+        yield {"jport": jport, "class_base": class_base, "origin": page_origin,
+               "joined": workdir / "xdg" / "labkit" / "joined.json",
+               "instructor": (workdir / "instructor-token").read_text().strip()}
+    finally:
+        for proc in (lab, server):
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    from playwright.sync_api import sync_playwright
+
+    rules = f"--host-resolver-rules=MAP {ALLOWED} 127.0.0.1, MAP {OTHER} 127.0.0.1"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium_path(), args=[*CHROMIUM_FLAGS, rules])
+        yield browser
+        browser.close()
+
+
+def _open(browser, host: str, port: int):
+    context = browser.new_context(viewport={"width": 1300, "height": 1000})
+    page = context.new_page()
+    page.goto(f"http://{host}:{port}/lab/tree/class.ipynb?token={TOKEN}", wait_until="domcontentloaded")
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+    page.wait_for_function(
+        "() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
+        " const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;"
+        " return k && k.status === 'idle'; }", timeout=90_000)
+    return page
+
+
+def _run_cell(page, index: int) -> None:
+    page.evaluate(
+        "(i) => { const nb = window.jupyterapp.shell.currentWidget.content; nb.activeCellIndex = i;"
+        " return window.jupyterapp.commands.execute('notebook:run-cell'); }", index)
+
+
+def _board(game) -> list[str]:
+    return game.evaluate("game => [...game.querySelectorAll('.lk-cell')].map(c => c.dataset.disc || '')")
+
+
+TRY_SOCKET = """(url) => new Promise((resolve) => {
+    let ws;
+    try { ws = new WebSocket(url); } catch (err) { resolve('error: ' + err); return; }
+    const timer = setTimeout(() => resolve('no answer'), 8000);
+    ws.onopen = () => { clearTimeout(timer); ws.close(); resolve('opened'); };
+    ws.onclose = (e) => { clearTimeout(timer); resolve('refused ' + e.code); };
+})"""
+
+TRY_FETCH = """([url, token]) => fetch(url, {headers: {Authorization: 'Bearer ' + token}})
+    .then(r => 'read ' + r.status).catch(err => 'blocked: ' + err.name)"""
+
+
+def test_a_board_plays_across_origins_with_the_students_token(chromium, setting):
+    jport, class_base = setting["jport"], setting["class_base"]
+    first = _open(chromium, ALLOWED, jport)
+    errors: list[str] = []
+    first.on("pageerror", lambda err: errors.append(str(err)))
+    _run_cell(first, 0)
+    _run_cell(first, 1)
+    x = first.locator(".lk-game[data-seat='X'][data-connected='true']")
+    x.wait_for(timeout=60_000)
+    assert x.get_attribute("data-base") == class_base + "/"  # straight to the class server
+
+    second = _open(chromium, ALLOWED, jport)  # the same notebook: the same kernel, the same student
+    _run_cell(second, 2)
+    o = second.locator(".lk-game[data-seat='O'][data-version]")
+    o.wait_for(timeout=60_000)
+
+    plan = [(x, 0), (o, 1), (x, 0), (o, 1), (x, 0), (o, 1), (x, 0)]
+    for n, (board, column) in enumerate(plan, start=1):
+        board.locator(f".lk-cell[data-row='0'][data-col='{column}']").click()
+        for page in (first, second):
+            page.locator(f".lk-game[data-moves='{n}']").first.wait_for(timeout=20_000)
+    assert _board(x) == _board(o)
+    assert _board(x).count("X") == 4 and _board(x).count("O") == 3
+    assert x.get_attribute("data-winner") == o.get_attribute("data-winner") == "X"
+    # the poller read ETag across origins: once nothing changes, its GETs are answered 304
+    o.locator(".lk-frame td:nth-child(3)").filter(has_text="304").first.wait_for(timeout=10_000)
+    sent = o.locator(".lk-frame").evaluate_all("rows => rows.map(r => r.children[2].textContent)")
+    assert "PUT game" in sent and "POST /seats" in sent and sent.count("POST /moves") == 3
+    screenshot(first, "class-server-board")
+
+    # the class server holds the game: the instructor sees every move the pages made
+    state = requests.get(f"{class_base}/api/games/cors",
+                         headers={"Authorization": f"Bearer {setting['instructor']}"}, timeout=10).json()
+    assert state["moves"] == 7 and state["winner"] == "X" and state["board"] == [
+        _board(x)[r * 7:(r + 1) * 7] for r in range(6)]
+
+    # a page of an origin the class server was not told about: the same board is refused
+    other = _open(chromium, OTHER, jport)
+    _run_cell(other, 3)
+    refused = other.locator(".lk-game[data-last-error]")
+    refused.wait_for(timeout=60_000)
+    assert "could not create the game" in refused.locator(".lk-status").inner_text()
+    assert refused.get_attribute("data-connected") is None
+    personal = _personal_token(setting)
+    assert other.evaluate(TRY_FETCH, [f"{class_base}/api/games", personal]).startswith("blocked")
+    ws = class_base.replace("http", "ws") + f"/ws/echo?token={personal}"
+    assert other.evaluate(TRY_SOCKET, ws).startswith("refused")
+    # ... while the allowed page reads the same answer and opens the same socket
+    assert first.evaluate(TRY_FETCH, [f"{class_base}/api/games", personal]) == "read 200"
+    assert first.evaluate(TRY_SOCKET, ws) == "opened"
+    missing = requests.get(f"{class_base}/api/games/elsewhere",
+                           headers={"Authorization": f"Bearer {setting['instructor']}"}, timeout=10)
+    assert missing.status_code == 404  # the refused page's PUT never reached a handler
+    assert not errors, errors
+    for page in (first, second, other):
+        page.context.close()
+
+
+def _personal_token(setting) -> str:
+    """The token the kernel was given when it joined (kept in its joined.json)."""
+    tokens = json.loads(setting["joined"].read_text())
+    assert len(tokens) == 1
+    return next(iter(tokens.values()))
