@@ -123,6 +123,72 @@ def test_a_retried_post_creates_two_notes_without_a_key_and_one_with_it(lab):
     assert with_key["notes_created"] == 1 and with_key["attempts"][1] == "201 (replayed)"
 
 
+class _ClassmateWritesMeanwhile:
+    """The run's emulated link, and a classmate who posts `notes` notes while the answer is lost
+    (just before the link is cleared): on a class server the notes are shared."""
+
+    def __init__(self, net, classmate, notes: int):
+        self.net, self.classmate, self.notes = net, classmate, notes
+
+    def url(self) -> str:
+        return self.net.url()
+
+    def toxic(self, *args, **kwargs):
+        return self.net.toxic(*args, **kwargs)
+
+    def clear(self) -> None:
+        for n in range(self.notes):
+            assert self.classmate.post("/api/notes", json={"title": f"mine {n}", "body": ""}).status == 201
+        self.notes = 0
+        self.net.clear()
+
+
+def test_a_retried_post_counts_only_its_own_notes_on_a_class_server(make_lab):
+    """Two students of one class: notes created by a classmate during the run (and the 130 of the
+    class before it, more than one page) are not counted as the run's."""
+    import labkit as lk
+    from labkit.course.classroom import join_url
+    from labkit.net.netem import NetemProxy
+
+    server = make_lab(student_tokens=("join-a", "join-b"), instructor_token="teacher")
+    me, classmate = (lk.join(join_url("127.0.0.1", server.port, t), personal=False, sync_clock=False)
+                     for t in ("join-a", "join-b"))
+    other = lk.rest(classmate)
+    for n in range(130):
+        assert other.post("/api/notes", json={"title": f"class note {n}", "body": ""}).status == 201
+    with NetemProxy.for_lab(me).start() as net:
+        without = reliability.retry_post_run(me, with_key=False, net=_ClassmateWritesMeanwhile(net, other, 3))
+        with_key = reliability.retry_post_run(me, with_key=True, net=_ClassmateWritesMeanwhile(net, other, 3))
+    assert without["attempts"][0] == with_key["attempts"][0] == "timed out"
+    assert (without["notes_created"], with_key["notes_created"]) == (2, 1)
+    assert lk.rest(me).get("/api/notes").json()["total"] == 130 + 3 + 2 + 3 + 1
+
+
+def test_own_lab_is_the_lesson_lab_or_a_lab_of_the_kernel_with_the_flood_limits(lab, make_lab, capsys):
+    """Lesson 07's cells that restart, publish or flood: on the kernel's own lab they use it; on a
+    class server, the kernel's own lab (one, whatever the number of calls) with the chat limits the
+    floods need, and one printed line per call saying so."""
+    import labkit as lk
+    from labkit.course.classroom import join_url
+    from labkit.server import runner
+
+    assert reliability.own_lab(lab, "why") is lab and capsys.readouterr().out == ""
+    if runner.current() is not None:
+        pytest.skip("this process already has a kernel lab (lk.start): it must not be replaced")
+    server = make_lab(student_tokens=("join-a",), instructor_token="teacher")
+    joined = lk.join(join_url("127.0.0.1", server.port, "join-a"), personal=False, sync_clock=False)
+    try:
+        mine = reliability.own_lab(joined, "it restarts the lab")
+        again = reliability.own_lab(joined, "it floods the chat room")
+        assert mine is again is runner.current() and mine.running
+        assert (mine.config.chat_rate, mine.config.chat_burst) == (100_000, 100_000)
+        lines = capsys.readouterr().out.splitlines()
+        assert lines == [f"On a class server this part runs on your own lab at {mine.url} ({why})."
+                         for why in ("it restarts the lab", "it floods the chat room")]
+    finally:
+        runner.stop()
+
+
 def test_delivery_semantics_lose_repeat_or_neither(lab):
     run = reliability.semantics_run(lab, events=200, rate_hz=100.0)
     frame = run.set_index("mode")
