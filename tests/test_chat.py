@@ -250,7 +250,7 @@ def test_the_box_is_you_on_the_own_lab(lab):
 
 def test_two_students_with_the_same_user_name_each_get_a_name_of_their_own(class_room, monkeypatch):
     """Binder: everybody is "jovyan". Each box joins the class's room under a name of its own
-    person (the user name and four characters of the personal token's hash), so the second does
+    person (the user name and six characters of the personal token's hash), so the second does
     not get 409; both see both messages, in one order."""
     from labkit.clients.chat import personal_name
     from labkit.widgets.chat import chat_widget
@@ -258,7 +258,7 @@ def test_two_students_with_the_same_user_name_each_get_a_name_of_their_own(class
     monkeypatch.setenv("JUPYTERHUB_USER", "jovyan")
     ana, ben = _student(class_room, JOIN_A), _student(class_room, JOIN_B)
     names = personal_name(ana), personal_name(ben)
-    assert names[0] != names[1] and all(n.startswith("jovyan-") and len(n) == 11 for n in names)
+    assert names[0] != names[1] and all(n.startswith("jovyan-") and len(n) == 13 for n in names)
     assert personal_name(_student(class_room, JOIN_A)) == names[0]  # the same person, the same name
     boxes = [chat_widget(ana, seconds=30), chat_widget(ben, seconds=30)]
     try:
@@ -310,6 +310,6 @@ def test_a_user_name_the_room_refuses_becomes_student(class_room, monkeypatch, u
     monkeypatch.setenv("JUPYTERHUB_USER", user)
     monkeypatch.setattr("getpass.getuser", lambda: user)
     name = personal_name(_student(class_room, JOIN_A))
-    assert name.startswith("student-") and len(name) == 12
+    assert name.startswith("student-") and len(name) == 14
     member = ChatWsClient(_student(class_room, JOIN_A), name)
     member.close()

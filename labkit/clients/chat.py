@@ -502,10 +502,10 @@ def personal_name(target) -> str:
     """The chat name of this kernel's person on `target`: `OWN_LAB_NAME` on its own lab; on a
     class server (`lk.join`), where the whole class shares one room and each person has one name
     (held while away), a name of their own: the JupyterHub user's name in a hub kernel, else this
-    machine's user name, each with four characters of the kernel's personal token's hash, so two
-    students who are both "jovyan" (Binder) differ. A user name that holds a word the room
-    reserves (`validate.reserved_word`) becomes "student". Stable across kernel restarts (the
-    personal token is kept)."""
+    machine's user name, each with six characters of the kernel's personal token's hash, so two
+    students who are both "jovyan" (Binder) differ (two of 60 share a tag about once in 10,000
+    classes). A user name that holds a word the room reserves (`validate.reserved_word`) becomes
+    "student". Stable across kernel restarts (the personal token is kept)."""
     import getpass
     import hashlib
     import os
@@ -523,7 +523,7 @@ def personal_name(target) -> str:
     user = re.sub(r"[^A-Za-z0-9._-]", "", user)[:20].strip("._-")
     if not user or reserved_word(user):
         user = "student"
-    return f"{user}-{hashlib.sha256(target.token.encode()).hexdigest()[:4]}"
+    return f"{user}-{hashlib.sha256(target.token.encode()).hexdigest()[:6]}"
 
 
 _HELD = re.compile(r"you are (?P<held>'[^']*'|\"[^\"]*\") in this room")
