@@ -383,16 +383,17 @@ class ClassroomLab:
         return f"<ClassroomLab {self.base_url} (token hidden)>"
 
 
-def own_lab(lab, why: str = "it restarts or loads the server"):
+def own_lab(lab, why: str = "it restarts or loads the server", **start_options):
     """The lab a cell may restart, load or reconfigure: `lab` itself when it is this kernel's own
     (`lk.start()`), else (a class server joined with `lk.join`) this kernel's own lab, started
-    here, with one printed line saying so: a student must not restart or load the class server
+    here with `start_options` (as `lk.start(**start_options)`: the same options give the same lab
+    back), with one printed line saying so: a student must not restart or load the class server
     everyone shares, and the instructor's server would refuse it anyway (403)."""
     if not isinstance(lab, ClassroomLab):
         return lab
     from labkit.server.runner import start
 
-    mine = start()
+    mine = start(**start_options)
     print(f"On a class server this part runs on your own lab at {mine.url} ({why}).")
     return mine
 

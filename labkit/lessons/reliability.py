@@ -118,19 +118,11 @@ refused by the room's rate limit first (that limit is lesson 08's subject)."""
 
 
 def own_lab(lab, why: str):
-    """The lab a cell of lesson 07 may restart, cut, publish on or flood: `lab` itself when it is
-    this kernel's own (`lk.start(...)`); on a class server (`lk.join`), this kernel's own lab with
-    `FLOOD_LIMITS`, started here (once: later calls get the same lab), and one printed line that
-    says so and why. `lk.own_lab`, with the lesson's limits."""
-    from labkit.course.classroom import ClassroomLab
+    """The lab a cell of lesson 07 may restart, cut, publish on or flood: `lk.own_lab` with the
+    lesson's `FLOOD_LIMITS` (on a class server, this kernel's own lab, started once and said so)."""
+    from labkit.course.classroom import own_lab as _own_lab
 
-    if not isinstance(lab, ClassroomLab):
-        return lab
-    from labkit.server.runner import start
-
-    mine = start(**FLOOD_LIMITS)
-    print(f"On a class server this part runs on your own lab at {mine.url} ({why}).")
-    return mine
+    return _own_lab(lab, why, **FLOOD_LIMITS)
 
 
 def restart_with_downtime(lab, down_s: float) -> None:
