@@ -321,6 +321,24 @@ def kib_per_connection(frame) -> float:
     return round(slope, 1)
 
 
+def memory_story(memory_off, memory_on) -> str:
+    """What lesson 06's idle-memory run measured, in words computed from it: the worker's RSS per
+    idle WebSocket with compression (the figure without it is the exercise's), the kernel's memory
+    per connection that no RSS contains (Linux), and the open-file limit."""
+    lines = [f"compression on: {kib_per_connection(memory_on)} KiB of worker RSS per idle "
+             "WebSocket (exercise 2 asks for the figure without compression)"]
+    buffers = kernel_kib_per_connection(memory_off, "kernel_tcp_kib")
+    slab = kernel_kib_per_connection(memory_off, "kernel_slab_kib")
+    if buffers is not None and slab is not None:
+        lines.append("kernel memory per connection, in no process's RSS (both ends, whole machine):"
+                     f" TCP buffers {buffers:+.2f} KiB, slab (socket structures, files) "
+                     f"{slab:+.2f} KiB")
+    limit = fd_limit()
+    lines.append(f"open-file limit (ulimit -n) here: {limit['soft']} (hard {limit['hard']}): "
+                 "one per socket, so the other wall")
+    return "\n".join(lines)
+
+
 def fd_limit() -> dict:
     """This process's limit of open files (soft, hard): every socket is one file descriptor."""
     import resource
