@@ -585,9 +585,11 @@ def throughput(sizes=(1, 2, 3), seconds: float = 3.0, concurrency: int = 24, dir
     rows = []
     for n in sizes:
         if progress is not None:
-            progress(f"starting {n} worker(s) and measuring for {seconds:g} s ...")
+            progress(f"starting {n} worker(s), then measuring for {seconds:g} s ...")
         with Cluster(n) as cluster:
             rest_rate(cluster, 0.3, concurrency, direct=direct)  # warm-up, not counted
+            if progress is not None:
+                progress(f"{n} worker(s) up and warmed; measuring ...")
             rate = rest_rate(cluster, seconds, concurrency, direct=direct)
         rows.append({"workers": n, "requests_per_s": round(rate["requests_per_s"]),
                      "cpu_ms_workers": round(rate["cpu_ms_workers"], 3),
