@@ -155,3 +155,14 @@ def test_the_websocket_rate_is_the_identitys_too(klass):
     posted, status, msg = asyncio.run(go())
     assert posted == [201] * 5 and status == 101
     assert "too fast" in msg["detail"]
+
+
+def test_the_stored_forbidden_class_is_what_unicodedata_says():
+    import unicodedata
+
+    from labkit.server import validate
+
+    if unicodedata.unidata_version != validate.NAME_FORBIDDEN_UNICODE:
+        assert validate.NAME_FORBIDDEN == validate._name_forbidden_class()  # computed, not stored
+    else:
+        assert validate.NAME_FORBIDDEN_AS_COMPUTED == validate._name_forbidden_class()

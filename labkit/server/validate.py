@@ -210,7 +210,19 @@ def _name_forbidden_class() -> str:
     return "[" + "".join(ranges) + "]"
 
 
-NAME_FORBIDDEN = _name_forbidden_class()
+NAME_FORBIDDEN_UNICODE = '14.0.0'
+NAME_FORBIDDEN_AS_COMPUTED = (
+    '[\\u0000-\\u001f\\u007f-\\u009f\\u00ad\\u034f\\u0600-\\u0605\\u061c\\u06dd\\u070f'
+    '\\u0890-\\u0891\\u08e2\\u115f-\\u1160\\u17b4-\\u17b5\\u180b-\\u180f\\u200b-\\u200f'
+    '\\u2028-\\u202e\\u2060-\\u206f\\u2800\\u3164\\ufe00-\\ufe0f\\ufeff\\uffa0\\ufff0-\\ufffb'
+    '\U000110bd\U000110cd\U00013430-\U00013438\U0001bca0-\U0001bca3\U0001d173-\U0001d17a'
+    '\U000e0000-\U000e0fff]'
+)
+"""_name_forbidden_class() as computed with Unicode 14.0.0 (Python 3.11's unicodedata): walking
+every code point of three planes takes about 20 ms, a tenth of `lk.start()`, so a Python with that
+Unicode version uses the stored class (tests/test_names.py recomputes it) and another computes it."""
+NAME_FORBIDDEN = (NAME_FORBIDDEN_AS_COMPUTED if unicodedata.unidata_version == NAME_FORBIDDEN_UNICODE
+                  else _name_forbidden_class())
 """Matches a character no chat name may hold (see _name_forbidden_class); also the OpenAPI `not`
 pattern of a name, so the document says what the server refuses."""
 _NAME_FORBIDDEN = re.compile(NAME_FORBIDDEN)
