@@ -332,3 +332,51 @@ def test_a_handler_bug_after_the_upgrade_closes_1011_not_an_http_500(raw, monkey
     assert client.read_close() == 1011
     assert any("unhandled error" in r.getMessage() for r in caplog.records)
     still_served()
+
+
+def test_the_mask_check_finds_the_first_unmasked_frame_however_the_bytes_are_cut():
+    """MaskCheck reads frame headers from whatever chunks TCP delivers: a whole header in one chunk
+    (its fast path) or cut anywhere (byte by byte). Random frames (lengths on each side of the 126
+    and 65,536 boundaries), random cuts, seeded: what reaches aiohttp is the bytes before the
+    first unmasked frame (and perhaps its first byte), and the alarm rings once."""
+    import random
+    import struct
+
+    from labkit.server.websocket import MaskCheck
+
+    def frame(length: int, masked: bool) -> bytes:
+        mask_bit = 0x80 if masked else 0
+        if length < 126:
+            head = bytes([0x82, mask_bit | length])
+        elif length < 65_536:
+            head = bytes([0x82, mask_bit | 126]) + struct.pack("!H", length)
+        else:
+            head = bytes([0x82, mask_bit | 127]) + struct.pack("!Q", length)
+        return head + (b"\x01\x02\x03\x04" if masked else b"") + b"x" * length
+
+    class Inner:
+        def __init__(self):
+            self.got = bytearray()
+
+        def data_received(self, data):
+            self.got += data
+
+    rng = random.Random(6455)
+    for _ in range(60):
+        lengths = [rng.choice((0, 5, 125, 126, 127, 300, 65_535, 65_536, 70_000)) for _ in range(6)]
+        bad_at = rng.choice((None, *range(6)))
+        frames = [frame(n, masked=i != bad_at) for i, n in enumerate(lengths)]
+        stream = b"".join(frames)
+        expected = len(stream) if bad_at is None else sum(map(len, frames[:bad_at]))
+        inner, alarms = Inner(), []
+        check = MaskCheck(inner, lambda: alarms.append(1))
+        pos = 0
+        while pos < len(stream):
+            cut = pos + rng.choice((1, 2, 3, 7, 64, 1_000, 100_000))
+            check.data_received(stream[pos:cut])
+            pos = cut
+        # aiohttp gets every byte before the unmasked frame, and at most that frame's first byte
+        # (it came in an earlier chunk than the second, whose MASK bit decides): never a frame
+        got = bytes(inner.got)
+        assert stream.startswith(got) and expected <= len(got) <= expected + (bad_at is not None)
+        assert alarms == ([] if bad_at is None else [1])

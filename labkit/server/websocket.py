@@ -106,6 +106,19 @@ class MaskCheck(asyncio.Protocol):
         chunk), or -1 when every frame header in `data` had its MASK bit set."""
         pos, end, start = 0, len(data), 0
         while pos < end:
+            if not self.skip and not self.header and end - pos >= 2:  # the usual case: a whole
+                second = data[pos + 1]                                # header in this chunk
+                if not second & 0x80:
+                    return pos
+                length = second & 0x7F
+                extended = 2 if length == 126 else 8 if length == 127 else 0
+                if end - pos >= 6 + extended:
+                    if extended:
+                        length = int.from_bytes(data[pos + 2:pos + 2 + extended], "big")
+                    pos += 6 + extended
+                    step = min(length, end - pos)
+                    pos, self.skip = pos + step, length - step
+                    continue
             if self.skip:
                 step = min(self.skip, end - pos)
                 self.skip, pos = self.skip - step, pos + step
