@@ -96,3 +96,22 @@ def test_a_closed_websocket_says_so_in_one_line_with_what_to_run(lab):
     assert len(shown) == 1 and "closed" in shown[0] and "lk.websocket(" in shown[0]
     assert ws.connect().echo(b"\x00\xff")[0] == b"\x00\xff"  # and .connect() opens it again
     ws.close()
+
+
+def test_unknown_route_status_on_a_class_server(make_lab, monkeypatch):
+    """With `lab = lk.join(...)` in the notebook and no lab of the kernel's own, the checker asks
+    the class server (it used to say "Start the lab first")."""
+    import types
+
+    import IPython
+
+    from labkit.course.classroom import join_url
+
+    lk.stop()
+    room = make_lab(student_tokens=("student-token",), instructor_token="instructor-token")
+    handle = lk.join(join_url("127.0.0.1", room.port, "student-token"), sync_clock=False,
+                     personal=False)
+    monkeypatch.setattr(IPython, "get_ipython", lambda: types.SimpleNamespace(user_ns={"lab": handle}))
+    right = lk.check.unknown_route_status(404)
+    assert right and "404" in right.message
+    assert not lk.check.unknown_route_status(401)

@@ -172,3 +172,33 @@ def test_time_saved_by_a_304_within_the_noise_is_said_so_never_negative():
                                                "GETs differed by 0.40 ms)")
     clear = rest_lab.savings_summary(frame([80.0, 81.0, 80.0, 81.0], [30.0, 31.0, 30.0, 30.0]))
     assert rest_lab.time_saved_text(clear) == "50.50 ms (63% of the time)"
+
+
+def test_on_a_class_server_the_checkers_ask_it_not_the_kernels_own_lab(kernel_lab, make_lab,
+                                                                      monkeypatch):
+    """With `lab = lk.join(...)` in the notebook, a note the student made is on the class server,
+    while the kernel also runs its own lab (lk.own_lab, for the restart): the checkers ask the class
+    server. The own lab has no such note, so asking it would answer 404."""
+    import types
+
+    import IPython
+
+    from labkit.course.classroom import join_url
+
+    room = make_lab(student_tokens=("student-token",), instructor_token="instructor-token")
+    handle = lk.join(join_url("127.0.0.1", room.port, "student-token"), sync_clock=False,
+                     personal=False)
+    monkeypatch.setattr(IPython, "get_ipython", lambda: types.SimpleNamespace(user_ns={"lab": handle}))
+    for _ in range(3):  # the class server holds notes the kernel's own lab does not
+        with RestClient(handle) as api:
+            api.post("/api/notes", json={"title": "someone else's"})
+    conflict = rest_lab.stale_write(handle)
+    with RestClient(kernel_lab) as own:
+        assert own.get(conflict.path).status == 404
+    with RestClient(handle) as me:
+        reply = rest_lab.increment(me, conflict.path, etag=conflict.stale_etag,
+                                   value=conflict.votes_seen)
+        assert [e.status for e in me.log] == [412, 200, 200] and reply.status == 200
+        assert lk.check.recovered_from_412(conflict, me)
+        modified = me.get(conflict.path).headers["Last-Modified"]
+    assert lk.check.conditional_get(conflict.path, {"If-Modified-Since": modified}, validator="date")
