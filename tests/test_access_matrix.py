@@ -375,7 +375,7 @@ def _cors_walk(lab) -> list[tuple]:
                             seen.append(("preflight", method, route, origin, r.status,
                                          r.headers.get("Access-Control-Allow-Origin"), dict(r.headers)))
                         if kind == "websocket":
-                            if route == "/ws/game":  # the REST rows above took both seats
+                            if route == "/ws/game" and origin != FOREIGN:  # the REST rows took the seats
                                 query += "&role=watch"
                             url = f"{lab.ws_url}{path}?{query + '&' if query else ''}token={A}"
                             try:

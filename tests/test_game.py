@@ -264,3 +264,28 @@ def test_browser_url_falls_back_to_the_direct_url_outside_jupyter(lab, monkeypat
     assert lab.browser_url == lab.url + "/"
     monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", "/user/student/")
     assert lab.browser_url == f"/user/student/proxy/{lab.port}/"
+
+
+def test_link_name_and_the_lessons_sentences_come_from_the_table():
+    import pandas as pd
+
+    from labkit.clients.game import closing_points, delay_findings, link_name
+
+    assert link_name("http://127.0.0.1:8765") == link_name("http://localhost:1") == "loopback"
+    assert link_name("http://student:t@192.168.1.20:8765") == "network"
+    rows = []
+    for label, base in (("network", 3.0), ("wifi", 6.0), ("4g", 57.0)):
+        rows += [{"label": label, "transport": "WebSocket", "median_ms": base, "requests_per_s": 1.0,
+                  "bytes_per_s": 4600.0},
+                 {"label": label, "transport": "poll every 250 ms", "median_ms": base + 80,
+                  "requests_per_s": 6.4, "bytes_per_s": 5100.0}]
+    summary = pd.DataFrame(rows)
+    lines = delay_findings(summary)
+    assert len(lines) == 5 and lines[0].startswith("network: WebSocket median 3.0 ms")
+    assert "poll every 250 ms: median 83.0 ms" in lines[0]
+    assert lines[4].startswith("4g: a pushed move took a median 57.0 ms") and "= 50 ms" in lines[4]
+    cursors = pd.DataFrame({"tick_hz": [5, 30], "bytes_per_s": [1100.0, 6600.0]})
+    text = closing_points(summary, "network", (50, 250), {"boards_agree": True}, cursors)
+    assert "Straight to the lab (network) a move reached the other player after a median 3.0 ms" in text
+    assert "83.0–83.0 ms over polling every 50–250 ms; on 4G: 57.0–137.0 ms" in text
+    assert "up to 6.6 kB/s per participant at 30 Hz" in text and text.count("\n- ") == 5

@@ -369,6 +369,20 @@ def compare_game_transports(target, poll_ms=(50, 250, 1000), *, moves: int = 20,
                          progress=progress)
 
 
+def link_name(target) -> str:
+    """What a lab's direct link is, for labels and sentences: "loopback" when the lab listens on
+    this machine's loopback (`lk.start()`, or a class server on the same machine), else "network"
+    (a class server joined across the network: its delays include that network)."""
+    import ipaddress
+
+    host = urlsplit(base_url(target)).hostname or ""
+    try:
+        near = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        near = host.endswith(".localhost")
+    return "loopback" if near else "network"
+
+
 def compare_links(targets: dict, poll_ms=(50, 250, 1000), *, moves: int = 20, seed: int = 0,
                   think_ms: float | None = None, progress=None):
     """`game_delays` for every link in `targets` ({label: lab or URL, e.g. an emulator's
@@ -425,6 +439,50 @@ def summarize_delays(frame):
                       requests_per_s=("requests_per_s", "first"), bytes_per_s=("bytes_per_s", "first"),
                       bytes_per_move=("bytes_per_move", "first"))
     return out.round(1).reset_index()
+
+
+def delay_findings(summary, emulated=("wifi", "4g")) -> list[str]:
+    """Sentences on `summarize_delays`' table: per link, the WebSocket's median, requests/s and
+    kB/s per player beside the slowest poller's; per emulated link, the pushed move's median beside
+    the floor of two one-way trips (`push_delay_model`)."""
+    lines = []
+    for label, part in summary.groupby("label", sort=False):
+        ws, slowest = part[part.transport == "WebSocket"].iloc[0], part.iloc[-1]
+        lines.append(f"{label}: WebSocket median {ws.median_ms} ms, {ws.requests_per_s} requests/s and "
+                     f"{ws.bytes_per_s / 1000:.1f} kB/s per player; {slowest.transport}: median "
+                     f"{slowest.median_ms} ms, {slowest.requests_per_s} requests/s and "
+                     f"{slowest.bytes_per_s / 1000:.1f} kB/s per player")
+    for label in emulated:
+        model = push_delay_model(label)
+        pushed = summary[(summary.label == label) & (summary.transport == "WebSocket")].median_ms.iloc[0]
+        lines.append(f"{label}: a pushed move took a median {pushed} ms; the link's floor is two one-way "
+                     f"trips, {model['up_ms']:g} ms up from the mover to the server + {model['down_ms']:g}"
+                     f" ms down to the other player = {model['floor_ms']:g} ms (the rest: jitter, the "
+                     "link's rate, the lab)")
+    return lines
+
+
+def closing_points(summary, near: str, polls_ms, bots: dict, cursors) -> str:
+    """Lesson 08's summary as Markdown bullets, every number from the run: `summary` of the move
+    delays (`near` is the label of the direct link), the bots' game, the cursor table."""
+    loop = summary[summary.label == near]
+    ws, polls = loop[loop.transport == "WebSocket"].iloc[0], loop[loop.transport != "WebSocket"]
+    far = summary[summary.label == "4g"]
+    far_ws = far[far.transport == "WebSocket"].median_ms.iloc[0]
+    return "\n".join([
+        f"- The server held the only board: two Python players and a spectator ended with the same "
+        f"board ({bots['boards_agree']}).",
+        f"- Straight to the lab ({near}) a move reached the other player after a median {ws.median_ms}"
+        f" ms over WebSocket and {polls.median_ms.min()}–{polls.median_ms.max()} ms over polling every "
+        f"{min(polls_ms)}–{max(polls_ms)} ms; on 4G: {far.median_ms.min()}–{far.median_ms.max()} ms.",
+        f"- A pushed move crosses the link twice (mover → server → other player): on 4G {far_ws} ms, "
+        f"against a floor of {push_delay_model('4g')['floor_ms']:g} ms for the two one-way trips.",
+        f"- Polling players made up to {summary.requests_per_s.max()} requests/s each; WebSocket "
+        "players one upgrade per game, then only frames that carry news.",
+        f"- Cursor bandwidth grows with tick rate × participants: up to "
+        f"{cursors.bytes_per_s.max() / 1000:.1f} kB/s per participant at {cursors.tick_hz.max():g} Hz.",
+        "- Optimistic updates hide the round trip and risk showing a move the server never accepted.",
+    ])
 
 
 def new_game_id(prefix: str = "game") -> str:

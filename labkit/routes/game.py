@@ -50,6 +50,7 @@ from collections import OrderedDict
 
 from aiohttp import WSMsgType, web
 
+from labkit.server import cors
 from labkit.server.access import PRINCIPAL, ROLE
 from labkit.server.problem import ProblemError
 from labkit.server.validate import (
@@ -366,6 +367,9 @@ async def game_ws(request: web.Request) -> web.WebSocketResponse:
     wanted = request.query.get("seat")
     if wanted is not None and wanted not in SEATS:
         raise ProblemError(422, 'seat must be "X" or "O"', errors=[{"field": "seat", "message": "invalid"}])
+    origin = request.headers.get("Origin")
+    if origin is not None and not cors.allowed(request, origin):  # before a seat is touched
+        raise ProblemError(403, f"Origin {origin[:100]!r} is not allowed to open a WebSocket here.")
     seat = game.take_seat(name, wanted) if role == "play" else None
     if role == "play" and seat is None:
         raise ProblemError(409, "that seat is taken (or both are): join with role=watch to follow the game")
