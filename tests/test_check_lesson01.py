@@ -202,3 +202,19 @@ def test_on_a_class_server_the_checkers_ask_it_not_the_kernels_own_lab(kernel_la
         assert lk.check.recovered_from_412(conflict, me)
         modified = me.get(conflict.path).headers["Last-Modified"]
     assert lk.check.conditional_get(conflict.path, {"If-Modified-Since": modified}, validator="date")
+
+
+def test_notes_file_names_the_labs_file_or_the_instructors(make_lab, tmp_path):
+    """Lesson 01's notes-file cell: the own lab's file and kind; for a class server, no attribute of
+    a LabServer is needed (the file is on the instructor's machine)."""
+    from labkit.course.classroom import join_url
+
+    kept = make_lab(db=str(tmp_path / "kept.db"))
+    lines = rest_lab.notes_file(kept).splitlines()
+    assert lines == [f"notes file: {(tmp_path / 'kept.db').resolve()}", "kind: your own file, kept"]
+    room = make_lab(student_tokens=("student-token",), instructor_token="instructor-token")
+    handle = lk.join(join_url("127.0.0.1", room.port, "student-token"), sync_clock=False,
+                     personal=False)
+    said = rest_lab.notes_file(handle)
+    assert said.startswith(f"notes file: on the class server ({handle.base_url})")
+    assert "student-token" not in said and "--db" in said

@@ -7,7 +7,7 @@ channels: the channels an AsyncAPI document lists; response_schema / schema_erro
 answer or message against the schema a document gives for it (jsonschema, draft 2020-12);
 Conflict / stale_write: a note someone else changed after you read it (for the 412 exercise);
 increment: read-modify-write that recovers from 412 by reading again; log_view: a client's
-request log in columns that fit a notebook page.
+request log in columns that fit a notebook page; notes_file: where a lab keeps its notes.
 """
 
 from __future__ import annotations
@@ -322,3 +322,16 @@ def increment(api: RestClient, path: str, *, field: str = "votes", etag: str | N
             return reply
         etag = value = None
     return reply
+
+
+def notes_file(lab) -> str:
+    """Where `lab` keeps the notes, in two lines for lesson 01: the file and its kind. A class
+    server (`lk.join`) keeps them on the instructor's machine, which a student cannot see."""
+    path, db = getattr(lab, "db_path", None), getattr(getattr(lab, "config", None), "db", None)
+    if path is None:  # a ClassroomLab: a handle on someone else's server
+        return (f"notes file: on the class server ({lab.base_url}), the instructor's machine\n"
+                "kind: the instructor's choice: `labkit serve --classroom --db FILE` keeps it; without "
+                "--db it is temporary, deleted when the class server stops")
+    kind = ("your own file, kept" if db else
+            "temporary: deleted by lab.stop(), a kernel restart or lk.start(other options)")
+    return f"notes file: {path}\nkind: {kind}"
