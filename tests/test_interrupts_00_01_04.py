@@ -135,7 +135,8 @@ def test_interrupting_lesson_00s_ping_meter_leaves_no_connection(kernel):
 
 def test_interrupting_lesson_01s_4g_conditional_gets_leaves_no_connection(kernel):
     assert kernel.run(_cell("01-rest-request-response.ipynb", "a774b333"))["error"] is None
-    setup = ('with lk.rest(lab) as maker:\n'
+    setup = ('mine = lk.own_lab(lab)\n'  # as the cell before it does: the kernel's own lab
+             'with lk.rest(lab) as maker:\n'
              '    note_url = maker.post("/api/notes", json={"title": "big", "body": "x" * 20000})'
              '.headers["Location"]')
     assert kernel.run(setup)["error"] is None
@@ -150,7 +151,7 @@ def test_interrupting_lesson_01s_4g_conditional_gets_leaves_no_connection(kernel
 
 def test_interrupting_lesson_01s_shared_cache_tour_leaves_no_connection(kernel):
     assert kernel.run(_cell("01-rest-request-response.ipynb", "a774b333"))["error"] is None
-    assert kernel.run("from labkit.lessons import caching")["error"] is None
+    assert kernel.run("from labkit.lessons import caching\nmine = lk.own_lab(lab)")["error"] is None
     tour = _cell("01-rest-request-response.ipynb", "c7a1e004")  # eight cases, two shared caches
     stopped = kernel.run(tour, interrupt_after_s=1.0)  # mid-way through its cases (no output)
     assert stopped["interrupted"] and stopped["error"] == "KeyboardInterrupt", stopped
