@@ -108,3 +108,25 @@ def test_the_cache_refuses_a_foreign_host_as_the_lab_does(lab):
             assert refused.status == 403 and "X-Cache" not in refused.headers
             assert refused.headers["Content-Type"].startswith("application/problem+json")
         assert lab_requests(lab) == before
+
+
+def test_through_a_class_server_an_answer_to_a_token_is_reused_only_when_it_says_so(make_lab):
+    """Why lesson 01's cache tour runs on the student's own lab: through a class server (lk.join)
+    every request carries the student's token, and a shared cache must not reuse an answer to a
+    request with Authorization unless the answer allows it (public, s-maxage, must-revalidate;
+    RFC 9111 section 3.5). Counted at the class server."""
+    import labkit as lk
+    from labkit.course.classroom import join_url
+
+    room = make_lab(student_tokens=("student-token",), instructor_token="instructor-token")
+    handle = lk.join(join_url("127.0.0.1", room.port, "student-token"), sync_clock=False,
+                     personal=False)
+    with SharedCache(handle) as cdn, RestClient(cdn.url) as via:
+        for query, reached, x_cache in (("max_age=30", 3, ["MISS"] * 3),
+                                         ("max_age=30&scope=public", 1, ["MISS", "HIT", "HIT"]),
+                                         ("max_age=0&s_maxage=30", 1, ["MISS", "HIT", "HIT"])):
+            before = lab_requests(handle)
+            answers = [via.get(f"/api/cacheable?{query}") for _ in range(3)]
+            assert [a.status for a in answers] == [200] * 3
+            assert [a.headers["X-Cache"] for a in answers] == x_cache, query
+            assert lab_requests(handle) - before == reached, query

@@ -22,6 +22,12 @@ at most 16 MiB in a temporary folder, deleted with the cache. The proxy applies 
 itself (`hostcheck.host_allowed`, 403 otherwise: a stored answer never reaches the lab's check) and
 forwards the client's own Host, so the lab checks it as well.
 
+In front of a class server (`lk.join`) the cache forwards the student's token (the handle's URL
+carries it), and a shared cache must not reuse an answer to a request with `Authorization` unless
+the answer allows it (`public`, `s-maxage`, `must-revalidate`; RFC 9111 section 3.5): a plain
+`max-age` answer is then a MISS every time, and the lab's counts there are the whole class's. So
+lesson 01 runs the tour on the student's own lab (`lk.own_lab`).
+
 Which requests reached the lab is read at the lab, never inferred from timings:
 `lab_requests(target)` reads `GET /api/cacheable/stats` (routes/echo.py counts every request it
 answers).
