@@ -34,3 +34,22 @@ def test_real_traffic_fits_the_documents_and_a_wrong_field_does_not(lab):
     assert rest_lab.schema_errors(asyncapi, tick, {**ticks[0], "seq": "three"})[0].startswith("seq:")
     cacheable = rest_lab.response_schema(openapi, "/api/cacheable", "get", 200)
     assert rest_lab.schema_errors(openapi, cacheable, api.get("/api/cacheable").json()) == []
+
+
+def test_a_class_server_describes_itself_and_its_traffic_fits(make_lab):
+    """Lesson 01's discovery stays on the class server (lk.join): both documents are readable with
+    the student's token, and a note and a /ws/clock tick received there fit them."""
+    import labkit as lk
+    from labkit.course.classroom import join_url
+
+    room = make_lab(student_tokens=("student-token",), instructor_token="instructor-token")
+    handle = lk.join(join_url("127.0.0.1", room.port, "student-token"), sync_clock=False,
+                     personal=False)
+    with RestClient(handle) as api:
+        openapi, asyncapi = api.get("/openapi.json").json(), api.get("/asyncapi.json").json()
+        note = api.get(api.post("/api/notes", json={"title": "checked"}).headers["Location"]).json()
+    with WsClient(handle, "/ws/clock?rate=20&count=1") as clock:
+        tick = clock.recv_json()
+    checks = rest_lab.traffic_checks(openapi, asyncapi, note, tick)
+    assert checks["fits"].tolist() == [True, False, True, False]
+    assert "/api/notes/{id}" in set(rest_lab.operations(openapi)["path"])
