@@ -9,7 +9,8 @@ widgets get the student's personal token and the class server's own address (`vi
 
 From the allowed origin two tabs play a whole game: one board over a WebSocket (`?token=`), the
 other polling with fetch (`Authorization: Bearer`, preflighted, If-None-Match/ETag read across
-origins). From the other origin the same board is refused: its fetch is blocked (no CORS header)
+origins), a whiteboard stroke and probes through a wire tap in the kernel work the same way.
+From the other origin the same board is refused: its fetch is blocked (no CORS header)
 and its WebSocket is refused by the Origin rule, and the class server holds no seat for it.
 """
 
@@ -54,6 +55,9 @@ def setting(tmp_path_factory):
         'x = lk.browser.connect_four(lab, "cors", seat="X", name="ann")\nx',
         'o = lk.browser.connect_four(lab, "cors", seat="O", name="bob", transport="poll", poll_ms=200)\no',
         'lk.browser.connect_four(lab, "elsewhere", seat="X", name="eve")',
+        'lk.browser.whiteboard(lab, "cors-room", name="ann")',
+        'tap = lk.tap(lab)\nlk.browser.row(lk.browser.probe(lab, "fetch", path="/api/games", count=2, '
+        'port=tap.port),\n               lk.browser.probe(lab, "websocket", count=3, port=tap.port))',
     ]
     (workdir / "nb").mkdir()
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells], metadata={
@@ -171,6 +175,32 @@ def test_a_board_plays_across_origins_with_the_students_token(chromium, setting)
                          headers={"Authorization": f"Bearer {setting['instructor']}"}, timeout=10).json()
     assert state["moves"] == 7 and state["winner"] == "X" and state["board"] == [
         _board(x)[r * 7:(r + 1) * 7] for r in range(6)]
+
+    # the whiteboard joins the class server's room and a stroke comes back numbered by it
+    _run_cell(first, 4)
+    canvas = first.locator(".lk-whiteboard canvas")
+    first.locator(".lk-whiteboard[data-strokes='0'][data-me='ann']").wait_for(timeout=30_000)
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    first.mouse.move(box["x"] + 20, box["y"] + 20)
+    first.mouse.down()
+    first.mouse.move(box["x"] + 120, box["y"] + 80, steps=5)
+    first.mouse.up()
+    first.locator(".lk-whiteboard[data-strokes='1']").wait_for(timeout=20_000)
+    room = requests.get(f"{class_base}/api/collab/cors-room",
+                        headers={"Authorization": f"Bearer {setting['instructor']}"}, timeout=10).json()
+    assert len(room["strokes"]) == 1
+    # probes through a wire tap in the kernel (lesson 08's header cell): straight to the tap
+    _run_cell(first, 5)
+    probes = first.locator(".jp-Notebook .jp-Cell").nth(5).locator(".lk-probe")
+    probes.first.wait_for(timeout=30_000)
+    first.locator(".lk-probe[data-done='2']").wait_for(timeout=30_000)
+    first.locator(".lk-probe[data-done='3']").wait_for(timeout=30_000)
+    through = probes.first.get_attribute("data-base")
+    assert through.startswith("http://127.0.0.1:") and through != class_base + "/"  # the tap's port
+    statuses = probes.first.locator(".lk-frame").evaluate_all(
+        "rows => rows.map(r => r.children[2].textContent)")
+    assert statuses.count("200") == 2
 
     # a page of an origin the class server was not told about: the same board is refused
     other = _open(chromium, OTHER, jport)
