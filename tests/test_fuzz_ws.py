@@ -339,6 +339,7 @@ def test_the_mask_check_finds_the_first_unmasked_frame_however_the_bytes_are_cut
     (its fast path) or cut anywhere (byte by byte). Random frames (lengths on each side of the 126
     and 65,536 boundaries), random cuts, seeded: what reaches aiohttp is the bytes before the
     first unmasked frame (and perhaps its first byte), and the alarm rings once."""
+    import functools
     import random
     import struct
 
@@ -369,7 +370,7 @@ def test_the_mask_check_finds_the_first_unmasked_frame_however_the_bytes_are_cut
         stream = b"".join(frames)
         expected = len(stream) if bad_at is None else sum(map(len, frames[:bad_at]))
         inner, alarms = Inner(), []
-        check = MaskCheck(inner, lambda: alarms.append(1))
+        check = MaskCheck(inner, functools.partial(alarms.append, 1))
         pos = 0
         while pos < len(stream):
             cut = pos + rng.choice((1, 2, 3, 7, 64, 1_000, 100_000))

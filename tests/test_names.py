@@ -163,6 +163,6 @@ def test_the_stored_forbidden_class_is_what_unicodedata_says():
     from labkit.server import validate
 
     if unicodedata.unidata_version != validate.NAME_FORBIDDEN_UNICODE:
-        assert validate.NAME_FORBIDDEN == validate._name_forbidden_class()  # computed, not stored
+        assert validate._name_forbidden_class() == validate.NAME_FORBIDDEN  # computed, not stored
     else:
-        assert validate.NAME_FORBIDDEN_AS_COMPUTED == validate._name_forbidden_class()
+        assert validate._name_forbidden_class() == validate.NAME_FORBIDDEN_AS_COMPUTED
