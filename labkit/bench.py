@@ -1,6 +1,10 @@
 """`labkit bench`: the standard latency suite, written as a CSV, a JSON of the machine and an offline
 HTML report.
 
+Size: longer than 500 lines because the report and the overhead figures share one code path with
+benchmarks/echo_floor.py (the floors, the interleaved rounds, the p99 rule), so that the command
+and the benchmark can never print different numbers for the same figure.
+
     labkit bench                    # loopback and 4G, full counts (a few minutes)
     labkit bench --profile wifi --quick --out results/
 

@@ -7,6 +7,9 @@
 
 Every received message is recorded with `received_ts` (time.time()), so its delivery delay is
 `received_ts - ts` (the server stored it at `ts`, same machine clock).
+
+Size: longer than 500 lines because both clients (WebSocket and REST polling) and lesson 05's room
+simulation that drives them side by side share the recording, naming and stopping code.
 """
 
 from __future__ import annotations
@@ -500,30 +503,10 @@ OWN_LAB_NAME = "you"
 
 def personal_name(target) -> str:
     """The chat name of this kernel's person on `target`: `OWN_LAB_NAME` on its own lab; on a
-    class server (`lk.join`), where the whole class shares one room and each person has one name
-    (held while away), a name of their own: the JupyterHub user's name in a hub kernel, else this
-    machine's user name, each with six characters of the kernel's personal token's hash, so two
-    students who are both "jovyan" (Binder) differ (two of 60 share a tag about once in 10,000
-    classes). A user name that holds a word the room reserves (`validate.reserved_word`) becomes
-    "student". Stable across kernel restarts (the personal token is kept)."""
-    import getpass
-    import hashlib
-    import os
-    import re
+    class server, the person's class name (`labkit.course.classroom.class_name`)."""
+    from labkit.course.classroom import ClassroomLab, class_name
 
-    from labkit.course.classroom import ClassroomLab
-    from labkit.server.validate import reserved_word
-
-    if not isinstance(target, ClassroomLab):
-        return OWN_LAB_NAME
-    try:
-        user = os.environ.get("JUPYTERHUB_USER") or getpass.getuser()
-    except (KeyError, OSError):  # no user name for this uid (some containers)
-        user = ""
-    user = re.sub(r"[^A-Za-z0-9._-]", "", user)[:20].strip("._-")
-    if not user or reserved_word(user):
-        user = "student"
-    return f"{user}-{hashlib.sha256(target.token.encode()).hexdigest()[:6]}"
+    return class_name(target) if isinstance(target, ClassroomLab) else OWN_LAB_NAME
 
 
 _HELD = re.compile(r"you are (?P<held>'[^']*'|\"[^\"]*\") in this room")

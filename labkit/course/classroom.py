@@ -383,6 +383,31 @@ class ClassroomLab:
         return f"<ClassroomLab {self.base_url} (token hidden)>"
 
 
+def class_name(lab: ClassroomLab) -> str:
+    """This kernel's person's name on the class server `lab` (`lk.join`), where the whole class
+    shares one chat room and each person has one name (held while away): the JupyterHub user's
+    name in a hub kernel, else this machine's user name, each with six characters of the kernel's
+    personal token's hash, so two
+    students who are both "jovyan" (Binder) differ (two of 60 share a tag about once in 10,000
+    classes). A user name that holds a word the room reserves (`validate.reserved_word`) becomes
+    "student". Stable across kernel restarts (the personal token is kept)."""
+    import getpass
+    import hashlib
+    import os
+    import re
+
+    from labkit.server.validate import reserved_word
+
+    try:
+        user = os.environ.get("JUPYTERHUB_USER") or getpass.getuser()
+    except (KeyError, OSError):  # no user name for this uid (some containers)
+        user = ""
+    user = re.sub(r"[^A-Za-z0-9._-]", "", user)[:20].strip("._-")
+    if not user or reserved_word(user):
+        user = "student"
+    return f"{user}-{hashlib.sha256(lab.token.encode()).hexdigest()[:6]}"
+
+
 def own_lab(lab, why: str = "it restarts or loads the server", **start_options):
     """The lab a cell may restart, load or reconfigure: `lab` itself when it is this kernel's own
     (`lk.start()`), else (a class server joined with `lk.join`) this kernel's own lab, started

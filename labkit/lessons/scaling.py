@@ -3,6 +3,11 @@
 Every function talks to the cluster only through sockets (its front door, or one worker's own port
 for a measurement that must hit one process) and returns a tidy pandas frame or a dict. The
 worker that answered comes from the `Lab-Worker` header and the chat welcome's `worker` field.
+
+Size: longer than 500 lines because lesson 06's experiments (REST and WebSocket across workers, the
+backplane's cost, memory per connection, a worker killed under load, throughput with load
+generators in their own processes) and the cluster figures of benchmarks/cluster.py and `labkit
+bench --cluster` share one set of socket, load and timing helpers.
 """
 
 from __future__ import annotations
