@@ -8,9 +8,9 @@ What holds for each lesson:
 - the kernel really joined: it exchanged the join code for a personal token (kept in its
   joined.json), one the class server minted and accepts.
 
-The lessons' browser widgets are not drawn here (no browser); tests/test_browser_game.py covers the
-page side. Lesson 10's servers are its own (HTTP/2 and HTTP/3 need listeners it starts): it has no
-`lk.start` line and is run as is.
+The lessons' browser widgets are not drawn here (no browser): tests/test_browser_class_server.py
+drives a board and the whiteboard in Chromium against a class server on another origin (the token
+on every fetch and WebSocket, CORS for the origins the class server allows).
 """
 
 from __future__ import annotations
