@@ -344,3 +344,72 @@ def test_findings_follow_the_numbers_they_are_given():
     assert hol["lost"] == 1 and "+200 ms" in hol["text"] and "1 modelled loss in 2 runs" in hol["text"]
     none = loss_findings(clean, lossy.assign(losses=0, total_ms=80.0))
     assert none["lost"] == 0 and "No segment was lost" in none["text"]
+
+
+# -- on a class server: the hand-made requests carry the student's token --------------------------
+@pytest.fixture
+def joined(make_lab):
+    """A class server (tokens on) and a student's handle on it, as `lk.join` gives one."""
+    import labkit as lk
+    from labkit.course.classroom import join_url
+
+    room = make_lab(student_tokens=("student-token",), instructor_token="instructor-token")
+    return lk.join(join_url("127.0.0.1", room.port, "student-token"), sync_clock=False,
+                   personal=False)
+
+
+def test_every_client_of_the_harness_reaches_a_class_server_with_its_token(joined, lab):
+    """REST (new, kept), WebSocket, pipelined, parallel and streamed clients all send the token;
+    the REST requests are longer by exactly the Authorization header the own lab does not need."""
+    from labkit.lessons.latency import compare_patterns
+
+    there = compare_transports(joined, profile="loopback", count=3, warmup=1)
+    here = compare_transports(lab, profile="loopback", count=3, warmup=1)
+    assert len(there) == 9 and set(there["transport"]) == set(TRANSPORTS)
+    header = len("Authorization: Bearer student-token\r\n")
+    up = {t: (there[there.transport == t].bytes_up.median(), here[here.transport == t].bytes_up.median())
+          for t in TRANSPORTS}
+    assert up["rest-keepalive"][0] - up["rest-keepalive"][1] == header
+    assert up["rest-new"][0] - up["rest-new"][1] == header
+    assert up["websocket"][0] == up["websocket"][1]      # frames carry no token: the handshake did
+    ways = compare_patterns(joined, messages=5, profile=None, progress=False)
+    assert len(ways) == 5 and ways.set_index("pattern").loc["rest pipelined", "answers_in_order"] == 5
+    measured = measure_exchange(joined, messages=[2], profile=None, progress=None)
+    assert list(measured["messages"]) == [2, 2, 2]
+
+
+def test_a_refused_token_fails_at_once_with_its_status(make_lab):
+    from labkit.course.classroom import ClassroomLab, join_url
+    from labkit.net.wire import count_packets
+
+    room = make_lab(student_tokens=("student-token",), instructor_token="instructor-token")
+    wrong = ClassroomLab(join_url("127.0.0.1", room.port, "not-the-token"), sync_clock=False,
+                         personal=False)
+    with pytest.raises(RuntimeError, match="HTTP 401"):
+        compare_transports(wrong, transports=["rest-keepalive"], profile=None, count=1, warmup=0)
+    with pytest.raises(ConnectionError, match="401"):
+        count_packets(wrong, exchanges=1, timeout=5)
+
+
+def test_the_endpoint_keeps_a_class_servers_path_prefix_and_token():
+    from labkit.lessons.latency import _Endpoint
+
+    hub = "http://student:t%2Fok@127.0.0.1:8000/services/labkit"
+    endpoint = _Endpoint("127.0.0.1", 9, False, hub)
+    assert endpoint.url("ws", "/ws/echo") == "ws://127.0.0.1:9/services/labkit/ws/echo"
+    assert endpoint.headers == {"Authorization": "Bearer t/ok"}
+    own = _Endpoint("127.0.0.1", 9, False, "http://127.0.0.1:8000")
+    assert own.url("http", "/api/echo") == "http://127.0.0.1:9/api/echo" and own.headers == {}
+
+
+def test_across_the_network_measures_only_a_class_server(joined, lab):
+    from labkit.lessons.latency import across_the_network
+
+    loop = compare_transports(lab, profile="loopback", count=2, warmup=1)
+    own = across_the_network(lab, loop, count=2, warmup=1)
+    assert own["frame"] is None and "this machine's loopback" in own["text"]
+    far = across_the_network(joined, loop, count=2, warmup=1)
+    assert len(far["frame"]) == 6 and set(far["medians"]) == set(TRANSPORTS)
+    assert "on this same machine" in far["text"]          # the test's class server is on loopback
+    for transport, median_ms in far["medians"].items():
+        assert f"{transport} **{median_ms:.1f} ms**" in far["text"]

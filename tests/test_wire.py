@@ -247,3 +247,32 @@ def test_deflate_memory_follows_zlibs_formulas():
     assert deflate_memory() == {"compressor_bytes": 2**17 + 2**17, "decompressor_bytes": 2**15,
                                 "per_connection_bytes": 2**18 + 2**15}
     assert deflate_memory(10)["per_connection_bytes"] < deflate_memory(15)["per_connection_bytes"]
+
+
+def test_a_class_servers_token_is_sent_but_never_shown(make_lab):
+    """Through a tap in front of a class server the token goes along (the lab answers), and every
+    head the tap shows has the credentials replaced by as many '*' (the byte counts stay true)."""
+    import labkit as lk
+    from labkit.course.classroom import join_url
+    from labkit.net.wire import count_packets, redact
+
+    room = make_lab(student_tokens=("student-token",), instructor_token="instructor-token")
+    joined = lk.join(join_url("127.0.0.1", room.port, "student-token"), sync_clock=False,
+                     personal=False)
+    with WireTap(joined).start() as t:
+        with RestClient(t.url()) as api:
+            assert api.post("/api/echo", data=b"hi").status == 200
+        with WsClient(t.url("ws"), "/ws/echo") as ws:
+            assert ws.echo(b"x")[0] == b"x"
+        request, _ = t.handshake()
+        messages = t.settle().http_messages()
+    secret = base64.b64encode(b"student:student-token").decode()
+    shown = "".join(messages["head"]) + request + repr(list(messages["headers"]))
+    assert "student-token" not in shown and secret not in shown
+    assert "Authorization: Basic " + "*" * len(secret) in request
+    assert all(len(head) == size for head, size in zip(messages["head"], messages["header_bytes"],
+                                                        strict=True))
+    assert redact(b"authorization: Bearer abc\r\n") == b"authorization: Bearer ***\r\n"
+    counted = count_packets(joined, exchanges=1)
+    if counted is not None:  # Linux
+        assert list(counted["transport"]) == ["REST, keep-alive", "WebSocket"]

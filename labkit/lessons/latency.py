@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import math
 import ssl
 import time
@@ -41,6 +42,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 
 from labkit import _loop
+from labkit.clients._target import through
 from labkit.net import wire
 from labkit.net.netem import NetemProxy, Profile
 from labkit.net.netem import profile as resolve_profile
@@ -83,18 +85,23 @@ class _Traced:
 
 
 class _Endpoint:
-    """Where the clients connect (the proxy or the lab), with TLS when the lab serves it."""
+    """Where the clients connect (the proxy or the lab), with TLS when the lab serves it, and, in
+    front of a class server joined with `lk.join` (`lab`), the lab's path prefix and its token:
+    `headers` holds `Authorization: Bearer <token>` for every request and opening handshake."""
 
-    def __init__(self, host: str, port: int, tls: bool):
+    def __init__(self, host: str, port: int, tls: bool, lab=None):
         self.host, self.port, self.tls = host, port, tls
         self.ssl: ssl.SSLContext | None = None
         if tls:
             from labkit.net.tls import client_ssl_context
 
             self.ssl = client_ssl_context()
+        userinfo, self.prefix = through(lab) if lab is not None else ("", "")
+        self.headers = wire.credentials(userinfo)
 
     def url(self, scheme: str, path: str) -> str:
-        return f"{scheme}{'s' if self.tls else ''}://{self.host}:{self.port}{path}"
+        return f"{scheme}{'s' if self.tls else ''}://{self.host}:{self.port}{self.prefix}{path}"
+
 
 
 class _Rest:
@@ -110,6 +117,7 @@ class _Rest:
                                            else True),
             trace_configs=[_Traced().config],
             timeout=aiohttp.ClientTimeout(total=60),
+            headers=self.endpoint.headers,
         )
         return None
 
@@ -152,7 +160,8 @@ class _WebSocket:
 
         started = time.perf_counter_ns()
         self.conn = await connect(self.endpoint.url("ws", "/ws/echo"), compression=None,
-                                  ssl=self.endpoint.ssl, open_timeout=60, max_size=None)
+                                  ssl=self.endpoint.ssl, open_timeout=60, max_size=None,
+                                  additional_headers=self.endpoint.headers)
         return _ms(started, time.perf_counter_ns())
 
     @property
@@ -205,8 +214,8 @@ class _NoBar:
 
 
 def _lab_address(lab) -> tuple[str, int, bool]:
-    config = getattr(lab, "config", None)
-    return lab.host, lab.port, bool(getattr(config, "tls", False))
+    config = getattr(lab, "config", None)  # a LabServer; a class server's handle has .tls
+    return lab.host, lab.port, bool(getattr(config, "tls", getattr(lab, "tls", False)))
 
 
 def _phases(row: dict, handshake_ms: float, tls: bool) -> dict:
@@ -255,9 +264,9 @@ def compare_transports(lab, *, transports=TRANSPORTS, payloads=(64,), count: int
     net = None
     if profile is not None:
         net = NetemProxy(host, port, profile, seed=seed, slow_start=slow_start).start()
-        endpoint, profile_name = _Endpoint(net.host, net.port, tls), net.profile.name
+        endpoint, profile_name = _Endpoint(net.host, net.port, tls, lab), net.profile.name
     else:
-        endpoint, profile_name = _Endpoint(host, port, tls), "direct"
+        endpoint, profile_name = _Endpoint(host, port, tls, lab), "direct"
     rows: list[dict] = []
     setup_ms: dict[str, dict[int, list]] = {"rest-keepalive": {}, "websocket": {}}
     dropped: dict[str, int] = {}
@@ -359,7 +368,7 @@ def measure_exchange(lab, *, messages=(1, 10), transports=TRANSPORTS,
 
     host, port, tls = _lab_address(lab)
     net = NetemProxy(host, port, profile, seed=seed).start() if profile is not None else None
-    endpoint = _Endpoint(net.host, net.port, tls) if net else _Endpoint(host, port, tls)
+    endpoint = _Endpoint(net.host if net else host, net.port if net else port, tls, lab)
     body = bytes(payload_bytes)
     say = progress or (lambda *_: None)
 
@@ -423,7 +432,9 @@ class _Pipeline:
         return _ms(started, time.perf_counter_ns())
 
     def _request(self, body: bytes) -> bytes:
-        return (f"POST /api/echo HTTP/1.1\r\nHost: {self.endpoint.host}:{self.endpoint.port}\r\n"
+        extra = "".join(f"{name}: {value}\r\n" for name, value in self.endpoint.headers.items())
+        return (f"POST {self.endpoint.prefix}/api/echo HTTP/1.1\r\n"
+                f"Host: {self.endpoint.host}:{self.endpoint.port}\r\n{extra}"
                 f"Content-Type: application/octet-stream\r\nContent-Length: {len(body)}\r\n"
                 "\r\n").encode() + body
 
@@ -595,7 +606,7 @@ def compare_patterns(lab, *, messages: int = 100, payload_bytes: int = 64, paral
     net = NetemProxy(host, port, profile, seed=seed).start() if profile is not None else None
     if net is not None and loss:
         net.toxic("loss", probability=loss, rto_ms=rto_ms, seed=seed)
-    endpoint = _Endpoint(net.host, net.port, tls) if net else _Endpoint(host, port, tls)
+    endpoint = _Endpoint(net.host if net else host, net.port if net else port, tls, lab)
     rtt = net.profile.rtt_ms if net else 0.0
     body, rows = bytes(payload_bytes), []
     limit = 60 + messages * (2 * rtt / 1000 + 0.1)
@@ -836,6 +847,38 @@ def loss_findings(clean, lossy) -> dict:
     return {"lost": lost, "text": "\n".join(lines)}
 
 
+def across_the_network(lab, loop, *, count: int = 20, warmup: int = 3) -> dict:
+    """Lesson 03 on a class server: the three transports timed to `lab` (joined with `lk.join`,
+    another machine across a real network) through the emulator's loopback profile (no delay
+    added, bytes counted), beside `loop`, the same run on this kernel's own lab, with the
+    lesson's sentence. On the kernel's own lab (`lk.start()`) nothing is measured: `loop` is it.
+    Returns {"frame": the run or None, "medians": {transport: ms}, "text"}."""
+    from labkit.course.classroom import ClassroomLab
+    from labkit.measure import median
+
+    if not isinstance(lab, ClassroomLab):
+        return {"frame": None, "medians": {}, "text": (
+            "`lab` runs in this kernel: between you and it there is only this machine's loopback, "
+            "measured above. Joined to a class server (`lk.join`), this cell times the real network "
+            "to it.")}
+    far = compare_transports(lab, profile="loopback", count=count, warmup=warmup)
+    there = {t: median(g["rtt_ms"]) for t, g in far.groupby("transport", sort=False)}
+    here = {t: median(g["rtt_ms"]) for t, g in loop.groupby("transport", sort=False)}
+    shown = ", ".join(f"{t} **{there[t]:.1f} ms** (here {here.get(t, math.nan):.2f} ms)"
+                      for t in there)
+    try:
+        nearby = ipaddress.ip_address(lab.host).is_loopback
+    except ValueError:
+        nearby = lab.host == "localhost"
+    where = ("on this same machine (its loopback: no network in between this time)" if nearby
+             else "across the network, shared with the classmates using it")
+    text = (f"To the class server at `{lab.host}:{lab.port}`, {where}: {shown}; "
+            f"{len(far) // max(1, len(there))} round trips each. A real network's delay and "
+            "jitter would come on top of every emulated profile, which is why the emulated runs "
+            "below use your own lab.")
+    return {"frame": far, "medians": there, "text": text}
+
+
 def round_trips_per_connection(frame) -> float:
     """From a run: a new-connection request's median round trip in keep-alive round trips."""
     from labkit.measure import median, ratio
@@ -845,7 +888,8 @@ def round_trips_per_connection(frame) -> float:
     return ratio(new, reused)
 
 
-__all__ = ["COLUMNS", "PATTERNS", "PHASES", "TRANSPORTS", "compare_patterns", "compare_transports",
+__all__ = ["COLUMNS", "PATTERNS", "PHASES", "TRANSPORTS", "across_the_network", "compare_patterns",
+           "compare_transports",
            "exchange_totals", "extrapolate", "measure_exchange", "round_trips_per_connection",
            "loss_findings", "pattern_findings", "payload_findings", "slow_start_extra_round_trips",
            "slow_start_off_findings", "summary", "tcp_ip_bytes", "tls_lab"]

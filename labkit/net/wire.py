@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 import threading
 import time
 import zlib
 from bisect import bisect_right
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import h11
 from websockets.exceptions import ProtocolError
@@ -77,6 +78,15 @@ class _Stream:
         """perf_counter_ns of the chunk that carried byte number `offset`."""
         i = min(bisect_right(self.ends, offset), len(self.times) - 1)
         return self.times[i]
+
+
+_CREDENTIALS = re.compile(rb"(?im)^(authorization:[ \t]*\S+[ \t]+)(\S+)")
+
+
+def redact(head: bytes) -> bytes:
+    """`head` with the credentials of its `Authorization` header (a class server's token) replaced
+    by as many `*`: the tables and printed heads show every byte's place, never the secret."""
+    return _CREDENTIALS.sub(lambda m: m[1] + b"*" * len(m[2]), head)
 
 
 def _strip_body_headers(headers) -> list[tuple[bytes, bytes]]:
@@ -252,7 +262,7 @@ class _ConnParser:
             return
         event, stream = cur["event"], self.streams[direction]
         raw, base = self.raw[direction], self.raw_base[direction]
-        head = bytes(raw[cur["start"] - base:cur["head_end"] - base])
+        head = redact(bytes(raw[cur["start"] - base:cur["head_end"] - base]))
         del raw[:end - base]  # keep memory flat: finished messages need no bytes
         self.raw_base[direction] = end
         is_request = isinstance(event, h11.Request)
@@ -266,7 +276,8 @@ class _ConnParser:
             "method": event.method.decode() if is_request else None,
             "target": event.target.decode("latin-1") if is_request else None,
             "status": None if is_request else event.status_code,
-            "headers": [(k.decode("latin-1"), v.decode("latin-1"))
+            "headers": [(k.decode("latin-1"),
+                         redact(k + b": " + v)[len(k) + 2:].decode("latin-1"))
                         for k, v in event.headers.raw_items()],
             "header_bytes": cur["head_end"] - cur["start"],
             "body_bytes": end - cur["head_end"],
@@ -329,6 +340,14 @@ class _ConnParser:
 
 
 # -- the tap ---------------------------------------------------------------------------------------
+def credentials(userinfo: str) -> dict[str, str]:
+    """`{"Authorization": "Bearer <token>"}` for the user info `through()` returns for a class
+    server ("student:TOKEN@", the token percent-encoded), {} for none: what a hand-made request
+    to a class server must carry."""
+    _, _, password = userinfo.removesuffix("@").partition(":")
+    return {"Authorization": f"Bearer {unquote(password)}"} if password else {}
+
+
 def _target_address(target) -> tuple[str, int]:
     if isinstance(target, tuple):
         return target[0], int(target[1])
@@ -720,8 +739,10 @@ def count_packets(target, *, payload_bytes: int = 64, exchanges: int = 6, pause_
     from websockets.frames import Frame, Opcode
 
     host, port = _target_address(target)
+    userinfo, prefix = through(target)  # a class server: its token and path prefix go along
+    extra = "".join(f"{name}: {value}\r\n" for name, value in credentials(userinfo).items())
     body = b"x" * payload_bytes
-    request = (f"POST /api/echo HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: "
+    request = (f"POST {prefix}/api/echo HTTP/1.1\r\nHost: {host}:{port}\r\n{extra}Content-Type: "
                f"application/octet-stream\r\nContent-Length: {payload_bytes}\r\n\r\n").encode() + body
     rows: list[dict] = []
 
@@ -737,6 +758,9 @@ def count_packets(target, *, payload_bytes: int = 64, exchanges: int = 6, pause_
                 if not chunk:
                     raise ConnectionError("the lab closed the connection during the count")
                 got += chunk
+                if got.startswith(b"HTTP/") and not got.startswith(b"HTTP/1.1 200"):
+                    status = got.split(b"\r\n")[0].decode(errors="replace")
+                    raise ConnectionError(f"the lab refused the echo: {status}")
             time.sleep(pause_s)
             after = _tcp_segments(sock)
             if after is None:
@@ -755,8 +779,8 @@ def count_packets(target, *, payload_bytes: int = 64, exchanges: int = 6, pause_
             return None
     with socket.create_connection((host, port), timeout=timeout) as sock:
         key = base64.b64encode(os.urandom(16)).decode()
-        sock.sendall(f"GET /ws/echo HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-                     f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        sock.sendall(f"GET {prefix}/ws/echo HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+                     f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n{extra}"
                      "Sec-WebSocket-Version: 13\r\n\r\n".encode())
         head = b""
         while b"\r\n\r\n" not in head:
@@ -764,6 +788,9 @@ def count_packets(target, *, payload_bytes: int = 64, exchanges: int = 6, pause_
             if not chunk:
                 raise ConnectionError("the lab closed the connection during the handshake")
             head += chunk
+        if not head.startswith(b"HTTP/1.1 101"):
+            status = head.split(b"\r\n")[0].decode(errors="replace")
+            raise ConnectionError(f"the lab refused the WebSocket: {status}")
         frame = Frame(Opcode.BINARY, body).serialize(mask=True)
         if not measure(sock, "WebSocket", frame, body):
             return None
