@@ -109,3 +109,27 @@ def test_rest_vs_websocket_bytes_remeasures(tmp_path):
         lab.stop()
         lk.stop()
     assert not check.rest_vs_websocket_bytes(10.0)  # no lab running: a kind "not yet"
+
+
+def test_rest_vs_websocket_bytes_on_a_class_server_measures_the_class_server(make_lab, lab,
+                                                                              monkeypatch):
+    """With `lab = lk.join(...)` in the notebook, the checker measures through a tap in front of
+    the class server, where the student's REST requests carry the token (longer heads than on
+    the kernel's own lab); it used to say "Start the lab first"."""
+    import types
+
+    import IPython
+
+    from labkit.check.lesson02 import _measure_echo_bytes
+    from labkit.course.classroom import join_url
+
+    room = make_lab(student_tokens=("student-token",), instructor_token="instructor-token")
+    joined = lk.join(join_url("127.0.0.1", room.port, "student-token"), sync_clock=False,
+                     personal=False)
+    monkeypatch.setattr(IPython, "get_ipython", lambda: types.SimpleNamespace(user_ns={"lab": joined}))
+    payload = b"x" * 64
+    rest, websocket = _measure_echo_bytes(joined, payload)
+    own_rest, own_websocket = _measure_echo_bytes(lab, payload)
+    assert rest > own_rest and websocket == own_websocket   # the token rides on every request
+    right = check.rest_vs_websocket_bytes(rest / websocket, payload=payload)
+    assert right and f"({rest} B vs {websocket} B" in right.message

@@ -115,3 +115,29 @@ def test_websocket_bytes_saved_counts_the_handshake_measured_now(lab):
     assert not lk.check.websocket_bytes_saved(None, G4, lab)
     assert not lk.check.websocket_bytes_saved(right, G4.assign(bytes_up=None, bytes_down=None), lab)
     assert lk.check.websocket_bytes_saved(10 * 350 - handshake, G4, lab, messages=10)
+
+
+@pytest.mark.timeout(90)
+def test_timing_checkers_on_a_class_server_measure_on_the_students_own_lab(make_lab, capsys):
+    """Joined to a class server, the prediction checkers measure where the lesson's timing cells
+    do: the kernel's own lab behind the emulator (said in one printed line), not across the real
+    network to the class server, whose delay the profile does not contain."""
+    from labkit.course.classroom import join_url
+
+    room = make_lab(student_tokens=("student-token",), instructor_token="instructor-token")
+    joined = lk.join(join_url("127.0.0.1", room.port, "student-token"), sync_clock=False,
+                     personal=False)
+    try:
+        assert lk.check.parallel_prediction(10 * lk.netem.profile("4g").rtt_ms, joined,
+                                            messages=30, connections=3)
+        assert not lk.check.parallel_prediction(30 * lk.netem.profile("4g").rtt_ms, joined,
+                                                messages=30, connections=3)
+        rtt = lk.netem.profile("intercontinental").rtt_ms
+        assert lk.check.new_connection_prediction(2 * rtt, joined)
+        assert not lk.check.new_connection_prediction(3 * rtt, joined)
+        own = lk.current()
+        assert own is not None and own.port != room.port
+        printed = capsys.readouterr().out
+        assert printed.count(f"this part runs on your own lab at {own.url}") == 4
+    finally:
+        lk.stop()

@@ -66,3 +66,19 @@ def test_streaming_echo_answers_the_head_before_the_body_and_refuses_other_metho
         assert _exchange(listener.port, b"NOT HTTP\r\n\r\n").startswith(b"HTTP/1.1 400 ")
     finally:
         stop_streaming_echo(listener)
+
+
+def test_the_heartbeat_sentence_is_the_labs_own_or_says_it_is_the_default(lab, make_lab):
+    import labkit as lk
+    from labkit.course.classroom import join_url
+    from labkit.lessons.duplex import heartbeat_text
+    from labkit.server.config import LabConfig
+
+    assert heartbeat_text(lab) == f"a ping every **{lab.config.ws_heartbeat:g} s**"
+    tuned = make_lab(ws_heartbeat=7)
+    assert heartbeat_text(tuned) == "a ping every **7 s**"
+    room = make_lab(student_tokens=("student-token",), instructor_token="instructor-token")
+    joined = lk.join(join_url("127.0.0.1", room.port, "student-token"), sync_clock=False,
+                     personal=False)
+    said = heartbeat_text(joined)
+    assert f"**{LabConfig().ws_heartbeat:g} s** by default" in said and "ws_heartbeat" in said

@@ -1,5 +1,5 @@
 # Solutions to the exercises of 03-latency-lab.ipynb, one "# %%" section per exercise cell.
-# ruff: noqa: F821 - each section runs inside the lesson, which defines lk, lab, g4 and loop earlier.
+# ruff: noqa: F821 - each section runs inside the lesson, which defines lk, lab, mine, g4 and loop earlier.
 
 # %% exercise 1
 # A new connection pays the TCP handshake (one round trip) before the request's own round trip.
@@ -16,7 +16,7 @@ lk.check.websocket_break_even(answer, g4)
 # %% exercise 3
 # Per echo, keep-alive REST minus WebSocket (the HTTP headers), times 100; minus the WebSocket's
 # opening handshake (request + 101), measured through a tap: the run does not contain it.
-tap = lk.tap(lab)
+tap = lk.tap(mine)  # the lab `loop` was measured on (your own, also on a class server)
 tap.reset()
 probe = lk.websocket(tap.url("ws"), "/ws/echo")
 handshake = int(tap.settle().http_messages()["wire_bytes"].sum())

@@ -134,6 +134,22 @@ def close_code(situation: str, answer) -> Feedback:
     )
 
 
+def _lesson_lab():
+    """The lab the lesson's cells measure: the notebook's `lab` when it is a class server joined
+    with `lk.join` (its requests carry the student's token, so they are bigger than on the
+    kernel's own lab), else the kernel's own lab (`lk.start()`); None when there is neither."""
+    from labkit.course.classroom import ClassroomLab
+    from labkit.server.runner import current
+
+    try:
+        from IPython import get_ipython
+    except ImportError:  # no IPython: only the kernel's own lab can be meant
+        return current()
+    shell = get_ipython()
+    joined = getattr(shell, "user_ns", {}).get("lab") if shell is not None else None
+    return joined if isinstance(joined, ClassroomLab) else current()
+
+
 def _measure_echo_bytes(lab, payload: bytes) -> tuple[int, int]:
     """Bytes (up + down) of one REST echo on a warm keep-alive connection and of one WebSocket echo,
     measured through a private wire tap in front of `lab`."""
@@ -159,14 +175,13 @@ def rest_vs_websocket_bytes(answer, payload: bytes = b"x" * 16, tolerance: float
     """Exercise: how many times more bytes does one echo of `payload` cost over REST (warm keep-alive
     connection, request + response) than over an open WebSocket (frame up + frame down)?
 
-    The checker measures it again through its own wire tap in front of the running lab.
+    The checker measures it again through its own wire tap in front of the lesson's lab (the
+    class server the notebook joined, else the kernel's own lab).
     """
-    from labkit.server.runner import current
-
     name = "REST vs WebSocket bytes"
     if not close_to(answer, 1.0, abs_=float("inf")):
         return verdict(False, "", "Answer with a number: REST bytes divided by WebSocket bytes.", name)
-    lab = current()
+    lab = _lesson_lab()
     if lab is None:
         return verdict(False, "", "Start the lab first: lab = lk.start()", name)
     rest, websocket = _measure_echo_bytes(lab, payload)

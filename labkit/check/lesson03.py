@@ -10,6 +10,10 @@ __all__ = ["new_connection_round_trips", "websocket_break_even", "header_bytes_s
            "parallel_prediction", "new_connection_prediction"]
 
 
+TRIALS = 3
+"""Runs the timing checkers measure (the fastest and the median count, see their docstrings)."""
+
+
 def _needs(frame, transports, name: str) -> Feedback | None:
     if frame is None or not hasattr(frame, "columns") or "transport" not in frame.columns:
         return verdict(False, "", "Pass the frame your run returned as the second argument, "
@@ -198,13 +202,25 @@ def websocket_bytes_saved(answer, frame=None, lab=None, *, messages: int = 100) 
                    name)
 
 
+def _emulated(lab):
+    """Where a timing checker measures: `lab` itself when it is this kernel's own, else (a class
+    server, another machine across a real network) this kernel's own lab, as the lesson's
+    timing cells do: the emulated profile must be the whole path for a prediction from it."""
+    from labkit.course.classroom import own_lab
+
+    return own_lab(lab, "an emulated network needs the quiet loopback of this machine under it")
+
+
 @exercise("requests over parallel connections", answer="answer_ms",
           how="Answer with your prediction in milliseconds.")
 def parallel_prediction(answer_ms, lab=None, *, messages: int = 30, connections: int = 3,
                         profile: str = "4g") -> Feedback:
     """Exercise: predict how long `messages` echoes take (ms) over `connections` keep-alive HTTP/1.1
     connections on `profile`, connections already open. The checker measures it through the
-    emulator (lk.latency.compare_patterns) and accepts a prediction within 25 %."""
+    emulator (lk.latency.compare_patterns, TRIALS times) and accepts a prediction within 25 % of
+    a time it measured: from 25 % under the fastest run to 25 % over the median. A busy machine
+    only adds time (a stalled process, a late thread), so the fastest run is nearest to what
+    the profile models, and the median is what a student measuring it would see."""
     name = f"{messages} requests over {connections} connections"
     if lab is None or not hasattr(lab, "port"):
         return verdict(False, "", "Pass the running lab as the second argument.", name)
@@ -212,20 +228,23 @@ def parallel_prediction(answer_ms, lab=None, *, messages: int = 30, connections:
     if value is None or value <= 0:
         return verdict(False, "", "Answer with a positive number of milliseconds.", name)
     from labkit.lessons.latency import compare_patterns
+    from labkit.measure import median
     from labkit.net.netem import profile as resolve
 
     rtt = resolve(profile).rtt_ms
-    run = compare_patterns(lab, messages=messages, parallel=connections, profile=profile,
-                           patterns=["rest parallel"], progress=False)
-    measured = float(run["total_ms"].iloc[0])
-    if abs(value - measured) <= 0.25 * measured:
-        return verdict(True, f"Yes: measured {measured:.0f} ms just now, {measured / rtt:.1f} round "
+    run = compare_patterns(_emulated(lab), messages=messages, parallel=connections,
+                           profile=profile, patterns=["rest parallel"], progress=False,
+                           trials=TRIALS)
+    fastest, measured = float(run["total_ms"].min()), median(run["total_ms"])
+    if 0.75 * fastest <= value <= 1.25 * measured:
+        return verdict(True, f"Yes: measured {measured:.0f} ms just now (median of {TRIALS} runs; "
+                       f"fastest {fastest:.0f} ms), {measured / rtt:.1f} round "
                        f"trips of {rtt:g} ms: the client waits for each answer before the next "
                        f"request on its connection (it does not pipeline), so {messages} requests "
                        f"need about {messages} / {connections} rounds.", "", name)
     if value < 10:
         hint = "That looks like seconds; answer in milliseconds."
-    elif value > measured:
+    elif value > 1.25 * measured:
         hint = ("Too slow: the connections work at the same time. How many requests does each "
                 "one carry, one after another?")
     else:
@@ -240,8 +259,10 @@ def parallel_prediction(answer_ms, lab=None, *, messages: int = 30, connections:
 def new_connection_prediction(answer_ms, lab=None, *, profile: str = "intercontinental"
                               ) -> Feedback:
     """Exercise: predict how long (ms) one small REST request on a new connection takes over
-    `profile`. The checker measures a few through the emulator (lk.compare_transports) and
-    accepts a prediction within 15 % of their median."""
+    `profile`. The checker measures TRIALS through the emulator (lk.compare_transports) and
+    accepts a prediction within 15 % of a time it measured: from 15 % under the fastest to 15 %
+    over the median (a busy machine only adds time, so the fastest is nearest to the profile's
+    model, and the median is what a student measuring it would see)."""
     name = f"a new connection over {profile}"
     if lab is None or not hasattr(lab, "port"):
         return verdict(False, "", "Pass the running lab as the second argument.", name)
@@ -251,11 +272,13 @@ def new_connection_prediction(answer_ms, lab=None, *, profile: str = "interconti
     from labkit.lessons.latency import compare_transports
     from labkit.measure import median
 
-    run = compare_transports(lab, profile=profile, transports=["rest-new"], count=3, warmup=1,
-                             progress=False)
+    run = compare_transports(_emulated(lab), profile=profile, transports=["rest-new"],
+                             count=TRIALS, warmup=1, progress=False)
     rtt, measured = run.attrs["rtt_configured_ms"], median(run["rtt_ms"])
-    if abs(value - measured) <= 0.15 * measured:
-        return verdict(True, f"Yes: measured {measured:.0f} ms just now, {measured / rtt:.1f} round "
+    fastest = float(run["rtt_ms"].min())
+    if 0.85 * fastest <= value <= 1.15 * measured:
+        return verdict(True, f"Yes: measured {measured:.0f} ms just now (median of {TRIALS}; "
+                       f"fastest {fastest:.0f} ms), {measured / rtt:.1f} round "
                        f"trips of {rtt:g} ms: one for the TCP handshake, one for the request.", "",
                        name)
     trips = value / rtt

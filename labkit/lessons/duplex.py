@@ -32,6 +32,20 @@ from labkit import _loop
 from labkit.net.wire import WireTap
 from labkit.server.listen import Limits, listen
 
+
+def heartbeat_text(lab) -> str:
+    """The lab's WebSocket heartbeat, as lesson 02 states it: this kernel's lab knows its own
+    (`lab.config.ws_heartbeat`); a class server joined with `lk.join` does not publish its own, so
+    the sentence gives the kit's default and says the instructor may have set another."""
+    from labkit.server.config import LabConfig
+
+    config = getattr(lab, "config", None)
+    if config is not None:
+        return f"a ping every **{config.ws_heartbeat:g} s**"
+    return (f"a ping every **{LabConfig().ws_heartbeat:g} s** by default (a class server's "
+            "instructor may set another: `labkit serve --limit ws_heartbeat=S`)")
+
+
 STREAM_MAX_BODY = 16 * 1024 * 1024
 """Largest request body `StreamingEcho` echoes; a longer one ends the connection."""
 
