@@ -250,3 +250,40 @@ def test_a_connection_without_a_whole_request_head_is_closed_after_the_keepalive
                 except (ssl.SSLError, OSError):
                     got = b""
             assert got == b""  # closed, with no answer
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("alpn", ["http/1.1", "h2"])
+def test_stop_ends_idle_connections_and_frees_the_port(alpn):
+    """A client holding an idle connection (a student's own httpx client, say) does not keep
+    stop() waiting: the served connections are aborted, the port is free, a second start works."""
+    servers = VersionServers(quic=False).start()
+    context = tls.client_ssl_context()
+    context.set_alpn_protocols([alpn])
+    idle = context.wrap_socket(socket.create_connection(("127.0.0.1", servers.tcp_port), timeout=10),
+                               server_hostname="127.0.0.1")
+    try:
+        assert idle.selected_alpn_protocol() == alpn
+        if alpn == "h2":  # the client's preface and SETTINGS: hypercorn now serves an h2 connection
+            idle.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        else:  # one whole exchange, then the connection stays open, idle (keep-alive)
+            idle.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert idle.recv(100)  # the server answered on it
+        port = servers.tcp_port
+        servers.stop()
+        try:
+            got = idle.recv(100)
+            while got:  # what the server still had on its way (an h2 GOAWAY), then the end
+                got = idle.recv(100)
+        except (ssl.SSLError, OSError):
+            pass
+        with socket.socket() as probe:  # the port is free again
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(("127.0.0.1", port))
+    finally:
+        idle.close()
+    with VersionServers(quic=False) as again:
+        import httpx
+
+        with httpx.Client(verify=tls.client_ssl_context()) as client:
+            assert client.get(again.url("/healthz")).json() == {"status": "ok"}

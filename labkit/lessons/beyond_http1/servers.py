@@ -11,9 +11,12 @@ Host and Origin are checked as the lab checks them (`server.hostcheck.host_allow
 WebSocket handshake 403.
 
 One serving path: the TCP listener is opened by `labkit.server.listen.listen()`, so the connection
-cap (503 problem+json with Retry-After), the per-peer share and the EMFILE back-off apply to it as
-to every listener of the kit; each accepted connection is handed to hypercorn's `TCPServer` (its
-asyncio connection handler). What does NOT apply, because hypercorn is not aiohttp:
+cap, the per-peer share and the EMFILE back-off apply to it as to every listener of the kit; each
+accepted connection is handed to hypercorn's `TCPServer` (its asyncio connection handler). Over the
+cap a connection is closed right after the TLS handshake with nothing written (no `refusal=`: the
+lab's HTTP/1.1 503 would be garbage to a client that chose h2 by ALPN). `stop()` aborts every
+served connection (an idle keep-alive client never sends TLS's close_notify, which a clean close
+would wait for). What does NOT apply, because hypercorn is not aiohttp:
 - the head deadline (408) and the body deadline (408) of `guard.serve_app`: hypercorn has none.
   An idle connection, and one whose request head never completes, is closed after
   `keepalive_timeout` without an answer (hypercorn's keep-alive timer), and a head is bounded to
@@ -160,6 +163,8 @@ class VersionServers:
         self._folder: Path | None = None
         self._stopping: asyncio.Event | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._transports: set[asyncio.BaseTransport] = set()
+        """The served TCP connections' transports, aborted by stop()."""
         self._udp_transport: asyncio.BaseTransport | None = None
 
     def url(self, path: str = "/") -> str:
@@ -232,10 +237,15 @@ class VersionServers:
             if task is not None:
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
-            # stop() cancels, or a peer breaks TLS's close (data after close_notify): the
-            # connection ends here either way (asyncio's stream callback would log a traceback)
-            with contextlib.suppress(asyncio.CancelledError, OSError):
-                await TCPServer(app, loop, config, context, state, reader, writer)
+            self._transports.add(writer.transport)
+            try:
+                # a peer that breaks TLS's close (data after close_notify) ends the connection
+                # here (asyncio's stream callback would log a traceback); stop() aborts the
+                # transport and cancels this task, and the cancellation goes on up
+                with contextlib.suppress(OSError):
+                    await TCPServer(app, loop, config, context, state, reader, writer)
+            finally:
+                self._transports.discard(writer.transport)
 
         def factory() -> asyncio.Protocol:
             return asyncio.StreamReaderProtocol(asyncio.StreamReader(limit=2**16), serve_one)
@@ -268,6 +278,10 @@ class VersionServers:
             self.listener.close()
         if self._udp_transport is not None:
             self._udp_transport.close()
+        # abort, not close: closing a TLS connection waits for the peer's close_notify, which an
+        # idle client (a student's httpx pool) never sends, and hypercorn's close awaits that
+        for transport in list(self._transports):
+            transport.abort()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
