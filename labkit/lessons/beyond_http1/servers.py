@@ -163,7 +163,7 @@ class VersionServers:
         self._folder: Path | None = None
         self._stopping: asyncio.Event | None = None
         self._tasks: set[asyncio.Task] = set()
-        self._transports: set[asyncio.BaseTransport] = set()
+        self._transports: set[asyncio.WriteTransport] = set()
         """The served TCP connections' transports, aborted by stop()."""
         self._udp_transport: asyncio.BaseTransport | None = None
 
