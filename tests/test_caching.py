@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from labkit.clients._target import through
 from labkit.clients.rest import RestClient
 from labkit.lessons.caching import SharedCache, cache_tour, describe_tour, lab_requests
 
@@ -121,7 +122,8 @@ def test_through_a_class_server_an_answer_to_a_token_is_reused_only_when_it_says
     room = make_lab(student_tokens=("student-token",), instructor_token="instructor-token")
     handle = lk.join(join_url("127.0.0.1", room.port, "student-token"), sync_clock=False,
                      personal=False)
-    with SharedCache(handle) as cdn, RestClient(cdn.url) as via:
+    token, _ = through(handle)  # "student:TOKEN@": the client brings its own credentials
+    with SharedCache(handle) as cdn, RestClient(f"http://{token}127.0.0.1:{cdn.port}") as via:
         for query, reached, x_cache in (("max_age=30", 3, ["MISS"] * 3),
                                          ("max_age=30&scope=public", 1, ["MISS", "HIT", "HIT"]),
                                          ("max_age=0&s_maxage=30", 1, ["MISS", "HIT", "HIT"])):
@@ -130,3 +132,38 @@ def test_through_a_class_server_an_answer_to_a_token_is_reused_only_when_it_says
             assert [a.status for a in answers] == [200] * 3
             assert [a.headers["X-Cache"] for a in answers] == x_cache, query
             assert lab_requests(handle) - before == reached, query
+
+
+def test_the_cache_adds_no_credentials_of_its_own(make_lab):
+    """In front of a class server the cache forwards a client's own Authorization and nothing
+    else: a client on this machine without the token is refused by the class server, as it would
+    be there directly, and never reaches it as the student whose handle the cache was made with."""
+    import labkit as lk
+    from labkit.course.classroom import join_url
+
+    room = make_lab(student_tokens=("student-token",), instructor_token="instructor-token")
+    handle = lk.join(join_url("127.0.0.1", room.port, "student-token"), sync_clock=False,
+                     personal=False)
+    with SharedCache(handle) as cdn, RestClient(cdn.url) as anyone, \
+            RestClient(f"http://127.0.0.1:{room.port}") as tokenless:
+        assert "student-token" not in cdn.origin
+        before = lab_requests(handle)
+        direct = tokenless.get("/api/cacheable?max_age=30&who=1")
+        refused = anyone.get("/api/cacheable?max_age=30&who=1")
+        assert refused.status == direct.status == 401
+        assert refused.headers["Content-Type"].startswith("application/problem+json")
+        assert lab_requests(handle) == before  # none of them was answered as the student
+        assert [r["status"] for r in cdn.log] == [401]
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
+def test_the_cache_forwards_only_get_and_head(lab, method):
+    with SharedCache(lab) as cdn, RestClient(cdn.url) as via, RestClient(lab) as direct:
+        version = direct.get("/api/cacheable/stats").json()["version"]
+        assert via.request("HEAD", "/api/cacheable?max_age=30&head=1").status == 200
+        refused = via.request(method, "/api/cacheable/version")
+        assert refused.status == 405 and refused.headers["Allow"] == "GET, HEAD"
+        assert refused.headers["Content-Type"].startswith("application/problem+json")
+        assert refused.json()["status"] == 405
+        assert direct.get("/api/cacheable/stats").json()["version"] == version
+        assert [(r["method"], r["status"]) for r in cdn.log] == [("HEAD", 200)]

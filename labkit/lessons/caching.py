@@ -20,13 +20,17 @@ with its limits), which forwards each request with an httpx client whose transpo
 request with 304), `MISS` (the lab answered in full). The stored answers live in a SQLite file of
 at most 16 MiB in a temporary folder, deleted with the cache. The proxy applies the lab's Host rule
 itself (`hostcheck.host_allowed`, 403 otherwise: a stored answer never reaches the lab's check) and
-forwards the client's own Host, so the lab checks it as well.
+forwards the client's own Host, so the lab checks it as well. It forwards only GET and HEAD (what a
+cache serves); any other method gets 405 problem+json with `Allow: GET, HEAD`.
 
-In front of a class server (`lk.join`) the cache forwards the student's token (the handle's URL
-carries it), and a shared cache must not reuse an answer to a request with `Authorization` unless
-the answer allows it (`public`, `s-maxage`, `must-revalidate`; RFC 9111 section 3.5): a plain
-`max-age` answer is then a MISS every time, and the lab's counts there are the whole class's. So
-lesson 01 runs the tour on the student's own lab (`lk.own_lab`).
+Credentials: the cache never adds any of its own. It forwards the client's own `Authorization`
+header, and only that: the origin's URL loses its user info (a class server's handle carries the
+student's token there), so a client on this machine that brings no token reaches the lab as nobody.
+In front of a class server (`lk.join`) each client brings the token itself, and a shared cache must
+not reuse an answer to a request with `Authorization` unless the answer allows it (`public`,
+`s-maxage`, `must-revalidate`; RFC 9111 section 3.5): a plain `max-age` answer is then a MISS every
+time, and the lab's counts there are the whole class's. So lesson 01 runs the tour on the student's
+own lab (`lk.own_lab`).
 
 Which requests reached the lab is read at the lab, never inferred from timings:
 `lab_requests(target)` reads `GET /api/cacheable/stats` (routes/echo.py counts every request it
@@ -45,6 +49,9 @@ from typing import Any
 from labkit import _loop
 from labkit.clients._target import base_url
 
+FORWARDED_METHODS = ("GET", "HEAD")
+"""What the cache forwards (what it can serve); anything else gets 405."""
+
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
                         "te", "trailer", "transfer-encoding", "upgrade", "host", "content-length",
                         "content-encoding"})
@@ -59,7 +66,7 @@ class SharedCache:
     `log` holds one record per request (method, path, status, x_cache, user); `close()` stops it."""
 
     def __init__(self, target, *, allow_stale: bool = False):
-        self.origin = base_url(target)
+        self.origin = without_credentials(base_url(target))
         self.allow_stale = allow_stale
         self.log: collections.deque[dict] = collections.deque(maxlen=LOG_LIMIT)
         self._folder: tempfile.TemporaryDirectory | None = None
@@ -109,6 +116,10 @@ class SharedCache:
             # without asking the lab, so the lab's check alone would come too late
             return problem(403, "This cache answers only requests addressed to a "
                                 "loopback name (the Host header).")
+        if request.method not in FORWARDED_METHODS:
+            return problem(405, f"This cache forwards only {' and '.join(FORWARDED_METHODS)}; "
+                                f"send {request.method[:20]} to the lab itself.",
+                           headers={"Allow": ", ".join(FORWARDED_METHODS)})
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
         # the client's own Host goes on to the lab, whose Host check (DNS rebinding) still decides:
         # a page that made its name resolve to this port is refused there, as it would be directly
@@ -164,6 +175,15 @@ class SharedCache:
     def __repr__(self) -> str:
         state = f"on {self.url}" if self._served else "stopped"
         return f"SharedCache({state} -> {self.origin}, allow_stale={self.allow_stale})"
+
+
+def without_credentials(url: str) -> str:
+    """`url` without user info (`student:TOKEN@`): the cache forwards clients' own credentials
+    and never adds its own."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def lab_requests(target) -> int:
