@@ -136,3 +136,19 @@ def close_to(value, expected: float, *, rel: float = 0.0, abs_: float = 0.0) -> 
     except (TypeError, ValueError):
         return False
     return abs(value - expected) <= max(abs_, rel * abs(expected))
+
+
+def running_lab():
+    """The lab the lesson's cells use: the notebook's `lab` when it is a class server joined with
+    `lk.join` (the kernel may run its own lab too, for the parts a class server refuses), else the
+    kernel's own lab (`lk.start()`). None when there is neither."""
+    from labkit.course.classroom import ClassroomLab
+    from labkit.server.runner import current
+
+    try:
+        from IPython import get_ipython
+    except ImportError:  # no IPython: only the kernel's own lab can be meant
+        return current()
+    shell = get_ipython()
+    joined = getattr(shell, "user_ns", {}).get("lab") if shell is not None else None
+    return joined if isinstance(joined, ClassroomLab) else current()

@@ -4,25 +4,9 @@ from __future__ import annotations
 
 import uuid
 
-from ._core import Feedback, exercise, verdict
+from ._core import Feedback, exercise, running_lab, verdict
 
 __all__ = ["unknown_route_status", "sized_reply", "binary_echo"]
-
-
-def _running_lab():
-    """The lab the lesson's cells use: the notebook's `lab` when it is a class server joined with
-    `lk.join` (the kernel may run its own lab too, for the parts a class server refuses), else the
-    kernel's own lab (`lk.start()`). None when there is neither."""
-    from labkit.course.classroom import ClassroomLab
-    from labkit.server.runner import current
-
-    try:
-        from IPython import get_ipython
-    except ImportError:  # no IPython: only the kernel's own lab can be meant
-        return current()
-    shell = get_ipython()
-    joined = getattr(shell, "user_ns", {}).get("lab") if shell is not None else None
-    return joined if isinstance(joined, ClassroomLab) else current()
 
 
 _STATUS_HINTS = {
@@ -47,7 +31,7 @@ def unknown_route_status(code) -> Feedback:
     if isinstance(code, bool) or not isinstance(code, int):
         return verdict(False, "", f"Answer with the status code as a whole number (not {code!r}): "
                        "the .status of the reply.", name)
-    lab = _running_lab()
+    lab = running_lab()
     if lab is None:
         return verdict(False, "", "Start the lab first: lab = lk.start()", name)
     with RestClient(lab) as api:

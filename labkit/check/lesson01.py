@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from ._core import Feedback, exercise, verdict
-from .lesson00 import _running_lab
+from ._core import Feedback, exercise, running_lab, verdict
 
 __all__ = ["conditional_get", "idempotent_but_status_changes", "recovered_from_412",
            "second_conditional_put"]
@@ -33,7 +32,7 @@ def conditional_get(path, headers, validator: str = "any") -> Feedback:
     if sent <= {"if-match", "if-unmodified-since"}:
         return verdict(False, "", "If-Match guards a *write* ('only if it is still this version'); "
                        "a read that wants 'only if it changed' uses another If- header.", name)
-    lab = _running_lab()
+    lab = running_lab()
     if lab is None:
         return verdict(False, "", "Start the lab first: lab = lk.start()", name)
     with RestClient(lab) as api:
@@ -61,7 +60,7 @@ def idempotent_but_status_changes(verb) -> Feedback:
     if not isinstance(verb, str) or not verb.strip() or verb.strip() == "?":
         return verdict(False, "", "Answer with a verb as a string, e.g. 'PUT'. Send each idempotent "
                        "verb twice to the same note and compare the two status codes.", name)
-    lab = _running_lab()
+    lab = running_lab()
     if lab is None:
         return verdict(False, "", "Start the lab first: lab = lk.start()", name)
     verb = verb.strip().upper()
@@ -98,7 +97,7 @@ def recovered_from_412(conflict, client) -> Feedback:
     from labkit.clients.rest import RestClient
 
     name = "recover from 412"
-    lab = _running_lab()
+    lab = running_lab()
     if lab is None:
         return verdict(False, "", "Start the lab first: lab = lk.start()", name)
     if not hasattr(conflict, "stale_etag") or not hasattr(client, "log"):
@@ -144,7 +143,7 @@ def second_conditional_put(status) -> Feedback:
     name = "repeated conditional PUT"
     if isinstance(status, bool) or not isinstance(status, int):
         return verdict(False, "", "Answer with the status code as a whole number (reply.status).", name)
-    lab = _running_lab()
+    lab = running_lab()
     if lab is None:
         return verdict(False, "", "Start the lab first: lab = lk.start()", name)
     with RestClient(lab) as api:
