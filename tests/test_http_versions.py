@@ -287,3 +287,53 @@ def test_stop_ends_idle_connections_and_frees_the_port(alpn):
 
         with httpx.Client(verify=tls.client_ssl_context()) as client:
             assert client.get(again.url("/healthz")).json() == {"status": "ok"}
+
+
+class _EchoSink(asyncio.DatagramProtocol):
+    def __init__(self):
+        self.received: list[bytes] = []
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def datagram_received(self, data, addr):
+        self.received.append(data)
+        assert self.transport is not None
+        self.transport.sendto(data, addr)
+
+
+@pytest.mark.parametrize("idle_expiry_s", [3600.0, 0.0])
+def test_the_udp_link_forgets_client_addresses_and_keeps_serving_new_ones(monkeypatch, idle_expiry_s):
+    """70 clients one after the other (more than MAX_CLIENTS = 64) all get through: the least
+    recently active address is evicted when the link is full, or an idle one expires first."""
+    from labkit.net.netem import udp
+
+    monkeypatch.setattr(udp, "IDLE_EXPIRY_S", idle_expiry_s)
+
+    async def sink():
+        loop = asyncio.get_running_loop()
+        return await loop.create_datagram_endpoint(_EchoSink, local_addr=("127.0.0.1", 0))
+
+    transport, protocol = run(sink())
+    clients = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(udp.MAX_CLIENTS + 6)]
+    try:
+        with UdpLink("127.0.0.1", transport.get_extra_info("sockname")[1]) as link:
+            for i, client in enumerate(clients):  # one at a time: each address held before the next
+                client.settimeout(10)
+                client.sendto(f"{i}".encode(), ("127.0.0.1", link.port))
+                assert client.recv(100) == f"{i}".encode()
+            clients[0].sendto(b"again", ("127.0.0.1", link.port))  # forgotten, and served again
+            assert clients[0].recv(100) == b"again"
+            assert link.clients_refused == 0
+            if idle_expiry_s:
+                assert (link.clients_evicted, link.clients_expired) == (7, 0)
+                assert link.clients == udp.MAX_CLIENTS
+            else:
+                assert (link.clients_evicted, link.clients_expired) == (0, len(clients))
+                assert link.clients == 1
+        assert len(protocol.received) == len(clients) + 1
+    finally:
+        for client in clients:
+            client.close()
+        transport.close()

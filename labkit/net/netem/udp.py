@@ -31,7 +31,12 @@ own thread and event loop (not a process, unlike the TCP proxy), so a busy kerne
 
 Standard library only, like the rest of `labkit.net.netem`. One UDP socket faces the clients; each
 client address gets its own socket towards the server (as a NAT does), so the server sees one peer
-per client. The client-facing socket is not opened by `server.listen.listen()`, which serves TCP
+per client. Like a NAT, the link forgets a client address: one silent in both directions for
+`IDLE_EXPIRY_S` is forgotten when a new client arrives, and with `MAX_CLIENTS` addresses held the
+least recently active one is forgotten (`clients_expired`, `clients_evicted`; its socket towards
+the server is closed, and a later datagram from it gets a new one, as after a NAT rebinding). A new
+address is refused (`clients_refused`) only while every slot is still being opened. The
+client-facing socket is not opened by `server.listen.listen()`, which serves TCP
 only (a UDP socket has no accept and no connections to count): no connection cap applies to it.
 """
 
@@ -41,13 +46,15 @@ import asyncio
 import contextlib
 import random
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 
 from .link import KB, MIN_QUEUE_BYTES, Profile, profile
 
 UP, DOWN = "up", "down"
 MAX_CLIENTS = 64
 """Client addresses one link serves at once (each holds a socket towards the server)."""
+IDLE_EXPIRY_S = 30.0
+"""A client address silent this long (both directions) is forgotten when a new one arrives."""
 
 
 class _Direction:
@@ -129,15 +136,25 @@ class UdpLink:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._facing: asyncio.DatagramTransport | None = None
-        self._towards: dict = {}
+        self._towards: OrderedDict = OrderedDict()
+        """Client address -> its socket towards the server, least recently active first."""
+        self._last: dict = {}
+        """Client address -> loop time of its last datagram (either direction)."""
         self._pending: dict = {}
         self.clients_refused = 0
+        self.clients_expired = 0
+        self.clients_evicted = 0
 
     # -- counters --------------------------------------------------------------------------------
     @property
     def datagrams(self) -> dict[str, int]:
         """Datagrams that arrived at the link, per direction (dropped ones included)."""
         return {d: s.count for d, s in self._dirs.items()}
+
+    @property
+    def clients(self) -> int:
+        """Client addresses the link holds now (each with its socket towards the server)."""
+        return len(self._towards) + len(self._pending)
 
     @property
     def payload_bytes(self) -> dict[str, int]:
@@ -208,23 +225,47 @@ class UdpLink:
             return
         towards = self._towards.get(client)
         if towards is None:
+            self._make_room()
             if len(self._towards) + len(self._pending) >= MAX_CLIENTS:
                 self.clients_refused += 1
                 return
             self._pending[client] = [data]
             asyncio.get_running_loop().create_task(self._connect(client))
             return
+        self._touch(client)
         self._forward(UP, data, towards.sendto)
+
+    def _touch(self, client) -> None:
+        self._towards.move_to_end(client)
+        self._last[client] = asyncio.get_running_loop().time()
+
+    def _make_room(self) -> None:
+        """Forget the client addresses idle for IDLE_EXPIRY_S, and the least recently active
+        one while every slot is taken (those still being opened stay)."""
+        now = asyncio.get_running_loop().time()
+        while self._towards:
+            oldest = next(iter(self._towards))
+            if now - self._last.get(oldest, now) >= IDLE_EXPIRY_S:
+                self.clients_expired += 1
+            elif len(self._towards) + len(self._pending) >= MAX_CLIENTS:
+                self.clients_evicted += 1
+            else:
+                return
+            self._last.pop(oldest, None)
+            self._towards.pop(oldest).close()
 
     async def _connect(self, client) -> None:
         loop = asyncio.get_running_loop()
         transport, _ = await loop.create_datagram_endpoint(lambda: _Towards(self, client),
                                                            remote_addr=self.target)
         self._towards[client] = transport
+        self._last[client] = loop.time()
         for data in self._pending.pop(client, []):
             self._forward(UP, data, transport.sendto)
 
     def from_server(self, data: bytes, client) -> None:
+        if client in self._towards:
+            self._touch(client)
         facing = self._facing
         if facing is not None:
             self._forward(DOWN, data, lambda payload: facing.sendto(payload, client))
