@@ -405,11 +405,13 @@ def test_the_endpoint_keeps_a_class_servers_path_prefix_and_token():
 def test_across_the_network_measures_only_a_class_server(joined, lab):
     from labkit.lessons.latency import across_the_network
 
-    loop = compare_transports(lab, profile="loopback", count=2, warmup=1)
-    own = across_the_network(lab, loop, count=2, warmup=1)
+    own = across_the_network(lab, lab, count=2, warmup=1)
     assert own["frame"] is None and "this machine's loopback" in own["text"]
-    far = across_the_network(joined, loop, count=2, warmup=1)
-    assert len(far["frame"]) == 6 and set(far["medians"]) == set(TRANSPORTS)
+    far = across_the_network(joined, lab, count=2, warmup=1)
+    assert len(far["frame"]) == 12 and far["frame"].groupby("where").size().to_dict() == {
+        "class server": 6, "own lab": 6}
+    assert set(far["medians"]["class server"]) == set(TRANSPORTS) == set(far["medians"]["own lab"])
     assert "on this same machine" in far["text"]          # the test's class server is on loopback
-    for transport, median_ms in far["medians"].items():
-        assert f"{transport} **{median_ms:.1f} ms**" in far["text"]
+    for transport, median_ms in far["medians"]["class server"].items():
+        mine = far["medians"]["own lab"][transport]
+        assert f"{transport} **{median_ms:.2f} ms** (your own lab {mine:.2f} ms)" in far["text"]

@@ -847,12 +847,15 @@ def loss_findings(clean, lossy) -> dict:
     return {"lost": lost, "text": "\n".join(lines)}
 
 
-def across_the_network(lab, loop, *, count: int = 20, warmup: int = 3) -> dict:
+def across_the_network(lab, mine, *, count: int = 20, warmup: int = 3) -> dict:
     """Lesson 03 on a class server: the three transports timed to `lab` (joined with `lk.join`,
-    another machine across a real network) through the emulator's loopback profile (no delay
-    added, bytes counted), beside `loop`, the same run on this kernel's own lab, with the
-    lesson's sentence. On the kernel's own lab (`lk.start()`) nothing is measured: `loop` is it.
-    Returns {"frame": the run or None, "medians": {transport: ms}, "text"}."""
+    another machine across a real network) and to `mine` (this kernel's own lab, on loopback),
+    both directly (no proxy: a class server's https name and path prefix stay as joined), with the
+    lesson's sentence. On the kernel's own lab (`lk.start()`) nothing is measured: there is no
+    network to time. Returns {"frame": both runs (column "where") or None, "medians":
+    {where: {transport: ms}}, "text"}."""
+    import pandas as pd
+
     from labkit.course.classroom import ClassroomLab
     from labkit.measure import median
 
@@ -861,10 +864,12 @@ def across_the_network(lab, loop, *, count: int = 20, warmup: int = 3) -> dict:
             "`lab` runs in this kernel: between you and it there is only this machine's loopback, "
             "measured above. Joined to a class server (`lk.join`), this cell times the real network "
             "to it.")}
-    far = compare_transports(lab, profile="loopback", count=count, warmup=warmup)
-    there = {t: median(g["rtt_ms"]) for t, g in far.groupby("transport", sort=False)}
-    here = {t: median(g["rtt_ms"]) for t, g in loop.groupby("transport", sort=False)}
-    shown = ", ".join(f"{t} **{there[t]:.1f} ms** (here {here.get(t, math.nan):.2f} ms)"
+    runs = {where: compare_transports(target, profile=None, count=count, warmup=warmup)
+            for where, target in (("class server", lab), ("own lab", mine))}
+    medians = {where: {t: median(g["rtt_ms"]) for t, g in run.groupby("transport", sort=False)}
+               for where, run in runs.items()}
+    there, here = medians["class server"], medians["own lab"]
+    shown = ", ".join(f"{t} **{there[t]:.2f} ms** (your own lab {here.get(t, math.nan):.2f} ms)"
                       for t in there)
     try:
         nearby = ipaddress.ip_address(lab.host).is_loopback
@@ -872,11 +877,11 @@ def across_the_network(lab, loop, *, count: int = 20, warmup: int = 3) -> dict:
         nearby = lab.host == "localhost"
     where = ("on this same machine (its loopback: no network in between this time)" if nearby
              else "across the network, shared with the classmates using it")
-    text = (f"To the class server at `{lab.host}:{lab.port}`, {where}: {shown}; "
-            f"{len(far) // max(1, len(there))} round trips each. A real network's delay and "
-            "jitter would come on top of every emulated profile, which is why the emulated runs "
-            "below use your own lab.")
-    return {"frame": far, "medians": there, "text": text}
+    text = (f"To the class server at `{lab.host}:{lab.port}`, {where}: {shown}; {count} round "
+            "trips each, medians, no proxy. A real network's delay and jitter would come on top of "
+            "every emulated profile, which is why the emulated runs below use your own lab.")
+    frame = pd.concat([run.assign(where=where) for where, run in runs.items()], ignore_index=True)
+    return {"frame": frame, "medians": medians, "text": text}
 
 
 def round_trips_per_connection(frame) -> float:
