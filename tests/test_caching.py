@@ -167,3 +167,26 @@ def test_the_cache_forwards_only_get_and_head(lab, method):
         assert refused.json()["status"] == 405
         assert direct.get("/api/cacheable/stats").json()["version"] == version
         assert [(r["method"], r["status"]) for r in cdn.log] == [("HEAD", 200)]
+
+
+def test_with_cors_on_a_shared_cache_keeps_one_answer_per_origin(make_lab):
+    """A lab with CORS on says `Vary: Origin` on every answer, whatever the request's origin, so a
+    shared cache never serves an allowed page, as it is, an answer stored for a request without
+    that origin (no Access-Control-Allow-Origin: the browser would block the page). hishel then
+    asks the lab conditionally with the stored ETag and takes the 304's headers (RFC 9111 section
+    4.3.4), so which answers are HIT or REVALIDATED is hishel's; asserted is what each origin gets."""
+    page, foreign = "http://localhost:9999", "http://evil.example"
+    lab = make_lab(allowed_origins=[page])
+    with SharedCache(lab) as cdn, RestClient(cdn.url) as via:
+        url = "/api/cacheable?max_age=30&cors=1"
+        origins = [None, page, foreign, page, None]
+        answers = [via.get(url, headers={"Origin": o} if o else {}) for o in origins]
+        allow = [a.headers.get("Access-Control-Allow-Origin") for a in answers]
+        assert [a.status for a in answers] == [200] * 5
+        assert all("Origin" in a.headers["Vary"].split(", ") for a in answers)
+        assert answers[0].headers["X-Cache"] == "MISS" and allow[0] is None
+        assert answers[1].headers["X-Cache"] != "HIT"  # the lab was asked for the page's answer
+        assert allow[1] == allow[3] == page            # the page can read every answer it gets
+        assert allow[2] != foreign                     # and the foreign page none
+        missing = via.get("/api/no-such-route")  # errors too, and without Origin
+        assert missing.status == 404 and "Origin" in missing.headers["Vary"]

@@ -17,8 +17,14 @@ loopback page, an origin in `LabConfig.allowed_origins` (`labkit serve --allow-o
   the request headers the kit's pages send (`ALLOW_HEADERS`), `Max-Age`, `Vary: Origin`, and
   `Access-Control-Allow-Private-Network: true` when asked (Chromium's Private Network Access);
 - every other answer (errors included, and SSE streams, whose head is prepared by the handler)
-  gets `Access-Control-Allow-Origin: <origin>`, `Access-Control-Expose-Headers` (Location, ETag,
-  Retry-After) and `Vary: Origin`, added in `on_response_prepare`.
+  gets `Access-Control-Allow-Origin: <origin>` and `Access-Control-Expose-Headers` (Location,
+  ETag, Retry-After), added in `on_response_prepare`.
+
+Every answer of a lab with CORS on says `Vary: Origin`, whatever the request's origin (none, an
+allowed one, a foreign one): its CORS headers depend on `Origin`, so a shared cache must keep one
+stored answer per origin (RFC 9111 section 4.1). Without it, an answer stored for a request
+without `Origin` (or from a foreign page) would be reused for an allowed page, without its
+`Access-Control-Allow-Origin`, and the other way round.
 
 A foreign origin gets no CORS header: its preflight is refused with 403 problem+json and the
 browser blocks its page from reading any answer. A WebSocket from it is refused by the Origin rule
@@ -84,14 +90,15 @@ async def preflight(request: web.Request, handler):
 
 
 async def stamp(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare: name an allowed page's origin on its answer."""
+    """on_response_prepare: name an allowed page's origin on its answer; every answer varies on
+    Origin."""
+    _vary(response)
     origin = request.headers.get("Origin")
     if origin is None or "Access-Control-Allow-Origin" in response.headers:
         return
     if allowed(request, origin):
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Access-Control-Expose-Headers"] = EXPOSE_HEADERS
-        _vary(response)
 
 
 def wanted(config) -> bool:
