@@ -6,7 +6,7 @@ import base64
 import hashlib
 import math
 
-from ._core import Feedback, close_to, exercise, verdict
+from ._core import Feedback, close_to, exercise, running_lab, verdict
 
 __all__ = ["websocket_accept", "frame_header_bytes", "close_code", "rest_vs_websocket_bytes"]
 
@@ -134,22 +134,6 @@ def close_code(situation: str, answer) -> Feedback:
     )
 
 
-def _lesson_lab():
-    """The lab the lesson's cells measure: the notebook's `lab` when it is a class server joined
-    with `lk.join` (its requests carry the student's token, so they are bigger than on the
-    kernel's own lab), else the kernel's own lab (`lk.start()`); None when there is neither."""
-    from labkit.course.classroom import ClassroomLab
-    from labkit.server.runner import current
-
-    try:
-        from IPython import get_ipython
-    except ImportError:  # no IPython: only the kernel's own lab can be meant
-        return current()
-    shell = get_ipython()
-    joined = getattr(shell, "user_ns", {}).get("lab") if shell is not None else None
-    return joined if isinstance(joined, ClassroomLab) else current()
-
-
 def _measure_echo_bytes(lab, payload: bytes) -> tuple[int, int]:
     """Bytes (up + down) of one REST echo on a warm keep-alive connection and of one WebSocket echo,
     measured through a private wire tap in front of `lab`."""
@@ -181,7 +165,7 @@ def rest_vs_websocket_bytes(answer, payload: bytes = b"x" * 16, tolerance: float
     name = "REST vs WebSocket bytes"
     if not close_to(answer, 1.0, abs_=float("inf")):
         return verdict(False, "", "Answer with a number: REST bytes divided by WebSocket bytes.", name)
-    lab = _lesson_lab()
+    lab = running_lab()  # the class server the notebook joined, else the kernel's own lab
     if lab is None:
         return verdict(False, "", "Start the lab first: lab = lk.start()", name)
     rest, websocket = _measure_echo_bytes(lab, payload)
