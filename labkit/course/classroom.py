@@ -413,14 +413,21 @@ def own_lab(lab, why: str = "it restarts or loads the server", **start_options):
     (`lk.start()`), else (a class server joined with `lk.join`) this kernel's own lab, started
     here with `start_options` (as `lk.start(**start_options)`: the same options give the same lab
     back), with one printed line saying so: a student must not restart or load the class server
-    everyone shares, and the instructor's server would refuse it anyway (403)."""
+    everyone shares, and the instructor's server would refuse it anyway (403). The line is printed
+    once per lab and reason."""
     if not isinstance(lab, ClassroomLab):
         return lab
     from labkit.server.runner import start
 
     mine = start(**start_options)
-    print(f"On a class server this part runs on your own lab at {mine.url} ({why}).")
+    said = (mine.url, why)
+    if said not in _said_own_lab:  # once per lab and reason: a checker may ask again and again
+        _said_own_lab.add(said)
+        print(f"On a class server this part runs on your own lab at {mine.url} ({why}).")
     return mine
+
+
+_said_own_lab: set[tuple[str, str]] = set()
 
 
 def join(url: str | None = None, token: str | None = None, **options) -> ClassroomLab:
