@@ -630,3 +630,75 @@ def test_roster_tokens_are_never_exchanged(classroom, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
     joined = ClassroomLab(f"http://127.0.0.1:{classroom.port}/?token={STUDENT}", sync_clock=False)
     assert joined.token == STUDENT
+
+
+def test_every_stream_route_holds_a_member_to_its_share_of_streams(make_lab):
+    """One class member may hold at most max_streams_per_identity open streams (WebSocket, SSE, long
+    poll), whichever route: built from the route index, so a new stream route cannot skip the rule.
+    One more gets 429 problem+json with Retry-After (a WebSocket handshake is refused so); another
+    student and the instructor are not affected; a closed stream frees its slot."""
+    from labkit.server.access import INSTRUCTOR_ONLY, OPEN_ROUTES
+    from labkit.server.auth import token_hash
+
+    cap = 2
+    lab = make_lab(student_tokens=(STUDENT, OTHER_STUDENT), instructor_token=INSTRUCTOR,
+                   max_streams_per_identity=cap)
+    index = route_index(lab.app)
+    ws_routes = [e["path"] for e in index if e["kind"] == "websocket"]
+    sse_routes = [e["path"] for e in index if e["kind"] == "sse"]
+    polls = [e["path"] for e in index if e["kind"] == "http" and "GET" in e["methods"]
+             and "{" not in e["path"] and e["path"] not in OPEN_ROUTES
+             and ("GET", e["path"]) not in INSTRUCTOR_ONLY]
+    assert len(ws_routes) >= 8 and sse_routes and "/api/feed" in polls
+
+    async def refused(session, route: str, kind: str, token: str) -> tuple:
+        if kind == "websocket":
+            try:
+                ws = await session.ws_connect(f"{lab.ws_url}{route}?token={token}")
+            except aiohttp.WSServerHandshakeError as exc:
+                return exc.status, exc.headers.get("Retry-After"), exc.headers.get("Content-Type", "")
+            await ws.close()
+            return 101, None, ""
+        query = "?wait=0.01" if kind == "poll" else ""
+        async with session.get(lab.url + route + query, headers=BEARER[token],
+                               timeout=aiohttp.ClientTimeout(10)) as resp:
+            return resp.status, resp.headers.get("Retry-After"), resp.headers["Content-Type"]
+
+    async def go():
+        async with aiohttp.ClientSession() as session:
+            held = [await session.ws_connect(f"{lab.ws_url}/ws/echo?token={STUDENT}")
+                    for _ in range(cap)]
+            cells = [(kind, route, await refused(session, route, kind, STUDENT))
+                     for kind, routes in (("websocket", ws_routes), ("sse", sse_routes),
+                                          ("poll", polls)) for route in routes]
+            stats = await (await session.get(lab.url + "/api/classroom",
+                                             headers=BEARER[INSTRUCTOR])).json()
+            others = [await session.ws_connect(f"{lab.ws_url}/ws/echo?token={t}")
+                      for t in (OTHER_STUDENT, INSTRUCTOR, INSTRUCTOR, INSTRUCTOR)]
+            await held.pop().close()
+            await asyncio.sleep(0.2)  # the server sees the close
+            again = await session.ws_connect(f"{lab.ws_url}/ws/echo?token={STUDENT}")
+            await again.send_str("back")
+            echoed = (await again.receive(timeout=5)).data
+            for ws in [*held, *others, again]:
+                await ws.close()
+            return cells, stats, echoed
+
+    cells, stats, echoed = run(go())
+    wrong = [c for c in cells if c[2][0] != 429 or c[2][1] != "5"
+             or not c[2][2].startswith("application/problem+json")]
+    assert not wrong, wrong
+    assert len(cells) == len(ws_routes) + len(sse_routes) + len(polls)
+    mine = [c for c in stats["connections"] if c["principal"] == "student-" + token_hash(STUDENT)[:8]]
+    assert len(mine) == cap
+    assert echoed == "back"
+
+
+def test_max_streams_per_identity_is_a_limit_like_the_others():
+    from labkit.server.config import LIMIT_FIELDS, MAX_STREAMS_PER_IDENTITY, LabConfig, parse_limits
+
+    assert "max_streams_per_identity" in LIMIT_FIELDS
+    assert LabConfig().max_streams_per_identity == MAX_STREAMS_PER_IDENTITY == 32
+    assert parse_limits(["max-streams-per-identity=8"]) == {"max_streams_per_identity": 8}
+    with pytest.raises(ValueError):
+        parse_limits(["max_streams_per_identity=0"])

@@ -28,7 +28,10 @@ asks for every request.
 
 Without classroom mode everybody is the instructor of their own lab ("local"), as before. The
 middleware also keeps a list of open streams (WebSocket, SSE, long polls) for the instructor's
-dashboard (`CONNECTIONS`).
+dashboard (`CONNECTIONS`), and holds each class member to `LabConfig.max_streams_per_identity` of
+them at once (the instructor is exempt): one more gets 429 problem+json with Retry-After, a
+WebSocket handshake included (refused before the upgrade). It is counted here, at the one door
+every route and transport passes, so a new stream route gets the limit without asking for it.
 """
 
 from __future__ import annotations
@@ -49,11 +52,16 @@ from .keys import CONFIG
 from .problem import ProblemError
 
 __all__ = ["CONNECTIONS", "IDENTITIES", "INSTRUCTOR_ONLY", "OPEN_ROUTES", "PERSONAL", "PRINCIPAL",
-           "ROLE", "auth_middleware", "classroom", "identify", "is_instructor", "presented_token",
-           "principal_of", "rule_method", "setup", "token_hash"]
+           "ROLE", "STREAMS", "auth_middleware", "classroom", "identify", "is_instructor",
+           "presented_token", "principal_of", "rule_method", "setup", "token_hash"]
 
 CONNECTIONS = web.AppKey("connections", dict)
 """id -> the open stream's record (principal, transport, path, name, peer, since, request)."""
+
+STREAMS = web.AppKey("streams_per_identity", dict)
+"""principal -> how many streams it holds open now (the same streams as CONNECTIONS)."""
+STREAM_RETRY_AFTER_S = 5
+"""Retry-After of the 429 for a member holding its share of streams."""
 
 _ids = itertools.count(1)
 
@@ -158,6 +166,14 @@ async def auth_middleware(request: web.Request, handler):
         response = await handler(request)
         await access.after(request, rule, response)
         return response
+    streams: dict[str, int] = request.app[STREAMS]
+    held = streams.get(who[1], 0)
+    if who[0] != "instructor" and held >= config.max_streams_per_identity:
+        raise ProblemError(429, f"you already hold {held} open streams (WebSocket, SSE, long poll) "
+                                f"here, the most one class member may ({config.max_streams_per_identity}"
+                                "); close one first",
+                           headers={"Retry-After": str(STREAM_RETRY_AFTER_S)})
+    streams[who[1]] = held + 1
     conn_id = next(_ids)
     request.app[CONNECTIONS][conn_id] = {
         "id": conn_id, "principal": who[1], "role": who[0], "transport": transport,
@@ -168,10 +184,16 @@ async def auth_middleware(request: web.Request, handler):
         return await handler(request)
     finally:
         request.app[CONNECTIONS].pop(conn_id, None)
+        left = streams.get(who[1], 1) - 1
+        if left > 0:
+            streams[who[1]] = left
+        else:
+            streams.pop(who[1], None)
 
 
 def setup(app: web.Application) -> None:
     app[CONNECTIONS] = {}
+    app[STREAMS] = {}
     app[PERSONAL] = {}
     app.middlewares.append(auth_middleware)
 

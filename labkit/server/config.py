@@ -35,6 +35,11 @@ MAX_NOTE_BYTES = 128 * 1024
 at most per_page x 128 KiB (12.5 MiB for per_page=100)."""
 MAX_STORE_BYTES = 64 * 1024 * 1024
 """Most bytes all notes may take together (64 MiB of note JSON); a write beyond it gets 507."""
+MAX_STREAMS_PER_IDENTITY = 32
+"""Most streams (WebSockets, SSE, long polls) one class member may hold open at once on a class
+server; one more gets 429 problem+json with Retry-After (a WebSocket handshake is refused so). The
+instructor is exempt. Without it one student could take every connection slot of a class server
+behind a proxy (a JupyterHub service), where every peer has the proxy's address."""
 CHAT_RATE_PER_S = 5.0
 """Chat messages a member may send per second, on average; faster gets 429 (or an error message)."""
 CHAT_BURST = 20
@@ -55,6 +60,7 @@ class LabConfig:
     "*" accepts any. The bound `host` itself is always accepted.
     max_connections, per_peer_share, head_timeout, body_timeout, keepalive_timeout, write_timeout,
     ws_heartbeat: connection limits (listen.py, guard.py; the constants above say what each does).
+    max_streams_per_identity: open streams per class member (auth.py; the instructor is exempt).
     max_note_bytes, max_store_bytes: bounds of the notes store. chat_rate, chat_burst: each chat
     member's message rate (a token bucket).
     student_tokens, instructor_token: classroom mode (labkit/server/auth.py) when instructor_token is
@@ -76,6 +82,7 @@ class LabConfig:
     write_timeout: float = WRITE_TIMEOUT_S
     per_peer_share: float = PER_PEER_SHARE
     ws_heartbeat: float = WS_HEARTBEAT_S
+    max_streams_per_identity: int = MAX_STREAMS_PER_IDENTITY
     max_note_bytes: int = MAX_NOTE_BYTES
     max_store_bytes: int = MAX_STORE_BYTES
     chat_rate: float = CHAT_RATE_PER_S
@@ -85,9 +92,12 @@ class LabConfig:
 
 
 LIMIT_FIELDS = ("max_connections", "per_peer_share", "head_timeout", "body_timeout",
-                "keepalive_timeout", "write_timeout", "ws_heartbeat")
+                "keepalive_timeout", "write_timeout", "ws_heartbeat", "max_streams_per_identity")
 """The connection limits every entry point takes the same way (`labkit serve --limit NAME=VALUE`,
 `Cluster(limits=...)`, `LabConfig(**limits)`)."""
+
+
+INT_LIMITS = frozenset({"max_connections", "max_streams_per_identity"})
 
 
 def parse_limits(pairs) -> dict[str, Any]:
@@ -101,7 +111,7 @@ def parse_limits(pairs) -> dict[str, Any]:
             raise ValueError(f"--limit takes NAME=VALUE with NAME one of {', '.join(LIMIT_FIELDS)}; "
                              f"got {pair!r}")
         try:
-            value: float | int = int(raw) if name == "max_connections" else float(raw)
+            value: float | int = int(raw) if name in INT_LIMITS else float(raw)
         except ValueError:
             raise ValueError(f"--limit {name} needs a number, not {raw!r}") from None
         if not value > 0 or (name == "per_peer_share" and value > 1):
