@@ -385,6 +385,24 @@ def test_two_students_chat_through_the_hub_service_and_the_instructor_sees_both(
                     additional_headers={**cookie, "Origin": "https://evil.example"})
         assert foreign.value.response.status_code == 403
 
+        # -- the cookie acts only for pages of the hub (XSRF): an unsafe method from another origin, or
+        #    with no Origin, is refused before anything happens, even the instructor's
+        allow = f"{svc}/api/chat/members/hub:mallory/allow"
+        simple = {"Content-Type": "text/plain"}  # a "simple" request: no CORS preflight
+        forged = teacher_web.post(allow, data="x", timeout=30,
+                                  headers={**simple, "Origin": "https://mallory.hub.example.edu"})
+        assert forged.status_code == 403, forged.text
+        assert forged.headers["Content-Type"].startswith("application/problem+json")
+        assert teacher_web.post(allow, data="x", headers=simple, timeout=30).status_code == 403
+        same = teacher_web.post(allow, data="x", headers={**simple, "Origin": hub.url}, timeout=30)
+        assert same.status_code == 404 and "nobody" in same.json()["detail"], same.text
+        # a token in a header needs no Origin: only the ambient cookie is a browser's
+        teacher_token = _admin(hub, "POST", "/users/teacher/tokens",
+                               json={"scopes": ["access:services!service=labkit"],
+                                     "expires_in": 600}).json()["token"]
+        assert requests.post(allow, data="x", timeout=30, headers={
+            **simple, "Authorization": f"token {teacher_token}"}).status_code == 404
+
         # -- a student is not the instructor: 403 on the instructor's routes, by token and by cookie
         ann_token = _admin(hub, "POST", "/users/ann/tokens",
                            json={"scopes": ["access:services!service=labkit"], "expires_in": 600}).json()
@@ -432,6 +450,12 @@ def test_lk_join_in_a_hub_kernel_finds_the_service_and_sends_the_hub_token_only_
     inside = {**env, "LABKIT_CLASS_URL": "http://proxy-public/services/labkit/"}
     assert hub_join_url(None, inside) == "http://proxy-public/services/labkit/"
     assert on_this_hub("https://hub.example.edu/services/labkit/", env)
+    assert on_this_hub("HTTPS://Hub.Example.edu/services/labkit/", env)
+    # the same host over plain http would carry the kernel's hub token in clear: not the hub
+    assert not on_this_hub("http://hub.example.edu/services/labkit/", env)
+    assert not on_this_hub("http://proxy-public/services/labkit/", env)
+    assert on_this_hub("http://proxy-public/services/labkit/",
+                       {**env, "LABKIT_CLASS_URL": "http://proxy-public/services/labkit/"})
     assert not on_this_hub("https://elsewhere.example/services/labkit/", env)
     assert not on_this_hub("/services/labkit/", env)
     assert page_path("https://hub.example.edu/services/labkit/", env) == "../../services/labkit/"
@@ -465,13 +489,74 @@ def test_the_hub_answers_are_kept_briefly_and_boundedly():
         seen = [await hub.identify_token(t) for t in ("ann", "ann", "boss", "tutor", "outsider")]
         assert seen == [("student", "hub:ann"), ("student", "hub:ann"), ("instructor", "hub:boss"),
                         ("instructor", "hub:tutor"), None]
-        assert hub.asked == 4 and len(hub.cache) == 3  # "ann" asked once, then dropped (size 3)
+        assert hub.asked == 4 and len(hub.cache) == 3 and len(hub.refused) == 1
+        await hub.identify_token("cid")  # a fourth accepted token: "ann" goes (size 3)
         await hub.identify_token("ann")
-        assert hub.asked == 5
+        assert hub.asked == 6
         hub.ttl = 0.0
         await hub.identify_token("x")
         await hub.identify_token("x")
-        assert hub.asked == 7  # nothing kept past its time
+        assert hub.asked == 8  # nothing kept past its time
+
+    asyncio.run(run())
+
+
+def test_unknown_tokens_cost_the_hub_one_call_each_at_most_a_bounded_rate_and_evict_nobody():
+    """Against a stand-in for the hub's whoami on a real socket (127.0.0.1, port 0): concurrent
+    checks of one token share one call; distinct unknown tokens beyond the bucket's burst get 503
+    without a call; refused tokens, however many, leave the accepted ones in the cache."""
+    import asyncio
+
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    from labkit.course.hub_service import HubIdentities, hub_settings
+    from labkit.server.problem import ProblemError
+
+    calls: list[str] = []
+    gate: list[asyncio.Event] = []
+
+    async def whoami(request):
+        token = request.headers["Authorization"].removeprefix("token ")
+        calls.append(token)
+        await gate[0].wait()
+        if not token.startswith("user-"):
+            return web.json_response({"status": 403}, status=403)
+        return web.json_response({"kind": "user", "name": token[5:], "admin": False, "groups": [],
+                                  "scopes": ["access:services!service=labkit"]})
+
+    async def run():
+        app = web.Application()
+        gate.append(asyncio.Event())
+        app.router.add_get("/hub/api/user", whoami)
+        async with TestServer(app, host="127.0.0.1") as server:
+            settings = hub_settings({"JUPYTERHUB_API_URL": str(server.make_url("/hub/api")),
+                                     "JUPYTERHUB_API_TOKEN": "s",
+                                     "JUPYTERHUB_SERVICE_URL": "http://127.0.0.1:2"})
+            hub = HubIdentities(settings, ttl=60, size=8, refused_size=4, rate=0.001, burst=6)
+            try:
+                # ten concurrent checks of one token: one call, ten answers
+                waiting = [asyncio.ensure_future(hub.identify_token("user-ann")) for _ in range(10)]
+                await asyncio.sleep(0.05)
+                gate[0].set()
+                assert await asyncio.gather(*waiting) == [("student", "hub:ann")] * 10
+                assert calls == ["user-ann"] and hub.asked == 1 and not hub.pending
+                # forged tokens: each distinct one is a call until the bucket is empty, then 503
+                outcomes = []
+                for n in range(8):
+                    try:
+                        outcomes.append(await hub.identify_token(f"forged-{n}"))
+                    except ProblemError as exc:
+                        outcomes.append((exc.status, exc.headers["Retry-After"]))
+                assert outcomes == [None] * 5 + [(503, "1")] * 3
+                assert len(calls) == 6 and hub.throttled == 3
+                # the refusals filled their own cache (4), not the accepted one: ann is still kept
+                assert len(hub.refused) == 4 and len(hub.cache) == 1
+                assert await hub.identify_token("user-ann") == ("student", "hub:ann")
+                assert await hub.identify_token("forged-4") is None  # a repeated refusal is kept
+                assert len(calls) == 6
+            finally:
+                await hub.close()
 
     asyncio.run(run())
 
@@ -563,6 +648,62 @@ def test_the_service_answers_under_its_prefix_for_the_hubs_public_name_only(tmp_
         with pytest.raises(InvalidStatus) as refused:
             handshake("https://evil.example")
         assert refused.value.response.status_code == 403
+
+        # the service's cookie (XSRF): the hub is not there, so a request that passes the origin
+        # rule asks it and gets 503; one that does not is refused (403) before the hub is asked
+        cookie = {"Cookie": "labkit-hub-labkit=some-access-token", "Host": "hub.example.edu"}
+        allow = f"{base}/api/chat/members/hub:mallory/allow"
+
+        def cookie_post(**headers) -> int:
+            return requests.post(allow, data="x", timeout=30, headers={
+                **cookie, "Content-Type": "text/plain", **headers}).status_code
+
+        assert cookie_post(Origin="https://mallory.hub.example.edu") == 403
+        assert cookie_post(Origin="http://hub.example.edu") == 403  # the hub is https
+        assert cookie_post(Origin="null") == 403
+        assert cookie_post() == 403  # no Origin
+        assert cookie_post(Origin="https://hub.example.edu") == 503
+        assert cookie_post(Origin="https://HUB.example.edu:443") == 503
+        for method in ("GET", "HEAD"):  # safe methods pass whatever their Origin
+            assert requests.request(method, f"{base}/api/clock", timeout=30, headers={
+                **cookie, "Origin": "https://evil.example"}).status_code == 503
+        for origin, status in (("https://evil.example", 403), (None, 403),
+                               ("https://hub.example.edu", 503)):
+            with pytest.raises(InvalidStatus) as shaken:
+                connect(ws_url, sock=socket.create_connection(("127.0.0.1", port)), open_timeout=10,
+                        additional_headers={"Cookie": cookie["Cookie"],
+                                            **({"Origin": origin} if origin else {})})
+            assert shaken.value.response.status_code == status, origin
     finally:
+        proc.terminate()
+        assert proc.wait(timeout=20) == 0
+
+
+def test_the_service_gives_the_hubs_proxy_the_whole_connection_cap(tmp_path):
+    """Every connection reaches the service from the hub's proxy (one address), so the per-address
+    share is off there: with a cap of 8, one address holds all 8 (the lab's default share, 0.5,
+    would refuse the 5th with 503); the 9th gets the cap's 503."""
+    port = free_port()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("JUPYTERHUB_")},
+           "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{port}", "JUPYTERHUB_API_TOKEN": "s",
+           "JUPYTERHUB_API_URL": f"http://127.0.0.1:{free_port()}/hub/api"}
+    proc = subprocess.Popen([sys.executable, "-m", "labkit", "serve", "--classroom", "--hub-service",
+                             "--db", str(tmp_path / "class.db"), "--instructor-token-file",
+                             str(tmp_path / "token"), "--limit", "max_connections=8"],
+                            env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    socks: list[socket.socket] = []
+    try:
+        assert json.loads(proc.stderr.readline())["port"] == port
+        statuses = []
+        for _ in range(9):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            socks.append(sock)
+            sock.sendall(b"GET /services/labkit/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            head = sock.recv(4096).decode("latin-1")
+            statuses.append(int(head.split(" ", 2)[1]))
+        assert statuses == [200] * 8 + [503], statuses
+    finally:
+        for sock in socks:
+            sock.close()
         proc.terminate()
         assert proc.wait(timeout=20) == 0

@@ -21,16 +21,24 @@ whether they are a hub admin and which groups they are in, and lists the token's
 grant access to this service (`access:services!service=labkit` or `access:services`): a token that
 may not reach the service is refused like an unknown one (401). Identity: "hub:<user name>"; role:
 "instructor" for hub admins and members of the hub group `labkit-instructors`
-(`--hub-instructor-group`), else "student". Answers, refusals included, are kept CACHE_TTL_S seconds
-for at most CACHE_SIZE tokens (the least recently used goes first), so a class's requests do not each
-cost a round trip to the hub and forged tokens cannot grow memory. What an identity may do is the one
-access policy's (`server/access.py`); nothing here decides it.
+(`--hub-instructor-group`), else "student". Answers are kept CACHE_TTL_S seconds, accepted tokens for
+at most CACHE_SIZE, refusals apart for at most REFUSED_SIZE (the least recently used goes first), so
+a class's requests do not each cost a round trip to the hub, a repeated bad token costs one, and
+refused tokens cannot push the class's identities out. Concurrent requests with one unknown token
+share one round trip; distinct unknown tokens (forged ones too) each cost one, so those are rationed
+for the whole service (a token bucket: ASK_BURST, then ASK_RATE_PER_S; beyond it 503 without asking
+the hub). What an identity may do is the one access policy's (`server/access.py`); nothing here
+decides it.
 
 Browsers: a page of the hub sends no token. A GET that asks for HTML without credentials, or
 `<prefix>oauth_login`, goes through the hub's OAuth login (`<prefix>oauth_callback`), which ends with
 an HttpOnly cookie (path: the prefix) holding the access token; fetch() and WebSockets of hub pages
 (the lessons' browser widgets, same origin) carry it from then on. Requests of other kinds without
-credentials get the class server's 401.
+credentials get the class server's 401. The cookie is ambient (a browser sends it whichever page
+asks), so it counts only for GET/HEAD, or for a WebSocket handshake or another method whose `Origin`
+is the hub's public origin (`cookie_request_allowed`; else 403): JupyterHub's own HubOAuth checks
+XSRF too. A page under `/user/<name>/` of a hub without subdomains has that origin as well
+(instructors/jupyterhub.md says so and recommends subdomains).
 
 Paths: the lab's routes and access rules are written without the prefix, so the service strips it
 before routing (`strip_prefix`, on the server's request factory) and puts it back on `Location`.
@@ -60,6 +68,15 @@ CACHE_TTL_S = 30.0
 """Seconds the hub's answer about one token is kept (refusals too)."""
 CACHE_SIZE = 4096
 """Most tokens whose answer is kept at once."""
+ASK_RATE_PER_S = 50.0
+"""Tokens the cache does not know that may be checked with the hub per second, on average (all
+callers together: behind the hub's proxy every caller has the proxy's address); beyond it and its
+burst 503 with Retry-After, without asking the hub."""
+ASK_BURST = 200
+"""Unknown tokens that may be checked at once before the rate applies (a class arriving together)."""
+REFUSED_SIZE = 1024
+"""Most refused tokens whose refusal is kept at once, apart from the accepted ones, so tokens the
+hub refuses (forged ones) cannot push the class's identities out of the cache."""
 HUB_TIMEOUT_S = 10.0
 """Longest wait for the hub's API; then 503 (the hub is the one who knows)."""
 INSTRUCTOR_GROUP = "labkit-instructors"
@@ -94,8 +111,31 @@ class HubSettings:
         return f"labkit-hub-{self.name}-state"
 
     @property
+    def public_origin(self) -> str | None:
+        """The origin of the hub's public URL (scheme://host[:port], default port left out)."""
+        return _origin(self.public_url) if self.public_url else None
+
+    @property
     def access_scopes(self) -> frozenset[str]:
         return frozenset({"access:services", f"access:services!service={self.name}"})
+
+
+def _origin(url: str) -> str | None:
+    """scheme://host[:port] of `url`, lower case, without the scheme's default port, as browsers
+    send it in `Origin`; None for something that is no origin ("null", no host)."""
+    parts = urlsplit(url.strip())
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    if scheme not in ("http", "https", "ws", "wss") or not host:
+        return None
+    scheme = {"ws": "http", "wss": "https"}.get(scheme, scheme)
+    if ":" in host:
+        host = f"[{host}]"
+    default = {"http": 80, "https": 443}[scheme]
+    return f"{scheme}://{host}" + (f":{port}" if port and port != default else "")
 
 
 def _prefix(path: str) -> str:
@@ -127,11 +167,22 @@ def hub_settings(environ=None, *, instructor_group: str = INSTRUCTOR_GROUP) -> H
 class HubIdentities:
     """(role, principal) of a hub user's token, asked of the hub and kept briefly (bounded)."""
 
-    def __init__(self, settings: HubSettings, *, ttl: float = CACHE_TTL_S, size: int = CACHE_SIZE):
-        self.settings, self.ttl, self.size = settings, ttl, size
+    def __init__(self, settings: HubSettings, *, ttl: float = CACHE_TTL_S, size: int = CACHE_SIZE,
+                 refused_size: int = REFUSED_SIZE, rate: float = ASK_RATE_PER_S,
+                 burst: int = ASK_BURST):
+        self.settings, self.ttl, self.size, self.refused_size = settings, ttl, size, refused_size
         self.cache: OrderedDict[str, tuple[float, tuple[str, str] | None]] = OrderedDict()
+        """Accepted tokens (by SHA-256) -> (kept until, who)."""
+        self.refused: OrderedDict[str, tuple[float, tuple[str, str] | None]] = OrderedDict()
+        """Refused tokens, kept apart (at most refused_size) so they cannot evict accepted ones."""
+        self.pending: dict[str, asyncio.Future] = {}
+        """Tokens being checked with the hub now: concurrent callers share the one round trip."""
+        self.rate, self.burst = rate, burst
+        self.allowance, self.last = float(burst), time.monotonic()
         self.asked = 0
         """Round trips made to the hub (the cache's misses)."""
+        self.throttled = 0
+        """Unknown tokens answered 503 without asking the hub (over the rate)."""
         self.session: ClientSession | None = None
 
     def http(self) -> ClientSession:
@@ -172,26 +223,92 @@ class HubIdentities:
                                headers={"Retry-After": "5"}) from None
         return self.who(model) if isinstance(model, dict) else None
 
+    def _spend(self) -> None:
+        """Take one hub round trip from the token bucket, or refuse (503) without asking the hub."""
+        from labkit.server.problem import ProblemError
+
+        now = time.monotonic()
+        self.allowance = min(float(self.burst), self.allowance + (now - self.last) * self.rate)
+        self.last = now
+        if self.allowance < 1.0:
+            self.throttled += 1
+            raise ProblemError(503, "too many unknown tokens are being checked with the hub right "
+                                    "now; try again in a moment", headers={"Retry-After": "1"})
+        self.allowance -= 1.0
+
+    def _keep(self, key: str, who: tuple[str, str] | None) -> None:
+        store, size = (self.cache, self.size) if who is not None else (self.refused, self.refused_size)
+        store[key] = (time.monotonic() + self.ttl, who)
+        store.move_to_end(key)
+        while len(store) > size:
+            store.popitem(last=False)
+
+    async def _ask_and_keep(self, key: str, token: str) -> tuple[str, str] | None:
+        who = await self.ask_hub(token)
+        self._keep(key, who)
+        return who
+
     async def identify_token(self, token: str) -> tuple[str, str] | None:
         key = hashlib.sha256(token.encode()).hexdigest()
         now = time.monotonic()
-        kept = self.cache.get(key)
-        if kept is not None and kept[0] > now:
-            self.cache.move_to_end(key)
-            return kept[1]
-        who = await self.ask_hub(token)
-        self.cache[key] = (now + self.ttl, who)
-        self.cache.move_to_end(key)
-        while len(self.cache) > self.size:
-            self.cache.popitem(last=False)
-        return who
+        for store in (self.cache, self.refused):
+            kept = store.get(key)
+            if kept is not None and kept[0] > now:
+                store.move_to_end(key)
+                return kept[1]
+        flight = self.pending.get(key)
+        if flight is None:
+            self._spend()
+            flight = asyncio.ensure_future(self._ask_and_keep(key, token))
+            self.pending[key] = flight
+            flight.add_done_callback(lambda done: (self.pending.pop(key, None),
+                                                   done.cancelled() or done.exception()))
+        return await asyncio.shield(flight)
 
     async def source(self, request: web.Request, token: str | None) -> tuple[str, str] | None:
-        """The `auth.IDENTITIES` source: the presented token, else the service's OAuth cookie."""
-        token = token or request.cookies.get(self.settings.cookie_name)
+        """The `auth.IDENTITIES` source: the presented token, else the service's OAuth cookie (only
+        for a request a page of the hub's own origin may have sent: `cookie_request_allowed`)."""
         if not token:
-            return None
+            token = request.cookies.get(self.settings.cookie_name)
+            if not token:
+                return None
+            cookie_request_allowed(request, self.settings)
         return await self.identify_token(token)
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD"})
+
+
+def hub_origin(request: web.Request, settings: HubSettings) -> str | None:
+    """The hub's public origin: from its public URL, else the one the browser reached (the proxy
+    keeps `Host`; `X-Forwarded-Proto` says whether it was https). A page cannot set either on a
+    cross-origin request."""
+    if settings.public_origin:
+        return settings.public_origin
+    scheme = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower() \
+        or request.scheme
+    return _origin(f"{scheme}://{request.host}")
+
+
+def cookie_request_allowed(request: web.Request, settings: HubSettings) -> None:
+    """Refuse (403) a request that relies on the service's cookie but may come from a page of
+    another origin (cross-site request forgery): only GET/HEAD pass whatever their `Origin`; a
+    WebSocket handshake, and every other method, needs `Origin` equal to the hub's public origin
+    (browsers always send it on both). A request with a token in a header needs neither."""
+    websocket = request.headers.get("Upgrade", "").lower() == "websocket"
+    if request.method in SAFE_METHODS and not websocket:
+        return
+    from labkit.server.problem import ProblemError
+
+    origin = request.headers.get("Origin")
+    expected = hub_origin(request, settings)
+    if origin is not None and expected is not None and _origin(origin) == expected:
+        return
+    what = "a WebSocket handshake" if websocket else f"a {request.method} request"
+    raise ProblemError(403, f"{what} signed in by the class server's cookie must come from a page of "
+                            f"the hub ({expected or 'its public URL'}), not from "
+                            f"{origin or 'a page that sent no Origin'}; scripts send their token "
+                            "in Authorization instead")
 
 
 # -- browsers: the hub's OAuth login, the path prefix ---------------------------------------------
@@ -328,8 +445,10 @@ def serve_hub_service(db: str | None, *, instructor_token_file: str | None = Non
     async def _main() -> int:
         workdir = None if db else tempfile.TemporaryDirectory(prefix="labkit-hub-")
         path = str(Path(workdir.name) / "lab.db") if workdir is not None else str(db)
+        # every connection comes from the hub's proxy: one address, so no per-peer share (the
+        # per-identity stream limit, max_streams_per_identity, keeps one student from the rest)
         config = classroom_config(settings.host, settings.port, path, (), instructor_token,
-                                  tuple(origins), False, limits)
+                                  tuple(origins), False, {"per_peer_share": 1.0, **(limits or {})})
         if hosts:
             from dataclasses import replace
 
@@ -374,12 +493,14 @@ def in_hub(environ=None) -> bool:
 
 def on_this_hub(url: str, environ=None) -> bool:
     """True when `url` is on this kernel's hub (the origin of JUPYTERHUB_PUBLIC_URL or
-    LABKIT_CLASS_URL): the only place `lk.join` sends the kernel's hub token to."""
+    LABKIT_CLASS_URL), scheme included, so an http:// URL of an https hub does not get the token
+    in clear: the only place `lk.join` sends the kernel's hub token to."""
     env = os.environ if environ is None else environ
-    netloc = urlsplit(url).netloc.lower()
-    known = {urlsplit(env.get(n) or "").netloc.lower() for n in ("JUPYTERHUB_PUBLIC_URL",
-                                                                 "LABKIT_CLASS_URL")}
-    return bool(netloc) and "://" in url and netloc in known
+    parts = urlsplit(url)
+    where = (parts.scheme.lower(), parts.netloc.lower())
+    known = {(p.scheme.lower(), p.netloc.lower()) for n in ("JUPYTERHUB_PUBLIC_URL", "LABKIT_CLASS_URL")
+             if (p := urlsplit(env.get(n) or "")).netloc}
+    return bool(parts.netloc) and "://" in url and where in known
 
 
 def hub_join_url(url: str | None = None, environ=None, *, service: str = SERVICE_NAME) -> str:
