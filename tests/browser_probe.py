@@ -13,15 +13,12 @@ Two probes, installed before the widget's cell runs and read after it:
 Why the tests assert counts and not speed: how long a render takes depends on the machine, so a
 bound on it would fail on a slow CI machine and pass a real regression on a fast one. How many
 updates the kernel sends per second does not: it is the widget's own rate limit, the same on any
-machine. The stall bound asserted is generous on purpose (STALL_BOUND_MS, far above a normal frame
-on any machine, far below the 5.3 s freeze of an unthrottled meter) and the numbers are printed.
+machine, and it is what keeps the page responsive (the unthrottled ping meter froze the page for
+5.3 s). The stalls (longest main-thread task, longest gap between two frames) are measured and
+printed, never asserted (`stalls`).
 """
 
 from __future__ import annotations
-
-STALL_BOUND_MS = 2000.0
-"""No single main-thread stall during a widget's run may reach this (the unthrottled ping meter
-froze the page for 5.3 s; a throttled one stays in the tens to hundreds of ms)."""
 
 UPDATES_PER_S = 10
 """The rate limit the widgets promise (labkit.widgets.REFRESH_S = 0.1 s): per widget, per second.
@@ -104,3 +101,9 @@ def busiest_second(times_ms: list[float]) -> int:
             start += 1
         most = max(most, end - start + 1)
     return most
+
+
+def stalls(seen: dict) -> str:
+    """The stall figures of `read()`, for the test's output (printed, never asserted)."""
+    return (f"longest main-thread task {seen['longest_task_ms']:.0f} ms, longest gap between two "
+            f"frames {seen['longest_frame_gap_ms']:.0f} ms (printed, not asserted: machine-dependent)")
