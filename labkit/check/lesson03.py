@@ -220,7 +220,9 @@ def parallel_prediction(answer_ms, lab=None, *, messages: int = 30, connections:
     emulator (lk.latency.compare_patterns, TRIALS times) and accepts a prediction within 25 % of
     a time it measured: from 25 % under the fastest run to 25 % over the median. A busy machine
     only adds time (a stalled process, a late thread), so the fastest run is nearest to what
-    the profile models, and the median is what a student measuring it would see."""
+    the profile models, and the median is what a student measuring it would see. The answer must
+    also lie within 0.7-1.6 times the model (messages / connections round trips), so that a loaded
+    machine's slow median can never make the lock-step answer (3x the model) right."""
     name = f"{messages} requests over {connections} connections"
     if lab is None or not hasattr(lab, "port"):
         return verdict(False, "", "Pass the running lab as the second argument.", name)
@@ -236,7 +238,8 @@ def parallel_prediction(answer_ms, lab=None, *, messages: int = 30, connections:
                            profile=profile, patterns=["rest parallel"], progress=False,
                            trials=TRIALS)
     fastest, measured = float(run["total_ms"].min()), median(run["total_ms"])
-    if 0.75 * fastest <= value <= 1.25 * measured:
+    model = messages / connections * rtt  # each connection: one round trip per echo it carries
+    if 0.75 * fastest <= value <= 1.25 * measured and 0.7 * model <= value <= 1.6 * model:
         return verdict(True, f"Yes: measured {measured:.0f} ms just now (median of {TRIALS} runs; "
                        f"fastest {fastest:.0f} ms), {measured / rtt:.1f} round "
                        f"trips of {rtt:g} ms: the client waits for each answer before the next "
@@ -262,7 +265,8 @@ def new_connection_prediction(answer_ms, lab=None, *, profile: str = "interconti
     `profile`. The checker measures TRIALS through the emulator (lk.compare_transports) and
     accepts a prediction within 15 % of a time it measured: from 15 % under the fastest to 15 %
     over the median (a busy machine only adds time, so the fastest is nearest to the profile's
-    model, and the median is what a student measuring it would see)."""
+    model, and the median is what a student measuring it would see), and within 1.6-2.5 round
+    trips, so that a loaded machine's slow median can never make three round trips right."""
     name = f"a new connection over {profile}"
     if lab is None or not hasattr(lab, "port"):
         return verdict(False, "", "Pass the running lab as the second argument.", name)
@@ -276,7 +280,7 @@ def new_connection_prediction(answer_ms, lab=None, *, profile: str = "interconti
                              count=TRIALS, warmup=1, progress=False)
     rtt, measured = run.attrs["rtt_configured_ms"], median(run["rtt_ms"])
     fastest = float(run["rtt_ms"].min())
-    if 0.85 * fastest <= value <= 1.15 * measured:
+    if 0.85 * fastest <= value <= 1.15 * measured and 1.6 * rtt <= value <= 2.5 * rtt:
         return verdict(True, f"Yes: measured {measured:.0f} ms just now (median of {TRIALS}; "
                        f"fastest {fastest:.0f} ms), {measured / rtt:.1f} round "
                        f"trips of {rtt:g} ms: one for the TCP handshake, one for the request.", "",
