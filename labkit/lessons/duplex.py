@@ -56,7 +56,9 @@ class StreamingEcho(asyncio.Protocol):
     of the request body goes back as one chunk the moment it is read; the last chunk follows the
     request's end. Parsed with h11. It stops reading while its own answer cannot be written (the
     client does not read), so it holds at most one piece of the body. Served through
-    `labkit.server.listen` like every listener of the kit (`serve_streaming_echo`)."""
+    `labkit.server.listen` like every listener of the kit (`serve_streaming_echo`), with the lab's
+    head deadline (`HEAD_TIMEOUT_S`: no whole head by then, 408). No Host check: it answers
+    with the request's own body only, nothing a page that rebound a name to it did not send."""
 
     def __init__(self) -> None:
         import h11
@@ -65,9 +67,18 @@ class StreamingEcho(asyncio.Protocol):
         self.conn = h11.Connection(h11.SERVER)
         self.transport: asyncio.Transport | None = None
         self.received = 0
+        self.head_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport) -> None:
+        from labkit.server.config import HEAD_TIMEOUT_S
+
         self.transport = transport
+        self.head_timer = asyncio.get_running_loop().call_later(
+            HEAD_TIMEOUT_S, self._fail, 408, f"no whole request head within {HEAD_TIMEOUT_S:g} s")
+
+    def connection_lost(self, exc) -> None:
+        if self.head_timer is not None:
+            self.head_timer.cancel()
 
     def _send(self, event) -> None:
         data = self.conn.send(event)
@@ -98,6 +109,8 @@ class StreamingEcho(asyncio.Protocol):
             if event is h11.NEED_DATA or event is h11.PAUSED:
                 return
             if isinstance(event, h11.Request):
+                if self.head_timer is not None:
+                    self.head_timer.cancel()
                 if event.method != b"POST":
                     self._fail(405, "POST a body: it is streamed back as it arrives")
                     return

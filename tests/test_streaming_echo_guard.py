@@ -1,0 +1,46 @@
+"""Lesson 02's streaming HTTP handler (`StreamingEcho`) keeps the lab's head deadline on its own
+listener: 408 problem+json when no whole request head arrived in time. Real sockets on 127.0.0.1."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from labkit.lessons.duplex import serve_streaming_echo, stop_streaming_echo
+
+
+def _exchange(port: int, data: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
+        sock.sendall(data)
+        got = b""
+        while chunk := sock.recv(4096):
+            got += chunk
+        return got
+
+
+@pytest.fixture
+def echo():
+    listener = serve_streaming_echo()
+    yield listener
+    stop_streaming_echo(listener)
+
+
+def test_a_whole_head_in_time_is_served(echo):
+    ok = _exchange(echo.port, b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 3\r\n\r\nabc")
+    assert ok.startswith(b"HTTP/1.1 200") and ok.endswith(b"3\r\nabc\r\n0\r\n\r\n")
+
+
+@pytest.mark.parametrize("sends", [b"", b"POST / HTTP/1.1\r\nHost: 127"])
+def test_no_whole_head_in_time_gets_408(monkeypatch, sends):
+    import labkit.server.config as config
+
+    monkeypatch.setattr(config, "HEAD_TIMEOUT_S", 0.5)
+    listener = serve_streaming_echo()
+    try:
+        got = _exchange(listener.port, sends)  # then nothing more: the server ends it
+    finally:
+        stop_streaming_echo(listener)
+    head, _, body = got.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408") and b"application/problem+json" in head
+    assert b'"status": 408' in body
