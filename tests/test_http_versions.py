@@ -254,9 +254,10 @@ def test_a_connection_without_a_whole_request_head_is_closed_after_the_keepalive
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("alpn", ["http/1.1", "h2"])
-def test_stop_ends_idle_connections_and_frees_the_port(alpn):
+def test_stop_ends_idle_connections_and_frees_the_port(alpn, caplog):
     """A client holding an idle connection (a student's own httpx client, say) does not keep
-    stop() waiting: the served connections are aborted, the port is free, a second start works."""
+    stop() waiting: the served connections are aborted, the port is free, a second start works,
+    and asyncio logs no error (a notebook would show it as an error output)."""
     servers = VersionServers(quic=False).start()
     context = tls.client_ssl_context()
     context.set_alpn_protocols([alpn])
@@ -287,6 +288,7 @@ def test_stop_ends_idle_connections_and_frees_the_port(alpn):
 
         with httpx.Client(verify=tls.client_ssl_context()) as client:
             assert client.get(again.url("/healthz")).json() == {"status": "ok"}
+    assert [r.getMessage()[:80] for r in caplog.records if r.levelname == "ERROR"] == []
 
 
 class _EchoSink(asyncio.DatagramProtocol):

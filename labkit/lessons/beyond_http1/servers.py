@@ -163,6 +163,9 @@ class VersionServers:
         self._folder: Path | None = None
         self._stopping: asyncio.Event | None = None
         self._tasks: set[asyncio.Task] = set()
+        """The QUIC server's task."""
+        self._connections: set[asyncio.Task] = set()
+        """One task per served TCP connection."""
         self._transports: set[asyncio.WriteTransport] = set()
         """The served TCP connections' transports, aborted by stop()."""
         self._udp_transport: asyncio.BaseTransport | None = None
@@ -235,15 +238,21 @@ class VersionServers:
             self.counters.alpn[alpn] = self.counters.alpn.get(alpn, 0) + 1
             task = asyncio.current_task()
             if task is not None:
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._connections.add(task)
+                task.add_done_callback(self._connections.discard)
             self._transports.add(writer.transport)
             try:
                 # a peer that breaks TLS's close (data after close_notify) ends the connection
-                # here (asyncio's stream callback would log a traceback); stop() aborts the
-                # transport and cancels this task, and the cancellation goes on up
+                # here (asyncio's stream callback would log a traceback)
                 with contextlib.suppress(OSError):
                     await TCPServer(app, loop, config, context, state, reader, writer)
+            except asyncio.CancelledError:
+                # only stop() cancels this task, after aborting its transport, for a connection
+                # that did not end by itself: that end is the one asked for (and Python 3.11's
+                # stream callback would log a cancelled task as an error); any other goes on up
+                stopping = self._stopping
+                if stopping is None or not stopping.is_set():
+                    raise
             finally:
                 self._transports.discard(writer.transport)
 
@@ -278,12 +287,15 @@ class VersionServers:
             self.listener.close()
         if self._udp_transport is not None:
             self._udp_transport.close()
+        if self._stopping is not None:
+            self._stopping.set()
         # abort, not close: closing a TLS connection waits for the peer's close_notify, which an
-        # idle client (a student's httpx pool) never sends, and hypercorn's close awaits that
+        # idle client (a student's httpx pool) never sends, and hypercorn's close awaits that;
+        # then each connection's task is cancelled (hypercorn's does not end on the abort alone)
         for transport in list(self._transports):
             transport.abort()
-        for task in list(self._tasks):
+        for task in [*self._connections, *self._tasks]:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._connections, *self._tasks, return_exceptions=True)
         if self.listener is not None:
             await self.listener.wait_closed()
