@@ -12,6 +12,10 @@ JUPYTERHUB_CLIENT_ID and JUPYTERHUB_OAUTH_CALLBACK_URL (its OAuth client), JUPYT
 and JUPYTERHUB_PUBLIC_URL when the hub knows its public URL. The hub's proxy forwards
 `<hub>/services/labkit/...` to the service with the path prefix included.
 
+Size: longer than 500 lines because a hub service is one concept with four parts that only make
+sense together: the hub's settings, the identities checked with the hub (cache, rationing), the
+OAuth login with its cookie rules, and the prefix the hub's proxy keeps on every path.
+
 Who (`HubIdentities`): the class server's identities (`server/auth.py`) gain the hub's users. A
 token the class does not know is checked with the hub: `GET {JUPYTERHUB_API_URL}/user` with that
 token, the hub's "whoami" (what `jupyterhub.services.auth.HubAuth.user_for_token` does). The token is
