@@ -10,25 +10,9 @@ import time
 
 import pytest
 from jupyter_client.manager import start_new_kernel
+from kernel_session import run as execute
 
 pytestmark = pytest.mark.notebook
-
-
-def execute(client, code: str, timeout: float = 60) -> str:
-    """Run `code` in the kernel; returns its stdout; fails the test on an error."""
-    out: list[str] = []
-    errors: list[str] = []
-
-    def hook(msg):
-        kind, content = msg["msg_type"], msg["content"]
-        if kind == "stream" and content["name"] == "stdout":
-            out.append(content["text"])
-        elif kind == "error":
-            errors.append(f"{content['ename']}: {content['evalue']}")
-
-    client.execute_interactive(code, output_hook=hook, timeout=timeout)
-    assert not errors, errors
-    return "".join(out)
 
 
 @pytest.fixture

@@ -11,64 +11,23 @@ and its lab go on working.
 
 from __future__ import annotations
 
-import json
 import os
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from jupyter_client.manager import start_new_kernel
+from kernel_session import (
+    NOTEBOOKS,
+    cell_source,
+    connections_to,
+    hub_subscribers,
+    reply_to,
+    run,
+    wait_for,
+)
 
 pytestmark = pytest.mark.notebook
-
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
-
-
-def cell_source(lesson: str, cell_id: str) -> str:
-    nb = json.loads((NOTEBOOKS / lesson).read_text())
-    cell = next(c for c in nb["cells"] if c.get("id") == cell_id)
-    return "".join(cell["source"])
-
-
-def run(client, code: str, timeout: float = 60) -> str:
-    """Run `code` in the kernel; returns its stdout; fails on an error."""
-    out: list[str] = []
-    errors: list[str] = []
-
-    def hook(msg):
-        kind, content = msg["msg_type"], msg["content"]
-        if kind == "stream" and content["name"] == "stdout":
-            out.append(content["text"])
-        elif kind == "error":
-            errors.append(f"{content['ename']}: {content['evalue']}")
-
-    client.execute_interactive(code, output_hook=hook, timeout=timeout)
-    assert not errors, errors
-    return "".join(out)
-
-
-def hub_subscribers(url: str) -> dict[str, int]:
-    """Subscribers per topic and transport from /api/hub (empty: nobody follows a topic)."""
-    with urllib.request.urlopen(url + "/api/hub", timeout=10) as resp:
-        hub = json.load(resp)
-    return {f"{topic}/{kind}": n for topic, state in hub["topics"].items()
-            for kind, n in state.get("subscribers", {}).items() if n}
-
-
-def connections_to(port: int) -> int:
-    """Established TCP connections whose far end is 127.0.0.1:`port`: every connection to the lab,
-    from a client or from a proxy in front of it (the wire tap, the emulator), by /proc/net/tcp."""
-    count = 0
-    with open("/proc/net/tcp") as table:
-        next(table)
-        for line in table:
-            fields = line.split()
-            remote, state = fields[2], fields[3]
-            if state == "01" and int(remote.split(":")[1], 16) == port:
-                count += 1
-    return count
-
 
 def emulators_of(pid: int) -> int:
     """Running child processes of `pid` that are an emulated link (python -m labkit.net.netem)."""
@@ -86,24 +45,6 @@ def emulators_of(pid: int) -> int:
         if parent == pid and state != "Z" and b"labkit.net.netem" in cmdline:
             count += 1
     return count
-
-
-def wait_for(predicate, limit_s: float, step_s: float = 0.1) -> bool:
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step_s)
-    return predicate()
-
-
-def reply_to(client, msg_id: str, timeout: float = 60) -> dict:
-    """The execute_reply of `msg_id` (other replies are skipped)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        msg = client.get_shell_msg(timeout=max(0.1, deadline - time.monotonic()))
-        if msg["parent_header"].get("msg_id") == msg_id:
-            return msg["content"]
 
 
 CASES = {

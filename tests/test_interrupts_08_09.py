@@ -11,16 +11,12 @@ is run again afterwards and completes (the lab is still usable).
 from __future__ import annotations
 
 import json
-import os
-import queue
-import time
-from pathlib import Path
 
 import pytest
+from kernel_session import Kernel, cell_source
 
 pytestmark = [pytest.mark.timeout(300)]
 
-NOTEBOOKS = Path(__file__).parent.parent / "notebooks"
 
 LEFT_BEHIND = """
 import json, time, urllib.request
@@ -46,52 +42,6 @@ print("LEFT " + json.dumps(_left_behind()))
 """
 
 
-def _cell(notebook: str, cell_id: str) -> str:
-    nb = json.loads((NOTEBOOKS / notebook).read_text())
-    return "".join(next(c for c in nb["cells"] if c.get("id") == cell_id)["source"])
-
-
-class Kernel:
-    def __init__(self):
-        from jupyter_client.manager import KernelManager
-
-        env = {k: v for k, v in os.environ.items() if k != "LABKIT_QUICK"}  # normal mode
-        self.km = KernelManager(kernel_name="python3")
-        self.km.start_kernel(env=env, cwd=str(NOTEBOOKS))
-        self.kc = self.km.client()
-        self.kc.start_channels()
-        self.kc.wait_for_ready(timeout=60)
-
-    def run(self, code: str, *, interrupt_after: str | None = None, timeout: float = 240) -> dict:
-        """Run `code`; with `interrupt_after`, interrupt the kernel once a line containing it was
-        printed. Returns the printed text and the error's name (or None)."""
-        msg_id = self.kc.execute(code)
-        text, error, interrupted = [], None, False
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                msg = self.kc.get_iopub_msg(timeout=1)
-            except queue.Empty:
-                continue
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            kind, content = msg["msg_type"], msg["content"]
-            if kind == "stream":
-                text.append(content["text"])
-                if interrupt_after and not interrupted and interrupt_after in content["text"]:
-                    self.km.interrupt_kernel()
-                    interrupted = True
-            elif kind == "error":
-                error = content["ename"]
-            elif kind == "status" and content["execution_state"] == "idle":
-                return {"text": "".join(text), "error": error, "interrupted": interrupted}
-        raise AssertionError(f"the cell did not finish in {timeout} s: {''.join(text)[-2000:]}")
-
-    def close(self):
-        self.kc.stop_channels()
-        self.km.shutdown_kernel(now=True)
-
-
 @pytest.fixture
 def kernel():
     k = Kernel()
@@ -106,8 +56,8 @@ def _left(kernel) -> dict:
 
 
 def test_interrupting_lesson_08s_move_delay_games_leaves_no_connection(kernel):
-    assert kernel.run(_cell("08-games-and-collaboration.ipynb", "ce6666cc"))["error"] is None
-    longest = _cell("08-games-and-collaboration.ipynb", "a1095d51")  # 12 games over 3 links at once
+    assert kernel.run(cell_source("08-games-and-collaboration.ipynb", "ce6666cc"))["error"] is None
+    longest = cell_source("08-games-and-collaboration.ipynb", "a1095d51")  # 12 games over 3 links at once
     stopped = kernel.run(longest, interrupt_after="moves played")
     assert stopped["interrupted"] and stopped["error"] == "KeyboardInterrupt", stopped
     assert "240 of 240" not in stopped["text"]  # caught mid-way
@@ -115,8 +65,8 @@ def test_interrupting_lesson_08s_move_delay_games_leaves_no_connection(kernel):
 
 
 def test_interrupting_lesson_09s_commands_to_devices_leaves_no_connection(kernel):
-    assert kernel.run(_cell("09-capstone-bank.ipynb", "9e45e285"))["error"] is None
-    longest = _cell("09-capstone-bank.ipynb", "4ab8b1d5")  # polled, then pushed commands
+    assert kernel.run(cell_source("09-capstone-bank.ipynb", "9e45e285"))["error"] is None
+    longest = cell_source("09-capstone-bank.ipynb", "4ab8b1d5")  # polled, then pushed commands
     stopped = kernel.run(longest, interrupt_after="ws:")  # the devices hold their WebSockets
     assert stopped["interrupted"] and stopped["error"] == "KeyboardInterrupt", stopped
     assert _left(kernel) == {"subscribers": {}, "game_sockets": 0, "established": 0}
