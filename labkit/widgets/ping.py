@@ -60,6 +60,11 @@ def summary(frame) -> str:
     return (f"{n:,} echoes: median {percentile(rtt, 50):.3f} ms, {tail}, mean {rtt.mean():.3f} ms.")
 
 
+def _pace(drawn: float) -> None:
+    """Wait until REFRESH_S seconds have passed since the last redraw (at `drawn`)."""
+    time.sleep(max(0.0, REFRESH_S - (time.perf_counter() - drawn)))
+
+
 def ping_meter(target, seconds: float = 5.0, *, path: str = "/ws/echo", payload: str = "ping"):
     """Show a live meter of WebSocket echo round trips for `seconds`, then return them as a DataFrame.
 
@@ -98,13 +103,14 @@ def ping_meter(target, seconds: float = 5.0, *, path: str = "/ws/echo", payload:
     run = next(_runs)
     _last.update(run=run, stopped=True)  # until it finishes
     with WsClient(target, path) as ws:
-        started = time.perf_counter()
+        started = drawn = time.perf_counter()
         while (elapsed := time.perf_counter() - started) < seconds:
             slice_s = min(REFRESH_S, seconds - elapsed)
             # one slice, plus the client's timeout for an echo that never comes back
             pending = _start_slice(_echo_for(ws.connection, slice_s, payload))
             try:
                 batch = pending.result(slice_s + ws.timeout)
+                _pace(drawn)  # a short last slice must not redraw sooner than REFRESH_S
             except BaseException:  # KeyboardInterrupt (kernel interrupt) or no answer: stop here
                 pending.cancel()
                 clock.bar_style = "danger"
@@ -123,6 +129,8 @@ def ping_meter(target, seconds: float = 5.0, *, path: str = "/ws/echo", payload:
             )
             plot.value = chart()
             clock.value = min(seconds, time.perf_counter() - started)
+            drawn = time.perf_counter()
+    _pace(drawn)  # the closing words too: every widget at most one update per REFRESH_S
     clock.bar_style = "success"
     frame = pd.DataFrame(samples, columns=["t_s", "rtt_ms"])
     frame.insert(0, "trial", range(len(frame)))
