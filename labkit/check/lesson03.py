@@ -14,6 +14,15 @@ TRIALS = 3
 """Runs the timing checkers measure (the fastest and the median count, see their docstrings)."""
 
 
+def _needs_bytes(frame, name: str) -> Feedback | None:
+    """A refusal when `frame` lacks keep-alive REST and WebSocket rows or counted no bytes, else None."""
+    problem = _needs(frame, ["rest-keepalive", "websocket"], name)
+    if problem is None and frame["bytes_up"].isna().all():
+        problem = verdict(False, "", "This run counted no bytes (profile=None); measure through "
+                          "the emulator, e.g. profile='loopback'.", name)
+    return problem
+
+
 def _needs(frame, transports, name: str) -> Feedback | None:
     if frame is None or not hasattr(frame, "columns") or "transport" not in frame.columns:
         return verdict(False, "", "Pass the frame your run returned as the second argument, "
@@ -98,12 +107,9 @@ def header_bytes_saved(answer, frame=None) -> Feedback:
     """Exercise: how many more bytes (up plus down) does one REST keep-alive round trip put on
     the wire than one WebSocket message round trip with the same payload? (Medians.)"""
     name = "bytes per message"
-    problem = _needs(frame, ["rest-keepalive", "websocket"], name)
+    problem = _needs_bytes(frame, name)
     if problem is not None:
         return problem
-    if frame["bytes_up"].isna().all():
-        return verdict(False, "", "This run counted no bytes (profile=None); measure through "
-                       "the emulator, e.g. profile='loopback'.", name)
     from labkit.measure import median
 
     size = frame["payload_bytes"].min()
@@ -156,12 +162,9 @@ def websocket_bytes_saved(answer, frame=None, lab=None, *, messages: int = 100) 
     again now through the checker's own tap in front of `lab` (default: the running lab; the
     run does not hold it)."""
     name = f"bytes of {messages} messages"
-    problem = _needs(frame, ["rest-keepalive", "websocket"], name)
+    problem = _needs_bytes(frame, name)
     if problem is not None:
         return problem
-    if frame["bytes_up"].isna().all():
-        return verdict(False, "", "This run counted no bytes (profile=None); measure through "
-                       "the emulator, e.g. profile='loopback'.", name)
     value = as_number(answer)
     if value is None:
         return verdict(False, "", "Answer with a number of bytes.", name)
