@@ -6,7 +6,8 @@ upgrades (101) and SSE streams included; the chat welcome message repeats it as 
 - `GET /api/cluster`: the workers of this lab, each `{id, pid, port, connections, alive}`. A worker
   of a cluster reads the list of its peers from the cluster file its parent wrote and asks each one
   for its own entry (`?local=1`); a peer that does not answer within a second is `alive: false`.
-  `connections` counts the TCP connections open to that worker (HTTP keep-alive and WebSocket).
+  `connections` counts the TCP connections open to that worker (HTTP keep-alive and WebSocket);
+  null for a single lab, which does not count them.
 - `POST /api/cluster/counter` {"store": "memory" | "shared"}: add one to a counter and return it.
   "memory" lives in this worker's memory (a session done wrong: each worker has its own count),
   "shared" in the SQLite file every worker shares (one count, whichever worker answers).
@@ -60,6 +61,8 @@ def configure(app: web.Application, worker: int, cluster_file: str | None,
     """Make `app` worker number `worker` of the cluster described by `cluster_file`."""
     info = app[WORKER]
     info.id, info.cluster_file, info.backplane, info.balance = worker, cluster_file, backplane, balance
+    if _tag not in app.on_response_prepare:
+        app.on_response_prepare.append(_tag)
 
 
 async def _tag(request: web.Request, response: web.StreamResponse) -> None:
@@ -70,15 +73,23 @@ async def _tag(request: web.Request, response: web.StreamResponse) -> None:
 
 
 def _own_entry(request: web.Request, asked_by_peer: bool = False) -> dict:
-    """This worker's entry. A peer's question (`?local=1`) is not counted as a connection."""
+    """This worker's entry. A peer's question (`?local=1`) is not counted as a connection. A
+    single lab (not a cluster's worker) does not count its connections: `connections` is null."""
     info = request.app[WORKER]
+    if _tag not in request.app.on_response_prepare:
+        return {"id": info.id, "pid": os.getpid(), "port": _port(request), "connections": None,
+                "alive": True}
     if request.transport is not None and not asked_by_peer:
         info.transports.add(request.transport)
-    sockname = request.transport.get_extra_info("sockname") if request.transport else None
     open_ = [t for t in list(info.transports)
              if not t.is_closing() and not (asked_by_peer and t is request.transport)]
-    return {"id": info.id, "pid": os.getpid(), "port": sockname[1] if sockname else None,
+    return {"id": info.id, "pid": os.getpid(), "port": _port(request),
             "connections": len(open_), "alive": True}
+
+
+def _port(request: web.Request) -> int | None:
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    return sockname[1] if sockname else None
 
 
 async def _peer_entry(session: aiohttp.ClientSession, peer: dict) -> dict:
@@ -154,8 +165,7 @@ async def counter(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
-    app[WORKER] = WorkerInfo()
-    app.on_response_prepare.append(_tag)
+    app[WORKER] = WorkerInfo()  # a cluster's worker is tagged too: see configure()
     app.add_routes(routes)
 
 

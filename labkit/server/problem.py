@@ -67,30 +67,41 @@ _DETAILS = {
 
 @web.middleware
 async def problem_middleware(request: web.Request, handler):
-    """Turn every error into problem+json: aiohttp's HTTP errors keep their status, anything else is a 500."""
+    """Turn every error into problem+json (`answer_error`). An app served by `guard.serve_app`
+    has this folded into the guard's own middleware instead: one coroutine less per request and
+    per open WebSocket."""
     try:
         return await handler(request)
-    except ProblemError as exc:
+    except Exception as exc:
+        return await answer_error(request, exc)
+
+
+async def answer_error(request: web.Request, exc: Exception) -> web.StreamResponse:
+    """The problem+json answer to an error a handler raised: aiohttp's HTTP errors keep their
+    status (a redirect, below 400, is raised again), anything else is a 500 that is logged here and
+    never shows a traceback to the user. After a WebSocket handshake the socket is closed instead
+    (1001 for a peer gone mid-request, 1011 for a bug of ours)."""
+    if isinstance(exc, ProblemError):
         return exc.response()
-    except web.HTTPException as exc:
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise
+            raise exc
         headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
         detail = _DETAILS.get(exc.status) or exc.text or exc.reason
         if exc.status == 413:
             detail = f"{_DETAILS[413]} ({exc.text})"
         return problem(exc.status, detail, headers=headers)
-    except ConnectionError:
+    if isinstance(exc, ConnectionError):
         # The client went away mid-request (e.g. it sent less body than its Content-Length). The
         # answer is most likely undeliverable; aiohttp drops it quietly if so.
         return await _after_upgrade(request, WSCloseCode.GOING_AWAY) or problem(
             400, "The connection ended before the request was complete."
         )
-    except Exception:  # a bug of ours: log it here, never send a traceback to the user
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return await _after_upgrade(request, WSCloseCode.INTERNAL_ERROR) or problem(
-            500, "The lab server hit an unexpected error; it is logged on the server."
-        )
+    # a bug of ours: log it here, never send a traceback to the user
+    log.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)
+    return await _after_upgrade(request, WSCloseCode.INTERNAL_ERROR) or problem(
+        500, "The lab server hit an unexpected error; it is logged on the server."
+    )
 
 
 async def _after_upgrade(request: web.Request, code: int) -> web.WebSocketResponse | None:
