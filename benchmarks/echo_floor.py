@@ -3,12 +3,13 @@
     python benchmarks/echo_floor.py [--n 3000] [--rounds 3]
 
 Every server runs on its own thread and event loop (as the lab does in a kernel); the client runs on
-the main thread, with the same client code for a setup and its floor. Rounds interleave the setups so
-that load on the machine hits all alike. Printed: n, p50 and p99 per setup, and the ratios the kit
-cares about (p50 and p99 each):
+the main thread, with the same client code for a setup and its floor. Each round runs the setups in
+turn in ten short blocks, so that load on the machine hits all alike. Printed: n, p50 and p99 per
+setup, and the ratios the kit cares about (p50 and p99 each):
   lab REST keep-alive GET / bare aiohttp app GET                 (goal: p50 <= 1.05)
   lab WebSocket echo / raw asyncio WebSocket echo on its own thread (goal: p50 <= 1.10)
   lab WebSocket echo / bare aiohttp WebSocket echo               (for reference)
+  bare aiohttp WebSocket echo / raw asyncio                       (the library's own share)
 plus `lk.start()` to the first answered request (goal <= 200 ms) and `import labkit`, the machine's
 cores and load average. Numbers are for this machine, this run; nothing here is a test.
 """
@@ -51,9 +52,11 @@ def main() -> None:
     print()
     for figure, setup, floor, goal in OVERHEAD_PAIRS:
         print(ratio_line(figure, results, setup, floor, goal))
-    t_import, t_start = startup_times()
+    t_import, t_start, t_aiohttp = startup_times()
     print(f"import labkit:                           {t_import * 1000:.1f} ms (median of 5)")
     print(f"lk.start() to first answered request:    {t_start * 1000:.1f} ms (median of 5, goal <= 200)")
+    print(f"  of which import aiohttp.web alone:     {t_aiohttp * 1000:.1f} ms (median of 5; "
+          f"labkit's own share: {(t_start - t_aiohttp) * 1000:.1f} ms)")
 
 
 if __name__ == "__main__":

@@ -265,21 +265,25 @@ async def time_ws(url: str, n: int, warmup: int) -> list[float]:
     return out
 
 
-def startup_times(runs_each: int = 5) -> tuple[float, float]:
-    """(import labkit s, lk.start() to first answered request s): medians of `runs_each` fresh
-    interpreters."""
+def startup_times(runs_each: int = 5) -> tuple[float, float, float]:
+    """(import labkit s, lk.start() to first answered request s, import aiohttp.web s): medians
+    of `runs_each` fresh interpreters each. The last is the floor inside the second: the server
+    library's own import, which no lab built on it can avoid (it differs a lot between
+    machines)."""
     code_import = "import time; t=time.perf_counter(); import labkit; print(time.perf_counter()-t)"
     code_start = (
         "import time, urllib.request, labkit as lk; t=time.perf_counter(); lab=lk.start(); "
         "urllib.request.urlopen(lab.url + '/healthz').read(); print(time.perf_counter()-t); lab.stop()"
     )
+    code_aiohttp = ("import time; t=time.perf_counter(); import aiohttp.web; "
+                    "print(time.perf_counter()-t)")
 
     def median_of(code: str) -> float:
         runs = [float(subprocess.check_output([sys.executable, "-c", code]))
                 for _ in range(runs_each)]
         return statistics.median(runs)
 
-    return median_of(code_import), median_of(code_start)
+    return median_of(code_import), median_of(code_start), median_of(code_aiohttp)
 
 OVERHEAD_PAIRS = (
     # (figure, setup, floor, goal for the p50 ratio or None)
@@ -288,39 +292,53 @@ OVERHEAD_PAIRS = (
     ("WebSocket echo: lab / raw asyncio WebSocket echo", "lab WS echo", "raw asyncio WS echo", 1.10),
     ("WebSocket echo: lab / bare aiohttp WebSocket echo", "lab WS echo", "bare aiohttp WS echo",
      None),
+    ("WebSocket echo: bare aiohttp / raw asyncio (the library's own share)", "bare aiohttp WS echo",
+     "raw asyncio WS echo", None),
 )
 """The server-overhead figures: each setup over its floor, measured side by side."""
 
 
+BLOCKS_PER_ROUND = 10
+"""Each round of `overhead_rounds` runs every setup in this many short blocks, in turn: drift in
+the machine's speed (other processes, frequency) then hits a setup and its floor alike."""
+
+
 def overhead_rounds(n: int, warmup: int, rounds: int) -> dict[str, list[float]]:
-    """Round trips (ms) of the lab and its floors, each server on its own thread, the setups
-    interleaved `rounds` times so that load on the machine hits all alike."""
+    """Round trips (ms) of the lab and its floors, each server on its own thread. Every round
+    runs the setups in turn in BLOCKS_PER_ROUND blocks of about n / BLOCKS_PER_ROUND round trips
+    (each block on a new connection with its own warm-up, not counted), so that load on the
+    machine hits all alike."""
     from labkit.server.runner import LabServer
 
-    raw_host, raw_ws_host, bare_host = ThreadedLoop(), ThreadedLoop(), ThreadedLoop()
+    hosts = [ThreadedLoop() for _ in range(3)]
+    raw_host, raw_ws_host, bare_host = hosts
     lab = None
     try:
         raw_port, bare_port = start_raw_server(raw_host), start_bare_aiohttp(bare_host)
         raw_ws_port = start_raw_ws_server(raw_ws_host)
         lab = LabServer().start()
         setups = {
-            "raw asyncio TCP echo": lambda: time_raw(raw_port, n, warmup),
-            "bare aiohttp GET keep-alive": lambda: time_http(
-                f"http://127.0.0.1:{bare_port}/echo", n, warmup),
-            "lab REST GET keep-alive": lambda: time_http(f"{lab.url}/api/echo?size=16", n, warmup),
-            "raw asyncio WS echo": lambda: time_ws(f"ws://127.0.0.1:{raw_ws_port}/", n, warmup),
-            "bare aiohttp WS echo": lambda: time_ws(f"ws://127.0.0.1:{bare_port}/ws", n, warmup),
-            "lab WS echo": lambda: time_ws(f"{lab.ws_url}/ws/echo", n, warmup),
+            "raw asyncio TCP echo": lambda k, w: time_raw(raw_port, k, w),
+            "bare aiohttp GET keep-alive": lambda k, w: time_http(
+                f"http://127.0.0.1:{bare_port}/echo", k, w),
+            "lab REST GET keep-alive": lambda k, w: time_http(f"{lab.url}/api/echo?size=16", k, w),
+            "raw asyncio WS echo": lambda k, w: time_ws(f"ws://127.0.0.1:{raw_ws_port}/", k, w),
+            "bare aiohttp WS echo": lambda k, w: time_ws(f"ws://127.0.0.1:{bare_port}/ws", k, w),
+            "lab WS echo": lambda k, w: time_ws(f"{lab.ws_url}/ws/echo", k, w),
         }
         results: dict[str, list[float]] = {name: [] for name in setups}
+        blocks = min(BLOCKS_PER_ROUND, max(1, n // 20))
+        sizes = [n // blocks + (1 if i < n % blocks else 0) for i in range(blocks)]
+        block_warmup = max(5, warmup // blocks)
         for _ in range(rounds):
-            for name, make in setups.items():
-                results[name] += asyncio.run(make())
+            for size in sizes:
+                for name, make in setups.items():
+                    results[name] += asyncio.run(make(size, block_warmup))
         return results
     finally:
         if lab is not None:
             lab.stop()
-        for host in (raw_host, raw_ws_host, bare_host):
+        for host in hosts:
             host.close()
 
 
@@ -348,9 +366,10 @@ def overhead_figures(n: int, warmup: int, rounds: int, startup_runs: int = 5) ->
         ratios.append({"figure": figure, "n": min(top["n"], bottom["n"]),
                        "p50_ratio": top["p50_ms"] / bottom["p50_ms"], "p99_ratio": p99,
                        "goal_p50": goal})
-    t_import, t_start = startup_times(startup_runs)
+    t_import, t_start, t_aiohttp = startup_times(startup_runs)
     return {"setups": setups, "ratios": ratios, "import_ms": t_import * 1000,
-            "start_ms": t_start * 1000, "start_goal_ms": 200, "cores": os.cpu_count(),
+            "start_ms": t_start * 1000, "start_goal_ms": 200, "aiohttp_import_ms": t_aiohttp * 1000,
+            "cores": os.cpu_count(),
             "load_average": list(os.getloadavg())}
 
 
@@ -380,8 +399,9 @@ def _overhead_html(figures: dict) -> str:
         f"<table><tr><th>ratio</th><th>n</th><th>p50 ratio</th>{p99_ratio_head}<th>goal (p50)</th>"
         f"</tr>{ratio_rows}</table>"
         f"<p><code>lk.start()</code> to the first answered request: {figures['start_ms']:.0f} ms "
-        f"(median of fresh interpreters; goal &le; {figures['start_goal_ms']} ms); "
-        f"<code>import labkit</code>: {figures['import_ms']:.1f} ms.</p>"
+        f"(median of fresh interpreters; goal &le; {figures['start_goal_ms']} ms), of which "
+        f"<code>import aiohttp.web</code> alone takes {figures['aiohttp_import_ms']:.0f} ms on "
+        f"this machine; <code>import labkit</code>: {figures['import_ms']:.1f} ms.</p>"
     )
 
 
