@@ -19,11 +19,11 @@ def serve(host: str, port: int, db: str | None, allowed_hosts: tuple[str, ...] =
     from labkit.server.app import make_app
     from labkit.server.config import LabConfig
     from labkit.server.guard import serve_app
-    from labkit.server.runner import clean_stale_workdirs, make_workdir
+    from labkit.server.runner import WORKDIR_PREFIX, clean_stale_workdirs, make_workdir
 
     async def _main() -> None:
-        clean_stale_workdirs("labkit-")
-        workdir = None if db else make_workdir("labkit-serve-")
+        clean_stale_workdirs()
+        workdir = None if db else make_workdir(WORKDIR_PREFIX + "serve-")
         db_path = str(workdir / "lab.db") if workdir is not None else db or ""
         config = LabConfig(host=host, port=port, db=db_path,
                            allowed_hosts=tuple(allowed_hosts), **(limits or {}))

@@ -107,7 +107,7 @@ def test_a_killed_serve_leaves_a_folder_that_the_next_start_removes(tmp_path):
         return proc
 
     first = serve_without_db()
-    folders = list(tmp_path.glob("labkit-serve-*"))
+    folders = list(tmp_path.glob("labkit-data-serve-*"))
     assert len(folders) == 1 and (folders[0] / "owner.pid").read_text() == str(first.pid)
     first.kill()  # no cleanup runs: the folder stays behind
     first.wait()
@@ -115,25 +115,28 @@ def test_a_killed_serve_leaves_a_folder_that_the_next_start_removes(tmp_path):
     second = serve_without_db()
     try:
         assert not folders[0].exists()  # removed at the next start
-        assert [f.name for f in tmp_path.glob("labkit-serve-*")] != [folders[0].name]
+        assert [f.name for f in tmp_path.glob("labkit-data-serve-*")] != [folders[0].name]
     finally:
         second.send_signal(signal.SIGTERM)
         assert second.wait(timeout=10) == 0
-    assert not list(tmp_path.glob("labkit-serve-*"))  # a clean stop removes its own folder
+    assert not list(tmp_path.glob("labkit-data-serve-*"))  # a clean stop removes its own folder
 
 
 def test_a_folder_whose_owner_is_alive_is_kept(tmp_path, monkeypatch):
     from labkit.server import runner
 
     monkeypatch.setattr(runner.tempfile, "tempdir", str(tmp_path))
-    alive = runner.make_workdir("labkit-")
-    orphan = tmp_path / "labkit-orphan"
+    alive = runner.make_workdir()
+    orphan = tmp_path / "labkit-data-orphan"
     orphan.mkdir()
     (orphan / runner.OWNER_FILE).write_text("999999999")  # no such process
-    unmarked = tmp_path / "labkit-unmarked"
+    unmarked = tmp_path / "labkit-data-unmarked"
     unmarked.mkdir()
-    assert runner.clean_stale_workdirs("labkit-") == [orphan]
-    assert alive.exists() and unmarked.exists() and not orphan.exists()
+    other = tmp_path / "labkit-cluster-x"  # another labkit folder: not the cleaner's to read
+    other.mkdir()
+    (other / runner.OWNER_FILE).write_text("999999999")
+    assert runner.clean_stale_workdirs() == [orphan]
+    assert alive.exists() and unmarked.exists() and other.exists() and not orphan.exists()
 
 
 def test_serve_allow_host(tmp_path):

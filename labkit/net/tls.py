@@ -8,7 +8,9 @@ authority lives in this process only (and in `ca_pem_path()` for tools that want
 
 from __future__ import annotations
 
+import atexit
 import functools
+import shutil
 import ssl
 import tempfile
 from pathlib import Path
@@ -65,6 +67,7 @@ def trust_file(path) -> None:
 def ca_pem_path() -> Path:
     """The CA certificate as a PEM file (for curl --cacert, requests verify=...)."""
     folder = Path(tempfile.mkdtemp(prefix="labkit-ca-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)  # one per process, gone at its exit
     path = folder / "labkit-ca.pem"
     authority().cert_pem.write_to_path(str(path))
     return path

@@ -33,7 +33,12 @@ OWNER_FILE = "owner.pid"
 """Written into each temporary data folder: the id of the process that uses it."""
 
 
-def make_workdir(prefix: str = "labkit-") -> Path:
+WORKDIR_PREFIX = "labkit-data-"
+"""Names of the lab's temporary data folders start with this, and only theirs: the cleaner looks at
+these alone, not at every other labkit folder in the temporary directory."""
+
+
+def make_workdir(prefix: str = WORKDIR_PREFIX) -> Path:
     """A new temporary data folder marked with this process's id (see `clean_stale_workdirs`)."""
     workdir = Path(tempfile.mkdtemp(prefix=prefix))
     (workdir / OWNER_FILE).write_text(str(os.getpid()))
@@ -50,7 +55,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def clean_stale_workdirs(prefix: str = "labkit-") -> list[Path]:
+def clean_stale_workdirs(prefix: str = WORKDIR_PREFIX) -> list[Path]:
     """Remove temporary data folders whose owner process is gone (a killed `labkit serve` or
     kernel leaves its folder behind). Folders without an owner file are left alone. Returns the
     folders removed. Not on Windows, where signal 0 would end the process instead of asking."""
