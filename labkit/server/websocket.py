@@ -8,9 +8,11 @@ import base64
 import binascii
 import contextlib
 import ipaddress
+import zlib
+from typing import Any
 from urllib.parse import urlsplit
 
-from aiohttp import WSCloseCode, web
+from aiohttp import WSCloseCode, hdrs, web
 
 from .jupyter_proxy import JUPYTER_ORIGINS, is_jupyter_page
 from .keys import CONFIG, WEBSOCKETS
@@ -85,21 +87,39 @@ def check_handshake(request: web.Request) -> None:
 
 
 class MaskCheck(asyncio.Protocol):
-    """RFC 6455 5.1: "a server MUST close the connection upon receiving a frame that is not masked".
+    """RFC 6455 5.1: "a server MUST close the connection upon receiving a frame that is not masked",
+    and the socket's heartbeat.
 
     aiohttp's frame reader accepts unmasked client frames, so `accept` puts this protocol between
     the transport and aiohttp's (with asyncio's public `set_protocol`). It reads only frame
     headers: the first two bytes of each frame, the extended length, then it skips the payload.
     Bytes up to an unmasked frame go on to aiohttp as they came; at the unmasked frame it stops
-    passing anything on and calls `on_unmasked` (which closes with 1002). Everything else (end of
-    file, a lost connection, write flow control) is passed to aiohttp's protocol unchanged.
+    passing anything on and closes with 1002. Everything else (end of file, a lost connection,
+    write flow control) is passed to aiohttp's protocol unchanged.
+
+    Heartbeat: since every byte of the socket passes here, a chunk costs one attribute store
+    (`seen`) and nothing else. One timer per socket (`start_heartbeat`) looks every `interval`
+    seconds: bytes seen since the last look, the peer is alive (clear, look again later);
+    nothing seen, a ping goes out and the peer has `interval / 2` to send anything at all (its
+    pong also passes here); still nothing, the connection is dropped as aiohttp's missing-pong
+    rule drops it: the transport is closed, without a Close frame (the client sees 1006), and the
+    handler's receive loop ends. So an active peer is never pinged while it talks, an idle one
+    gets a ping after one to two intervals of silence. The timer ends with the connection.
     """
 
-    def __init__(self, inner: asyncio.BaseProtocol, on_unmasked) -> None:
-        self.inner, self.on_unmasked = inner, on_unmasked
-        self.header = bytearray()   # the current frame's header bytes read so far
-        self.skip = 0               # payload bytes of the current frame still to pass
+    __slots__ = ("inner", "ws", "transport", "header", "skip", "unmasked", "seen", "interval",
+                 "timer", "pinged")
+
+    def __init__(self, inner: asyncio.BaseProtocol, ws: web.WebSocketResponse,
+                 transport: asyncio.Transport) -> None:
+        self.inner, self.ws, self.transport = inner, ws, transport
+        self.header: bytearray | None = None  # the current frame's header bytes read so far
+        self.skip = 0                          # payload bytes of the current frame still to pass
         self.unmasked = False
+        self.seen = False                      # bytes arrived since the heartbeat last looked
+        self.interval = 0.0
+        self.timer: asyncio.TimerHandle | None = None
+        self.pinged = False                    # a ping went out at the last look
 
     def _first_unmasked(self, data: bytes) -> int:
         """Offset in `data` where an unmasked frame starts (0 if its header began in an earlier
@@ -123,28 +143,32 @@ class MaskCheck(asyncio.Protocol):
                 step = min(self.skip, end - pos)
                 self.skip, pos = self.skip - step, pos + step
                 continue
-            if not self.header:
+            header = self.header
+            if header is None:  # a header split across chunks (rare): kept until it is whole
+                header = self.header = bytearray()
+            if not header:
                 start = pos
-            if len(self.header) < 2:
-                self.header.append(data[pos])
+            if len(header) < 2:
+                header.append(data[pos])
                 pos += 1
-                if len(self.header) == 2 and not self.header[1] & 0x80:
+                if len(header) == 2 and not header[1] & 0x80:
                     return start
                 continue
-            length = self.header[1] & 0x7F
+            length = header[1] & 0x7F
             extended = 2 if length == 126 else 8 if length == 127 else 0
             need = 2 + extended + 4
-            step = min(need - len(self.header), end - pos)
-            self.header += data[pos:pos + step]
+            step = min(need - len(header), end - pos)
+            header += data[pos:pos + step]
             pos += step
-            if len(self.header) == need:
+            if len(header) == need:
                 if extended:
-                    length = int.from_bytes(self.header[2:2 + extended], "big")
+                    length = int.from_bytes(header[2:2 + extended], "big")
                 self.skip = length
-                self.header.clear()
+                self.header = None
         return -1
 
     def data_received(self, data: bytes) -> None:
+        self.seen = True
         if self.unmasked:
             return  # closing: nothing more from this client is read
         bad = self._first_unmasked(data)
@@ -154,12 +178,49 @@ class MaskCheck(asyncio.Protocol):
         self.unmasked = True
         if bad:
             self.inner.data_received(data[:bad])  # type: ignore[attr-defined]
-        self.on_unmasked()
+        self._close_1002()
 
+    def _close_1002(self) -> None:
+        if not self.ws.prepared:
+            self.transport.close()
+            return
+        _background(self.ws.close(code=WSCloseCode.PROTOCOL_ERROR, message=UNMASKED_REASON))
+
+    # -- heartbeat ---------------------------------------------------------------------------
+    def start_heartbeat(self, interval: float) -> None:
+        """Look at the socket every `interval` seconds from now on (see the class docstring)."""
+        self.interval = interval
+        self.timer = asyncio.get_running_loop().call_later(interval, self._look)
+
+    def stop_heartbeat(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _look(self) -> None:
+        self.timer = None
+        ws = self.ws
+        if ws.closed or ws.close_code is not None or self.transport.is_closing():
+            return  # closing: aiohttp's close timeout (CLOSE_TIMEOUT) takes over
+        loop = asyncio.get_running_loop()
+        if self.seen:
+            self.seen = self.pinged = False
+            self.timer = loop.call_later(self.interval, self._look)
+        elif not self.pinged:
+            self.pinged = True
+            _background(ws.ping())
+            self.timer = loop.call_later(self.interval / 2, self._look)
+        else:  # no pong, nor anything else, within interval / 2: the peer is gone
+            self.transport.close()
+            if self.transport.get_write_buffer_size():
+                self.transport.abort()  # a peer that reads nothing never drains what is queued
+
+    # -- the rest goes to aiohttp's protocol unchanged ---------------------------------------
     def eof_received(self) -> bool | None:
         return self.inner.eof_received()  # type: ignore[attr-defined]
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.stop_heartbeat()
         self.inner.connection_lost(exc)
 
     def pause_writing(self) -> None:
@@ -169,26 +230,94 @@ class MaskCheck(asyncio.Protocol):
         self.inner.resume_writing()
 
 
-_closing_tasks: set[asyncio.Task] = set()
+_background_tasks: set[asyncio.Future] = set()
 
 
-def _check_masking(request: web.Request, ws: web.WebSocketResponse) -> None:
-    """Route every byte after the handshake through `MaskCheck`; an unmasked frame gets a Close
-    with 1002 (protocol error) and the connection ends (after CLOSE_TIMEOUT at most)."""
-    transport = request.transport
-    if transport is None:
-        return
+def _background(coro) -> None:
+    """Run a close or a ping without waiting for it; a peer gone meanwhile is no error here."""
+    task = asyncio.ensure_future(coro)
+    _background_tasks.add(task)
+    task.add_done_callback(_background_done)
 
-    def close_1002() -> None:
-        if not ws.prepared:
-            transport.close()
-            return
-        task = asyncio.ensure_future(ws.close(code=WSCloseCode.PROTOCOL_ERROR,
-                                              message=UNMASKED_REASON))
-        _closing_tasks.add(task)
-        task.add_done_callback(_closing_tasks.discard)
 
-    transport.set_protocol(MaskCheck(transport.get_protocol(), close_1002))
+def _background_done(task: asyncio.Future) -> None:
+    _background_tasks.discard(task)
+    if not task.cancelled():
+        task.exception()  # retrieved: ConnectionResetError and the like end with the connection
+
+
+DEFLATE_WINDOW_BITS = 12
+"""LZ77 window of the server's compressor, 2**12 = 4 KiB, announced as `server_max_window_bits`
+(RFC 7692 7.1.2.1 lets a server add it even when the client's offer does not name it)."""
+DEFLATE_MEM_LEVEL = 4
+"""zlib memLevel of the server's compressor: its hash table holds 2**(4+7) entries (4 KiB) and
+its pending buffer 4 KiB, instead of 64 KiB each at zlib's default 8. The `websockets` library's
+server defaults to window bits 12 and memLevel 5, and its documentation shows 11 and 4 for less
+memory; with a 4 KiB window, 4 compresses the lab's JSON events as well as 5 does (0.135 of
+their size, both) and saves about 6 KiB per socket."""
+
+
+class _SmallDeflate:
+    """The compressor of one socket (what aiohttp's writer calls: `compress_sync`, `compress`,
+    `flush`), with DEFLATE_WINDOW_BITS and DEFLATE_MEM_LEVEL; zlib's state is made at the first
+    message, so a socket that never sends a compressed message holds none."""
+
+    __slots__ = ("bits", "zlib")
+
+    def __init__(self, bits: int) -> None:
+        self.bits = bits
+        self.zlib: Any = None
+
+    def _z(self) -> Any:
+        if self.zlib is None:
+            self.zlib = zlib.compressobj(zlib.Z_BEST_SPEED, zlib.DEFLATED, -self.bits,
+                                         DEFLATE_MEM_LEVEL)
+        return self.zlib
+
+    def compress_sync(self, data: bytes) -> bytes:
+        return self._z().compress(data)
+
+    async def compress(self, data: bytes) -> bytes:
+        if len(data) > _SYNC_LIMIT:  # as aiohttp's own: large messages in the executor
+            return await asyncio.get_running_loop().run_in_executor(None, self._z().compress, data)
+        return self._z().compress(data)
+
+    def flush(self, mode: int = zlib.Z_FINISH) -> bytes:
+        return self._z().flush(mode)
+
+
+_SYNC_LIMIT = 16 * 1024
+"""Messages above this are compressed in the executor (aiohttp's WEBSOCKET_MAX_SYNC_CHUNK_SIZE)."""
+
+
+class LabWebSocket(web.WebSocketResponse):
+    """aiohttp's WebSocketResponse with a smaller permessage-deflate compressor.
+
+    aiohttp 3.14 compresses with the window the client's offer names (15 bits when it names none,
+    the usual case) and zlib's default memLevel 8: about 100 KiB of RSS per socket once it sent a
+    compressed message. It has no option for either, so this class overrides two of its methods,
+    per socket, nothing global: `_handshake` answers with `server_max_window_bits=12` (or the
+    client's own smaller value), and `_pre_start` gives the writer `_SmallDeflate` instead of its
+    default compressor. The receiving side stays aiohttp's: its decompressor always has a 15-bit
+    window (a C attribute of its reader, out of reach), so asking the client for a smaller
+    `client_max_window_bits` would save the server nothing. Both methods are aiohttp's private
+    ones: `labkit.streaming.sockets.check_aiohttp` holds aiohttp to the tested versions."""
+
+    def _handshake(self, request):
+        headers, protocol, compress, notakeover = super()._handshake(request)
+        if compress > DEFLATE_WINDOW_BITS:
+            compress = DEFLATE_WINDOW_BITS
+            answer = f"permessage-deflate; server_max_window_bits={compress}"
+            if notakeover:
+                answer += "; server_no_context_takeover"
+            headers[hdrs.SEC_WEBSOCKET_EXTENSIONS] = answer
+        return headers, protocol, compress, notakeover
+
+    def _pre_start(self, request):
+        protocol, writer = super()._pre_start(request)
+        if self._compress:
+            writer._compressobj = _SmallDeflate(int(self._compress))
+        return protocol, writer
 
 
 async def accept(request: web.Request, **options) -> web.WebSocketResponse:
@@ -197,7 +326,9 @@ async def accept(request: web.Request, **options) -> web.WebSocketResponse:
     A foreign Origin is refused with 403 problem+json before any upgrade happens; a request that is
     not a proper handshake gets 426 or 400 (see `check_handshake`).
     Messages above the configured limit close the connection with 1009 (aiohttp's reader does it);
-    an unmasked client frame with 1002 (`MaskCheck`).
+    an unmasked client frame with 1002 (`MaskCheck`). The heartbeat (`options["heartbeat"]`, else
+    `LabConfig.ws_heartbeat`) is `MaskCheck`'s, not aiohttp's: aiohttp's costs a callback and timer
+    arithmetic on every chunk received.
     """
     config = request.app[CONFIG]
     origin = request.headers.get("Origin")
@@ -211,13 +342,18 @@ async def accept(request: web.Request, **options) -> web.WebSocketResponse:
         )
     # aiohttp refuses a message of exactly max_msg_size bytes; the lab's limit is inclusive.
     options.setdefault("max_msg_size", config.max_ws_message + 1)
-    if options.get("heartbeat") is None:  # every socket gets one: idle peers that are gone are closed
-        options["heartbeat"] = config.ws_heartbeat
+    heartbeat = options.pop("heartbeat", None) or config.ws_heartbeat
     options.setdefault("timeout", CLOSE_TIMEOUT)
     check_handshake(request)
-    ws = web.WebSocketResponse(**options)
-    _check_masking(request, ws)
+    ws = LabWebSocket(**options)  # heartbeat=None: aiohttp's own is off, MaskCheck's runs
+    transport = request.transport
+    check = None
+    if transport is not None:  # every byte after the handshake goes through MaskCheck
+        check = MaskCheck(transport.get_protocol(), ws, transport)
+        transport.set_protocol(check)
     await ws.prepare(request)
+    if check is not None and heartbeat:
+        check.start_heartbeat(heartbeat)
     request[OPEN_WEBSOCKET] = ws
     request.app[WEBSOCKETS].add(ws)
     return ws
