@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 from test_cluster import need_redis
@@ -130,3 +131,60 @@ def test_a_publish_from_another_thread_goes_through_redis(redis_url):
 
     seq, seen_on_b = run(scenario())
     assert seen_on_b == [seq]
+
+
+def test_the_publisher_keeps_its_next_seq_at_once_and_the_other_worker_once(redis_url):
+    async def scenario():
+        (a, bp_a), (b, bp_b) = hubs = await two_workers(redis_url, {"own": {}})
+        sub_a, _ = a.topic("own").subscribe("ws")
+        sub_b, _ = b.topic("own").subscribe("ws")
+        reader = bp_a._reader
+        assert reader is not None
+        reader.cancel()  # a reads nothing back: what a holds, it kept when it published
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await asyncio.wait_for(reader, 5)
+        events = []
+        for i in range(5):
+            events.append(await a.apublish("own", {"i": i}))
+            assert len(sub_a) == i + 1  # on the publisher already when apublish returns
+        bp_a._reader = asyncio.get_running_loop().create_task(bp_a._read())
+        await bp_b.catch_up()
+        while len(sub_b) < 5:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)  # a's reader reads its own events back (and skips them)
+        seen_a, seen_b, stats_a = sub_a.take(), sub_b.take(), bp_a.stats()
+        await close(hubs)
+        return events, seen_a, seen_b, stats_a
+
+    events, seen_a, seen_b, stats_a = run(scenario())
+    assert [e.seq for e in events] == [1, 2, 3, 4, 5]
+    assert [(e.seq, e.data) for e in seen_a] == [(e.seq, e.data) for e in seen_b] == [
+        (e.seq, e.data) for e in events]  # each once, in order, on both workers
+    assert stats_a["kept_at_once"] == 5 and stats_a["received"] == 0
+
+
+def test_a_publisher_behind_redis_waits_for_its_reader_and_keeps_the_order(redis_url):
+    async def scenario():
+        (a, bp_a), (b, _) = hubs = await two_workers(redis_url, {"behind": {}})
+        sub_a, _ = a.topic("behind").subscribe("ws")
+        reader = bp_a._reader
+        assert reader is not None
+        reader.cancel()  # worker a stops reading: it will not see b's event by itself
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await asyncio.wait_for(reader, 5)
+        first = await b.apublish("behind", "from b")
+        mine = asyncio.ensure_future(a.apublish("behind", "from a"))
+        await asyncio.sleep(0.3)
+        held = (mine.done(), len(sub_a))  # a's SEQ is not its next one: not kept out of order
+        bp_a._reader = asyncio.get_running_loop().create_task(bp_a._read())
+        own = await mine
+        seen = [(e.seq, e.data) for e in sub_a.take()]
+        stats = bp_a.stats()
+        await close(hubs)
+        return first, own, held, seen, stats
+
+    first, own, held, seen, stats = run(scenario())
+    assert held == (False, 0)
+    assert (first.seq, own.seq) == (1, 2)
+    assert seen == [(1, "from b"), (2, "from a")]
+    assert stats["kept_at_once"] == 0 and stats["received"] == 2
