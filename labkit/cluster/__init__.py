@@ -73,7 +73,8 @@ class Cluster:
         if balance not in MODES:
             raise ValueError(f"balance must be one of {MODES}, not {balance!r}")
         if backplane not in (None, "redis") and not str(backplane).startswith(("redis://", "unix://")):
-            raise ValueError('backplane must be None, "redis" or a redis://host:port URL')
+            raise ValueError('backplane must be None, "redis", a redis://host:port URL or a '
+                             'unix:///path/to/redis.sock URL')
         self.size, self.backplane, self.balance = int(workers), backplane, balance
         self.limits = dict(limits or {})
         """Connection limits (`labkit.server.config.LIMIT_FIELDS`) for the workers and, for
@@ -133,7 +134,7 @@ class Cluster:
         self.folder = Path(tempfile.mkdtemp(prefix="labkit-cluster-"))
         if self.backplane == "redis":
             self.redis = RedisServer().start()
-            self.redis_url = self.redis.url
+            self.redis_url = self.redis.local_url  # its Unix socket where there is one
         elif self.backplane:
             self.redis_url = self.backplane
         cluster_file = self.folder / "cluster.json"

@@ -13,6 +13,7 @@ bench --cluster` share one set of socket, load and timing helpers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -682,39 +683,166 @@ def delay_summary(frame) -> dict:
 
 
 # -- the cluster figures of benchmarks/cluster.py and `labkit bench --cluster` ----------------------
-def fanout_delays(cluster, subscribers: int, events: int, rate_hz: float = 10.0) -> list[float]:
-    """`subscribers` feed WebSockets through the front door; worker 1 publishes `events` events.
-    Per event: ms from its publish time (ts) until the LAST subscriber received it."""
+class _FeedSubscriber(asyncio.Protocol):
+    """One feed WebSocket of a fan-out load process: websockets' sans-I/O client parses frames in
+    `data_received` (no task per socket); each text frame is kept with its arrival time.time()
+    and decoded only after the run, so the subscriber side costs little per message."""
 
-    async def go():
-        opened = await asyncio.gather(*(open_websocket(f"{cluster.ws_url}/ws/feed")
-                                        for _ in range(subscribers)))
-        last_arrival: dict[int, float] = {}
-        published: dict[int, float] = {}
+    def __init__(self, url: str, opened: asyncio.Future, arrived):
+        from websockets.client import ClientProtocol
+        from websockets.uri import parse_uri
 
-        async def read(ws):
-            got = 0
-            while got < events:
-                msg = json.loads(await asyncio.wait_for(ws.recv(), 30))
-                if "seq" in msg:
-                    got += 1
-                    published[msg["seq"]] = msg["ts"]
-                    last_arrival[msg["seq"]] = max(last_arrival.get(msg["seq"], 0.0), time.time())
+        self.ws = ClientProtocol(parse_uri(url))  # no extensions offered: no compression
+        self.opened, self.arrived = opened, arrived
+        self.frames: list[tuple[float, bytes]] = []
+        self.transport: asyncio.Transport | None = None
 
-        readers = [asyncio.create_task(read(ws)) for _w, ws in opened]
-        try:
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.ws.send_request(self.ws.connect())
+        self._flush()
+
+    def data_received(self, data: bytes) -> None:
+        from websockets.frames import Frame, Opcode
+        from websockets.http11 import Response
+
+        now = time.time()
+        self.ws.receive_data(data)
+        for item in self.ws.events_received():
+            if isinstance(item, Frame) and item.opcode is Opcode.TEXT:
+                self.frames.append((now, bytes(item.data)))
+                self.arrived()
+            elif isinstance(item, Response) and not self.opened.done():
+                self.opened.set_result(item.status_code)
+        self._flush()
+
+    def connection_lost(self, exc) -> None:
+        if not self.opened.done():
+            self.opened.set_exception(ConnectionError("closed before the handshake"))
+
+    def _flush(self) -> None:
+        for data in self.ws.data_to_send():
+            if data and self.transport is not None:
+                self.transport.write(data)
+
+
+async def _fanout_subscribe(url: str, count: int, events: int, timeout: float) -> dict:
+    """`count` feed subscribers on `url` (ws://host:port/ws/feed); "ready" once all are open;
+    then wait for `events` events on each. Per SEQ: its ts and the last arrival (time.time())."""
+    from websockets.uri import parse_uri
+
+    loop = asyncio.get_running_loop()
+    target = parse_uri(url)
+    done = loop.create_future()
+    left = [count * events]
+
+    def arrived() -> None:
+        left[0] -= 1
+        if left[0] <= 0 and not done.done():
+            done.set_result(None)
+
+    subs: list[_FeedSubscriber] = []
+    for first in range(0, count, 100):  # batches stay under the listen backlog
+        batch = []
+        for _ in range(first, min(count, first + 100)):
+            opened: asyncio.Future = loop.create_future()
+
+            def make(o: asyncio.Future = opened) -> _FeedSubscriber:
+                return _FeedSubscriber(url, o, arrived)
+
+            _t, sub = await loop.create_connection(make, target.host, target.port)
+            batch.append(sub)
+        if set(await asyncio.gather(*(s.opened for s in batch))) != {101}:
+            raise RuntimeError("a feed WebSocket was refused")
+        subs += batch
+    print("ready", flush=True)
+    cpu = time.process_time()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(done), timeout)
+    cpu = time.process_time() - cpu
+    ts: dict[int, float] = {}
+    last: dict[int, float] = {}
+    received = 0
+    for sub in subs:
+        for now, payload in sub.frames:
+            event = json.loads(payload)
+            if "seq" in event:
+                received += 1
+                ts[event["seq"]] = event["ts"]
+                last[event["seq"]] = max(last.get(event["seq"], 0.0), now)
+        if sub.transport is not None:
+            sub.transport.close()
+    return {"ts": ts, "last": last, "received": received, "cpu_s": cpu}
+
+
+def _fanout_main(argv: list[str]) -> None:
+    """One fan-out load process: subscribe (see `_fanout_subscribe`), print the result as JSON."""
+    url, count, events, timeout = argv[0], int(argv[1]), int(argv[2]), float(argv[3])
+    print(json.dumps(asyncio.run(_fanout_subscribe(url, count, events, timeout))), flush=True)
+
+
+def fanout_run(cluster, subscribers: int, events: int, rate_hz: float = 10.0,
+               processes: int = LOAD_PROCESSES) -> dict:
+    """`subscribers` feed WebSockets through the front door, opened by `processes` load processes
+    of their own (never this kernel, which runs the front door); worker 1 publishes `events`
+    events at `rate_hz`. Returns delays_ms (per event: from its publish time `ts` until the LAST
+    subscriber had it), received (events x subscribers that arrived), and the CPU seconds each
+    part spent during the events: workers, front door (its thread here), redis-server,
+    subscribers (the load processes), and wall_s."""
+    import subprocess
+
+    import psutil
+
+    timeout = events / rate_hz + 60
+    shares = [subscribers // processes + (i < subscribers % processes) for i in range(processes)]
+    gens = [subprocess.Popen(
+        [sys.executable, "-c", "import sys; from labkit.lessons.scaling import _fanout_main; "
+         "_fanout_main(sys.argv[1:])", f"{cluster.ws_url}/ws/feed", str(share), str(events),
+         str(timeout)], stdout=subprocess.PIPE, text=True) for share in shares if share]
+    reports = []
+    try:
+        for gen in gens:
+            assert gen.stdout is not None
+            if gen.stdout.readline().strip() != "ready":
+                raise RuntimeError("a fan-out load process did not start")
+        redis = getattr(cluster, "redis", None)
+        redis_pids = [c.pid for c in psutil.Process(redis.pid).children()] if redis else []
+        front = getattr(getattr(cluster, "front", None), "_thread", None)
+        front_id = getattr(front, "native_id", None)
+        pids = [w.pid for w in cluster.workers]
+        before = (sum(_cpu_s(p) for p in pids), _thread_cpu_s(front_id),
+                  sum(_cpu_s(p) for p in redis_pids))
+        start = time.perf_counter()
+
+        async def source() -> None:
             async with (aiohttp.ClientSession() as session,
                         session.post(f"{cluster.workers[0].url}/api/feed/source",
                                      json={"rate_hz": rate_hz, "ticks": events, "seed": 3}) as r):
                 await r.read()
-            await asyncio.gather(*readers)
-        finally:
-            for task in readers:
-                task.cancel()
-            await asyncio.gather(*(ws.close() for _w, ws in opened), return_exceptions=True)
-        return [(last_arrival[q] - published[q]) * 1000 for q in sorted(published)]
 
-    return _run(go(), timeout=events / rate_hz + 300)
+        _run(source())
+        for gen in gens:
+            assert gen.stdout is not None
+            reports.append(json.loads(gen.stdout.readline()))
+        wall = time.perf_counter() - start
+        after = (sum(_cpu_s(p) for p in pids), _thread_cpu_s(front_id),
+                 sum(_cpu_s(p) for p in redis_pids))
+    finally:
+        for gen in gens:
+            gen.communicate(timeout=30)
+    ts = {int(q): t for r in reports for q, t in r["ts"].items()}
+    last = {int(q): max(float(r["last"][q]) for r in reports if q in r["last"])
+            for q in {q for r in reports for q in r["last"]}}
+    cpu = {part: b - a for part, a, b in zip(("workers", "front_door", "redis"), before, after,
+                                             strict=True)}
+    return {"delays_ms": [(last[q] - ts[q]) * 1000 for q in sorted(ts)],
+            "received": sum(r["received"] for r in reports), "wall_s": wall,
+            "cpu_s": {**cpu, "subscribers": sum(r["cpu_s"] for r in reports)}}
+
+
+def fanout_delays(cluster, subscribers: int, events: int, rate_hz: float = 10.0) -> list[float]:
+    """Per event, ms from its publish time until the last of `subscribers` had it (`fanout_run`)."""
+    return fanout_run(cluster, subscribers, events, rate_hz)["delays_ms"]
 
 
 def front_door_rounds(seconds: float, rounds: int) -> dict[str, list[dict]]:
