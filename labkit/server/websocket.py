@@ -9,6 +9,7 @@ import binascii
 import contextlib
 import ipaddress
 import zlib
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -107,12 +108,15 @@ class MaskCheck(asyncio.Protocol):
     gets a ping after one to two intervals of silence. The timer ends with the connection.
     """
 
-    __slots__ = ("inner", "ws", "transport", "header", "skip", "unmasked", "seen", "interval",
-                 "timer", "pinged")
+    __slots__ = ("inner", "on_unmasked", "ws", "transport", "header", "skip", "unmasked", "seen",
+                 "interval", "timer", "pinged")
 
-    def __init__(self, inner: asyncio.BaseProtocol, ws: web.WebSocketResponse,
-                 transport: asyncio.Transport) -> None:
-        self.inner, self.ws, self.transport = inner, ws, transport
+    def __init__(self, inner: asyncio.BaseProtocol, on_unmasked: Callable[[], None] | None = None,
+                 ws: web.WebSocketResponse | None = None,
+                 transport: asyncio.Transport | None = None) -> None:
+        """`on_unmasked` is called at an unmasked frame; without one, `ws` is closed with 1002
+        (`accept` passes `ws` and `transport`, which the heartbeat also needs)."""
+        self.inner, self.on_unmasked, self.ws, self.transport = inner, on_unmasked, ws, transport
         self.header: bytearray | None = None  # the current frame's header bytes read so far
         self.skip = 0                          # payload bytes of the current frame still to pass
         self.unmasked = False
@@ -178,9 +182,11 @@ class MaskCheck(asyncio.Protocol):
         self.unmasked = True
         if bad:
             self.inner.data_received(data[:bad])  # type: ignore[attr-defined]
-        self._close_1002()
+        (self.on_unmasked or self._close_1002)()
 
     def _close_1002(self) -> None:
+        """Close with 1002 (protocol error); the connection ends after CLOSE_TIMEOUT at most."""
+        assert self.ws is not None and self.transport is not None
         if not self.ws.prepared:
             self.transport.close()
             return
@@ -200,6 +206,7 @@ class MaskCheck(asyncio.Protocol):
     def _look(self) -> None:
         self.timer = None
         ws = self.ws
+        assert ws is not None and self.transport is not None
         if ws.closed or ws.close_code is not None or self.transport.is_closing():
             return  # closing: aiohttp's close timeout (CLOSE_TIMEOUT) takes over
         loop = asyncio.get_running_loop()
@@ -349,7 +356,7 @@ async def accept(request: web.Request, **options) -> web.WebSocketResponse:
     transport = request.transport
     check = None
     if transport is not None:  # every byte after the handshake goes through MaskCheck
-        check = MaskCheck(transport.get_protocol(), ws, transport)
+        check = MaskCheck(transport.get_protocol(), None, ws, transport)
         transport.set_protocol(check)
     await ws.prepare(request)
     if check is not None and heartbeat:
