@@ -1,8 +1,10 @@
-"""Lesson 02's streaming HTTP handler (`StreamingEcho`) keeps the lab's head deadline on its own
-listener: 408 problem+json when no whole request head arrived in time. Real sockets on 127.0.0.1."""
+"""Lesson 02's streaming HTTP handler (`StreamingEcho`) keeps the lab's head deadline and Host
+check on its own listener: 408 problem+json when no whole request head arrived in time, 403 for a
+foreign Host. Real sockets on 127.0.0.1."""
 
 from __future__ import annotations
 
+import json
 import socket
 
 import pytest
@@ -44,3 +46,20 @@ def test_no_whole_head_in_time_gets_408(monkeypatch, sends):
     head, _, body = got.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 408") and b"application/problem+json" in head
     assert b'"status": 408' in body
+
+
+@pytest.mark.parametrize("host", [b"evil.example", b"evil.example:8888", b"127.0.0.1.nip.io"])
+def test_a_foreign_host_gets_403_problem_json_and_no_echo(echo, host):
+    got = _exchange(echo.port, b"POST / HTTP/1.1\r\nHost: " + host
+                    + b"\r\nContent-Length: 6\r\n\r\nsecret")
+    head, _, body = got.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 403") and b"application/problem+json" in head
+    problem = json.loads(body)
+    assert problem["status"] == 403 and host.split(b":")[0].decode() in problem["detail"]
+    assert b"secret" not in got  # nothing of the body comes back
+
+
+@pytest.mark.parametrize("host", [b"localhost", b"127.0.0.1:9", b"[::1]"])
+def test_a_loopback_host_is_served(echo, host):
+    ok = _exchange(echo.port, b"POST / HTTP/1.1\r\nHost: " + host + b"\r\nContent-Length: 2\r\n\r\nhi")
+    assert ok.startswith(b"HTTP/1.1 200") and ok.endswith(b"2\r\nhi\r\n0\r\n\r\n")

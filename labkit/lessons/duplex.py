@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from labkit import _loop
 from labkit.net.wire import WireTap
+from labkit.server.hostcheck import host_allowed
 from labkit.server.listen import Limits, listen
 
 
@@ -57,8 +58,9 @@ class StreamingEcho(asyncio.Protocol):
     request's end. Parsed with h11. It stops reading while its own answer cannot be written (the
     client does not read), so it holds at most one piece of the body. Served through
     `labkit.server.listen` like every listener of the kit (`serve_streaming_echo`), with the lab's
-    head deadline (`HEAD_TIMEOUT_S`: no whole head by then, 408). No Host check: it answers
-    with the request's own body only, nothing a page that rebound a name to it did not send."""
+    head deadline (`HEAD_TIMEOUT_S`: no whole head by then, 408) and the lab's Host check
+    (`hostcheck.host_allowed` for a loopback listener: another name gets 403 problem+json, a guard
+    against DNS rebinding, as on every door of the kit)."""
 
     def __init__(self) -> None:
         import h11
@@ -88,7 +90,7 @@ class StreamingEcho(asyncio.Protocol):
     def _fail(self, status: int, detail: str) -> None:
         h11 = self.h11
         if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-            body = f'{{"type": "about:blank", "status": {status}, "detail": "{detail}"}}'.encode()
+            body = json.dumps({"type": "about:blank", "status": status, "detail": detail}).encode()
             self._send(h11.Response(status_code=status, headers=[
                 ("Content-Type", "application/problem+json"), ("Content-Length", str(len(body))),
                 ("Connection", "close")]))
@@ -104,13 +106,18 @@ class StreamingEcho(asyncio.Protocol):
             try:
                 event = self.conn.next_event()
             except h11.RemoteProtocolError as exc:
-                self._fail(400, f"not HTTP/1.1: {exc}"[:120].replace('"', "'"))
+                self._fail(400, f"not HTTP/1.1: {exc}"[:120])
                 return
             if event is h11.NEED_DATA or event is h11.PAUSED:
                 return
             if isinstance(event, h11.Request):
                 if self.head_timer is not None:
                     self.head_timer.cancel()
+                host = dict(event.headers).get(b"host", b"").decode("latin-1")
+                if not host_allowed(host, "127.0.0.1"):
+                    self._fail(403, f"Host {host[:100]!r} is not allowed (a guard against DNS "
+                                    "rebinding)")
+                    return
                 if event.method != b"POST":
                     self._fail(405, "POST a body: it is streamed back as it arrives")
                     return
