@@ -3,7 +3,10 @@ run's fresh venv and its one run of each lesson (see notebook_runner.py)."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,7 +15,9 @@ os.environ.setdefault("LABKIT_QUICK", "1")
 # What the kit keeps in a user's config folder (an instructor's token, a student's personal class
 # tokens) goes to a folder of this run, never to the home of whoever runs the tests; kernels and
 # servers the tests start inherit it.
-os.environ["XDG_CONFIG_HOME"] = __import__("tempfile").mkdtemp(prefix="labkit-test-config-")
+# Removed when this process ends (each xdist worker has its own).
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="labkit-test-config-")
+atexit.register(shutil.rmtree, os.environ["XDG_CONFIG_HOME"], ignore_errors=True)
 
 
 def _shared_tmp(tmp_path_factory) -> Path:
@@ -93,10 +98,29 @@ SERIAL_TESTS = {
 }
 
 
+# The order the other worker takes the rest in: `--dist loadgroup` hands the group "serial" (the
+# largest unit) to one worker and then the other tests one by one in collection order, so the longest
+# ones go first and the run ends on short tests on both workers (instead of one worker finishing a
+# lesson run alone). The interrupt tests lead: they use this venv's kernel, so that worker does not
+# wait while the serial worker's first test (the book's) builds the fresh venv the lessons run in.
+HEAVY_FIRST = (
+    "test_interrupts_00_01_04", "test_interrupts_02_03", "test_interrupts_05_07", "test_interrupts_08_09",
+    "test_notebooks", "test_lessons_on_class_server", "test_http_versions",
+)
+
+
+def _module(item) -> str:
+    return getattr(getattr(item, "module", None), "__name__", "").rsplit(".", 1)[-1]
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        module = getattr(getattr(item, "module", None), "__name__", "").rsplit(".", 1)[-1]
+        module = _module(item)
         serial = (module in SERIAL_MODULES or getattr(item, "originalname", item.name) in SERIAL_TESTS
                   or item.get_closest_marker("browser") is not None)
         if serial and item.get_closest_marker("xdist_group") is None:
             item.add_marker(pytest.mark.xdist_group("serial"))
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # every worker sorts its collection the same way
+        rank = {name: n for n, name in enumerate(HEAVY_FIRST)}
+        items.sort(key=lambda item: (item.get_closest_marker("xdist_group") is not None
+                                     or _module(item) not in rank, rank.get(_module(item), 0)))
