@@ -297,10 +297,10 @@ def test_texts_lose_bidi_overrides(lab):
 # -- the command line ----------------------------------------------------------------------------
 def start_cli(*args, config_home: str | None = None) -> tuple[subprocess.Popen, str]:
     """`labkit serve --classroom ...`; the default instructor-token file goes to `config_home` (a
-    temporary folder unless given), never to the home of whoever runs the tests."""
+    folder inside the run's own unless given), never to the home of whoever runs the tests."""
     import tempfile
 
-    home = config_home or tempfile.mkdtemp(prefix="labkit-test-config-")
+    home = config_home or tempfile.mkdtemp(prefix="cli-", dir=os.environ["XDG_CONFIG_HOME"])
     proc = subprocess.Popen([sys.executable, "-m", "labkit.cli", "serve", "--classroom", "--port", "0",
                              *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1", "XDG_CONFIG_HOME": home})

@@ -32,8 +32,9 @@ def class_server():
 @pytest.mark.timeout(180)
 def test_two_kernels_share_one_room(class_server):
     # two students: two machines, so each kernel keeps its personal class token in its own folder
-    kernels = [start_new_kernel(kernel_name="python3", env={
-        **os.environ, "XDG_CONFIG_HOME": tempfile.mkdtemp(prefix="labkit-student-")}) for _ in range(2)]
+    homes = [tempfile.mkdtemp(prefix="student-", dir=os.environ["XDG_CONFIG_HOME"]) for _ in range(2)]
+    kernels = [start_new_kernel(kernel_name="python3", env={**os.environ, "XDG_CONFIG_HOME": home})
+               for home in homes]
     try:
         (_, a), (_, b) = kernels
         for client, name in ((a, "ada"), (b, "bo")):
