@@ -9,9 +9,11 @@ Prints, from one run (so the ratios compare like with like), with the machine's 
 - front door / straight to the worker, 1 worker, alternating rounds: requests/s ratio (goal >= 0.9);
 - chat delivery delay (POST sent -> WebSocket received) in-process vs worker 1 -> Redis -> worker 2,
   median and p99, and the difference (goal: median +0.5 ms at most);
-- fan-out: one feed event to 1,000 WebSocket subscribers, all on 1 worker without a backplane vs
-  spread over 2 workers through Redis: per event, the delay until the LAST subscriber has it,
-  median and p99, and the p99 ratio (goal <= 1.1);
+- fan-out: one feed event to 1,000 WebSocket subscribers (opened through the front door by load
+  processes of their own), all on 1 worker without a backplane vs spread over 2 workers through
+  Redis: per event, the delay until the LAST subscriber has it, median and p99, the p99 ratio
+  (goal <= 1.1), and the CPU ms per event of the workers, the front door, redis-server and the
+  subscriber processes;
 - KiB per idle WebSocket on one worker, compression off and on, silent or after one message
   (goals: 12 KiB off, 48 KiB on after a message), and the kernel's TCP buffer memory beside it.
 Percentiles are nearest-rank; a p99 is printed only where n >= 100. Never pass/fail.
@@ -41,7 +43,7 @@ def p99(values) -> str:
     return f"{pct(values, 0.99):7.2f} ms" if len(values) >= 100 else "   (n < 100)"
 
 
-fanout = scaling.fanout_delays
+fanout = scaling.fanout_run
 
 
 def line(name: str, values) -> str:
@@ -101,10 +103,14 @@ def main() -> int:
             if "fanout" not in skip:
                 print(f"\n== fan-out of one event to {subscribers} subscribers "
                       "(until the last has it) ==")
-                single = fanout(one, subscribers, events, rate_hz=10.0)
-                spread = fanout(two, subscribers, events, rate_hz=10.0)
-                print(line("1 worker, in-process hub", single))
-                print(line("2 workers through Redis", spread))
+                runs = {"one": fanout(one, subscribers, events, rate_hz=10.0),
+                        "two": fanout(two, subscribers, events, rate_hz=10.0)}
+                single, spread = runs["one"]["delays_ms"], runs["two"]["delays_ms"]
+                for name, run, values in (("1 worker, in-process hub", runs["one"], single),
+                                          ("2 workers through Redis", runs["two"], spread)):
+                    print(line(name, values))
+                    print(f"{'':<42} CPU ms per event: {scaling.fanout_cpu_text(run, events)} "
+                          f"({run['received']} of {subscribers * events} messages arrived)")
                 ratio = statistics.median(spread) / statistics.median(single)
                 tail = (f"p99 ratio {pct(spread, 0.99) / pct(single, 0.99):.2f} (goal <= 1.1)"
                         if min(len(single), len(spread)) >= 100 else "p99: n < 100")

@@ -840,6 +840,12 @@ def fanout_run(cluster, subscribers: int, events: int, rate_hz: float = 10.0,
             "cpu_s": {**cpu, "subscribers": sum(r["cpu_s"] for r in reports)}}
 
 
+def fanout_cpu_text(run: dict, events: int) -> str:
+    """The CPU of a `fanout_run` per event, by part, as text ("workers 8.1, front door ...")."""
+    return ", ".join(f"{part.replace('_', ' ')} {seconds * 1000 / max(events, 1):.1f}"
+                     for part, seconds in run["cpu_s"].items())
+
+
 def fanout_delays(cluster, subscribers: int, events: int, rate_hz: float = 10.0) -> list[float]:
     """Per event, ms from its publish time until the last of `subscribers` had it (`fanout_run`)."""
     return fanout_run(cluster, subscribers, events, rate_hz)["delays_ms"]
@@ -874,7 +880,9 @@ def cluster_figures(quick: bool = False, progress=None) -> list[dict]:
     """The figures of performance round 3 that need a cluster, each measured side by side in one
     run: front door / direct (req/s, 1 worker), Redis delivery minus in-process (ms), fan-out
     2 workers via Redis / 1 worker, KiB per idle WebSocket (compression off, and on after one
-    message). Rows: figure, value, unit, goal, n, and the two sides (median, p99 or None)."""
+    message). Rows: figure, value, unit, goal, n, and the two sides (median, p99 or None); the
+    fan-out row's `note` gives the CPU ms per event of each part (workers, front door, Redis,
+    subscriber processes)."""
     from labkit.cluster import Cluster
 
     say = progress or (lambda _line: None)
@@ -896,15 +904,18 @@ def cluster_figures(quick: bool = False, progress=None) -> list[dict]:
                      "goal": "≤ +0.5 ms", "a": _spread(redis), "b": _spread(local), "of": "ms"})
         subscribers, events = (200, 20) if quick else (1000, 100)
         say(f"fan-out to {subscribers} subscribers ...")
-        single = fanout_delays(one, subscribers, events)
-        spread = fanout_delays(two, subscribers, events)
+        fans = {"one": fanout_run(one, subscribers, events),
+                "two": fanout_run(two, subscribers, events)}
+        single, spread = fans["one"]["delays_ms"], fans["two"]["delays_ms"]
         both = min(len(single), len(spread)) >= 100
         rows.append({"figure": f"fan-out to {subscribers} subscribers, 2 workers via Redis / 1 "
                                f"worker, {'p99' if both else 'median (n < 100)'}",
                      "value": (_pct(spread, 0.99) / _pct(single, 0.99) if both
                                else statistics.median(spread) / statistics.median(single)),
                      "unit": "×", "goal": "≤ 1.1 (p99)", "a": _spread(spread), "b": _spread(single),
-                     "of": "ms"})
+                     "of": "ms", "note": "CPU ms per event: " + "; ".join(
+                         f"{name} {fanout_cpu_text(run, events)}" for name, run in
+                         (("2 workers", fans["two"]), ("1 worker", fans["one"])))})
     counts = (0, 500, 1000) if quick else (0, 1000, 2000, 5000)
     for compression, goal in ((False, "≤ 12"), (True, "≤ 48")):
         say(f"idle memory, compression {'on' if compression else 'off'} ...")
