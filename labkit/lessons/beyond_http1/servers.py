@@ -36,6 +36,7 @@ temporary folder because aioquic loads its chain from files. ALPN: the TLS liste
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import json
 import shutil
@@ -207,6 +208,7 @@ class VersionServers:
         from hypercorn.config import Config
 
         self._folder = Path(tempfile.mkdtemp(prefix="labkit-h3-"))
+        atexit.register(shutil.rmtree, self._folder, ignore_errors=True)  # a kernel that never stops
         cert = tls.authority().issue_cert(*tls.HOSTS)
         pem = self._folder / "server.pem"
         cert.private_key_and_cert_chain_pem.write_to_path(str(pem))
