@@ -256,12 +256,14 @@ def _background_done(task: asyncio.Future) -> None:
 DEFLATE_WINDOW_BITS = 12
 """LZ77 window of the server's compressor, 2**12 = 4 KiB, announced as `server_max_window_bits`
 (RFC 7692 7.1.2.1 lets a server add it even when the client's offer does not name it)."""
-DEFLATE_MEM_LEVEL = 4
-"""zlib memLevel of the server's compressor: its hash table holds 2**(4+7) entries (4 KiB) and
-its pending buffer 4 KiB, instead of 64 KiB each at zlib's default 8. The `websockets` library's
-server defaults to window bits 12 and memLevel 5, and its documentation shows 11 and 4 for less
-memory; with a 4 KiB window, 4 compresses the lab's JSON events as well as 5 does (0.135 of
-their size, both) and saves about 6 KiB per socket."""
+DEFLATE_MEM_LEVEL = 3
+"""zlib memLevel of the server's compressor: its hash table holds 2**(3+7) entries (2 KiB) and
+its pending buffer 2 KiB, instead of 64 KiB each at zlib's default 8. The `websockets` library's
+server defaults to window bits 12 and memLevel 5 (its documentation shows 11 and 4 for less
+memory). With a 4 KiB window, memLevel 5, 4 and 3 compress the lab's JSON messages about alike
+(feed events to 0.135, 0.135, 0.140 of their size; chat messages to 0.155 with each), and each
+step down saves about 4-6 KiB of RSS per socket that sent a compressed message: 3 keeps such
+an idle socket under 48 KiB."""
 
 
 class _SmallDeflate:
