@@ -18,8 +18,8 @@ PER_PEER_SHARE = 0.5
 """Largest share of the connection cap one peer address may hold; one more from it gets 503."""
 WS_HEARTBEAT_S = 30.0
 """Seconds between the pings every WebSocket gets unless its route asks for ?heartbeat=; a peer that
-does not answer within half of it is closed (aiohttp's heartbeat), so idle sockets whose client is
-gone do not hold slots."""
+does not answer within half of it is closed (the heartbeat of `websocket.MaskCheck`), so idle sockets
+whose client is gone do not hold slots."""
 HEAD_TIMEOUT_S = 10.0
 """Seconds a request head may take, from the connection's start or from its first byte on a kept-alive
 connection; then 408 and closed."""
