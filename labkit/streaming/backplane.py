@@ -39,7 +39,6 @@ from .hub import HUB, Event, Hub, PublishUnavailable, Topic, new_epoch
 if TYPE_CHECKING:  # redis is imported when a backplane attaches, not with this module
     from redis.asyncio import Redis
     from redis.commands.core import AsyncScript
-    from redis.typing import KeyT, StreamIdT
 
 log = logging.getLogger("labkit.server")
 
@@ -95,8 +94,6 @@ return {'new', seq, epoch}
 _Entry = tuple[str, dict[str, str]]
 """A stream entry as this client reads it (decode_responses=True): (entry id, fields). redis-py
 types replies for every protocol and decoding at once (bytes | str | None, lists or dicts)."""
-_Batches = list[tuple[str, list[_Entry]]]
-"""An XREAD reply (RESP2, the default protocol): (stream, entries) per stream with news."""
 
 
 def keys(topic: str) -> tuple[str, str]:
@@ -226,28 +223,48 @@ class RedisBackplane:
             self._waiters.pop((topic.name, seq), None)
 
     async def _read(self) -> None:
-        """Store every event of the bridged streams, in stream order, in the local topics."""
+        """Store every event of the bridged streams, in stream order, in the local topics.
+
+        It reads on a connection of its own, outside redis-py's pool: one XREAD BLOCK after the
+        other, so each event costs one send and one parsed reply (the pool's take, check and
+        give back of a connection per command cost about as much as parsing the reply)."""
         names = {keys(name)[1]: name for name in self.topic_limits}
         client, hub = self._attached()
-        while True:
-            try:
-                streams: dict[KeyT, StreamIdT] = dict(self._last_ids.items())
-                batches = cast("_Batches | None", await client.xread(streams, block=READ_BLOCK_MS,
-                                                                     count=1000))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - Redis away for a moment: say so, retry
-                task = asyncio.current_task()
-                if self._closing or (task is not None and task.cancelling()):
-                    return  # closing: redis-py may turn a cancelled blocking read into an error
-                log.warning("backplane: reading from Redis failed (%s); retrying", exc)
-                await asyncio.sleep(0.2)
-                continue
-            for stream, entries in batches or []:
-                topic = hub.topic(names[stream])
-                for entry_id, fields in entries:
-                    self._last_ids[stream] = entry_id
-                    self._deliver(topic, _event(fields))
+        conn = None
+        try:
+            while True:
+                try:
+                    if conn is None:
+                        conn = client.connection_pool.make_connection()
+                        await conn.connect()
+                    streams = list(self._last_ids)
+                    await conn.send_command("XREAD", "COUNT", 1000, "BLOCK", READ_BLOCK_MS,
+                                            "STREAMS", *streams,
+                                            *(self._last_ids[s] for s in streams))
+                    reply = await conn.read_response()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - Redis away for a moment: say so, retry
+                    if conn is not None:
+                        with contextlib.suppress(Exception):
+                            await conn.disconnect(nowait=True)
+                        conn = None
+                    task = asyncio.current_task()
+                    if self._closing or (task is not None and task.cancelling()):
+                        return  # closing: a cancelled blocking read can surface as an error
+                    log.warning("backplane: reading from Redis failed (%s); retrying", exc)
+                    await asyncio.sleep(0.2)
+                    continue
+                for stream, entries in _batches(reply):
+                    topic = hub.topic(names[stream])
+                    for entry_id, flat in entries:
+                        self._last_ids[stream] = entry_id
+                        self._deliver(topic, _event(dict(zip(flat[::2], flat[1::2],
+                                                             strict=True))))
+        finally:
+            if conn is not None:  # a cancelled XREAD leaves its reply unread: drop the socket
+                with contextlib.suppress(Exception):
+                    await conn.disconnect(nowait=True)
 
     def _deliver(self, topic: Topic, event: Event) -> None:
         if event.epoch != topic.epoch:  # Redis lost the topic and began a new history:
@@ -287,6 +304,14 @@ def unavailable(cause: object) -> PublishUnavailable:
         f"not published: Redis did not take it within {PUBLISH_DEADLINE_S:g} s ({cause}); "
         f"it will not be published later: retry in {RETRY_AFTER_S} s (with the same "
         "Idempotency-Key or message id, a retry is published at most once)", RETRY_AFTER_S)
+
+
+def _batches(reply: Any) -> list[tuple[str, list[tuple[str, list[str]]]]]:
+    """A raw XREAD reply as (stream, [(entry id, [field, value, ...]), ...]) pairs: RESP3 (redis-py's
+    default) answers a map, RESP2 a list of pairs, a timed-out BLOCK nothing."""
+    if not reply:
+        return []
+    return list(reply.items()) if isinstance(reply, dict) else [tuple(pair) for pair in reply]
 
 
 def _event(fields: dict) -> Event:
