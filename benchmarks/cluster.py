@@ -8,7 +8,8 @@ Prints, from one run (so the ratios compare like with like), with the machine's 
   workers, the front door and the load generators, and the cores they kept busy;
 - front door / straight to the worker, 1 worker, alternating rounds: requests/s ratio (goal >= 0.9);
 - chat delivery delay (POST sent -> WebSocket received) in-process vs worker 1 -> Redis -> worker 2,
-  median and p99, and the difference (goal: median +0.5 ms at most);
+  median and p99, and the difference (goal: median +0.5 ms at most), with the CPU ms per message
+  of each process on the path and how long it waited for a core (Linux: runnable, no core free);
 - fan-out: one feed event to 1,000 WebSocket subscribers (opened through the front door by load
   processes of their own), all on 1 worker without a backplane vs spread over 2 workers through
   Redis: per event, the delay until the LAST subscriber has it, median and p99, the p99 ratio
@@ -94,6 +95,7 @@ def main() -> int:
                 medians, tails = {}, {}
                 for path, delays in cost.groupby("path")["delay_ms"]:
                     print(line(path, list(delays)))
+                    print(f"{'':<42} CPU ms per message: {scaling.per_message_text(cost, path)}")
                     medians[path] = statistics.median(delays)
                     tails[path] = pct(list(delays), 0.99)
                 redis, local = "worker 1 -> Redis -> worker 2", "in-process (one worker)"

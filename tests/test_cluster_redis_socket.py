@@ -59,3 +59,17 @@ def test_fanout_run_counts_every_event_on_every_subscriber_with_cpu_per_part(two
     assert len(out["delays_ms"]) == 5 and all(d > 0 for d in out["delays_ms"])
     assert set(out["cpu_s"]) == {"workers", "front_door", "redis", "subscribers"}
     assert all(seconds >= 0 for seconds in out["cpu_s"].values())  # clock ticks: may be 0
+
+
+def test_backplane_cost_names_the_cpu_of_every_process_on_each_path(two):
+    with Cluster(1) as one:
+        cost = scaling.backplane_cost(one, two, messages=8, rounds=2)
+    assert len(cost) == 16 and sorted(cost["path"].value_counts().tolist()) == [8, 8]
+    per_message = cost.attrs["per_message"]
+    assert set(per_message["in-process (one worker)"]) == {"worker 1", "client (this process)"}
+    assert set(per_message["worker 1 -> Redis -> worker 2"]) == {
+        "worker 1", "worker 2", "redis-server", "client (this process)"}
+    for parts in per_message.values():
+        for part in parts.values():
+            assert part["cpu_ms"] >= 0 and (part["core_wait_ms"] is None or part["core_wait_ms"] >= 0)
+    assert "worker 2" in scaling.per_message_text(cost, "worker 1 -> Redis -> worker 2")

@@ -210,22 +210,76 @@ def backplane_cost(in_process, through_redis, messages: int = 200, rounds: int =
     """Delivery delay side by side: poster and listener on worker 1 of `in_process` (no
     backplane) vs poster on worker 1 and listener on worker 2 of `through_redis`, measured in
     alternating rounds so that both paths see the same machine load. Rows: path, message,
-    delay_ms."""
+    delay_ms. `frame.attrs["per_message"]`: per path and process (workers, redis-server, this
+    process as the client), the CPU ms and the ms it waited for a core (runnable, no core free;
+    Linux only, else None) per message: where the difference between the paths goes."""
     one = in_process.workers[0].url
     first, second = through_redis.workers[0].url, through_redis.workers[1].url
     paths = (("in-process (one worker)", one, one), ("worker 1 -> Redis -> worker 2", first, second))
+    pids = {paths[0][0]: {"worker 1": in_process.workers[0].pid},
+            paths[1][0]: {"worker 1": through_redis.workers[0].pid,
+                          "worker 2": through_redis.workers[1].pid, **_redis_pid(through_redis)}}
     per_round = max(1, messages // rounds)
     rows: list[dict] = []
+    spent: dict[str, dict[str, list]] = {name: {} for name, *_ in paths}
     for round_ in range(rounds):
         for name, post, listen in paths:
             start = sum(r["path"] == name for r in rows)
+            watched = {**pids[name], "client (this process)": os.getpid()}
+            before = {part: _process_times(pid) for part, pid in watched.items()}
             delays = delivery_delays(post, listen.replace("http", "ws"), per_round)
+            for part, pid in watched.items():
+                total = spent[name].setdefault(part, [0.0, 0.0])
+                for i, (b, a) in enumerate(zip(before[part], _process_times(pid), strict=True)):
+                    total[i] = None if a is None or b is None or total[i] is None else (
+                        total[i] + a - b)
             rows += [{"path": name, "message": start + i, "delay_ms": d}
                      for i, d in enumerate(delays)]
             if progress is not None:
                 progress(f"round {round_ + 1} of {rounds}, {name}: {len(delays)} messages, median "
                          f"{statistics.median(delays):.2f} ms")
-    return _frame(rows)
+    frame = _frame(rows)
+    count = {name: max(1, sum(r["path"] == name for r in rows)) for name, *_ in paths}
+    frame.attrs["per_message"] = {
+        name: {part: {"cpu_ms": cpu * 1000 / count[name],
+                      "core_wait_ms": None if wait is None else wait * 1000 / count[name]}
+               for part, (cpu, wait) in parts.items()} for name, parts in spent.items()}
+    return frame
+
+
+def _redis_pid(cluster) -> dict[str, int]:
+    """{"redis-server": pid} of the redis-server a cluster started ({} if it uses another)."""
+    import psutil
+
+    server = getattr(cluster, "redis", None)
+    if server is None or server.pid is None:
+        return {}
+    children = psutil.Process(server.pid).children()  # the guard's one child
+    return {"redis-server": children[0].pid} if children else {}
+
+
+def _process_times(pid: int) -> tuple[float, float | None]:
+    """(CPU seconds, seconds runnable but waiting for a core) of process `pid`, all its threads;
+    the wait comes from Linux's /proc/PID/task/*/schedstat (None elsewhere)."""
+    from pathlib import Path
+
+    waited = 0
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                waited += int((task / "schedstat").read_text().split()[1])
+    except OSError:
+        return _cpu_s(pid), None
+    return _cpu_s(pid), waited / 1e9
+
+
+def per_message_text(cost, path: str) -> str:
+    """A `backplane_cost` frame's CPU and wait for a core per message of `path`, as text."""
+    parts = cost.attrs.get("per_message", {}).get(path, {})
+    return ", ".join(
+        f"{part} {v['cpu_ms']:.2f}" + ("" if v["core_wait_ms"] is None
+                                      else f" (+{v['core_wait_ms']:.2f} waiting for a core)")
+        for part, v in parts.items())
 
 
 # -- memory per idle connection -------------------------------------------------------------------
@@ -901,7 +955,10 @@ def cluster_figures(quick: bool = False, progress=None) -> list[dict]:
         redis = list(cost[cost["path"] == "worker 1 -> Redis -> worker 2"]["delay_ms"])
         rows.append({"figure": "chat delivery through Redis minus in-process, median",
                      "value": statistics.median(redis) - statistics.median(local), "unit": "ms",
-                     "goal": "≤ +0.5 ms", "a": _spread(redis), "b": _spread(local), "of": "ms"})
+                     "goal": "≤ +0.5 ms", "a": _spread(redis), "b": _spread(local), "of": "ms",
+                     "note": "CPU ms per message: through Redis: " + per_message_text(
+                         cost, "worker 1 -> Redis -> worker 2") + "; in-process: " +
+                     per_message_text(cost, "in-process (one worker)")})
         subscribers, events = (200, 20) if quick else (1000, 100)
         say(f"fan-out to {subscribers} subscribers ...")
         fans = {"one": fanout_run(one, subscribers, events),
