@@ -17,16 +17,25 @@ and its WebSocket is refused by the Origin rule, and the class server holds no s
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import time
-import urllib.request
 
 import nbformat
 import pytest
 import requests
-from browser import CHROMIUM_FLAGS, chromium_path, free_port, screenshot
+from browser import (
+    NO_CHROMIUM,
+    TRY_SOCKET,
+    chromium_path,
+    discs,
+    free_port,
+    host_rules,
+    jupyterlab,
+    launch,
+    open_page,
+    run_cell,
+    screenshot,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(400)]
 
@@ -39,7 +48,7 @@ def setting(tmp_path_factory):
     """The class server (allowing http://jupyter.test:<Jupyter port>) and JupyterLab, whose
     notebook joins it."""
     if chromium_path() is None:
-        pytest.skip("Chromium is not installed (apt-get install chromium); .ci/run installs it")
+        pytest.skip(NO_CHROMIUM)
     workdir = tmp_path_factory.mktemp("classbrowser")
     jport = free_port()
     page_origin = f"http://{ALLOWED}:{jport}"
@@ -63,78 +72,29 @@ def setting(tmp_path_factory):
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells], metadata={
         "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
     nbformat.write(nb, workdir / "nb" / "class.ipynb")
-    env = {**os.environ, "LABKIT_QUICK": "1", "JUPYTER_CONFIG_DIR": str(workdir / "cfg"),
-           "JUPYTER_RUNTIME_DIR": str(workdir / "rt"), "XDG_CONFIG_HOME": str(workdir / "xdg")}
-    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={jport}",
-           f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={workdir / 'nb'}",
-           "--ServerApp.allow_remote_access=True", "--LabApp.expose_app_in_browser=True"]
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        cmd.append("--allow-root")
-    log = open(workdir / "jupyter.log", "w")  # noqa: SIM115 - closed below
-    lab = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and lab.poll() is None:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{jport}/api/status?token={TOKEN}", timeout=2)
-            break
-        except OSError:
-            time.sleep(0.3)
     try:
-        if lab.poll() is not None or time.monotonic() >= deadline:
-            pytest.fail("JupyterLab did not start:\n" + (workdir / "jupyter.log").read_text()[-3000:])
-        yield {"jport": jport, "class_base": class_base, "origin": page_origin,
-               "joined": workdir / "xdg" / "labkit" / "joined.json",
-               "instructor": (workdir / "instructor-token").read_text().strip()}
+        with jupyterlab(workdir, workdir / "nb", TOKEN, "--ServerApp.allow_remote_access=True",
+                        env={"XDG_CONFIG_HOME": str(workdir / "xdg")}, port=jport):
+            yield {"jport": jport, "class_base": class_base, "origin": page_origin,
+                   "joined": workdir / "xdg" / "labkit" / "joined.json",
+                   "instructor": (workdir / "instructor-token").read_text().strip()}
     finally:
-        for proc in (lab, server):
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        log.close()
+        server.terminate()
+        try:
+            server.wait(15)
+        except subprocess.TimeoutExpired:
+            server.kill()
 
 
 @pytest.fixture(scope="module")
 def chromium():
-    from playwright.sync_api import sync_playwright
-
-    rules = f"--host-resolver-rules=MAP {ALLOWED} 127.0.0.1, MAP {OTHER} 127.0.0.1"
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium_path(), args=[*CHROMIUM_FLAGS, rules])
+    with launch([host_rules(ALLOWED, OTHER)]) as browser:
         yield browser
-        browser.close()
 
 
 def _open(browser, host: str, port: int):
-    context = browser.new_context(viewport={"width": 1300, "height": 1000})
-    page = context.new_page()
-    page.goto(f"http://{host}:{port}/lab/tree/class.ipynb?token={TOKEN}", wait_until="domcontentloaded")
-    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
-    page.wait_for_function(
-        "() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
-        " const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;"
-        " return k && k.status === 'idle'; }", timeout=90_000)
-    return page
+    return open_page(browser, f"http://{host}:{port}/lab/tree/class.ipynb?token={TOKEN}")
 
-
-def _run_cell(page, index: int) -> None:
-    page.evaluate(
-        "(i) => { const nb = window.jupyterapp.shell.currentWidget.content; nb.activeCellIndex = i;"
-        " return window.jupyterapp.commands.execute('notebook:run-cell'); }", index)
-
-
-def _board(game) -> list[str]:
-    return game.evaluate("game => [...game.querySelectorAll('.lk-cell')].map(c => c.dataset.disc || '')")
-
-
-TRY_SOCKET = """(url) => new Promise((resolve) => {
-    let ws;
-    try { ws = new WebSocket(url); } catch (err) { resolve('error: ' + err); return; }
-    const timer = setTimeout(() => resolve('no answer'), 8000);
-    ws.onopen = () => { clearTimeout(timer); ws.close(); resolve('opened'); };
-    ws.onclose = (e) => { clearTimeout(timer); resolve('refused ' + e.code); };
-})"""
 
 TRY_FETCH = """([url, token]) => fetch(url, {headers: {Authorization: 'Bearer ' + token}})
     .then(r => 'read ' + r.status).catch(err => 'blocked: ' + err.name)"""
@@ -145,14 +105,14 @@ def test_a_board_plays_across_origins_with_the_students_token(chromium, setting)
     first = _open(chromium, ALLOWED, jport)
     errors: list[str] = []
     first.on("pageerror", lambda err: errors.append(str(err)))
-    _run_cell(first, 0)
-    _run_cell(first, 1)
+    run_cell(first, 0)
+    run_cell(first, 1)
     x = first.locator(".lk-game[data-seat='X'][data-connected='true']")
     x.wait_for(timeout=60_000)
     assert x.get_attribute("data-base") == class_base + "/"  # straight to the class server
 
     second = _open(chromium, ALLOWED, jport)  # the same notebook: the same kernel, the same student
-    _run_cell(second, 2)
+    run_cell(second, 2)
     o = second.locator(".lk-game[data-seat='O'][data-version]")
     o.wait_for(timeout=60_000)
 
@@ -161,8 +121,8 @@ def test_a_board_plays_across_origins_with_the_students_token(chromium, setting)
         board.locator(f".lk-cell[data-row='0'][data-col='{column}']").click()
         for page in (first, second):
             page.locator(f".lk-game[data-moves='{n}']").first.wait_for(timeout=20_000)
-    assert _board(x) == _board(o)
-    assert _board(x).count("X") == 4 and _board(x).count("O") == 3
+    assert discs(x) == discs(o)
+    assert discs(x).count("X") == 4 and discs(x).count("O") == 3
     assert x.get_attribute("data-winner") == o.get_attribute("data-winner") == "X"
     # the poller read ETag across origins: once nothing changes, its GETs are answered 304
     o.locator(".lk-frame td:nth-child(3)").filter(has_text="304").first.wait_for(timeout=10_000)
@@ -174,10 +134,10 @@ def test_a_board_plays_across_origins_with_the_students_token(chromium, setting)
     state = requests.get(f"{class_base}/api/games/cors",
                          headers={"Authorization": f"Bearer {setting['instructor']}"}, timeout=10).json()
     assert state["moves"] == 7 and state["winner"] == "X" and state["board"] == [
-        _board(x)[r * 7:(r + 1) * 7] for r in range(6)]
+        discs(x)[r * 7:(r + 1) * 7] for r in range(6)]
 
     # the whiteboard joins the class server's room and a stroke comes back numbered by it
-    _run_cell(first, 4)
+    run_cell(first, 4)
     canvas = first.locator(".lk-whiteboard canvas")
     first.locator(".lk-whiteboard[data-strokes='0'][data-me='ann']").wait_for(timeout=30_000)
     canvas.scroll_into_view_if_needed()
@@ -191,7 +151,7 @@ def test_a_board_plays_across_origins_with_the_students_token(chromium, setting)
                         headers={"Authorization": f"Bearer {setting['instructor']}"}, timeout=10).json()
     assert len(room["strokes"]) == 1
     # probes through a wire tap in the kernel (lesson 08's header cell): straight to the tap
-    _run_cell(first, 5)
+    run_cell(first, 5)
     probes = first.locator(".jp-Notebook .jp-Cell").nth(5).locator(".lk-probe")
     probes.first.wait_for(timeout=30_000)
     first.locator(".lk-probe[data-done='2']").wait_for(timeout=30_000)
@@ -204,7 +164,7 @@ def test_a_board_plays_across_origins_with_the_students_token(chromium, setting)
 
     # a page of an origin the class server was not told about: the same board is refused
     other = _open(chromium, OTHER, jport)
-    _run_cell(other, 3)
+    run_cell(other, 3)
     refused = other.locator(".lk-game[data-last-error]")
     refused.wait_for(timeout=60_000)
     assert "could not create the game" in refused.locator(".lk-status").inner_text()

@@ -12,16 +12,23 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 
 import nbformat
 import pytest
-from browser import CHROMIUM_FLAGS, chromium_path, free_port, screenshot
+from browser import (
+    NO_CHROMIUM,
+    TRY_SOCKET,
+    chromium_path,
+    discs,
+    host_rules,
+    jupyterlab,
+    launch,
+    open_page,
+    run_cell,
+    screenshot,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(400)]
 
@@ -55,56 +62,21 @@ CELLS = [
 def hub_lab(tmp_path_factory):
     """JupyterLab at /user/student/, as a JupyterHub single-user server runs it."""
     if chromium_path() is None:
-        pytest.skip("Chromium is not installed (apt-get install chromium); .ci/run installs it")
+        pytest.skip(NO_CHROMIUM)
     workdir = tmp_path_factory.mktemp("hub")
     (workdir / "nb").mkdir()
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in CELLS], metadata={
         "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
     nbformat.write(nb, workdir / "nb" / "game.ipynb")
-    port = free_port()
-    env = {**os.environ, "LABKIT_QUICK": "1", "JUPYTER_CONFIG_DIR": str(workdir / "cfg"),
-           "JUPYTER_RUNTIME_DIR": str(workdir / "rt")}
-    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-           f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={workdir / 'nb'}",
-           "--ServerApp.base_url=/user/student/", "--ServerApp.allow_remote_access=True",
-           "--LabApp.expose_app_in_browser=True"]
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        cmd.append("--allow-root")
-    log = open(workdir / "jupyter.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/user/student/api/status?token={TOKEN}",
-                                   timeout=2)
-            break
-        except OSError:
-            time.sleep(0.3)
-    if proc.poll() is not None or time.monotonic() >= deadline:
-        proc.kill()
-        log.close()
-        pytest.fail("JupyterLab did not start:\n" + (workdir / "jupyter.log").read_text()[-3000:])
-    yield {"port": port, "base": f"http://{HUB}:{port}/user/student/", "workdir": workdir}
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    with jupyterlab(workdir, workdir / "nb", TOKEN, "--ServerApp.allow_remote_access=True",
+                    base_url="/user/student/") as port:
+        yield {"port": port, "base": f"http://{HUB}:{port}/user/student/", "workdir": workdir}
 
 
 @pytest.fixture(scope="module")
 def chromium():
-    path = chromium_path()
-    if path is None:
-        pytest.skip("Chromium is not installed (apt-get install chromium); .ci/run installs it")
-    from playwright.sync_api import sync_playwright
-
-    rules = f"--host-resolver-rules=MAP {HUB} 127.0.0.1, MAP {EVIL} 127.0.0.1"
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=path, args=[*CHROMIUM_FLAGS, rules])
+    with launch([host_rules(HUB, EVIL)]) as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")
@@ -130,21 +102,7 @@ def evil_site():
 
 
 def _open(browser, hub_lab):
-    context = browser.new_context(viewport={"width": 1300, "height": 1000})
-    page = context.new_page()
-    page.goto(f"{hub_lab['base']}lab/tree/game.ipynb?token={TOKEN}", wait_until="domcontentloaded")
-    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
-    page.wait_for_function(
-        "() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
-        " const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;"
-        " return k && k.status === 'idle'; }", timeout=90_000)
-    return page
-
-
-def _run_cell(page, index: int) -> None:
-    page.evaluate(
-        "(i) => { const nb = window.jupyterapp.shell.currentWidget.content; nb.activeCellIndex = i;"
-        " return window.jupyterapp.commands.execute('notebook:run-cell'); }", index)
+    return open_page(browser, f"{hub_lab['base']}lab/tree/game.ipynb?token={TOKEN}")
 
 
 def _cell_output(page, index: int, timeout_ms: int = 30_000) -> str:
@@ -153,24 +111,14 @@ def _cell_output(page, index: int, timeout_ms: int = 30_000) -> str:
     return cell.locator(".jp-OutputArea-output").first.inner_text()
 
 
-TRY_SOCKET = """(url) => new Promise((resolve) => {
-    let ws;
-    try { ws = new WebSocket(url); } catch (err) { resolve('error: ' + err); return; }
-    const timer = setTimeout(() => resolve('no answer'), 8000);
-    ws.onopen = () => { clearTimeout(timer); ws.close(); resolve('opened'); };
-    ws.onclose = (e) => { clearTimeout(timer); resolve('refused ' + e.code); };
-})"""
-
-
 def _board(page, which: int = 0) -> list[str]:
-    return page.locator(".lk-game").nth(which).evaluate(
-        "game => [...game.querySelectorAll('.lk-cell')].map(c => c.dataset.disc || '')")
+    return discs(page.locator(".lk-game").nth(which))
 
 
 def test_two_pages_play_a_full_game_through_the_proxy(chromium, hub_lab, evil_site):
     first = _open(chromium, hub_lab)
-    _run_cell(first, 0)
-    _run_cell(first, 1)
+    run_cell(first, 0)
+    run_cell(first, 1)
     x = first.locator(".lk-game[data-seat='X'][data-connected='true']")
     x.wait_for(timeout=60_000)
     base = x.get_attribute("data-base")
@@ -178,7 +126,7 @@ def test_two_pages_play_a_full_game_through_the_proxy(chromium, hub_lab, evil_si
     assert base == f"{hub_lab['base']}proxy/{lab_port}/"  # through Jupyter's proxy, under the hub's name
 
     second = _open(chromium, hub_lab)  # the same notebook, so the same kernel and the same lab
-    _run_cell(second, 2)
+    run_cell(second, 2)
     o = second.locator(".lk-game[data-seat='O'][data-connected='true']")
     o.wait_for(timeout=60_000)
     poller = second.locator(".lk-game").nth(1)  # a spectator that polls GET /api/games/match
@@ -214,7 +162,7 @@ def test_two_pages_play_a_full_game_through_the_proxy(chromium, hub_lab, evil_si
     screenshot(first, "lesson-08-game")
 
     # the page's rows and timings reached Python
-    _run_cell(first, 3)
+    run_cell(first, 3)
     out = _cell_output(first, 3)
     frames, timed = int(out.split()[1]), int(out.split()[3])
     assert frames >= len(rows) and timed >= 4 and f"http://{HUB}:{hub_lab['port']}" in out
@@ -222,7 +170,7 @@ def test_two_pages_play_a_full_game_through_the_proxy(chromium, hub_lab, evil_si
     assert out.split()[-1] == f"http://127.0.0.1:{hub_lab['port']}/user/student/proxy/{lab_port}/"
 
     # the lab's HTML index opens through the proxy (Host is the hub's name: learnt, so accepted)
-    _run_cell(first, 4)
+    run_cell(first, 4)
     link = first.locator("a.lk-anchor")
     link.wait_for(timeout=30_000)
     index = first.context.new_page()
@@ -231,7 +179,7 @@ def test_two_pages_play_a_full_game_through_the_proxy(chromium, hub_lab, evil_si
     index.close()
 
     # probes (WebSocket echoes, fetches) and a whiteboard stroke, from the page through the proxy
-    _run_cell(first, 5)
+    run_cell(first, 5)
     first.locator(".lk-probe[data-done='5']").wait_for(timeout=30_000)
     first.locator(".lk-probe[data-done='3']").wait_for(timeout=30_000)
     canvas = first.locator(".lk-whiteboard canvas")
@@ -301,8 +249,8 @@ def test_a_second_tab_is_another_person_who_can_join(chromium, hub_lab):
     errors = {id(p): [] for p in (first, second)}
     for page in (first, second):
         page.on("pageerror", lambda err, page=page: errors[id(page)].append(str(err)))
-    _run_cell(first, 6)
-    _run_cell(first, 7)
+    run_cell(first, 6)
+    run_cell(first, 7)
     for seat in "XO":
         first.locator(f".lk-game[data-seat='{seat}'][data-connected='true']").wait_for(timeout=60_000)
     first.locator(".lk-game[data-version]").nth(3).wait_for(timeout=30_000)  # the poller drew too
@@ -314,7 +262,7 @@ def test_a_second_tab_is_another_person_who_can_join(chromium, hub_lab):
         box = boards.nth(i).bounding_box()
         assert box["x"] + box["width"] <= right + 1, f"board {i + 1} is clipped"
 
-    _run_cell(second, 8)  # the same two boards in a second tab, as a saved notebook shows them
+    run_cell(second, 8)  # the same two boards in a second tab, as a saved notebook shows them
     second.locator(".lk-game[data-connected='true'][data-version]").nth(1).wait_for(timeout=60_000)
     for i in range(2):
         game = second.locator(".lk-game").nth(i)
@@ -322,20 +270,20 @@ def test_a_second_tab_is_another_person_who_can_join(chromium, hub_lab):
         assert game.get_attribute("data-notice") == "both seats are held by other pages: you watch"
         assert "could not join" not in game.locator(".lk-status").inner_text()
 
-    _run_cell(first, 9)
+    run_cell(first, 9)
     mine = first.locator(".jp-Notebook .jp-Cell").nth(9).locator(".lk-game[data-seat='X']")
     mine.wait_for(timeout=60_000)
-    _run_cell(second, 9)
+    run_cell(second, 9)
     theirs = second.locator(".jp-Notebook .jp-Cell").nth(9).locator(".lk-game[data-seat='O']")
     theirs.wait_for(timeout=60_000)
     mine.locator(".lk-cell[data-row='0'][data-col='3']").click()
     theirs.and_(second.locator(".lk-game[data-moves='1']")).wait_for(timeout=20_000)
     theirs.locator(".lk-cell[data-row='0'][data-col='4']").click()
     mine.and_(first.locator(".lk-game[data-moves='2']")).wait_for(timeout=20_000)
-    assert _board_of(mine) == _board_of(theirs) and sorted(d for d in _board_of(mine) if d) == ["O", "X"]
+    assert discs(mine) == discs(theirs) and sorted(d for d in discs(mine) if d) == ["O", "X"]
 
-    _run_cell(first, 10)
-    _run_cell(second, 10)
+    run_cell(first, 10)
+    run_cell(second, 10)
     boards = [p.locator(".lk-whiteboard[data-me]") for p in (first, second)]
     for board in boards:
         board.wait_for(timeout=60_000)
@@ -360,6 +308,3 @@ def test_a_second_tab_is_another_person_who_can_join(chromium, hub_lab):
     first.context.close()
     second.context.close()
 
-
-def _board_of(game) -> list[str]:
-    return game.evaluate("game => [...game.querySelectorAll('.lk-cell')].map(c => c.dataset.disc || '')")

@@ -566,37 +566,29 @@ def test_a_hub_page_in_chromium_logs_in_to_the_service_and_opens_its_websocket(h
     """What a browser widget's page does on the hub, in a real browser: no service cookie, so its
     WebSocket is refused; one same-origin fetch of oauth_login (the hub's OAuth, followed in the
     background) sets it; then fetch() and the WebSocket reach the service as this hub user."""
-    from browser import CHROMIUM_FLAGS, chromium_path
+    from browser import launch
 
-    if chromium_path() is None:
-        pytest.skip("Chromium is not installed (apt-get install chromium); .ci/run installs it")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
-        try:
-            page = browser.new_page()
-            page.goto(f"{hub.url}/hub/login?next=%2Fhub%2Fhome")  # home: no server is spawned
-            page.fill("input[name=username]", "carol")
-            page.fill("input[name=password]", PASSWORD)
-            page.click("[type=submit]")
-            page.wait_for_url("**/hub/home")
-            seen = page.evaluate("""async () => {
-                const base = new URL("/services/labkit/", location.href).href;
-                const echo = () => new Promise((resolve) => {
-                    const ws = new WebSocket(base.replace(/^http/, "ws") + "ws/echo");
-                    ws.onopen = () => ws.send("from chromium");
-                    ws.onmessage = (event) => { resolve(event.data); ws.close(); };
-                    ws.onclose = (event) => resolve("closed " + event.code);
-                });
-                const before = await echo();
-                const login = await fetch(base + "oauth_login", { cache: "no-store" });
-                const clock = await fetch(base + "api/clock", { headers: { Accept: "application/json" } });
-                return { before, login: login.status, landed: new URL(login.url).pathname,
-                         clock: clock.status, after: await echo() };
-            }""")
-        finally:
-            browser.close()
+    with launch() as browser:
+        page = browser.new_page()
+        page.goto(f"{hub.url}/hub/login?next=%2Fhub%2Fhome")  # home: no server is spawned
+        page.fill("input[name=username]", "carol")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("[type=submit]")
+        page.wait_for_url("**/hub/home")
+        seen = page.evaluate("""async () => {
+            const base = new URL("/services/labkit/", location.href).href;
+            const echo = () => new Promise((resolve) => {
+                const ws = new WebSocket(base.replace(/^http/, "ws") + "ws/echo");
+                ws.onopen = () => ws.send("from chromium");
+                ws.onmessage = (event) => { resolve(event.data); ws.close(); };
+                ws.onclose = (event) => resolve("closed " + event.code);
+            });
+            const before = await echo();
+            const login = await fetch(base + "oauth_login", { cache: "no-store" });
+            const clock = await fetch(base + "api/clock", { headers: { Accept: "application/json" } });
+            return { before, login: login.status, landed: new URL(login.url).pathname,
+                     clock: clock.status, after: await echo() };
+        }""")
     assert seen == {"before": "closed 1006", "login": 200, "landed": "/services/labkit/",
                     "clock": 200, "after": "from chromium"}, seen
 
