@@ -6,6 +6,8 @@
   head that trickles in on a kept-alive connection, after a served request, with 408 problem+json.
 - The remembered Host decisions never turn a refused Host into an accepted one.
 - `labkit bench`'s overhead figures carry n, p50, ratios, and a p99 only where n >= 100.
+- A lab WebSocket's heartbeat is labkit's (`MaskCheck`), so aiohttp's per-chunk heartbeat callback
+  is off; its compressor is the small one, made at the first compressed message.
 """
 
 from __future__ import annotations
@@ -146,3 +148,38 @@ def test_bench_overhead_figures_have_p99_only_with_enough_round_trips():
     assert all(r["p99_ratio"] is not None for r in enough["ratios"])
     assert "<th>p99 ratio</th>" in _overhead_html(enough)
     assert few["start_ms"] > 0 and few["cores"] >= 1
+
+
+def test_a_lab_websocket_has_no_per_chunk_heartbeat_callback_and_a_small_compressor():
+    import gc
+
+    from websockets.asyncio.client import connect
+
+    from labkit.server.websocket import DEFLATE_WINDOW_BITS, MaskCheck
+
+    def open_sockets(lab) -> list[dict]:
+        """What each of the lab's open WebSockets holds, read on the lab's own loop."""
+        async def read():
+            gc.collect()
+            return [{"aiohttp_callback": o.inner._data_received_cb, "aiohttp_heartbeat": o.ws._heartbeat,
+                     "timer": o.timer is not None, "compress": o.ws.compress,
+                     "compressor": type(o.ws._writer._compressobj).__name__,
+                     "zlib_made": getattr(o.ws._writer._compressobj, "zlib", None) is not None}
+                    for o in gc.get_objects() if isinstance(o, MaskCheck)
+                    and o.transport.get_extra_info("sockname")[1] == lab.port and not o.ws.closed]
+        return asyncio.run_coroutine_threadsafe(read(), lab._loop).result(WAIT_S)
+
+    async def talk(lab, compression):
+        async with connect(lab.ws_url + "/ws/echo", compression=compression) as ws:
+            await ws.send("hello")
+            assert await ws.recv() == "hello"
+            return open_sockets(lab)
+
+    with LabServer(LabConfig()) as lab:
+        plain, = asyncio.run(talk(lab, None))
+        deflate, = asyncio.run(talk(lab, "deflate"))
+    for held in (plain, deflate):  # aiohttp's per-chunk heartbeat is off, labkit's timer is armed
+        assert held["aiohttp_callback"] is None and held["aiohttp_heartbeat"] is None and held["timer"]
+    assert not plain["compress"] and plain["compressor"] == "NoneType"
+    assert deflate["compress"] == DEFLATE_WINDOW_BITS
+    assert deflate["compressor"] == "_SmallDeflate" and deflate["zlib_made"]
