@@ -417,11 +417,14 @@ def _cluster_html(rows: list[dict]) -> str:
     body = "".join(
         f"<tr><td>{html.escape(r['figure'])}</td><td>{r['value']:.2f} {html.escape(r['unit'])}</td>"
         f"<td>{html.escape(r['goal'])}</td><td>{side(r['a'], r['of'])}</td>"
-        f"<td>{side(r['b'], r['of'])}</td></tr>" for r in rows)
+        f"<td>{side(r['b'], r['of'])}</td><td>{html.escape(r.get('note') or '')}</td></tr>"
+        for r in rows)
     return ("<h2>Scaling out: the cluster figures</h2><p>Each measured side by side in one run "
-            "(labkit.lessons.scaling.cluster_figures; load from processes of their own).</p>"
+            "(labkit.lessons.scaling.cluster_figures; load from processes of their own). Where "
+            "the CPU was measured, the last column gives it per process (CPU ms per message or "
+            "event), so a ratio can be read against the machine's cores.</p>"
             "<table><tr><th>figure</th><th>value</th><th>goal</th><th>measured</th>"
-            f"<th>against</th></tr>{body}</table>")
+            f"<th>against</th><th>CPU per part</th></tr>{body}</table>")
 
 
 def figures_have_p99(figures: dict) -> bool:

@@ -53,3 +53,17 @@ def test_quick_run_writes_csv_json_and_offline_html(tmp_path, capsys):
     assert "labkit bench" in page
     table = page[page.index("<table"):page.index("</table>")]
     assert "<th>p90</th>" in table and "<th>p99</th>" not in table
+
+
+def test_cluster_table_shows_each_figures_cpu_per_part_escaped():
+    side = {"n": 120, "median": 1.5, "p99": 3.0}
+    rows = [{"figure": "Redis hop", "value": 0.7, "unit": "ms", "goal": "<= +0.5 ms", "a": side,
+             "b": {**side, "p99": None}, "of": "ms", "note": "CPU ms per message: worker <1> 0.57"},
+            {"figure": "front door / direct", "value": 0.92, "unit": "x", "goal": ">= 0.9",
+             "a": side, "b": side, "of": "req/s"}]
+    table = bench._cluster_html(rows)
+    assert table.count("<tr>") == 3 and "<th>CPU per part</th>" in table
+    assert "CPU ms per message: worker &lt;1&gt; 0.57" in table  # escaped, in the first row
+    first, second = table.split("<tr>")[2:]
+    assert "p99 3.00" in first and first.count("p99") == 1  # the side with n >= 100 only
+    assert second.endswith("<td></td></tr></table>")  # a figure without CPU: an empty cell
