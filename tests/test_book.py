@@ -14,12 +14,15 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from browser import CHROMIUM_FLAGS, chromium_path
+from browser import launch
 from notebook_runner import LESSON_TIMEOUT_S, lesson_copy
 
 from labkit.course import book
 
 TWO_LESSONS = ["01", "02"]
+# Every test that reads the `built` book runs in the xdist group "serial", with the browser test (a
+# browser test, so serial anyway): the book is built once per run on one worker, instead of once per
+# worker with the other worker idle until the first has run lessons 01 and 02.
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +102,7 @@ def test_guide_links_work_in_the_book(tmp_path):
 
 @pytest.mark.notebook
 @pytest.mark.timeout(LESSON_TIMEOUT_S)
+@pytest.mark.xdist_group("serial")  # with the browser test: one build per run
 def test_the_book_has_both_parts(built):
     out, result = built
     assert sorted(result["lessons"]) == sorted(p.name for p in book.lessons(TWO_LESSONS))
@@ -113,6 +117,7 @@ def test_the_book_has_both_parts(built):
 
 @pytest.mark.notebook
 @pytest.mark.timeout(LESSON_TIMEOUT_S)
+@pytest.mark.xdist_group("serial")  # with the browser test: one build per run
 def test_every_lesson_page_holds_its_plots(built):
     out, result = built
     assert sum(result["lessons"].values()) > 0, "the chosen lessons draw figures"
@@ -130,23 +135,15 @@ def test_every_lesson_page_holds_its_plots(built):
 @pytest.mark.notebook
 @pytest.mark.timeout(LESSON_TIMEOUT_S)
 def test_the_figures_draw_offline_in_a_browser(built):
-    if chromium_path() is None:
-        pytest.skip("Chromium is not installed (apt-get install chromium); .ci/run installs it")
-    from playwright.sync_api import sync_playwright
-
     out, result = built
     name, figures = max(result["lessons"].items(), key=lambda item: item[1])
     page_path = Path(out / "lessons" / name.replace(".ipynb", ".html"))
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
-        try:
-            page = browser.new_page()
-            page.route(re.compile(r"^https?://"), lambda route: route.abort())  # offline
-            page.goto(page_path.as_uri())
-            page.wait_for_function(f"document.querySelectorAll('.js-plotly-plot').length >= {figures}",
-                                   timeout=60_000)
-            drawn = page.evaluate("document.querySelectorAll('.js-plotly-plot .main-svg').length")
-            assert page.evaluate("document.querySelectorAll('.js-plotly-plot').length") == figures
-            assert drawn >= figures
-        finally:
-            browser.close()
+    with launch() as browser:
+        page = browser.new_page()
+        page.route(re.compile(r"^https?://"), lambda route: route.abort())  # offline
+        page.goto(page_path.as_uri())
+        page.wait_for_function(f"document.querySelectorAll('.js-plotly-plot').length >= {figures}",
+                               timeout=60_000)
+        drawn = page.evaluate("document.querySelectorAll('.js-plotly-plot .main-svg').length")
+        assert page.evaluate("document.querySelectorAll('.js-plotly-plot').length") == figures
+        assert drawn >= figures
