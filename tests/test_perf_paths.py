@@ -7,7 +7,8 @@
 - The remembered Host decisions never turn a refused Host into an accepted one.
 - `labkit bench`'s overhead figures carry n, p50, ratios, and a p99 only where n >= 100.
 - A lab WebSocket's heartbeat is labkit's (`MaskCheck`), so aiohttp's per-chunk heartbeat callback
-  is off; its compressor is the small one, made at the first compressed message.
+  is off; its HTTP parser is let go after the upgrade; its compressor is the small one, made at the
+  first compressed message.
 """
 
 from __future__ import annotations
@@ -163,6 +164,7 @@ def test_a_lab_websocket_has_no_per_chunk_heartbeat_callback_and_a_small_compres
             gc.collect()
             return [{"aiohttp_callback": o.inner._data_received_cb, "aiohttp_heartbeat": o.ws._heartbeat,
                      "timer": o.timer is not None, "compress": o.ws.compress,
+                     "http_parser": o.inner._parser,
                      "compressor": type(o.ws._writer._compressobj).__name__,
                      "zlib_made": getattr(o.ws._writer._compressobj, "zlib", None) is not None}
                     for o in gc.get_objects() if isinstance(o, MaskCheck)
@@ -180,6 +182,7 @@ def test_a_lab_websocket_has_no_per_chunk_heartbeat_callback_and_a_small_compres
         deflate, = asyncio.run(talk(lab, "deflate"))
     for held in (plain, deflate):  # aiohttp's per-chunk heartbeat is off, labkit's timer is armed
         assert held["aiohttp_callback"] is None and held["aiohttp_heartbeat"] is None and held["timer"]
+        assert held["http_parser"] is None  # let go once the socket carries frames
     assert not plain["compress"] and plain["compressor"] == "NoneType"
     assert deflate["compress"] == DEFLATE_WINDOW_BITS
     assert deflate["compressor"] == "_SmallDeflate" and deflate["zlib_made"]

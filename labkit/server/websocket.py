@@ -104,8 +104,9 @@ class MaskCheck(asyncio.Protocol):
     nothing seen, a ping goes out and the peer has `interval / 2` to send anything at all (its
     pong also passes here); still nothing, the connection is dropped as aiohttp's missing-pong
     rule drops it: the transport is closed, without a Close frame (the client sees 1006), and the
-    handler's receive loop ends. So an active peer is never pinged while it talks, an idle one
-    gets a ping after one to two intervals of silence. The timer ends with the connection.
+    handler's receive loop ends. So an active peer is never pinged while it talks; an idle one
+    gets its first ping after one to two intervals of silence, then one every interval. The timer
+    ends with the connection.
     """
 
     __slots__ = ("inner", "on_unmasked", "ws", "transport", "header", "skip", "unmasked", "seen",
@@ -210,9 +211,10 @@ class MaskCheck(asyncio.Protocol):
         if ws.closed or ws.close_code is not None or self.transport.is_closing():
             return  # closing: aiohttp's close timeout (CLOSE_TIMEOUT) takes over
         loop = asyncio.get_running_loop()
-        if self.seen:
+        if self.seen:  # alive; after a ping answered, the next look comes one interval after it
+            delay = self.interval / 2 if self.pinged else self.interval
             self.seen = self.pinged = False
-            self.timer = loop.call_later(self.interval, self._look)
+            self.timer = loop.call_later(delay, self._look)
         elif not self.pinged:
             self.pinged = True
             _background(ws.ping())
@@ -329,6 +331,15 @@ class LabWebSocket(web.WebSocketResponse):
         return protocol, writer
 
 
+def _drop_http_parser(request: web.Request) -> None:
+    """Let go of the connection's HTTP parser once it carries WebSocket frames: aiohttp keeps it
+    for the connection's life (about 0.75 KiB), though after the upgrade every byte goes to the
+    frame reader and aiohttp touches the parser only where it checks it is not None."""
+    protocol = request.protocol
+    if getattr(protocol, "_parser", None) is not None and getattr(protocol, "_payload_parser", None):
+        protocol._parser = None
+
+
 async def accept(request: web.Request, **options) -> web.WebSocketResponse:
     """Check Origin, then complete the handshake with the lab's limits and track the socket.
 
@@ -361,6 +372,7 @@ async def accept(request: web.Request, **options) -> web.WebSocketResponse:
         check = MaskCheck(transport.get_protocol(), None, ws, transport)
         transport.set_protocol(check)
     await ws.prepare(request)
+    _drop_http_parser(request)
     if check is not None and heartbeat:
         check.start_heartbeat(heartbeat)
     request[OPEN_WEBSOCKET] = ws
