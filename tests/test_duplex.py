@@ -62,7 +62,8 @@ def test_streaming_echo_answers_the_head_before_the_body_and_refuses_other_metho
             while chunk := sock.recv(65536):
                 rest += chunk
         assert rest == b"5\r\nfghij\r\n0\r\n\r\n"
-        assert _exchange(listener.port, b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").startswith(b"HTTP/1.1 405 ")
+        got = _exchange(listener.port, b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert got.startswith(b"HTTP/1.1 405 ")
         assert _exchange(listener.port, b"NOT HTTP\r\n\r\n").startswith(b"HTTP/1.1 400 ")
     finally:
         stop_streaming_echo(listener)

@@ -39,9 +39,10 @@ after a restart the new history's SEQ 800 looks like the old one's. Never a sile
 - a short poll is a one-off read and is answered as before: every event and `Feed-Epoch` name
   the epoch. The kit's own clients always send the epoch they know.
 
-Heartbeats (options per request): `?heartbeat=S` on a WebSocket route makes the server ping every S
-seconds and drop a peer whose pong does not come (aiohttp `heartbeat=`); on SSE it sets how often
-an idle stream gets a comment line; a long poll's `wait` bounds how long an answer can be missing.
+Heartbeats (options per request): `?heartbeat=S` on a WebSocket route makes the server ping a
+silent peer every S seconds and drop a peer whose pong does not come (`MaskCheck`'s heartbeat); on
+SSE it sets how often an idle stream gets a comment line; a long poll's `wait` bounds how long an
+answer can be missing.
 
 Slow consumers: a WebSocket that falls QUEUE_LIMIT events behind is closed with 1008 and a reason
 naming the SEQ to resume from. Its socket's buffer is bounded, so the Close frame waits behind what

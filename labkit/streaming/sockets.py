@@ -505,8 +505,8 @@ async def topic_websocket(request: web.Request, topic: Topic, *, compress: bool 
 
     Shared by every WebSocket route that streams a hub topic (the feed, the chat room). Refusals
     (a bad or never-published SEQ, an `epoch` that is not the current one: 409) happen before the
-    upgrade, as problem+json. `?heartbeat=S`: ping every S seconds, drop a peer that stops
-    answering (aiohttp's heartbeat).
+    upgrade, as problem+json. `?heartbeat=S`: ping a silent peer every S seconds, drop one that
+    stops answering (the heartbeat of `server.websocket.MaskCheck`).
     """
     since = parse_seq(request.query.get("since"))
     epoch = parse_epoch(request.query.get("epoch"))
