@@ -66,17 +66,19 @@ def test_the_checker_sees_imports():
 
 
 def foreign_private_attributes(source: str) -> set[str]:
-    """`obj._name` uses where `_name` is not defined in the same source (by `def _name`, a class
-    `_name`, or `something._name = ...`): a reach into another library's or module's private
-    state. That includes `self._x` in a subclass of another library's class (aiohttp's request
-    handler, say) when `_x` is the base class's: only names this source defines count as its own.
-    Dunders are fine."""
+    """`obj._name` uses where `_name` is not this source's own: a reach into another library's or
+    module's private state. Own names are those this source defines (`def _name`, a class
+    `_name`, a variable) or sets on `self`/`cls`; setting `_name` on any other object is a reach
+    too (it changes that object's private state), and so is `getattr`/`setattr`/`hasattr` with a
+    literal private name. That includes `self._x` in a subclass of another library's class
+    (aiohttp's request handler, say) when `_x` is the base class's. Dunders are fine."""
     tree = ast.parse(source)
     own = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             own.add(node.name)
-        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+        elif (isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store)
+              and isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
             own.add(node.attr)
         elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
             own.add(node.id)
@@ -85,18 +87,47 @@ def foreign_private_attributes(source: str) -> set[str]:
         if (isinstance(node, ast.Attribute) and node.attr.startswith("_")
                 and not node.attr.startswith("__") and node.attr not in own):
             found.add(f"{ast.unparse(node.value)}.{node.attr}")
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+              and node.func.id in ("getattr", "setattr", "hasattr") and len(node.args) >= 2
+              and isinstance(node.args[1], ast.Constant) and isinstance(node.args[1].value, str)
+              and node.args[1].value.startswith("_") and not node.args[1].value.startswith("__")
+              and node.args[1].value not in own):
+            found.add(f"{ast.unparse(node.args[0])}.{node.args[1].value}")
     return found
+
+
+KNOWN_REACHES = {
+    "labkit/server/websocket.py": {
+        # LabWebSocket: aiohttp 3.14 has no option for the server's deflate window or memLevel
+        # (issue 23's 48 KiB per compressed idle socket); its handshake answer and the writer's
+        # compressor are set per socket, nothing global.
+        "self._compress", "writer._compressobj",
+        # after the upgrade the connection's HTTP parser is never used again (1.6 KiB per socket)
+        "protocol._parser", "protocol._payload_parser",
+    },
+}
+"""The only places the kit reaches under a library's public API, each with its reason (also in
+ARCHITECTURE.md); `streaming.sockets.check_aiohttp` holds aiohttp to the versions they were tested
+with. A new reach fails the test below until it is argued here; one that went away must leave."""
 
 
 def test_no_reach_into_private_attributes():
     """Use the public API of aiohttp, websockets and our own modules (e.g. the handler's
     `request.transport`, not `ws._req.transport`)."""
-    offenders = {}
+    found = {}
     for path in sorted(PACKAGE.rglob("*.py")):
-        found = foreign_private_attributes(path.read_text())
-        if found:
-            offenders[str(path.relative_to(PACKAGE.parent))] = sorted(found)
-    assert not offenders, offenders
+        reaches = foreign_private_attributes(path.read_text())
+        if reaches:
+            found[str(path.relative_to(PACKAGE.parent))] = reaches
+    assert found == KNOWN_REACHES
+
+
+def test_the_private_attribute_checker_sees_every_kind_of_reach():
+    source = ("class C(Base):\n    def _mine(self):\n        self._own = 1\n"
+              "        return self._own, self._base_thing\n"
+              "def f(obj, writer):\n    writer._state = None\n    getattr(obj, '_hidden', None)\n"
+              "    return obj.__dict__, C()._mine()\n")
+    assert foreign_private_attributes(source) == {"self._base_thing", "writer._state", "obj._hidden"}
 
 
 def test_the_private_attribute_checker_sees_reach_ins():

@@ -604,7 +604,7 @@ def rest_rate(target, seconds: float = 3.0, concurrency: int = 24, path: str = "
             if gen.stdout.readline().strip() != "ready":
                 raise RuntimeError("a load generator did not start")
         front = getattr(target, "front", None)
-        front_thread = getattr(getattr(front, "_thread", None), "native_id", None)
+        front_thread = getattr(front, "thread_id", None)
         pids = [w.pid for w in target.workers]
         workers_before = sum(_cpu_s(pid) for pid in pids)
         front_before = 0.0 if direct else _thread_cpu_s(front_thread)
@@ -861,8 +861,7 @@ def fanout_run(cluster, subscribers: int, events: int, rate_hz: float = 10.0,
                 raise RuntimeError("a fan-out load process did not start")
         redis = getattr(cluster, "redis", None)
         redis_pids = [c.pid for c in psutil.Process(redis.pid).children()] if redis else []
-        front = getattr(getattr(cluster, "front", None), "_thread", None)
-        front_id = getattr(front, "native_id", None)
+        front_id = getattr(getattr(cluster, "front", None), "thread_id", None)
         pids = [w.pid for w in cluster.workers]
         before = (sum(_cpu_s(p) for p in pids), _thread_cpu_s(front_id),
                   sum(_cpu_s(p) for p in redis_pids))

@@ -117,6 +117,12 @@ class TcpProxy:
         return self._loop
 
     @property
+    def thread_id(self) -> int | None:
+        """The native id of the proxy's own thread while it runs (None otherwise): what a CPU
+        counter per thread (`/proc/self/task/<id>/stat`) needs, e.g. lesson 06's front door."""
+        return self._thread.native_id if self._thread is not None else None
+
+    @property
     def bytes_up(self) -> int:
         """Bytes client -> server over every connection so far."""
         return sum(c.bytes[UP] for c in self.connections)

@@ -21,9 +21,9 @@ The rules, in one place:
   after a known amount of memory.
 
 The fast path writes pre-encoded frames to the socket's transport itself (one encoding per event,
-however many subscribers): aiohttp has no public call for that. It is the only code of the kit that
-writes underneath aiohttp, and `check_aiohttp()` refuses to run on an aiohttp version it was not
-tested with.
+however many subscribers): aiohttp has no public call for that. It writes underneath aiohttp (as
+`server.websocket.LabWebSocket` sets its compressor), so `check_aiohttp()` refuses to run on an
+aiohttp version it was not tested with.
 
 Size: longer than 500 lines because it is the one owner of streaming sockets by design: every path
 that writes to a WebSocket, SSE or long-poll client is here, so the close and slow-consumer rules
