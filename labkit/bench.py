@@ -182,7 +182,8 @@ def start_raw_server(host: ThreadedLoop) -> int:
 
 
 def start_bare_aiohttp(host: ThreadedLoop) -> int:
-    """A bare aiohttp app (GET /echo: 16 bytes; /ws: a text echo), no middleware, aiohttp's own
+    """A bare aiohttp app (GET /echo?size=N: N bytes, N <= 16, read from the query as the lab's
+    /api/echo does but unchecked; /ws: a text echo), no middleware, aiohttp's own
     connection handler (plus the end-of-connection hook `listen()` counts with); its port."""
     import aiohttp
     from aiohttp import web
@@ -196,8 +197,9 @@ def start_bare_aiohttp(host: ThreadedLoop) -> int:
             self.on_lost(self)
             super().connection_lost(exc)
 
-    async def get(request):
-        return web.Response(body=PAYLOAD, content_type="application/octet-stream")
+    async def get(request):  # the lab route's own work, minus its checks: ?size=N bytes
+        size = int(request.query.get("size", "0"))
+        return web.Response(body=PAYLOAD[:size], content_type="application/octet-stream")
 
     async def ws(request):
         sock = web.WebSocketResponse()
@@ -320,7 +322,7 @@ def overhead_rounds(n: int, warmup: int, rounds: int) -> dict[str, list[float]]:
         setups = {
             "raw asyncio TCP echo": lambda k, w: time_raw(raw_port, k, w),
             "bare aiohttp GET keep-alive": lambda k, w: time_http(
-                f"http://127.0.0.1:{bare_port}/echo", k, w),
+                f"http://127.0.0.1:{bare_port}/echo?size=16", k, w),
             "lab REST GET keep-alive": lambda k, w: time_http(f"{lab.url}/api/echo?size=16", k, w),
             "raw asyncio WS echo": lambda k, w: time_ws(f"ws://127.0.0.1:{raw_ws_port}/", k, w),
             "bare aiohttp WS echo": lambda k, w: time_ws(f"ws://127.0.0.1:{bare_port}/ws", k, w),
