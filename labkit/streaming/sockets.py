@@ -45,7 +45,6 @@ from typing import Any
 
 import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
-from websockets.frames import Close, Frame, Opcode
 
 from labkit.server.problem import ProblemError
 from labkit.server.validate import query_integer, query_number
@@ -181,7 +180,11 @@ async def pump_to_websocket(request: web.Request, ws: web.WebSocketResponse, sub
 
 
 def text_frame(text: str) -> bytes:
-    """An unmasked, unfragmented WebSocket text frame (what a server sends) holding `text`."""
+    """An unmasked, unfragmented WebSocket text frame (what a server sends) holding `text`.
+    (websockets' frame module is imported at the first frame, not with the lab: `lk.start()`
+    answers about 10 ms sooner.)"""
+    from websockets.frames import Frame, Opcode
+
     return Frame(Opcode.TEXT, text.encode()).serialize(mask=False)
 
 
@@ -415,6 +418,8 @@ async def linger_close(request: web.Request, ws: web.WebSocketResponse, code: in
     if (transport is None or transport.is_closing() or ws in CLOSES_SENT or ws in PEER_CLOSED
             or ws.close_code is not None):
         return  # closed, closing, or the peer's Close was read already: nothing to send after it
+    from websockets.frames import Close, Frame, Opcode
+
     sent = CLOSES_SENT[ws] = _CloseSent(transport)
     transport.write(Frame(Opcode.CLOSE, Close(code, reason[:120]).serialize()).serialize(mask=False))
     try:
