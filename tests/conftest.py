@@ -4,7 +4,6 @@ run's fresh venv and its one run of each lesson (see notebook_runner.py)."""
 from __future__ import annotations
 
 import atexit
-import json
 import os
 import shutil
 import tempfile
@@ -96,6 +95,7 @@ SERIAL_MODULES = {
 }
 SERIAL_TESTS = {
     "test_1000_websockets_and_50_pollers_all_get_every_event_in_order",
+    "test_a_serial_test_is_grouped_by_pytest_xdist",  # test_suite_groups.py: the groups still work
 }
 
 
@@ -114,6 +114,7 @@ def _module(item) -> str:
     return getattr(getattr(item, "module", None), "__name__", "").rsplit(".", 1)[-1]
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own, which reads the groups set here
 def pytest_collection_modifyitems(config, items):
     for item in items:
         module = _module(item)
@@ -125,43 +126,3 @@ def pytest_collection_modifyitems(config, items):
         rank = {name: n for n, name in enumerate(HEAVY_FIRST)}
         items.sort(key=lambda item: (item.get_closest_marker("xdist_group") is not None
                                      or _module(item) not in rank, rank.get(_module(item), 0)))
-        groups = os.environ.get(GROUPS_FOLDER)
-        if groups:
-            named = {item.nodeid: mark.args[0] if mark.args else mark.kwargs.get("name", "default")
-                     for item in items if (mark := item.get_closest_marker("xdist_group")) is not None}
-            Path(groups, os.environ["PYTEST_XDIST_WORKER"] + ".json").write_text(json.dumps(named))
-
-
-# pytest-xdist 3.8 marks a test's group by appending "@group" to `item._nodeid`, which pytest 9.2 no
-# longer reads (node ids are structured: pytest-dev/pytest-xdist#1386), so `--dist loadgroup` silently
-# ran every test on its own, "serial" ones side by side. Until xdist reads groups again, each worker
-# writes the groups of its collection to a file and the controller's scheduler takes them from there.
-GROUPS_FOLDER = "LABKIT_TEST_XDIST_GROUPS"
-
-
-def pytest_configure(config):
-    if not os.environ.get("PYTEST_XDIST_WORKER") and getattr(config.option, "dist", "no") == "loadgroup":
-        folder = tempfile.mkdtemp(prefix="labkit-test-groups-")
-        atexit.register(shutil.rmtree, folder, ignore_errors=True)
-        os.environ[GROUPS_FOLDER] = folder  # the workers, started after this, inherit it
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_xdist_make_scheduler(config, log):
-    if getattr(config.option, "dist", "no") != "loadgroup" or not os.environ.get(GROUPS_FOLDER):
-        return None
-    from xdist.scheduler import LoadGroupScheduling
-
-    class Groups(LoadGroupScheduling):
-        """Scopes as `--dist loadgroup` means them: a group's tests are one unit of work."""
-
-        named: dict[str, str] | None = None
-
-        def _split_scope(self, nodeid: str) -> str:
-            if self.named is None:  # every worker has sent its collection, so each wrote its file
-                self.named = {}
-                for found in sorted(Path(os.environ[GROUPS_FOLDER]).glob("*.json")):
-                    self.named.update(json.loads(found.read_text()))
-            return self.named.get(nodeid) or super()._split_scope(nodeid)
-
-    return Groups(config, log)
