@@ -228,3 +228,40 @@ def test_no_context_takeover_and_no_compression_are_kept(lab, offer):
         assert said == (f"permessage-deflate; server_max_window_bits={DEFLATE_WINDOW_BITS}; "
                         "server_no_context_takeover")
     peer.close()
+
+
+def test_no_ping_follows_a_slow_consumers_close_and_the_close_arrives(lab):
+    """A slow consumer's Close frame (sockets.linger_close) ends the pings: a peer that then keeps
+    quiet while it drains is neither pinged after the Close nor cut off before the Close reaches it
+    (the linger's own timeout is what ends a peer that never answers)."""
+    from labkit.streaming.hub import HUB
+    from labkit.streaming.sockets import CLOSES_SENT
+
+    peer = RawPeer(lab, "/ws/feed?heartbeat=0.3")
+    assert peer.status.startswith("HTTP/1.1 101")
+
+    async def flood():  # events under 64 KiB: RawPeer reads 16-bit frame lengths
+        for i in range(400):
+            lab.app[HUB].publish("feed", {"i": i, "pad": "x" * 60_000})
+            if i % 20 == 19:
+                await asyncio.sleep(0)
+
+    deadline = time.monotonic() + 30
+    lab.call(flood(), timeout=60)
+    while not on_loop(lab, lambda: len(CLOSES_SENT)) and time.monotonic() < deadline:
+        peer.send(PING)  # alive (it talks) but reads nothing: a slow consumer
+        time.sleep(0.1)
+    assert on_loop(lab, lambda: len(CLOSES_SENT))  # closed as a slow consumer
+    time.sleep(1.5)  # five heartbeat intervals of silence after the Close was written
+    peer.sock.settimeout(10)
+    opcodes = []
+    while CLOSE not in opcodes and (got := peer.frame()) is not None:
+        opcodes.append(got[0])
+    assert opcodes.count(CLOSE) == 1 and PING not in opcodes  # the Close came; no ping before it
+    peer.sock.settimeout(1.0)
+    with pytest.raises(TimeoutError):  # and nothing after it: no ping, no drop, until it answers
+        peer.frame()
+    peer.send(CLOSE, (1000).to_bytes(2, "big"))
+    peer.sock.settimeout(10)
+    assert peer.frame() is None  # its answer ends the connection
+    peer.close()

@@ -48,7 +48,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from labkit.server.problem import ProblemError
 from labkit.server.validate import query_integer, query_number
-from labkit.server.websocket import accept
+from labkit.server.websocket import MaskCheck, accept
 
 from .hub import (
     EpochMismatch,
@@ -422,6 +422,8 @@ async def linger_close(request: web.Request, ws: web.WebSocketResponse, code: in
 
     sent = CLOSES_SENT[ws] = _CloseSent(transport)
     transport.write(Frame(Opcode.CLOSE, Close(code, reason[:120]).serialize()).serialize(mask=False))
+    if isinstance(check := transport.get_protocol(), MaskCheck):
+        check.stop_heartbeat()  # no ping after the Close; `timeout` ends a peer that never answers
     try:
         async with asyncio.timeout(timeout):
             await sent.peer_closed.wait()
