@@ -106,7 +106,8 @@ class MaskCheck(asyncio.Protocol):
     rule drops it: the transport is closed, without a Close frame (the client sees 1006), and the
     handler's receive loop ends. So an active peer is never pinged while it talks; an idle one
     gets its first ping after one to two intervals of silence, then one every interval. The timer
-    ends with the connection.
+    ends with the connection, or at `stop_heartbeat` (`sockets.linger_close` calls it once a slow
+    consumer's Close frame is written: no ping follows a Close).
     """
 
     __slots__ = ("inner", "on_unmasked", "ws", "transport", "header", "skip", "unmasked", "seen",
