@@ -1,7 +1,8 @@
 """Route family "workers": which worker process answered, and the list of a cluster's workers.
 
-Every answer carries a `Lab-Worker` header (the worker's number, 1 for a single lab), WebSocket
-upgrades (101) and SSE streams included; the chat welcome message repeats it as `worker`.
+Every answer of a cluster's worker carries a `Lab-Worker` header (the worker's number), WebSocket
+upgrades (101) and SSE streams included (a single lab sends none); the chat welcome message
+repeats the number as `worker`.
 
 - `GET /api/cluster`: the workers of this lab, each `{id, pid, port, connections, alive}`. A worker
   of a cluster reads the list of its peers from the cluster file its parent wrote and asks each one
