@@ -73,3 +73,14 @@ def test_backplane_cost_names_the_cpu_of_every_process_on_each_path(two):
         for part in parts.values():
             assert part["cpu_ms"] >= 0 and (part["core_wait_ms"] is None or part["core_wait_ms"] >= 0)
     assert "worker 2" in scaling.per_message_text(cost, "worker 1 -> Redis -> worker 2")
+
+
+def test_fanout_delays_count_only_events_every_subscriber_got():
+    """An event one subscriber never received has no "last arrival": it is left out and counted,
+    never reported with the delay of those that did get it."""
+    reports = [  # two load processes, 2 subscribers each (4 in all); SEQ 2 reached only 3 of them
+        {"ts": {"1": 10.0, "2": 11.0}, "last": {"1": 10.004, "2": 11.002}, "got": {"1": 2, "2": 2}},
+        {"ts": {"1": 10.0, "2": 11.0}, "last": {"1": 10.006, "2": 11.001}, "got": {"1": 2, "2": 1}},
+    ]
+    delays, incomplete = scaling._last_arrival_delays(reports, subscribers=4)
+    assert [round(d, 3) for d in delays] == [6.0] and incomplete == 1
