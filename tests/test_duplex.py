@@ -75,9 +75,10 @@ def test_the_heartbeat_sentence_is_the_labs_own_or_says_it_is_the_default(lab, m
     from labkit.lessons.duplex import heartbeat_text
     from labkit.server.config import LabConfig
 
-    assert heartbeat_text(lab) == f"a ping every **{lab.config.ws_heartbeat:g} s**"
-    tuned = make_lab(ws_heartbeat=7)
-    assert heartbeat_text(tuned) == "a ping every **7 s**"
+    assert heartbeat_text(lab) == (
+        f"a ping once a socket has been silent for **{lab.config.ws_heartbeat:g} s**")
+    tuned = make_lab(ws_heartbeat=7)  # the lab pings only a silent socket (MaskCheck)
+    assert heartbeat_text(tuned) == "a ping once a socket has been silent for **7 s**"
     room = make_lab(student_tokens=("student-token",), instructor_token="instructor-token")
     joined = lk.join(join_url("127.0.0.1", room.port, "student-token"), sync_clock=False,
                      personal=False)

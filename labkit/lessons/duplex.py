@@ -35,16 +35,18 @@ from labkit.server.listen import Limits, listen
 
 
 def heartbeat_text(lab) -> str:
-    """The lab's WebSocket heartbeat, as lesson 02 states it: this kernel's lab knows its own
+    """The lab's WebSocket heartbeat, as lesson 02 states it (`MaskCheck` pings only a socket
+    that has been silent for an interval): this kernel's lab knows its own
     (`lab.config.ws_heartbeat`); a class server joined with `lk.join` does not publish its own, so
     the sentence gives the kit's default and says the instructor may have set another."""
     from labkit.server.config import LabConfig
 
     config = getattr(lab, "config", None)
     if config is not None:
-        return f"a ping every **{config.ws_heartbeat:g} s**"
-    return (f"a ping every **{LabConfig().ws_heartbeat:g} s** by default (a class server's "
-            "instructor may set another: `labkit serve --limit ws_heartbeat=S`)")
+        return f"a ping once a socket has been silent for **{config.ws_heartbeat:g} s**"
+    return (f"a ping once a socket has been silent for **{LabConfig().ws_heartbeat:g} s** by "
+            "default (a class server's instructor may set another: `labkit serve --limit "
+            "ws_heartbeat=S`)")
 
 
 STREAM_MAX_BODY = 16 * 1024 * 1024
