@@ -56,7 +56,8 @@ def main() -> None:
     print(f"import labkit:                           {t_import * 1000:.1f} ms (median of 5)")
     print(f"lk.start() to first answered request:    {t_start * 1000:.1f} ms (median of 5, goal <= 200)")
     print(f"  of which import aiohttp.web alone:     {t_aiohttp * 1000:.1f} ms (median of 5; "
-          f"labkit's own share: {(t_start - t_aiohttp) * 1000:.1f} ms)")
+          f"labkit's own share, a difference of medians of separate interpreters: "
+          f"{(t_start - t_aiohttp) * 1000:.1f} ms)")
 
 
 if __name__ == "__main__":

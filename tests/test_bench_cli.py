@@ -67,3 +67,16 @@ def test_cluster_table_shows_each_figures_cpu_per_part_escaped():
     first, second = table.split("<tr>")[2:]
     assert "p99 3.00" in first and first.count("p99") == 1  # the side with n >= 100 only
     assert second.endswith("<td></td></tr></table>")  # a figure without CPU: an empty cell
+
+
+def test_a_load_process_that_does_not_end_is_killed_and_one_that_ends_is_reaped():
+    import subprocess
+    import sys
+
+    from labkit.lessons.scaling import _end_load
+
+    hung = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    done = subprocess.Popen([sys.executable, "-c", "print('report')"], stdout=subprocess.PIPE, text=True)
+    _end_load([done, hung], timeout=2.0)
+    assert done.returncode == 0 and hung.returncode is not None and hung.returncode < 0  # killed

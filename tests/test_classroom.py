@@ -702,3 +702,24 @@ def test_max_streams_per_identity_is_a_limit_like_the_others():
     assert parse_limits(["max-streams-per-identity=8"]) == {"max_streams_per_identity": 8}
     with pytest.raises(ValueError):
         parse_limits(["max_streams_per_identity=0"])
+
+
+def test_a_plain_lab_says_it_does_not_list_streams_and_the_dashboard_says_why(lab):
+    """Only the classroom middleware lists open streams, and a lab of one's own has none in its
+    chain: with a socket open, its /api/classroom answers `connections: null` (not an empty list,
+    which would read as "nobody"), and the dashboard names the reason instead of a count."""
+    from labkit.widgets.classroom import render
+
+    async def go():
+        async with aiohttp.ClientSession() as session:
+            feed = await session.ws_connect(f"{lab.ws_url}/ws/chat?name=dana")
+            await feed.receive(timeout=5)  # the welcome: the socket is open and served
+            async with session.get(lab.url + "/api/classroom") as r:
+                status, body = r.status, await r.json()
+            await feed.close()
+            return status, body
+
+    status, body = run(go())
+    assert status == 200 and body["classroom"] is False and body["connections"] is None
+    page = render(body, {})
+    assert "not a class server" in page and "open streams</b>" not in page and "1 in the room" in page

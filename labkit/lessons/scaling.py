@@ -568,6 +568,20 @@ def _cpu_s(pid: int) -> float:
     return times.user + times.system
 
 
+def _end_load(gens: list, timeout: float = 30.0) -> None:
+    """Wait for the load processes (subprocess.Popen) to end (each has reported, or failed before
+    "ready"); one that does not end within `timeout` s is killed, so a run never leaves one
+    behind."""
+    import subprocess
+
+    for gen in gens:
+        try:
+            gen.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            gen.kill()
+            gen.communicate()
+
+
 def _thread_cpu_s(native_id: int | None) -> float:
     """CPU seconds of one thread of this process (the front door's), 0 if unknown."""
     import psutil
@@ -621,8 +635,7 @@ def rest_rate(target, seconds: float = 3.0, concurrency: int = 24, path: str = "
         workers_cpu = sum(_cpu_s(pid) for pid in pids) - workers_before
         front_cpu = 0.0 if direct else _thread_cpu_s(front_thread) - front_before
     finally:
-        for gen in gens:
-            gen.communicate(timeout=30)
+        _end_load(gens)
     done = sum(r["done"] for r in reports)
     load_cpu = sum(r["cpu_s"] for r in reports)
     elapsed = max(r["elapsed_s"] for r in reports)
@@ -900,8 +913,7 @@ def fanout_run(cluster, subscribers: int, events: int, rate_hz: float = 10.0,
         after = (sum(_cpu_s(p) for p in pids), _thread_cpu_s(front_id),
                  sum(_cpu_s(p) for p in redis_pids))
     finally:
-        for gen in gens:
-            gen.communicate(timeout=30)
+        _end_load(gens)
     delays, incomplete = _last_arrival_delays(reports, subscribers)
     cpu = {part: b - a for part, a, b in zip(("workers", "front_door", "redis"), before, after,
                                              strict=True)}

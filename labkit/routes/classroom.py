@@ -53,14 +53,17 @@ def _backlog(request: web.Request) -> int:
 
 @routes.get("/api/classroom")
 async def classroom_stats(request: web.Request) -> web.Response:
-    """Open streams (who, transport, bytes waiting to be sent), chat members and events per topic."""
+    """Open streams (who, transport, bytes waiting to be sent), chat members and events per topic.
+    Streams are listed by the classroom middleware, so only a class server lists them; a lab of
+    one's own answers `connections: null` (not counted, rather than an empty list that would read
+    as "nobody is connected")."""
     now = time.time()
     connections = [
         {"principal": c["principal"], "role": c["role"], "transport": c["transport"],
          "path": c["path"], "name": c["name"], "peer": c["peer"],
          "connected_s": round(now - c["since"], 3), "backlog_bytes": _backlog(c["request"])}
         for c in request.app[CONNECTIONS].values()
-    ]
+    ] if classroom(request.app) else None
     topics = {name: {"published": stats["published"], "subscribers": stats["subscribers"]}
               for name, stats in request.app[HUB].stats().items()}
     return web.json_response({
@@ -185,7 +188,9 @@ OPENAPI_PATHS = {
     "/api/classroom": {"get": {
         "summary": "Who is connected over which transport, and how far behind each one is",
         "operationId": "classroomStats",
-        "responses": {"200": {"description": "Connections, chat members, topics", "content": _JSON},
+        "responses": {"200": {"description": "Connections (null outside classroom mode: only a "
+                                              "class server lists its streams), chat members, topics",
+                              "content": _JSON},
                       **_AUTH_ERRORS},
     }},
     "/api/chat/members/{name}": {"delete": {

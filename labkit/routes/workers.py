@@ -184,7 +184,8 @@ OPENAPI_PATHS = {
                             "description": "1: only the worker that answers (no peers asked)",
                             "schema": {"type": "string", "enum": ["0", "1", "true", "false"]}}],
             "responses": {"200": {
-                "description": "`worker` is the one that answered (also in the Lab-Worker header)",
+                "description": "`worker` is the one that answered (also in the Lab-Worker header "
+                               "of a cluster's worker)",
                 "content": {"application/json": {"schema": {"type": "object", "properties": {
                     "worker": {"type": "integer"}, "backplane": {"type": ["string", "null"]},
                     "balance": {"type": ["string", "null"]},

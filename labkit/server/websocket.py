@@ -334,7 +334,8 @@ class LabWebSocket(web.WebSocketResponse):
 
 def _drop_http_parser(request: web.Request) -> None:
     """Let go of the connection's HTTP parser once it carries WebSocket frames: aiohttp keeps it
-    for the connection's life (about 0.75 KiB), though after the upgrade every byte goes to the
+    for the connection's life (about 0.6 KiB of Python heap; 1.6 KiB of RSS per idle socket
+    measured with `scaling.idle_memory`), though after the upgrade every byte goes to the
     frame reader and aiohttp touches the parser only where it checks it is not None."""
     protocol = request.protocol
     if getattr(protocol, "_parser", None) is not None and getattr(protocol, "_payload_parser", None):

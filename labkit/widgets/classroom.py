@@ -32,7 +32,12 @@ def rates(previous: dict | None, current: dict) -> dict[str, float]:
 
 
 def render(stats: dict, per_second: dict[str, float]) -> str:
-    """The dashboard as HTML: transports, events per second, the slowest members."""
+    """The dashboard as HTML: transports, events per second, the slowest members. (A lab of one's
+    own lists no streams: `connections` is null there, and the dashboard says so.)"""
+    if stats["connections"] is None:
+        return ("<b>This lab is not a class server</b>: only a class server (<code>labkit serve "
+                "--classroom</code>) lists its open streams; chat: "
+                f"{len(stats['chat_members'])} in the room.")
     by_transport: dict[str, int] = {}
     for conn in stats["connections"]:
         by_transport[conn["transport"]] = by_transport.get(conn["transport"], 0) + 1
