@@ -279,3 +279,22 @@ def test_echo_streams_large_answers_whole(api):
     reply = api.get("/api/echo?size=1048576")
     assert reply.status == 200 and reply.body == b"x" * 1048576
     assert reply.headers["Content-Length"] == "1048576"
+
+
+def test_a_missing_file_at_start_is_named_not_called_a_bind_error(monkeypatch):
+    """A start that fails on a file (here the TLS certificate) says which file, instead of
+    "Cannot bind 127.0.0.1:0", which would send the student after the wrong problem."""
+    import errno
+
+    import labkit.net.tls as tls
+    from labkit.server.config import LabConfig
+    from labkit.server.runner import LabServer, LabStartError
+
+    def missing():
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", "certs/lab.pem")
+
+    monkeypatch.setattr(tls, "server_ssl_context", missing)
+    with pytest.raises(LabStartError) as caught:
+        LabServer(LabConfig(tls=True)).start()
+    assert "could not start" in str(caught.value) and "certs/lab.pem" in str(caught.value)
+    assert "Cannot bind" not in str(caught.value)

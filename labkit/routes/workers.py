@@ -150,8 +150,9 @@ async def counter(request: web.Request) -> web.Response:
 
     try:
         body = load_json(await request.read())
-    except ValueError:
-        raise ProblemError(400, 'send JSON such as {"store": "shared"}') from None
+    except ValueError as exc:  # JSONInputError says why (depth, a too-long number, ...)
+        raise ProblemError(400, f'not JSON the lab accepts ({exc}); send JSON such as '
+                                '{"store": "shared"}') from None
     store = body.get("store") if isinstance(body, dict) else None
     if store not in ("memory", "shared"):
         raise ProblemError(422, '"store" must be "memory" or "shared"',

@@ -195,6 +195,8 @@ class LabServer:
             return f"Cannot bind {where}: this machine has no such address. Use 127.0.0.1."
         if exc.errno == errno.EACCES:
             return f"Not allowed to bind {where}: ports below 1024 need privileges; pick a higher port."
+        if exc.filename is not None:  # not the socket: a file the start needed (data, certificate)
+            return f"The lab server could not start: {exc.strerror or exc}: {exc.filename!r}"
         return f"Cannot bind {where}: {exc.strerror or exc}"
 
     async def _serve(self) -> None:
