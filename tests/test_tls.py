@@ -79,3 +79,30 @@ def test_kit_clients_trust_a_tls_lab_by_default(make_lab):
     with RestClient(lab) as api, WsClient(lab, "/ws/echo") as ws:
         assert api.get("/healthz").json() == {"status": "ok"}
         assert ws.echo("over tls")[0] == "over tls"
+
+
+def test_a_trusted_ca_file_deleted_later_breaks_no_client(tmp_path, monkeypatch):
+    """`lk.join(url, ca=path)` trusts a class server's CA; the file may go away afterwards (the
+    class server's own copy is removed when it stops). Every later TLS client, including a lab's
+    own (its bank trusts the lab's CA), must still be made, trusting that CA."""
+    import ssl
+
+    import trustme
+
+    from labkit.net import tls
+
+    monkeypatch.setattr(tls, "_trusted_pems", [])
+    other = trustme.CA(organization_name="another class server")
+    path = tmp_path / "class-ca.pem"
+    other.cert_pem.write_to_path(str(path))
+    tls.trust_file(path)
+    tls.trust_file(path)  # twice: kept once
+    path.unlink()
+    context = tls.client_ssl_context()
+    issuers = [dict(x[0] for x in cert["subject"]).get("organizationName")
+               for cert in context.get_ca_certs()]
+    assert issuers.count("another class server") == 1 and "labkit local CA" in issuers
+    (tmp_path / "not-a-ca.pem").write_text("hello")
+    with pytest.raises(ssl.SSLError):
+        tls.trust_file(tmp_path / "not-a-ca.pem")
+    assert len(tls._trusted_pems) == 1

@@ -46,21 +46,24 @@ def client_ssl_context() -> ssl.SSLContext:
     """
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     authority().configure_trust(context)
-    for path in _trusted_files:
-        context.load_verify_locations(cafile=path)
+    for pem in _trusted_pems:
+        context.load_verify_locations(cadata=pem)
     return context
 
 
-_trusted_files: list[str] = []
+_trusted_pems: list[str] = []
+"""CA certificates (PEM text) `trust_file` added, trusted by every `client_ssl_context()`."""
 
 
 def trust_file(path) -> None:
     """Also trust the CA certificate in `path` (PEM): the CA of a class server on another machine,
-    handed out by the instructor (`labkit serve --classroom --tls`)."""
-    path = str(Path(path).resolve())
-    ssl.create_default_context(cafile=path)  # fails here, clearly, if the file is not a CA PEM
-    if path not in _trusted_files:
-        _trusted_files.append(path)
+    handed out by the instructor (`labkit serve --classroom --tls`). Its contents are kept, not its
+    path: a file deleted or moved later (a download folder cleaned up) does not break every TLS
+    client made after it."""
+    pem = Path(path).read_text(encoding="ascii")
+    ssl.create_default_context(cadata=pem)  # fails here, clearly, if the file is not a CA PEM
+    if pem not in _trusted_pems:
+        _trusted_pems.append(pem)
 
 
 @functools.cache
