@@ -114,12 +114,18 @@ def jupyterlab(workdir: Path, root: Path, token: str, *options: str, base_url: s
                 pytest.fail("JupyterLab did not start:\n" + log_path.read_text()[-3000:])
             yield port
         finally:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(15)
+            stop(proc)
+
+
+def stop(proc: subprocess.Popen, timeout: float = 15) -> None:
+    """End a server process the tests started: SIGTERM, then SIGKILL if it is still there after
+    `timeout` seconds; never leaves it running."""
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout)
 
 
 @pytest.fixture(scope="session")

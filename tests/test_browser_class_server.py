@@ -35,6 +35,7 @@ from browser import (
     open_page,
     run_cell,
     screenshot,
+    stop,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(400)]
@@ -79,11 +80,7 @@ def setting(tmp_path_factory):
                    "joined": workdir / "xdg" / "labkit" / "joined.json",
                    "instructor": (workdir / "instructor-token").read_text().strip()}
     finally:
-        server.terminate()
-        try:
-            server.wait(15)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop(server)
 
 
 @pytest.fixture(scope="module")

@@ -119,6 +119,22 @@ def test_a_late_head_after_a_served_request_still_gets_408():
         assert json.loads(body)["status"] == 408
 
 
+def test_after_a_408_the_server_half_closes_and_reads_what_the_client_still_sends():
+    """RFC 9112 9.6: a server that closed at once would answer the client's further bytes with an
+    RST (the kernel resets a socket closed with unread input), which can destroy the 408 before it
+    is read. The lab sends the 408, then its FIN, and reads and drops what still comes, so a
+    client that keeps writing (a slow head) reads the whole 408, then the end, and is not reset."""
+    with LabServer(LabConfig(head_timeout=0.5)) as lab:
+        with socket.create_connection(("127.0.0.1", lab.port), timeout=WAIT_S) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nX-Slow: ")
+            answer = _read_answer(sock)  # the 408, then EOF: our side is done, theirs is open
+            for _ in range(3):  # a full close would have reset the connection by the second one
+                sock.sendall(b"a" * 1000)
+                time.sleep(0.1)
+            assert sock.recv(10) == b""  # still the clean end of the stream, not ECONNRESET
+        assert answer.startswith(b"HTTP/1.1 408") and json.loads(answer.partition(b"\r\n\r\n")[2])
+
+
 def test_an_idle_kept_alive_connection_is_not_cut_by_the_head_clock():
     with (LabServer(LabConfig(head_timeout=0.5)) as lab,
           socket.create_connection(("127.0.0.1", lab.port), timeout=WAIT_S) as sock):

@@ -37,6 +37,9 @@ from .problem import PROBLEM_TYPE, title
 
 log = logging.getLogger("labkit.server")
 
+LINGER_S = 2.0
+"""After a 408 and our half-close, the longest the client's further bytes are read and dropped."""
+
 STOP_TIMEOUT_S = 0.5
 """Seconds a stopping server gives running handlers to finish."""
 
@@ -66,7 +69,7 @@ class GuardedRequestHandler(RequestHandler):
     """
 
     __slots__ = ("head_timeout", "write_timeout", "head_timer", "write_timer", "in_flight",
-                 "heads", "head_since", "_on_lost", "__weakref__")
+                 "heads", "head_since", "lingering", "_on_lost", "__weakref__")
 
     def __init__(self, manager, *, head_timeout: float, write_timeout: float, **kwargs):
         super().__init__(manager, **kwargs)
@@ -80,6 +83,8 @@ class GuardedRequestHandler(RequestHandler):
         self.head_since: float | None = None
         """Loop time at which the awaited head's clock started (None: no head is awaited)."""
         self._on_lost: Callable[[GuardedRequestHandler], None] | None = None
+        self.lingering = False
+        """A 408 was sent and our side half-closed: what the client still sends is discarded."""
 
     def set_on_lost(self, callback: Callable[[GuardedRequestHandler], None]) -> None:
         """Called with this handler when its connection ends (`listen()` frees its slot)."""
@@ -109,6 +114,8 @@ class GuardedRequestHandler(RequestHandler):
         self.in_flight -= 1
 
     def data_received(self, data: bytes) -> None:
+        if self.lingering:
+            return  # after a 408: read and dropped, so the client's bytes cause no RST
         if self.in_flight == 0 and self.head_since is None and self.transport is not None:
             self._start_head_clock()  # the first bytes of the next request on a kept-alive connection
         super().data_received(data)
@@ -124,10 +131,25 @@ class GuardedRequestHandler(RequestHandler):
             self.head_timer = loop.call_at(due, self._head_check)
             return
         self.head_since = None
-        self.transport.write(_problem_bytes(
+        transport = self.transport
+        transport.write(_problem_bytes(
             408, f"No complete request head arrived within {self.head_timeout:g} s.")
         )
-        self.force_close()  # closes the transport once the 408 is flushed
+        if not transport.can_write_eof():  # TLS: no half-close; close once the 408 is flushed
+            self.force_close()
+            return
+        # RFC 9112 9.6: a client still sending (a slow head is still arriving) would get an RST
+        # for bytes the server never reads, and an RST can destroy the 408 before the client
+        # read it. So: the 408, then our FIN; the client's further bytes are read and dropped
+        # until it closes its side, or LINGER_S at most.
+        transport.write_eof()
+        self.lingering = True
+        self.head_timer = loop.call_later(LINGER_S, self.force_close)
+
+    def eof_received(self) -> None:
+        if self.lingering:  # the client read the 408 and closed too: the connection is done
+            self.force_close()
+        super().eof_received()
 
     def pause_writing(self) -> None:
         super().pause_writing()  # the peer is not reading: our send buffer is full
