@@ -64,16 +64,6 @@ def connections_to(port: int) -> int:
     return count
 
 
-def wait_for(predicate, limit_s: float, step_s: float = 0.1) -> bool:
-    """Whether `predicate()` became true within `limit_s` seconds (polled every `step_s`)."""
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step_s)
-    return predicate()
-
-
 def reply_to(client, msg_id: str, timeout: float = 60) -> dict:
     """The execute_reply of `msg_id` (other replies are skipped)."""
     deadline = time.monotonic() + timeout

@@ -24,8 +24,8 @@ from kernel_session import (
     hub_subscribers,
     reply_to,
     run,
-    wait_for,
 )
+from waiting import wait_until
 
 pytestmark = pytest.mark.notebook
 
@@ -73,7 +73,7 @@ def test_interrupting_the_longest_cell_leaves_no_connection(lesson):
         assert hub_subscribers(url) == {} and connections_to(port) == 0
 
         msg_id = client.execute(cell_source(path, long_cell))
-        assert wait_for(lambda: connections_to(port) > 0, 60), "the cell never reached the lab"
+        wait_until(lambda: connections_to(port) > 0, 60)
         time.sleep(1.5)  # well inside the cell (it runs several seconds in normal mode)
         during = connections_to(port)
         assert emulators_of(kernel_pid) >= 1   # the cell talks through an emulated link
@@ -83,15 +83,16 @@ def test_interrupting_the_longest_cell_leaves_no_connection(lesson):
 
         # every connection the cell opened is closed, the emulator's process is gone, and the
         # lab's hub has no subscriber; a bounded wait lets the last closes land
-        assert wait_for(lambda: connections_to(port) == 0, 20), (during, connections_to(port))
-        assert wait_for(lambda: emulators_of(kernel_pid) == 0, 20), emulators_of(kernel_pid)
+        wait_until(lambda: connections_to(port) == 0, 20,
+                   what=f"no connection left after the interrupt ({during} during the cell)")
+        wait_until(lambda: emulators_of(kernel_pid) == 0, 20)
         assert hub_subscribers(url) == {}
         time.sleep(2)  # and nothing the cell started comes back
         assert connections_to(port) == 0 and hub_subscribers(url) == {}
         # the kernel is usable again, and the cell runs to its end after the interrupt
         assert run(client, "print(lab.running)").strip() == "True"
         run(client, cell_source(path, long_cell), timeout=180)
-        assert wait_for(lambda: connections_to(port) == 0, 20), connections_to(port)
+        wait_until(lambda: connections_to(port) == 0, 20)
     finally:
         client.stop_channels()
         manager.shutdown_kernel(now=True)

@@ -23,8 +23,8 @@ from kernel_session import (
     hub_subscribers,
     reply_to,
     run,
-    wait_for,
 )
+from waiting import wait_until
 
 pytestmark = pytest.mark.notebook
 
@@ -60,7 +60,7 @@ def test_interrupting_the_longest_cell_leaves_no_connection(lesson):
         assert hub_subscribers(url) == {}
 
         msg_id = client.execute(cell_source(path, long_cell))
-        assert wait_for(lambda: started(hub_subscribers(url)), 90), hub_subscribers(url)
+        wait_until(lambda: started(hub_subscribers(url)), 90)
         time.sleep(1.0)  # well inside the cell (it runs 10 s or more in normal mode)
         during = hub_subscribers(url)
         manager.interrupt_kernel()
@@ -69,9 +69,9 @@ def test_interrupting_the_longest_cell_leaves_no_connection(lesson):
 
         # every socket the cell opened is closed (the clients' side, and the lab's count); a
         # bounded wait lets the lab see the last closes
-        assert wait_for(lambda: connections_to(port) == 0, 20), connections_to(port)
+        wait_until(lambda: connections_to(port) == 0, 20)
         publish_one(url)
-        assert wait_for(lambda: hub_subscribers(url) == {}, 20), (during, hub_subscribers(url))
+        wait_until(lambda: hub_subscribers(url) == {}, 20)
         time.sleep(2)  # and no reconnect loop brings any of them back
         assert hub_subscribers(url) == {} and connections_to(port) == 0, (during, hub_subscribers(url))
         # the kernel is usable again and its lab still answers

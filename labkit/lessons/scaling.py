@@ -568,6 +568,14 @@ def _cpu_s(pid: int) -> float:
     return times.user + times.system
 
 
+def _wait_ready(gens: list, what: str) -> None:
+    """Wait for each load process (subprocess.Popen) to print "ready" (its connections are open)."""
+    for gen in gens:
+        assert gen.stdout is not None
+        if gen.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"{what} did not start")
+
+
 def _end_load(gens: list, timeout: float = 30.0) -> None:
     """Wait for the load processes (subprocess.Popen) to end (each has reported, or failed before
     "ready"); one that does not end within `timeout` s is killed, so a run never leaves one
@@ -613,10 +621,7 @@ def rest_rate(target, seconds: float = 3.0, concurrency: int = 24, path: str = "
          "_load_main(sys.argv[1:])", ",".join(urls), str(seconds), str(share), path],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for share in shares if share]
     try:
-        for gen in gens:
-            assert gen.stdout is not None
-            if gen.stdout.readline().strip() != "ready":
-                raise RuntimeError("a load generator did not start")
+        _wait_ready(gens, "a load generator")
         front = getattr(target, "front", None)
         front_thread = getattr(front, "thread_id", None)
         pids = [w.pid for w in target.workers]
@@ -887,10 +892,7 @@ def fanout_run(cluster, subscribers: int, events: int, rate_hz: float = 10.0,
          str(timeout)], stdout=subprocess.PIPE, text=True) for share in shares if share]
     reports = []
     try:
-        for gen in gens:
-            assert gen.stdout is not None
-            if gen.stdout.readline().strip() != "ready":
-                raise RuntimeError("a fan-out load process did not start")
+        _wait_ready(gens, "a fan-out load process")
         redis = getattr(cluster, "redis", None)
         redis_pids = [c.pid for c in psutil.Process(redis.pid).children()] if redis else []
         front_id = getattr(getattr(cluster, "front", None), "thread_id", None)
