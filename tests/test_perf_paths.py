@@ -135,6 +135,23 @@ def test_after_a_408_the_server_half_closes_and_reads_what_the_client_still_send
         assert answer.startswith(b"HTTP/1.1 408") and json.loads(answer.partition(b"\r\n\r\n")[2])
 
 
+def test_after_a_late_bodys_408_the_server_half_closes_and_reads_what_the_client_still_sends():
+    """The same rule for a body that does not arrive in time: the 408 (saying Connection: close),
+    our FIN, and the rest of the body read and dropped, so the client is not reset."""
+    with LabServer(LabConfig(body_timeout=0.5)) as lab:
+        with socket.create_connection(("127.0.0.1", lab.port), timeout=WAIT_S) as sock:
+            sock.sendall(b"POST /api/echo HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                         b"Content-Length: 100000\r\n\r\nab")
+            answer = _read_answer(sock)
+            for _ in range(3):  # the body goes on arriving after the 408
+                sock.sendall(b"c" * 1000)
+                time.sleep(0.1)
+            assert sock.recv(10) == b""  # the clean end of the stream, not ECONNRESET
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408") and b"connection: close" in head.lower()
+        assert json.loads(body)["detail"] == "The request body did not arrive within 0.5 s."
+
+
 def test_an_idle_kept_alive_connection_is_not_cut_by_the_head_clock():
     with (LabServer(LabConfig(head_timeout=0.5)) as lab,
           socket.create_connection(("127.0.0.1", lab.port), timeout=WAIT_S) as sock):

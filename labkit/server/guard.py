@@ -131,20 +131,29 @@ class GuardedRequestHandler(RequestHandler):
             self.head_timer = loop.call_at(due, self._head_check)
             return
         self.head_since = None
-        transport = self.transport
-        transport.write(_problem_bytes(
+        self.transport.write(_problem_bytes(
             408, f"No complete request head arrived within {self.head_timeout:g} s.")
         )
-        if not transport.can_write_eof():  # TLS: no half-close; close once the 408 is flushed
+        self.linger()
+
+    def linger(self) -> None:
+        """End the connection after a 408 (a late head, or a late body) has been written.
+
+        RFC 9112 9.6: a client still sending (its slow head or body is still arriving) would get
+        an RST for bytes the server never reads, and an RST can destroy the 408 before the client
+        read it. So: our FIN; the client's further bytes are read and dropped until it closes its
+        side, or LINGER_S at most. TLS has no half-close: closed once the 408 is flushed."""
+        transport = self.transport
+        if transport is None or self.lingering:
+            return
+        if not transport.can_write_eof():
             self.force_close()
             return
-        # RFC 9112 9.6: a client still sending (a slow head is still arriving) would get an RST
-        # for bytes the server never reads, and an RST can destroy the 408 before the client
-        # read it. So: the 408, then our FIN; the client's further bytes are read and dropped
-        # until it closes its side, or LINGER_S at most.
         transport.write_eof()
         self.lingering = True
-        self.head_timer = loop.call_later(LINGER_S, self.force_close)
+        if self.head_timer is not None:
+            self.head_timer.cancel()
+        self.head_timer = asyncio.get_running_loop().call_later(LINGER_S, self.force_close)
 
     def eof_received(self) -> None:
         if self.lingering:  # the client read the 408 and closed too: the connection is done
@@ -240,10 +249,15 @@ async def _with_body_deadline(request: web.Request, handler, limit: float):
                 body=json.dumps({"type": "about:blank", "title": title(408), "status": 408,
                                  "detail": f"The request body did not arrive within {limit:g} s."}),
             )
-            # Sent now, then the connection closes: waiting for the rest is what timed out.
+            # Sent now, then the connection ends: waiting for the rest is what timed out.
+            response.force_close()  # (says "Connection: close")
             await response.prepare(request)
             await response.write_eof()
-            request.protocol.force_close()
+            protocol = request.protocol
+            if isinstance(protocol, GuardedRequestHandler):
+                protocol.linger()  # the body still arriving is read and dropped, not reset
+            else:
+                protocol.force_close()
             return response
     return await handler(request)
 
