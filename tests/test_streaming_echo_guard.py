@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 
 import pytest
 
@@ -63,3 +64,18 @@ def test_a_foreign_host_gets_403_problem_json_and_no_echo(echo, host):
 def test_a_loopback_host_is_served(echo, host):
     ok = _exchange(echo.port, b"POST / HTTP/1.1\r\nHost: " + host + b"\r\nContent-Length: 2\r\n\r\nhi")
     assert ok.startswith(b"HTTP/1.1 200") and ok.endswith(b"2\r\nhi\r\n0\r\n\r\n")
+
+
+def test_a_refused_body_still_arriving_does_not_reset_the_answer(echo):
+    """After the 403 the server half-closes and drops the rest of the body, so a client still
+    sending reads the whole answer and then a clean end, not ECONNRESET (RFC 9112 9.6)."""
+    with socket.create_connection(("127.0.0.1", echo.port), timeout=15) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: evil.example\r\nContent-Length: 100000\r\n\r\nab")
+        got = b""
+        while not got.endswith(b"}"):
+            got += sock.recv(4096)
+        for _ in range(3):  # the body goes on arriving after the 403
+            sock.sendall(b"c" * 1000)
+            time.sleep(0.1)
+        assert sock.recv(10) == b""
+    assert got.startswith(b"HTTP/1.1 403") and b"connection: close" in got.lower()

@@ -72,6 +72,9 @@ class StreamingEcho(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.received = 0
         self.head_timer: asyncio.TimerHandle | None = None
+        """The head deadline; after an error answer, the end of the linger."""
+        self.ending = False
+        """An error answer was sent and our side half-closed: what still arrives is dropped."""
 
     def connection_made(self, transport) -> None:
         from labkit.server.config import HEAD_TIMEOUT_S
@@ -98,10 +101,30 @@ class StreamingEcho(asyncio.Protocol):
                 ("Connection", "close")]))
             self._send(h11.Data(data=body))
             self._send(h11.EndOfMessage())
-        if self.transport is not None:
-            self.transport.close()
+        self._linger()
+
+    def _linger(self) -> None:
+        """After an error answer, end the connection as the lab's guard does (`guard.LINGER_S`):
+        our FIN, then what the client still sends (the rest of a refused body) is read and dropped
+        until it closes its side. Closing at once would make the kernel answer those bytes with an
+        RST, which can destroy the answer before the client read it (RFC 9112 9.6)."""
+        from labkit.server.guard import LINGER_S
+
+        transport = self.transport
+        if transport is None or self.ending:
+            return
+        self.ending = True
+        if self.head_timer is not None:
+            self.head_timer.cancel()
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        self.head_timer = asyncio.get_running_loop().call_later(LINGER_S, transport.close)
 
     def data_received(self, data: bytes) -> None:
+        if self.ending:
+            return  # after an error answer: read and dropped
         h11 = self.h11
         self.conn.receive_data(data)
         while True:
@@ -142,8 +165,9 @@ class StreamingEcho(asyncio.Protocol):
                 return
 
     def eof_received(self) -> bool:
-        self.conn.receive_data(b"")
-        return False
+        if not self.ending:
+            self.conn.receive_data(b"")
+        return False  # (then the transport closes)
 
     def pause_writing(self) -> None:
         if self.transport is not None:
