@@ -291,6 +291,22 @@ def test_stop_ends_idle_connections_and_frees_the_port(alpn, caplog):
     assert [r.getMessage()[:80] for r in caplog.records if r.levelname == "ERROR"] == []
 
 
+def test_stopped_servers_leave_no_certificate_folder_nor_exit_hook():
+    """Each start makes a folder for the server's certificate; stop removes it and forgets it, so a
+    kernel that starts lesson 10's servers many times does not pile up exit hooks or folders."""
+    from labkit.lessons.beyond_http1 import servers as module
+
+    before = set(module._LIVE_FOLDERS)  # (the module's shared servers may be running)
+    folders = []
+    for _ in range(2):
+        with VersionServers(quic=False):
+            (folder,) = module._LIVE_FOLDERS - before
+            assert (folder / "server.pem").is_file()
+            folders.append(folder)
+        assert before == module._LIVE_FOLDERS and not folder.exists()
+    assert folders[0] != folders[1]
+
+
 class _EchoSink(asyncio.DatagramProtocol):
     def __init__(self):
         self.received: list[bytes] = []

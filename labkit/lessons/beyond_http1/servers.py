@@ -54,6 +54,14 @@ from ...server.websocket import origin_allowed
 MAX_BYTES = 1 << 20
 """Largest `?size=` and WebSocket message, as in the lab."""
 NOTE = {"id": 1, "title": "beyond HTTP/1.1", "body": "a small resource, the same over every protocol"}
+_LIVE_FOLDERS: set[Path] = set()
+"""Certificate folders of servers still running; one exit hook removes what a kernel left."""
+
+
+@atexit.register
+def _remove_live_folders() -> None:
+    for folder in list(_LIVE_FOLDERS):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _problem(status: int, detail: str) -> tuple[int, bytes]:
@@ -196,6 +204,7 @@ class VersionServers:
             self._loop = None
             if self._folder is not None:
                 shutil.rmtree(self._folder, ignore_errors=True)
+                _LIVE_FOLDERS.discard(self._folder)
                 self._folder = None
 
     def __enter__(self) -> VersionServers:
@@ -208,7 +217,7 @@ class VersionServers:
         from hypercorn.config import Config
 
         self._folder = Path(tempfile.mkdtemp(prefix="labkit-h3-"))
-        atexit.register(shutil.rmtree, self._folder, ignore_errors=True)  # a kernel that never stops
+        _LIVE_FOLDERS.add(self._folder)  # removed at exit if the kernel never stops the servers
         cert = tls.authority().issue_cert(*tls.HOSTS)
         pem = self._folder / "server.pem"
         cert.private_key_and_cert_chain_pem.write_to_path(str(pem))
