@@ -15,6 +15,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from labkit.course.kernels import start_kernel
+
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
 
@@ -77,14 +79,8 @@ class Kernel:
     """A real python3 kernel in normal mode (LABKIT_QUICK unset), working in notebooks/."""
 
     def __init__(self):
-        from jupyter_client.manager import KernelManager
-
         env = {k: v for k, v in os.environ.items() if k != "LABKIT_QUICK"}  # normal mode
-        self.km = KernelManager(kernel_name="python3")
-        self.km.start_kernel(env=env, cwd=str(NOTEBOOKS))
-        self.kc = self.km.client()
-        self.kc.start_channels()
-        self.kc.wait_for_ready(timeout=60)
+        self.km, self.kc = start_kernel(env=env, cwd=str(NOTEBOOKS))
 
     def run(self, code: str, *, interrupt_after: str | None = None,
             interrupt_at_output: int | None = None, interrupt_after_s: float | None = None,

@@ -38,6 +38,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
 from labkit._env import environment
+from labkit.course.kernels import AsyncIpcKernelManager
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS_DIR = ROOT / "notebooks"
@@ -264,6 +265,7 @@ def execute_lesson(path: Path, kernel: Kernel, verdicts: Path) -> tuple[nbformat
     with environment(env):
         try:
             NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name=kernel.name, allow_errors=False,
+                           kernel_manager_class=AsyncIpcKernelManager,
                            store_widget_state=False,
                            resources={"metadata": {"path": str(NOTEBOOKS_DIR)}}).execute()
         except (CellExecutionError, CellTimeoutError, DeadKernelError) as exc:

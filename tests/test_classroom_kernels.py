@@ -9,8 +9,9 @@ import tempfile
 import time
 
 import pytest
-from jupyter_client.manager import start_new_kernel
 from kernel_session import run as execute
+
+from labkit.course.kernels import start_kernel
 
 pytestmark = pytest.mark.notebook
 
@@ -33,7 +34,7 @@ def class_server():
 def test_two_kernels_share_one_room(class_server):
     # two students: two machines, so each kernel keeps its personal class token in its own folder
     homes = [tempfile.mkdtemp(prefix="student-", dir=os.environ["XDG_CONFIG_HOME"]) for _ in range(2)]
-    kernels = [start_new_kernel(kernel_name="python3", env={**os.environ, "XDG_CONFIG_HOME": home})
+    kernels = [start_kernel(env={**os.environ, "XDG_CONFIG_HOME": home})
                for home in homes]
     try:
         (_, a), (_, b) = kernels

@@ -197,10 +197,10 @@ def test_no_orphan_process_after_the_parent_is_killed(backplane):
 
 def test_no_orphan_process_after_the_kernel_is_killed():
     need_redis()
-    from jupyter_client.manager import start_new_kernel
+    from labkit.course.kernels import start_kernel
 
     outputs: list = []
-    manager, client = start_new_kernel(kernel_name="python3")
+    manager, client = start_kernel()
     try:
         reply = client.execute_interactive(
             "import labkit as lk, json\n"

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-from jupyter_client.manager import start_new_kernel
 from kernel_session import (
     NOTEBOOKS,
     cell_source,
@@ -26,6 +25,8 @@ from kernel_session import (
     run,
 )
 from waiting import wait_until
+
+from labkit.course.kernels import start_kernel
 
 pytestmark = pytest.mark.notebook
 
@@ -60,7 +61,7 @@ SETUP = {"03": "sizes = lk.pick([64, 16384], [16, 1024, 16384, 65536])"}
 def test_interrupting_the_longest_cell_leaves_no_connection(lesson):
     path, lab_cell, before, long_cell = CASES[lesson]
     env = {k: v for k, v in os.environ.items() if k != "LABKIT_QUICK"}  # normal mode: long cells
-    manager, client = start_new_kernel(kernel_name="python3", env=env, cwd=str(NOTEBOOKS))
+    manager, client = start_kernel(env=env, cwd=str(NOTEBOOKS))
     try:
         run(client, cell_source(path, lab_cell), timeout=120)
         for cell in before:

@@ -15,7 +15,6 @@ import time
 import urllib.request
 
 import pytest
-from jupyter_client.manager import start_new_kernel
 from kernel_session import (
     NOTEBOOKS,
     cell_source,
@@ -25,6 +24,8 @@ from kernel_session import (
     run,
 )
 from waiting import wait_until
+
+from labkit.course.kernels import start_kernel
 
 pytestmark = pytest.mark.notebook
 
@@ -52,7 +53,7 @@ CASES = {
 def test_interrupting_the_longest_cell_leaves_no_connection(lesson):
     path, lab_cell, long_cell, started = CASES[lesson]
     env = {k: v for k, v in os.environ.items() if k != "LABKIT_QUICK"}  # normal mode: long cells
-    manager, client = start_new_kernel(kernel_name="python3", env=env, cwd=str(NOTEBOOKS))
+    manager, client = start_kernel(env=env, cwd=str(NOTEBOOKS))
     try:
         run(client, cell_source(path, lab_cell), timeout=120)
         url = run(client, "print(lab.url)").strip()

@@ -29,6 +29,7 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from notebook_runner import CELL_TIMEOUT_S, LESSON_TIMEOUT_S, LESSONS, NOTEBOOKS_DIR, error_outputs
 
 from labkit._env import environment
+from labkit.course.kernels import AsyncIpcKernelManager
 
 pytestmark = pytest.mark.notebook
 
@@ -79,6 +80,7 @@ def test_lesson_runs_on_a_class_server(path, class_server, lesson_kernel, tmp_pa
     with environment(env):
         try:
             NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name=lesson_kernel.name, allow_errors=True,
+                           kernel_manager_class=AsyncIpcKernelManager,
                            store_widget_state=False,
                            resources={"metadata": {"path": str(NOTEBOOKS_DIR)}}).execute()
         except (CellTimeoutError, DeadKernelError) as exc:

@@ -90,6 +90,8 @@ def execute(path: Path, timeout: int = 600, *, quick: bool = False, cache: Path 
     from nbclient import NotebookClient
     from nbformat.v4 import new_code_cell
 
+    from labkit.course.kernels import AsyncIpcKernelManager
+
     cached = cache / cache_key(path, quick) if cache is not None else None
     if cached is not None and cached.exists():
         return nbformat.read(cached, as_version=4)
@@ -98,6 +100,7 @@ def execute(path: Path, timeout: int = 600, *, quick: bool = False, cache: Path 
     env = {"LABKIT_QUICK": "1" if quick else "0", "LABKIT_PLOTLYJS": "external",
            "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=False,
+                            kernel_manager_class=AsyncIpcKernelManager,
                             store_widget_state=False,  # live widgets' state holds a plotly.js each
                             resources={"metadata": {"path": str(path.parent)}})
     with environment(env):

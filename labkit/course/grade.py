@@ -215,6 +215,8 @@ def run_notebook(nb, folder: Path, results: Path, timeout: int = CELL_TIMEOUT_S
     from nbclient.exceptions import DeadKernelError
     from nbformat.v4 import new_code_cell
 
+    from labkit.course.kernels import AsyncIpcKernelManager
+
     nb.cells.insert(0, new_code_cell(RECORDER_CELL, id=RECORDER_ID))
     nb.cells.append(new_code_cell(AUDIT_CELL, id=AUDIT_ID))
     verdicts: list[dict] = []
@@ -237,6 +239,7 @@ def run_notebook(nb, folder: Path, results: Path, timeout: int = CELL_TIMEOUT_S
     with environment(env):
         try:
             NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
+                           kernel_manager_class=AsyncIpcKernelManager,
                            on_cell_executed=collect,
                            resources={"metadata": {"path": str(folder)}}).execute()
         except DeadKernelError as exc:
