@@ -39,7 +39,7 @@ lab: $(if $(LOCK),$(LOCK_STAMP),$(LAB_STAMP))
 test: $(TEST_STAMP)
 	$(BIN)/ruff check labkit tests benchmarks notebooks
 	$(BIN)/mypy labkit
-	$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=25
+	$(BIN)/python -m pytest -n 4 --dist loadgroup --durations=25
 
 bench: $(LAB_STAMP)
 	$(BIN)/python benchmarks/echo_floor.py

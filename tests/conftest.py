@@ -82,7 +82,7 @@ def make_lab(tmp_path):
 
 
 # -- pytest-xdist: what runs on one worker, one test at a time ----------------------------------------
-# `make test` runs `-n 2 --dist loadgroup`. Tests that are timing-sensitive (the emulator's delays,
+# `make test` runs `-n 4 --dist loadgroup`. Tests that are timing-sensitive (the emulator's delays,
 # browsers) or heavy (hundreds of connections, clusters of processes, two kernels at once) share the
 # xdist group "serial": they run one after another on one worker, never two of them side by side.
 SERIAL_MODULES = {
@@ -99,11 +99,11 @@ SERIAL_TESTS = {
 }
 
 
-# The order the other worker takes the rest in: `--dist loadgroup` hands the group "serial" (the
+# The order the other workers take the rest in: `--dist loadgroup` hands the group "serial" (the
 # largest unit) to one worker and then the other tests one by one in collection order, so the longest
-# ones go first and the run ends on short tests on both workers (instead of one worker finishing a
-# lesson run alone). The interrupt tests lead: they use this venv's kernel, so that worker does not
-# wait while the serial worker's first test (the book's) builds the fresh venv the lessons run in.
+# ones go first and the run ends on short tests on every worker (instead of one worker finishing a
+# lesson run alone). The interrupt tests lead: they use this venv's kernel, so those workers do not
+# wait while the first lesson run builds the fresh venv the lessons run in.
 HEAVY_FIRST = (
     "test_interrupts_00_01_04", "test_interrupts_02_03", "test_interrupts_05_07", "test_interrupts_08_09",
     "test_notebooks", "test_lessons_on_class_server", "test_http_versions",

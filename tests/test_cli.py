@@ -189,7 +189,7 @@ def test_lab_and_test_install_only_when_pyproject_changed(tmp_path, monkeypatch)
     ran.clear()
     assert entry.main(["test", "-k", "x"]) == 0  # the test tools are another stamp
     assert [cmd for cmd in ran if "-e" in cmd] == [[str(python), "-m", "pip", "install", "-e", ".[lab,test]"]]
-    assert ran[-1][1:] == ["-m", "pytest", "-n", "2", "--dist", "loadgroup", "--durations=25", "-k", "x"]
+    assert ran[-1][1:] == ["-m", "pytest", "-n", "4", "--dist", "loadgroup", "--durations=25", "-k", "x"]
 
 
 def test_python_m_labkit_lab_outside_a_checkout_says_so(tmp_path, monkeypatch):
