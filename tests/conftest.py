@@ -85,6 +85,9 @@ def make_lab(tmp_path):
 # `make test` runs `-n 4 --dist loadgroup`. Tests that are timing-sensitive (the emulator's delays,
 # browsers) or heavy (hundreds of connections, clusters of processes, two kernels at once) share the
 # xdist group "serial": they run one after another on one worker, never two of them side by side.
+# They do run beside the three other workers' tests (four workers on two cores: the suite mostly
+# waits), so none of them may depend on the machine being idle: they assert counts, order and
+# content, and any deadline they wait on is many times what the step takes.
 SERIAL_MODULES = {
     "test_netem", "test_netem_link", "test_netem_toxics",  # the emulator's delays and stalls
     "test_cluster", "test_cluster_backplane",  # worker processes and redis-server

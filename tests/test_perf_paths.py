@@ -18,6 +18,9 @@ import json
 import socket
 import time
 
+from waiting import wait_until
+
+from labkit.server import guard
 from labkit.server.config import LabConfig
 from labkit.server.guard import GuardedRequestHandler
 from labkit.server.runner import LabServer
@@ -119,11 +122,13 @@ def test_a_late_head_after_a_served_request_still_gets_408():
         assert json.loads(body)["status"] == 408
 
 
-def test_after_a_408_the_server_half_closes_and_reads_what_the_client_still_sends():
+def test_after_a_408_the_server_half_closes_and_reads_what_the_client_still_sends(monkeypatch):
     """RFC 9112 9.6: a server that closed at once would answer the client's further bytes with an
     RST (the kernel resets a socket closed with unread input), which can destroy the 408 before it
     is read. The lab sends the 408, then its FIN, and reads and drops what still comes, so a
-    client that keeps writing (a slow head) reads the whole 408, then the end, and is not reset."""
+    client that keeps writing (a slow head) reads the whole 408, then the end, and is not reset.
+    (The linger is made long here, so a slow machine cannot end it before the client's writes.)"""
+    monkeypatch.setattr(guard, "LINGER_S", 60.0)
     with LabServer(LabConfig(head_timeout=0.5)) as lab:
         with socket.create_connection(("127.0.0.1", lab.port), timeout=WAIT_S) as sock:
             sock.sendall(b"GET /healthz HTTP/1.1\r\nX-Slow: ")
@@ -135,9 +140,22 @@ def test_after_a_408_the_server_half_closes_and_reads_what_the_client_still_send
         assert answer.startswith(b"HTTP/1.1 408") and json.loads(answer.partition(b"\r\n\r\n")[2])
 
 
-def test_after_a_late_bodys_408_the_server_half_closes_and_reads_what_the_client_still_sends():
+def _connection_tasks() -> int:
+    """aiohttp's per-connection tasks alive on the running loop."""
+    return sum(task.get_coro().__qualname__ == "RequestHandler.start" for task in asyncio.all_tasks())
+
+
+async def _count_connection_tasks() -> int:
+    return _connection_tasks()
+
+
+def test_after_a_late_bodys_408_the_server_half_closes_and_reads_what_the_client_still_sends(
+        monkeypatch):
     """The same rule for a body that does not arrive in time: the 408 (saying Connection: close),
-    our FIN, and the rest of the body read and dropped, so the client is not reset."""
+    our FIN, and the rest of the body read and dropped, so the client is not reset. Once the
+    client closes too, the connection is over: its task ends then (aiohttp's own read of an unread
+    body would otherwise hold it up to 10 s for bytes the lab now drops)."""
+    monkeypatch.setattr(guard, "LINGER_S", 60.0)  # only the client's close ends it here
     with LabServer(LabConfig(body_timeout=0.5)) as lab:
         with socket.create_connection(("127.0.0.1", lab.port), timeout=WAIT_S) as sock:
             sock.sendall(b"POST /api/echo HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -147,6 +165,9 @@ def test_after_a_late_bodys_408_the_server_half_closes_and_reads_what_the_client
                 sock.sendall(b"c" * 1000)
                 time.sleep(0.1)
             assert sock.recv(10) == b""  # the clean end of the stream, not ECONNRESET
+            assert lab.call(_count_connection_tasks()) == 1
+        wait_until(lambda: lab.call(_count_connection_tasks()) == 0, 5,
+                   what="the connection's task ended after the client closed")
         head, _, body = answer.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 408") and b"connection: close" in head.lower()
         assert json.loads(body)["detail"] == "The request body did not arrive within 0.5 s."

@@ -1,4 +1,4 @@
-"""The suite's own scheduling: `make test` runs two pytest-xdist workers with `--dist loadgroup`,
+"""The suite's own scheduling: `make test` runs four pytest-xdist workers with `--dist loadgroup`,
 and the timing-sensitive tests (conftest.py's SERIAL_MODULES and SERIAL_TESTS) must run one at a
 time on one worker. xdist marks a grouped test by appending "@<group>" to its node id; a pytest and
 xdist pair that drops the group (pytest-dev/pytest-xdist#1386), or a conftest hook that adds the

@@ -5,7 +5,8 @@ Why: over TCP, jupyter_client picks the kernel's five ports by binding port 0 an
 the kernel binds them a moment later. Any connection opened on the machine in between may be given
 one of them as its own port, and the kernel dies with "Address already in use" (a test run with
 four workers, thousands of loopback connections among them, saw it). Socket files in a folder only
-this user can open have no such race and no port to reach. Windows has no `ipc`: TCP there.
+this user can open have no such race, and no other user can connect to them. Windows has no
+`ipc`: TCP there. (Kernels that JupyterLab or JupyterHub start are theirs, on TCP.)
 """
 
 from __future__ import annotations
@@ -29,10 +30,13 @@ def _ipc(kwargs: dict[str, Any]) -> dict[str, Any]:
     global _folder
     if not IPC:
         return kwargs
+    if kwargs.setdefault("transport", "ipc") != "ipc":
+        return kwargs
     if _folder is None:  # one folder (mode 700) per process, removed when the process ends
-        _folder = tempfile.mkdtemp(prefix="labkit-kernels-")
+        # A socket's path has at most 104 bytes (macOS; 108 on Linux): a long $TMPDIR is skipped.
+        short = len(tempfile.gettempdir()) > 60 and os.path.isdir("/tmp")
+        _folder = tempfile.mkdtemp(prefix="labkit-kernels-", dir="/tmp" if short else None)
         atexit.register(shutil.rmtree, _folder, ignore_errors=True)
-    kwargs.setdefault("transport", "ipc")
     kwargs.setdefault("ip", os.path.join(_folder, uuid.uuid4().hex[:12]))
     return kwargs
 

@@ -27,7 +27,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from aiohttp import web
+from aiohttp import StreamReader, web
 from aiohttp.web_protocol import RequestHandler
 
 from . import hostcheck, problem
@@ -69,7 +69,7 @@ class GuardedRequestHandler(RequestHandler):
     """
 
     __slots__ = ("head_timeout", "write_timeout", "head_timer", "write_timer", "in_flight",
-                 "heads", "head_since", "lingering", "_on_lost", "__weakref__")
+                 "heads", "head_since", "lingering", "lingering_body", "_on_lost", "__weakref__")
 
     def __init__(self, manager, *, head_timeout: float, write_timeout: float, **kwargs):
         super().__init__(manager, **kwargs)
@@ -85,6 +85,8 @@ class GuardedRequestHandler(RequestHandler):
         self._on_lost: Callable[[GuardedRequestHandler], None] | None = None
         self.lingering = False
         """A 408 was sent and our side half-closed: what the client still sends is discarded."""
+        self.lingering_body: StreamReader | None = None
+        """After a late body's 408: that body's stream, ended when the connection is (see linger)."""
 
     def set_on_lost(self, callback: Callable[[GuardedRequestHandler], None]) -> None:
         """Called with this handler when its connection ends (`listen()` frees its slot)."""
@@ -136,16 +138,21 @@ class GuardedRequestHandler(RequestHandler):
         )
         self.linger()
 
-    def linger(self) -> None:
-        """End the connection after a 408 (a late head, or a late body) has been written.
+    def linger(self, body: StreamReader | None = None) -> None:
+        """End the connection after a 408 (a late head, or a late `body`) has been written.
 
         RFC 9112 9.6: a client still sending (its slow head or body is still arriving) would get
         an RST for bytes the server never reads, and an RST can destroy the 408 before the client
         read it. So: our FIN; the client's further bytes are read and dropped until it closes its
-        side, or LINGER_S at most. TLS has no half-close: closed once the 408 is flushed."""
+        side, or LINGER_S at most. TLS has no half-close: closed once the 408 is flushed.
+
+        A late body's stream is ended when the connection is: aiohttp, after the handler, reads
+        what is left of an unread body (its own lingering, up to 10 s) and would otherwise keep
+        the connection's task waiting for bytes that are now dropped."""
         transport = self.transport
         if transport is None or self.lingering:
             return
+        self.lingering_body = body
         if not transport.can_write_eof():
             self.force_close()
             return
@@ -184,6 +191,9 @@ class GuardedRequestHandler(RequestHandler):
                 timer.cancel()
         self.head_timer = self.write_timer = None
         self.head_since = None
+        if self.lingering_body is not None:
+            self.lingering_body.feed_eof()  # aiohttp's read of the rest ends: the connection is gone
+            self.lingering_body = None
         if self._on_lost is not None:
             self._on_lost(self)
         super().connection_lost(exc)
@@ -254,8 +264,8 @@ async def _with_body_deadline(request: web.Request, handler, limit: float):
             await response.prepare(request)
             await response.write_eof()
             protocol = request.protocol
-            if isinstance(protocol, GuardedRequestHandler):
-                protocol.linger()  # the body still arriving is read and dropped, not reset
+            if isinstance(protocol, GuardedRequestHandler):  # (always: serve_app adds both)
+                protocol.linger(request.content)  # the rest of the body is read and dropped
             else:
                 protocol.force_close()
             return response
