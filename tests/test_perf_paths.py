@@ -20,7 +20,7 @@ import time
 
 from waiting import wait_until
 
-from labkit.server import guard
+from labkit.server import listen as serving
 from labkit.server.config import LabConfig
 from labkit.server.guard import GuardedRequestHandler
 from labkit.server.runner import LabServer
@@ -128,7 +128,7 @@ def test_after_a_408_the_server_half_closes_and_reads_what_the_client_still_send
     is read. The lab sends the 408, then its FIN, and reads and drops what still comes, so a
     client that keeps writing (a slow head) reads the whole 408, then the end, and is not reset.
     (The linger is made long here, so a slow machine cannot end it before the client's writes.)"""
-    monkeypatch.setattr(guard, "LINGER_S", 60.0)
+    monkeypatch.setattr(serving, "LINGER_S", 60.0)
     with LabServer(LabConfig(head_timeout=0.5)) as lab:
         with socket.create_connection(("127.0.0.1", lab.port), timeout=WAIT_S) as sock:
             sock.sendall(b"GET /healthz HTTP/1.1\r\nX-Slow: ")
@@ -155,7 +155,7 @@ def test_after_a_late_bodys_408_the_server_half_closes_and_reads_what_the_client
     our FIN, and the rest of the body read and dropped, so the client is not reset. Once the
     client closes too, the connection is over: its task ends then (aiohttp's own read of an unread
     body would otherwise hold it up to 10 s for bytes the lab now drops)."""
-    monkeypatch.setattr(guard, "LINGER_S", 60.0)  # only the client's close ends it here
+    monkeypatch.setattr(serving, "LINGER_S", 60.0)  # only the client's close ends it here
     with LabServer(LabConfig(body_timeout=0.5)) as lab:
         with socket.create_connection(("127.0.0.1", lab.port), timeout=WAIT_S) as sock:
             sock.sendall(b"POST /api/echo HTTP/1.1\r\nHost: 127.0.0.1\r\n"

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from labkit.lessons.duplex import serve_streaming_echo, stop_streaming_echo
-from labkit.server import guard
+from labkit.server import listen
 
 
 def _exchange(port: int, data: bytes) -> bytes:
@@ -71,7 +71,7 @@ def test_a_refused_body_still_arriving_does_not_reset_the_answer(echo, monkeypat
     """After the 403 the server half-closes and drops the rest of the body, so a client still
     sending reads the whole answer and then a clean end, not ECONNRESET (RFC 9112 9.6). (The
     linger is made long here, so a slow machine cannot end it before the client's writes.)"""
-    monkeypatch.setattr(guard, "LINGER_S", 60.0)
+    monkeypatch.setattr(listen, "LINGER_S", 60.0)
     with socket.create_connection(("127.0.0.1", echo.port), timeout=15) as sock:
         sock.sendall(b"POST / HTTP/1.1\r\nHost: evil.example\r\nContent-Length: 100000\r\n\r\nab")
         got = b""

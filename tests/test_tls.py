@@ -106,3 +106,32 @@ def test_a_trusted_ca_file_deleted_later_breaks_no_client(tmp_path, monkeypatch)
     with pytest.raises(ssl.SSLError):
         tls.trust_file(tmp_path / "not-a-ca.pem")
     assert len(tls._trusted_pems) == 1
+
+
+def test_a_tls_lab_at_its_cap_answers_503_over_tls(make_lab, caplog):
+    """A connection over the cap gets the same 503 problem+json over TLS as over plain TCP. TLS
+    has no half-close, so the refusal is flushed and then closed (the refusal once called
+    write_eof on the TLS transport: asyncio logged NotImplementedError and the client got no
+    answer)."""
+    import socket
+
+    lab = make_lab(tls=True, max_connections=2, per_peer_share=1.0)
+    context = tls.client_ssl_context()
+
+    def connection() -> ssl.SSLSocket:
+        return context.wrap_socket(socket.create_connection(("127.0.0.1", lab.port), timeout=10),
+                                   server_hostname="127.0.0.1")
+
+    held = [connection() for _ in range(2)]
+    try:
+        with connection() as extra:
+            answer = b""
+            while chunk := extra.recv(4096):
+                answer += chunk
+    finally:
+        for sock in held:
+            sock.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 503 ") and b"application/problem+json" in head
+    assert b"maximum of 2 connections" in body
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from labkit import _loop
 from labkit.net.wire import WireTap
 from labkit.server.hostcheck import host_allowed
-from labkit.server.listen import Limits, listen
+from labkit.server.listen import Limits, half_close, listen
 
 
 def heartbeat_text(lab) -> str:
@@ -104,23 +104,16 @@ class StreamingEcho(asyncio.Protocol):
         self._linger()
 
     def _linger(self) -> None:
-        """After an error answer, end the connection as the lab's guard does (`guard.LINGER_S`):
-        our FIN, then what the client still sends (the rest of a refused body) is read and dropped
-        until it closes its side. Closing at once would make the kernel answer those bytes with an
-        RST, which can destroy the answer before the client read it (RFC 9112 9.6)."""
-        from labkit.server.guard import LINGER_S
-
+        """After an error answer, end the connection as the lab's guard does (`listen.half_close`):
+        what the client still sends (the rest of a refused body) is read and dropped until it
+        closes its side, so no RST destroys the answer before the client read it."""
         transport = self.transport
         if transport is None or self.ending:
             return
         self.ending = True
         if self.head_timer is not None:
             self.head_timer.cancel()
-        if not transport.can_write_eof():
-            transport.close()
-            return
-        transport.write_eof()
-        self.head_timer = asyncio.get_running_loop().call_later(LINGER_S, transport.close)
+        self.head_timer = half_close(transport, transport.close)
 
     def data_received(self, data: bytes) -> None:
         if self.ending:

@@ -32,13 +32,10 @@ from aiohttp.web_protocol import RequestHandler
 
 from . import hostcheck, problem
 from .config import LabConfig
-from .listen import Limits, Listener, listen
+from .listen import Limits, Listener, half_close, listen
 from .problem import PROBLEM_TYPE, title
 
 log = logging.getLogger("labkit.server")
-
-LINGER_S = 2.0
-"""After a 408 and our half-close, the longest the client's further bytes are read and dropped."""
 
 STOP_TIMEOUT_S = 0.5
 """Seconds a stopping server gives running handlers to finish."""
@@ -143,8 +140,8 @@ class GuardedRequestHandler(RequestHandler):
 
         RFC 9112 9.6: a client still sending (its slow head or body is still arriving) would get
         an RST for bytes the server never reads, and an RST can destroy the 408 before the client
-        read it. So: our FIN; the client's further bytes are read and dropped until it closes its
-        side, or LINGER_S at most. TLS has no half-close: closed once the 408 is flushed.
+        read it. So: `listen.half_close`; the client's further bytes are read and dropped until it
+        closes its side, or `listen.LINGER_S` at most. TLS has no half-close: closed once flushed.
 
         A late body's stream is ended when the connection is: aiohttp, after the handler, reads
         what is left of an unread body (its own lingering, up to 10 s) and would otherwise keep
@@ -153,14 +150,10 @@ class GuardedRequestHandler(RequestHandler):
         if transport is None or self.lingering:
             return
         self.lingering_body = body
-        if not transport.can_write_eof():
-            self.force_close()
-            return
-        transport.write_eof()
         self.lingering = True
         if self.head_timer is not None:
             self.head_timer.cancel()
-        self.head_timer = asyncio.get_running_loop().call_later(LINGER_S, self.force_close)
+        self.head_timer = half_close(transport, self.force_close)
 
     def eof_received(self) -> None:
         if self.lingering:  # the client read the 408 and closed too: the connection is done

@@ -49,6 +49,24 @@ ACCEPT_BATCH = 64
 ACCEPT_BACKOFF_S = (0.05, 1.0)
 """Pause after an out-of-descriptors accept: the first, and the longest (it doubles up to it)."""
 OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+LINGER_S = 2.0
+"""After a final answer (a 408, a refusal) and our half-close, the longest the client's further
+bytes are read and dropped (`half_close`)."""
+
+
+def half_close(transport: asyncio.Transport, close: Callable[[], object],
+               linger_s: float | None = None) -> asyncio.TimerHandle | None:
+    """End a connection whose last answer is written, without resetting a client still sending
+    (RFC 9112 9.6): closing with unread input, or receiving bytes after the close, makes the kernel
+    send an RST, which can destroy the answer before the client read it. So: our FIN now, and
+    `close()` after `linger_s` (LINGER_S) at most; the caller drops what still arrives and calls
+    `close()` itself at the client's EOF. Returns that timer. A transport without half-close (TLS)
+    is closed at once, once its buffer is flushed (`transport.close()`), and None is returned."""
+    if not transport.can_write_eof():
+        transport.close()
+        return None
+    transport.write_eof()
+    return asyncio.get_running_loop().call_later(LINGER_S if linger_s is None else linger_s, close)
 
 
 @dataclass(frozen=True)
@@ -147,12 +165,11 @@ class _Refused(asyncio.Protocol):
             return
         try:
             transport.write(self.refusal)
-            transport.write_eof()
+            # closing at once could reset a request still on its way in before the peer read the
+            # 503; a refused connection lingers 1 s at most (there may be many at once)
+            self.closer = half_close(transport, transport.abort, linger_s=1.0)
         except OSError:  # the peer is gone already
             transport.abort()
-            return
-        # Closing at once could reset a request still on its way in before the peer read the 503.
-        self.closer = asyncio.get_running_loop().call_later(1.0, transport.abort)
 
     def data_received(self, data: bytes) -> None:
         pass  # the request is not served; its bytes are read and dropped
