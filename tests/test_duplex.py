@@ -84,3 +84,24 @@ def test_the_heartbeat_sentence_is_the_labs_own_or_says_it_is_the_default(lab, m
                      personal=False)
     said = heartbeat_text(joined)
     assert f"**{LabConfig().ws_heartbeat:g} s** by default" in said and "ws_heartbeat" in said
+
+
+def test_lesson_02s_lab_compression_memory_uses_the_window_the_lab_negotiates(lab):
+    """The lab's side of a compressed socket, as lesson 02 prints it, is computed with the window
+    the lab really answers in its handshake (`server_max_window_bits`), not a constant of its own."""
+    import asyncio
+
+    from websockets.asyncio.client import connect
+
+    from labkit.lessons.duplex import lab_compression_memory
+    from labkit.net.wire import deflate_memory
+
+    async def negotiated() -> str:
+        async with connect(f"{lab.ws_url}/ws/echo", compression="deflate") as ws:
+            return ws.response.headers["Sec-WebSocket-Extensions"]
+
+    extension = asyncio.run(negotiated())
+    bits = int(extension.split("server_max_window_bits=")[1].split(";")[0])
+    ours = lab_compression_memory()
+    assert ours["window_bytes"] == 1 << bits
+    assert ours["bytes"] < deflate_memory()["per_connection_bytes"]  # less than zlib's defaults

@@ -49,6 +49,20 @@ def heartbeat_text(lab) -> str:
             "ws_heartbeat=S`)")
 
 
+def lab_compression_memory() -> dict:
+    """What the lab server holds for one compressed WebSocket, by zlib's own formulas
+    (`wire.deflate_memory`, a model): its compressor, with the window it negotiates
+    (`server_max_window_bits`) and its memLevel, and its decompressor, with the 32 KiB window
+    clients compress with. Keys: window_bytes, mem_level, decompressor_window_bytes, bytes."""
+    from labkit.net.wire import deflate_memory
+    from labkit.server.websocket import DEFLATE_MEM_LEVEL, DEFLATE_WINDOW_BITS
+
+    compressor = deflate_memory(DEFLATE_WINDOW_BITS, DEFLATE_MEM_LEVEL)["compressor_bytes"]
+    decompressor = deflate_memory(15)["decompressor_bytes"]
+    return {"window_bytes": 1 << DEFLATE_WINDOW_BITS, "mem_level": DEFLATE_MEM_LEVEL,
+            "decompressor_window_bytes": 1 << 15, "bytes": compressor + decompressor}
+
+
 STREAM_MAX_BODY = 16 * 1024 * 1024
 """Largest request body `StreamingEcho` echoes; a longer one ends the connection."""
 
