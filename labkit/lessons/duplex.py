@@ -35,18 +35,22 @@ from labkit.server.listen import Limits, half_close, listen
 
 
 def heartbeat_text(lab) -> str:
-    """The lab's WebSocket heartbeat, as lesson 02 states it (`MaskCheck` pings only a socket
-    that has been silent for an interval): this kernel's lab knows its own
+    """The lab's WebSocket heartbeat, as lesson 02 states it (`MaskCheck` looks every interval and
+    pings a socket that sent nothing since its last look, so the first ping comes after one to two
+    intervals of silence, then one per interval): this kernel's lab knows its own
     (`lab.config.ws_heartbeat`); a class server joined with `lk.join` does not publish its own, so
     the sentence gives the kit's default and says the instructor may have set another."""
     from labkit.server.config import LabConfig
 
+    def sentence(interval: float) -> str:
+        return (f"a ping after **{interval:g} to {2 * interval:g} s** of silence, then one every "
+                f"**{interval:g} s** while the socket stays silent")
+
     config = getattr(lab, "config", None)
     if config is not None:
-        return f"a ping once a socket has been silent for **{config.ws_heartbeat:g} s**"
-    return (f"a ping once a socket has been silent for **{LabConfig().ws_heartbeat:g} s** by "
-            "default (a class server's instructor may set another: `labkit serve --limit "
-            "ws_heartbeat=S`)")
+        return sentence(config.ws_heartbeat)
+    return (sentence(LabConfig().ws_heartbeat) + " by default (a class server's instructor may "
+            "set another interval: `labkit serve --limit ws_heartbeat=S`)")
 
 
 def lab_compression_memory() -> dict:
